@@ -1,0 +1,54 @@
+"""keras_vgg: the whole VGG family for Keras 3.
+
+Example:
+    >>> import keras_vgg
+    >>> model = keras_vgg.VGG16(include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    >>> model.output_shape
+    (None, 512)
+"""
+
+from keras_vgg.builder import build_vgg
+from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
+from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
+from keras_vgg.models import (
+    VGG11,
+    VGG11LRN,
+    VGG13,
+    VGG16,
+    VGG16C,
+    VGG19,
+    VGGF,
+    VGGM,
+    VGGM128,
+    VGGM1024,
+    VGGM2048,
+    VGGS,
+    get_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VGG11",
+    "VGG11LRN",
+    "VGG13",
+    "VGG16C",
+    "VGG16",
+    "VGG19",
+    "VGGF",
+    "VGGM",
+    "VGGM2048",
+    "VGGM1024",
+    "VGGM128",
+    "VGGS",
+    "build_vgg",
+    "get_model",
+    "list_models",
+    "get_config",
+    "describe",
+    "min_input_size",
+    "CONFIGS",
+    "VGGConfig",
+    "LocalResponseNormalization",
+    "CeilMaxPooling2D",
+]

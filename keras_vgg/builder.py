@@ -1,0 +1,231 @@
+"""One builder for every VGG variant in the config table.
+
+Example:
+    >>> from keras_vgg import build_vgg
+    >>> model = build_vgg("vgg16", include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    >>> model.output_shape
+    (None, 512)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+from keras import layers
+
+from keras_vgg.configs import LRN, Conv, Pool, VGGConfig, get_config, layer_names, min_input_size
+from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
+from keras_vgg.weights import find_weights, load_weights
+
+POOLINGS = (None, "avg", "max")
+
+
+def _error(expected: str, **received) -> ValueError:
+    got = ", ".join(f"{k}={v!r}" for k, v in received.items())
+    return ValueError(f"Expected {expected}. Received: {got}")
+
+
+def resolve_config(variant, batch_norm: bool) -> VGGConfig:
+    """The variant's config, switched to its batch-norm form when asked."""
+    config = get_config(variant)
+    if not isinstance(batch_norm, bool):
+        raise _error("`batch_norm` to be True or False", batch_norm=batch_norm)
+    if batch_norm and not config.batch_norm:
+        if not config.supports_batch_norm:
+            raise _error(
+                "`batch_norm=True` only for the variants without LRN (A, B, C, D, E: "
+                f"vgg11, vgg13, vgg16c, vgg16, vgg19); {config.name} uses LRN",
+                batch_norm=batch_norm,
+            )
+        config = config.with_batch_norm()
+    return config
+
+
+def _validate_weights(weights, config, include_top, classes, classifier_activation):
+    if weights is None:
+        return
+    if weights == "imagenet":
+        find_weights(config.name, include_top)
+        if include_top and classes != 1000:
+            raise _error(
+                "`classes=1000` with `weights='imagenet'` and `include_top=True`", classes=classes
+            )
+        activation = keras.activations.get(classifier_activation)
+        if include_top and activation not in (
+            keras.activations.get("softmax"),
+            keras.activations.get(None),
+        ):
+            raise _error(
+                "`classifier_activation` None or 'softmax' with pretrained weights",
+                classifier_activation=classifier_activation,
+            )
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise _error("`weights` to be None, 'imagenet' or a path to a weights file", weights=weights)
+    if not os.path.isfile(weights):
+        raise _error(
+            "`weights` to be None, 'imagenet' or the path of an existing weights file",
+            weights=os.fspath(weights),
+        )
+
+
+def _validate_input_shape(input_shape, config, include_top, weights):
+    """Check (H, W, C) against the variant's geometry; return it as a tuple."""
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or not all(d is None or (isinstance(d, int) and d > 0) for d in input_shape)
+        or input_shape[2] is None
+    ):
+        raise _error(
+            "`input_shape` to be a tuple (height, width, channels) of positive ints "
+            "(height/width may be None when include_top=False)",
+            input_shape=input_shape,
+        )
+    height, width, channels = input_shape
+    if weights == "imagenet" and channels != 3:
+        raise _error("3 channels with pretrained weights (`weights='imagenet'`)", input_shape=input_shape)
+    if include_top:
+        if height is None or width is None:
+            raise _error(
+                "a fixed `input_shape` (height, width, channels) when include_top=True, "
+                "because the FC layers need a fixed size; use include_top=False for any size",
+                input_shape=input_shape,
+            )
+        size = config.default_size
+        if weights == "imagenet" and (height, width) != (size, size):
+            raise _error(
+                f"`input_shape=({size}, {size}, 3)` with include_top=True and weights='imagenet'",
+                input_shape=input_shape,
+            )
+    minimum = min_input_size(config)
+    if any(d is not None and d < minimum for d in (height, width)):
+        raise _error(
+            f"`input_shape` at least {minimum}x{minimum} for {config.name} (smaller inputs leave "
+            "a layer with an empty output)",
+            input_shape=input_shape,
+        )
+    return tuple(input_shape)
+
+
+def _conv_block(x, conv: Conv, name: str, batch_norm: bool):
+    if conv.stride == 1 and 2 * conv.pad == conv.kernel - 1:
+        padding = "same"
+    else:
+        padding = "valid"
+        if conv.pad:  # symmetric zero padding, as Caffe/PyTorch (Keras "same" is asymmetric)
+            x = layers.ZeroPadding2D(conv.pad, name=f"{name}_pad")(x)
+    activation = None if batch_norm else "relu"
+    x = layers.Conv2D(
+        conv.filters, conv.kernel, strides=conv.stride, padding=padding,
+        activation=activation, name=name,
+    )(x)
+    if batch_norm:  # torchvision's *_bn: conv (with bias) -> BN -> ReLU; its eps and momentum
+        x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
+        x = layers.Activation("relu", name=f"{name}_relu")(x)
+    return x
+
+
+def build_vgg(
+    variant,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    batch_norm=False,
+    dropout=0.5,
+):
+    """Build any VGG variant as a Keras Functional model.
+
+    Args:
+        variant: a name from ``list_models()`` (``"vgg16"``, ``"vgg16_bn"``, ``"vgg_m_2048"``),
+            a paper name (``"D"``, ``"A-LRN"``) or a ``VGGConfig``.
+        include_top: keep the three FC layers (flatten, fc1, fc2, predictions).
+        weights: None, ``"imagenet"`` (where published) or a path to a Keras weights file.
+        input_tensor: optional Keras tensor to use as the model's input.
+        input_shape: (height, width, channels); default (224, 224, 3) with the top and
+            (None, None, 3) without.
+        pooling: with include_top=False, None (4D output), ``"avg"`` or ``"max"`` (2D output).
+        classes: number of classes of the top layer.
+        classifier_activation: activation of the top layer (None gives logits).
+        name: model name; defaults to the variant's name.
+        batch_norm: add a BatchNormalization after every conv (A-E only).
+        dropout: rate of the Dropout after fc1 and fc2 (0.5 in the papers; 0 for none).
+
+    Returns:
+        A ``keras.Model``.
+
+    Example:
+        >>> model = build_vgg("vgg_m", input_shape=(64, 64, 3), classes=10)
+        >>> model.get_layer("fc1").input.shape
+        (None, 1, 1, 512)
+    """
+    config = resolve_config(variant, batch_norm)
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_vgg builds channels_last models. Expected "
+            "keras.config.image_data_format() == 'channels_last'. "
+            f"Received: {keras.config.image_data_format()!r}"
+        )
+    if not isinstance(include_top, bool):
+        raise _error("`include_top` to be True or False", include_top=include_top)
+    if pooling not in POOLINGS:
+        raise _error("`pooling` to be None, 'avg' or 'max'", pooling=pooling)
+    if include_top and pooling is not None:
+        raise _error("`pooling=None` when include_top=True (pooling applies to headless models)",
+                     pooling=pooling)
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise _error("`classes` to be a positive int", classes=classes)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise _error("`dropout` to be a rate in [0, 1)", dropout=dropout)
+    _validate_weights(weights, config, include_top, classes, classifier_activation)
+
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise _error("`input_tensor` to be a Keras tensor (from keras.Input or a layer)",
+                         input_tensor=input_tensor)
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise _error("`input_shape` to match `input_tensor`'s shape " f"{tensor_shape}",
+                         input_shape=input_shape)
+        input_shape = tensor_shape
+    elif input_shape is None:
+        size = config.default_size if include_top else None
+        input_shape = (size, size, 3)
+    input_shape = _validate_input_shape(input_shape, config, include_top, weights)
+    inputs = keras.Input(shape=input_shape) if input_tensor is None else input_tensor
+
+    x = inputs
+    for layer_name, layer in layer_names(config):
+        if isinstance(layer, Conv):
+            x = _conv_block(x, layer, layer_name, config.batch_norm)
+        elif isinstance(layer, LRN):
+            x = LocalResponseNormalization(**dataclasses.asdict(layer), name=layer_name)(x)
+        elif isinstance(layer, Pool) and layer.ceil:
+            x = CeilMaxPooling2D(layer.size, layer.stride, name=layer_name)(x)
+        else:
+            x = layers.MaxPooling2D(layer.size, layer.stride, name=layer_name)(x)
+
+    if include_top:
+        x = layers.Flatten(name="flatten")(x)
+        for i, units in enumerate(config.fc_units, start=1):
+            x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+            if dropout:
+                x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    model_inputs = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor)
+    model = keras.Model(model_inputs, x, name=name or config.name)
+    if weights is not None:
+        load_weights(model, weights, config.name, include_top)
+    return model

@@ -1,0 +1,128 @@
+"""Custom layers of the VGG family, registered for safe `.keras` loading.
+
+Example:
+    >>> import numpy as np
+    >>> from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
+    >>> x = np.random.rand(1, 54, 54, 8).astype("float32")
+    >>> CeilMaxPooling2D(3, 2)(LocalResponseNormalization()(x)).shape
+    TensorShape([1, 27, 27, 8])
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PACKAGE = "keras_vgg"
+
+
+def local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75):
+    """Backend-independent LRN over the last axis, TensorFlow's formula.
+
+    ``out = x / (bias + alpha * sum(x[..., c-r:c+r+1] ** 2)) ** beta``
+    """
+    channels = x.shape[-1]
+    squared = ops.square(x)
+    pad = [[0, 0]] * (len(x.shape) - 1) + [[depth_radius, depth_radius]]
+    squared = ops.pad(squared, pad)
+    window_sum = sum(squared[..., i : i + channels] for i in range(2 * depth_radius + 1))
+    return x / ops.power(bias + alpha * window_sum, beta)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalisation across channels (Krizhevsky et al. 2012).
+
+    Same arguments and result as ``tf.nn.local_response_normalization``; on the
+    TensorFlow backend it calls that op, so TFLite converts it to its builtin
+    ``LOCAL_RESPONSE_NORMALIZATION``. Caffe's ``local_size=5, alpha=5e-4`` is
+    ``depth_radius=2, alpha=1e-4`` here (Caffe divides alpha by the window size).
+
+    Args:
+        depth_radius: half-width of the channel window (window = 2r + 1).
+        bias: the additive constant ``k``.
+        alpha: scale of the squared sum, per element.
+        beta: exponent.
+    """
+
+    def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(depth_radius, int) or depth_radius < 0:
+            raise ValueError(
+                f"Expected `depth_radius` to be a non-negative int. Received: depth_radius={depth_radius!r}"
+            )
+        self.depth_radius = depth_radius
+        self.bias = float(bias)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def call(self, inputs):
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.nn.local_response_normalization(
+                inputs, self.depth_radius, self.bias, self.alpha, self.beta
+            )
+        return local_response_normalization(
+            inputs, self.depth_radius, self.bias, self.alpha, self.beta
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CeilMaxPooling2D(keras.layers.Layer):
+    """Max pooling that rounds the output size up, as Caffe and MatConvNet do.
+
+    Output size is ``ceil((size - pool_size) / strides) + 1``: the last window may
+    hang over the bottom/right edge and then pools only the pixels it covers.
+    Implemented as a pad of ``strides - 1`` pixels at the bottom/right with the
+    input's minimum (so padding never wins a max, for any sign of input) and a
+    "valid" max pool: two TFLite builtins, no Lambda. Valid for
+    ``pool_size >= strides`` (every VGG-F/M/S pool); channels_last.
+
+    Args:
+        pool_size: window size (int).
+        strides: step (int); defaults to ``pool_size``.
+    """
+
+    def __init__(self, pool_size=2, strides=None, **kwargs):
+        super().__init__(**kwargs)
+        strides = pool_size if strides is None else strides
+        for arg, value in (("pool_size", pool_size), ("strides", strides)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Expected `{arg}` to be a positive int. Received: {arg}={value!r}")
+        if pool_size < strides:
+            raise ValueError(
+                "Expected `pool_size >= strides` (windows that overlap or touch). "
+                f"Received: pool_size={pool_size}, strides={strides}"
+            )
+        self.pool_size = pool_size
+        self.strides = strides
+
+    def call(self, inputs):
+        extra = self.strides - 1
+        if extra:
+            inputs = ops.pad(
+                inputs, [[0, 0], [0, extra], [0, extra], [0, 0]], constant_values=ops.min(inputs)
+            )
+        return ops.max_pool(inputs, self.pool_size, self.strides, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        def size(n):
+            return None if n is None else (n + self.strides - 1 - self.pool_size) // self.strides + 1
+
+        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}

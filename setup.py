@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-vgg",
+    version="0.1.0",
+    description="The whole VGG family (VGG11-19, A-LRN, C, VGG-F/M/S, BN forms) for Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_vgg", "keras_vgg.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3",
+        "tensorflow-datasets",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=7", "h5py"]},
+    entry_points={"console_scripts": ["keras-vgg=keras_vgg.cli:main"]},
+    license="Apache-2.0",
+)
