@@ -198,24 +198,24 @@ def list_models() -> list[str]:
     return list(CONFIGS)
 
 
-def get_config(name: Union[str, VGGConfig]) -> VGGConfig:
+def get_config(variant: Union[str, VGGConfig]) -> VGGConfig:
     """The config for a name, alias (``"D"``, ``"vgg-f"``) or a config itself.
 
     Raises:
         ValueError: for an unknown name, listing the valid ones.
     """
-    if isinstance(name, VGGConfig):
-        return name
-    if not isinstance(name, str):
+    if isinstance(variant, VGGConfig):
+        return variant
+    if not isinstance(variant, str):
         raise ValueError(
-            f"Expected `name` to be a variant name or a VGGConfig. Received: name={name!r}"
+            f"Expected `variant` to be a variant name or a VGGConfig. Received: variant={variant!r}"
         )
-    key = name.strip().lower()
+    key = variant.strip().lower()
     key = ALIASES.get(key, key)
     if key not in CONFIGS:
         raise ValueError(
             f"Unknown VGG variant. Expected one of {list_models()} (or a paper name such as "
-            f"'D' or 'M-2048'). Received: name={name!r}"
+            f"'D' or 'M-2048'). Received: variant={variant!r}"
         )
     return CONFIGS[key]
 

@@ -109,7 +109,7 @@ BUILDERS = {
 }
 
 
-def get_model(name, **kwargs):
+def get_model(variant, **kwargs):
     """Build a variant by name (``"vgg16"``, ``"vgg16_bn"``, ``"D"``, ``"VGGM"``, ...).
 
     Keyword arguments are those of :func:`build_vgg`.
@@ -118,6 +118,6 @@ def get_model(name, **kwargs):
         >>> get_model("vgg_s", include_top=False, input_shape=(64, 64, 3)).output_shape
         (None, 1, 1, 512)
     """
-    if isinstance(name, str) and name in BUILDERS:
-        return BUILDERS[name](**kwargs)
-    return build_vgg(name, **kwargs)
+    if isinstance(variant, str) and variant in BUILDERS:
+        return BUILDERS[variant](**kwargs)
+    return build_vgg(variant, **kwargs)

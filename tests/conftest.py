@@ -1,0 +1,30 @@
+"""Shared fixtures: nothing downloads, and each test starts with a fresh Keras session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: builds full 224x224 models (a few seconds each)")
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Any call of keras.utils.get_file fails loudly: tests never touch the network."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a test tried to download: get_file{args}")
+
+    monkeypatch.setattr(keras.utils, "get_file", refuse)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", refuse)
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def fresh_session():
+    yield
+    keras.backend.clear_session()

@@ -1,0 +1,222 @@
+"""Built Keras models: sizes, names, keras.applications compatibility, serialisation."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_vgg
+from keras_vgg import build_vgg, describe, get_model, list_models
+from keras_vgg.models import BUILDERS
+
+from test_configs import FAST_NET_POOLS, PARAMS
+
+SMALL = (64, 64, 3)
+
+
+def images(n=2, shape=SMALL, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n,) + shape).astype("float32")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_keras_counts_params_at_224(name):
+    with_top, headless = PARAMS[name]
+    assert build_vgg(name).count_params() == with_top
+    keras.backend.clear_session()
+    assert build_vgg(name, include_top=False).count_params() == headless
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_layer_shapes_match_table_walk(name):
+    model = build_vgg(name, input_shape=SMALL, classes=10)
+    for row in describe(name, SMALL, classes=10).layers:
+        assert model.get_layer(row.name).output.shape[1:] == row.output_shape, row.name
+        # The table counts a conv's BN with the conv; Keras has it in `{conv}_bn`.
+        keras_params = sum(l.count_params() for l in model.layers
+                           if l.name == row.name or l.name.startswith(row.name + "_"))
+        assert keras_params == row.params, row.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(FAST_NET_POOLS))
+def test_fast_nets_at_224_fc6_sees_6x6(name):
+    pools, fc6 = FAST_NET_POOLS[name]
+    model = build_vgg(name, include_top=False, input_shape=(224, 224, 3))
+    assert {k: model.get_layer(k).output.shape[1] for k in pools} == pools
+    assert tuple(model.output.shape[1:]) == fc6
+
+
+KERAS_APPS = {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19}
+
+
+def weight_layout(model):
+    return [(w.path, tuple(w.shape)) for w in model.weights]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(KERAS_APPS))
+def test_layer_names_and_weight_shapes_equal_keras_applications(name):
+    theirs = KERAS_APPS[name](weights=None)
+    ours = build_vgg(name, dropout=0)
+    assert [l.name for l in ours.layers[1:]] == [l.name for l in theirs.layers[1:]]
+    assert weight_layout(ours) == weight_layout(theirs)
+    # With the papers' dropout the extra layers carry no weights: same weight layout.
+    with_dropout = build_vgg(name)
+    assert weight_layout(with_dropout) == weight_layout(theirs)
+    assert [l.name for l in with_dropout.layers if "dropout" not in l.name][1:] == [
+        l.name for l in theirs.layers[1:]
+    ]
+
+
+@pytest.mark.parametrize("name", list(KERAS_APPS))
+@pytest.mark.parametrize("suffix", [".h5", ".weights.h5"])
+@pytest.mark.parametrize("include_top", [True, False])
+def test_keras_applications_weights_load_unchanged(tmp_path, name, suffix, include_top):
+    kwargs = dict(include_top=include_top, input_shape=(32, 32, 3))
+    if include_top:
+        kwargs["classes"] = 10
+    theirs = KERAS_APPS[name](weights=None, **kwargs)
+    path = tmp_path / f"{name}{suffix}"
+    if suffix == ".h5":  # the format of Keras's published files (legacy HDF5, by topology)
+        theirs.save(path)
+    else:
+        theirs.save_weights(path)
+    ours = build_vgg(name, weights=str(path), **kwargs)
+    x = images(shape=(32, 32, 3))
+    np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_keras_file_round_trip_safe_mode(tmp_path, name):
+    model = build_vgg(name, input_shape=SMALL, classes=10)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = images()
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-7)
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_config_round_trip(name):
+    model = build_vgg(name, include_top=False, input_shape=SMALL, pooling="avg")
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    assert clone.get_config() == model.get_config()
+    x = images()
+    np.testing.assert_allclose(clone(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_headless_pooling_gives_n_by_channels(name, pooling):
+    model = build_vgg(name, include_top=False, input_shape=SMALL, pooling=pooling)
+    channels = describe(name, SMALL, include_top=False).fc6_input[-1]
+    assert model(images(3)).shape == (3, channels)
+
+
+def test_headless_default_accepts_any_size():
+    model = keras_vgg.VGG16(include_top=False)
+    assert model.input_shape == (None, None, None, 3)
+    assert model(images(1, (48, 80, 3))).shape == (1, 1, 2, 512)
+
+
+def test_batch_norm_form_layers():
+    model = keras_vgg.VGG11(batch_norm=True, include_top=False, input_shape=SMALL)
+    assert model.name == "vgg11_bn"
+    names = [l.name for l in model.layers]
+    assert names[1:4] == ["block1_conv1", "block1_conv1_bn", "block1_conv1_relu"]
+    bn = model.get_layer("block1_conv1_bn")
+    assert (bn.epsilon, bn.momentum) == (1e-5, 0.9)  # torchvision's
+    # The BN stays in inference mode when called with training=False.
+    x = images()
+    np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+
+
+def test_dropout_layers_and_rate():
+    model = keras_vgg.VGG16(input_shape=(32, 32, 3), classes=10)
+    assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == [0.5, 0.5]
+    assert [l.name for l in model.layers[-5:]] == ["fc1", "fc1_dropout", "fc2", "fc2_dropout",
+                                                   "predictions"]
+    model = keras_vgg.VGG16(input_shape=(32, 32, 3), classes=10, dropout=0.2)
+    assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == [0.2, 0.2]
+    model = keras_vgg.VGG16(input_shape=(32, 32, 3), classes=10, dropout=0)
+    assert not any(isinstance(l, keras.layers.Dropout) for l in model.layers)
+
+
+def test_vgg_m_conv2_pads_symmetrically():
+    model = keras_vgg.VGGM(include_top=False, input_shape=(224, 224, 3))
+    assert model.get_layer("block2_conv1_pad").padding == ((1, 1), (1, 1))
+    assert model.get_layer("block2_conv1").output.shape[1:3] == (26, 26)
+
+
+def test_lrn_placement():
+    model = keras_vgg.VGG11LRN(include_top=False, input_shape=SMALL)
+    assert [l.name for l in model.layers[1:4]] == ["block1_conv1", "block1_lrn", "block1_pool"]
+    model = keras_vgg.VGGS(include_top=False, input_shape=SMALL)
+    assert [l.name for l in model.layers if "lrn" in l.name] == ["block1_lrn"]
+
+
+def test_input_tensor_and_classifier_activation():
+    inputs = keras.Input((32, 32, 3))
+    model = keras_vgg.VGG13(input_tensor=inputs, classes=7, classifier_activation=None)
+    assert model.inputs[0] is inputs
+    logits = model(images(2, (32, 32, 3)))
+    assert logits.shape == (2, 7)
+    assert not np.allclose(np.sum(logits, axis=-1), 1.0)
+    probs = keras_vgg.VGG13(input_shape=(32, 32, 3), classes=7)(images(2, (32, 32, 3)))
+    np.testing.assert_allclose(np.sum(probs, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_nested_input_tensor_uses_source_inputs():
+    inputs = keras.Input((32, 32, 3))
+    scaled = keras.layers.Rescaling(1.0)(inputs)
+    model = keras_vgg.VGG11(input_tensor=scaled, include_top=False)
+    assert model.inputs[0] is inputs
+
+
+def test_builders_registry_and_all_agree():
+    public = {"VGG11", "VGG11LRN", "VGG13", "VGG16C", "VGG16", "VGG19", "VGGF", "VGGM", "VGGS",
+              "VGGM2048", "VGGM1024", "VGGM128"}
+    assert set(BUILDERS) == public
+    assert public <= set(keras_vgg.__all__)
+    assert all(hasattr(keras_vgg, n) for n in keras_vgg.__all__)
+    built = {BUILDERS[n](include_top=False, input_shape=SMALL).name for n in public}
+    assert built == {n for n in list_models() if not n.endswith("_bn")}
+    assert get_model("VGGS", include_top=False, input_shape=SMALL).name == "vgg_s"
+    assert get_model("D-BN", include_top=False, input_shape=SMALL).name == "vgg16_bn"
+    for name, builder in BUILDERS.items():
+        assert builder.__name__ == name and "Example:" in builder.__doc__
+
+
+def test_imagenet_weights_use_keras_file_and_hash(monkeypatch, tmp_path):
+    """The real weights="imagenet" path, with get_file returning a file made here."""
+    source = keras.applications.VGG16(weights=None, include_top=False)
+    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    source.save(path)
+    calls = []
+
+    def fake_get_file(fname, origin, cache_subdir, file_hash):
+        calls.append((fname, origin, cache_subdir, file_hash))
+        return str(path)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    ours = keras_vgg.VGG16(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+    assert calls == [(
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "models",
+        "6d6bbae143d832006294945121d1f1fc",
+    )]
+    for a, b in zip(ours.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weights_file_that_does_not_fit_is_a_clear_error(tmp_path):
+    path = tmp_path / "vgg11.weights.h5"
+    keras_vgg.VGG11(include_top=False, input_shape=SMALL).save_weights(path)
+    with pytest.raises(ValueError, match="weights="):
+        keras_vgg.VGG16(include_top=False, input_shape=SMALL, weights=str(path))
