@@ -1,0 +1,49 @@
+"""The keras-vgg command."""
+
+import subprocess
+import sys
+
+import pytest
+
+from keras_vgg import cli, list_models
+
+
+def test_list_prints_every_variant_with_figures(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:] if line.startswith("vgg")}
+    assert list(rows) == list_models()
+    assert rows["vgg16"][1:6] == ["D", "138,357,544", "14,714,688", "30.94", "7x7x512"]
+    assert rows["vgg19"][2:4] == ["143,667,240", "20,024,384"]
+    assert rows["vgg_f"][5] == "6x6x256"
+    assert rows["vgg_m_2048"][1:3] == ["M-2048", "92,469,864"]
+
+
+def test_summary_builds_the_model(capsys):
+    assert cli.main(["summary", "vgg_s", "--input-shape", "64,64,3", "--no-top"]) == 0
+    out = capsys.readouterr().out
+    assert "block1_lrn" in out and "6,528,640" in out
+
+
+def test_summary_batch_norm(capsys):
+    assert cli.main(["summary", "vgg11", "--input-shape", "32,32,3", "--no-top",
+                     "--batch-norm"]) == 0
+    assert "block1_conv1_bn" in capsys.readouterr().out
+
+
+def test_summary_bad_inputs_exit_2(capsys):
+    assert cli.main(["summary", "vgg16", "--input-shape", "16,16,3", "--no-top"]) == 2
+    assert "input_shape" in capsys.readouterr().err
+    assert cli.main(["summary", "vgg99"]) == 2
+    assert "variant='vgg99'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["summary", "vgg16", "--input-shape", "64x64"])
+    assert info.value.code == 2
+    assert "H,W,C" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "keras_vgg.cli", "list"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0
+    assert "vgg19_bn" in result.stdout
