@@ -10,10 +10,16 @@ Example:
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 from keras import ops
 
 PACKAGE = "keras_vgg"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75):
@@ -47,11 +53,11 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(depth_radius, int) or depth_radius < 0:
+        if not _is_int(depth_radius) or depth_radius < 0:
             raise ValueError(
                 f"Expected `depth_radius` to be a non-negative int. Received: depth_radius={depth_radius!r}"
             )
-        self.depth_radius = depth_radius
+        self.depth_radius = int(depth_radius)
         self.bias = float(bias)
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -100,15 +106,15 @@ class CeilMaxPooling2D(keras.layers.Layer):
         super().__init__(**kwargs)
         strides = pool_size if strides is None else strides
         for arg, value in (("pool_size", pool_size), ("strides", strides)):
-            if not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"Expected `{arg}` to be a positive int. Received: {arg}={value!r}")
         if pool_size < strides:
             raise ValueError(
                 "Expected `pool_size >= strides` (windows that overlap or touch). "
                 f"Received: pool_size={pool_size}, strides={strides}"
             )
-        self.pool_size = pool_size
-        self.strides = strides
+        self.pool_size = int(pool_size)
+        self.strides = int(strides)
 
     def call(self, inputs):
         extra = self.strides - 1

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import keras
@@ -94,5 +95,14 @@ def load_weights(model: keras.Model, weights: str | os.PathLike, variant: str, i
     except ValueError as error:
         raise ValueError(
             f"The weights file does not fit {model.name} ({variant}, include_top={include_top}): "
-            f"{error} Received: weights={os.fspath(weights)!r}"
+            f"{_short_reason(str(error))}. Received: weights={os.fspath(weights)!r}"
         ) from error
+
+
+def _short_reason(message: str) -> str:
+    """Keras's load error without the dump of variable values: layer name and both shapes."""
+    layer = re.search(r"object <\w+ name=([\w.-]+)", message)
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", message)
+    if layer and shapes:
+        return f"layer {layer.group(1)} has shape {shapes.group(1)}, the file {shapes.group(2)}"
+    return message.split("\n")[0][:300]

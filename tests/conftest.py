@@ -8,9 +8,6 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: builds full 224x224 models (a few seconds each)")
-
 
 @pytest.fixture(autouse=True)
 def no_downloads(monkeypatch):

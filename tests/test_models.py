@@ -215,8 +215,15 @@ def test_imagenet_weights_use_keras_file_and_hash(monkeypatch, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore:Skipping nested container")
 def test_weights_file_that_does_not_fit_is_a_clear_error(tmp_path):
     path = tmp_path / "vgg11.weights.h5"
-    keras_vgg.VGG11(include_top=False, input_shape=SMALL).save_weights(path)
+    keras_vgg.VGG11(input_shape=(32, 32, 3), classes=10).save_weights(path)
+    with pytest.raises(ValueError) as info:
+        keras_vgg.VGG11(input_shape=(32, 32, 3), classes=12, weights=str(path))
+    assert str(info.value) == (
+        "The weights file does not fit vgg11 (vgg11, include_top=True): layer predictions has "
+        f"shape (4096, 12), the file (4096, 10). Received: weights={str(path)!r}"
+    )
     with pytest.raises(ValueError, match="weights="):
         keras_vgg.VGG16(include_top=False, input_shape=SMALL, weights=str(path))
