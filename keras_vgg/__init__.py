@@ -9,6 +9,7 @@ Example:
 
 from keras_vgg.builder import build_vgg
 from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
+from keras_vgg.features import block_outputs, feature_extractor, to_dense
 from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
 from keras_vgg.models import (
     VGG11,
@@ -47,6 +48,9 @@ __all__ = [
     "get_config",
     "describe",
     "min_input_size",
+    "feature_extractor",
+    "block_outputs",
+    "to_dense",
     "CONFIGS",
     "VGGConfig",
     "LocalResponseNormalization",

@@ -8,7 +8,6 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 
-
 @pytest.fixture(autouse=True)
 def no_downloads(monkeypatch):
     """Any call of keras.utils.get_file fails loudly: tests never touch the network."""

@@ -1,0 +1,148 @@
+"""Feature extraction: multi-output models by layer name, and the paper's dense evaluation.
+
+Example:
+    >>> from keras_vgg import VGG16
+    >>> from keras_vgg.features import feature_extractor, to_dense
+    >>> extractor = feature_extractor(VGG16(include_top=False, input_shape=(64, 64, 3)))
+    >>> [tuple(o.shape[1:]) for o in extractor.outputs][-1]
+    (2, 2, 512)
+    >>> dense = to_dense(VGG16(input_shape=(32, 32, 3), classes=10))
+    >>> dense.output_shape
+    (None, None, None, 10)
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+
+from keras_vgg.builder import build_vgg
+
+_BLOCK = re.compile(r"block(\d+)_")
+
+
+def block_outputs(model: keras.Model) -> list[str]:
+    """Name of the last layer of each ``block{i}_`` in ``model`` (its five block outputs)."""
+    last = {}
+    for layer in model.layers:
+        match = _BLOCK.match(layer.name)
+        if match:
+            last[int(match.group(1))] = layer.name
+    return [last[i] for i in sorted(last)]
+
+
+def _find_base(model: keras.Model, names: list[str]) -> keras.Model:
+    """``model`` itself, or the nested model (e.g. a fine-tuned model's base) holding ``names``."""
+    own = {layer.name for layer in model.layers}
+    if all(name in own for name in names):
+        return model
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            try:
+                return _find_base(layer, names)
+            except ValueError:
+                continue
+    raise ValueError(
+        f"Expected `layers` to name layers of {model.name} or of a model nested in it. "
+        f"Received: layers={names}"
+    )
+
+
+def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model:
+    """A model returning the outputs of the named layers, for perceptual/style losses or Grad-CAM.
+
+    Args:
+        model_or_name: a keras_vgg model, a model holding one (e.g. a fine-tuned model whose base
+            is a nested VGG), or a variant name (built with ``include_top=False`` and
+            ``build_kwargs``).
+        layers: layer names; default the output of every block (``block_outputs``).
+        **build_kwargs: passed to ``build_vgg`` when a name is given (``input_shape``, ``weights``).
+
+    Returns:
+        A ``keras.Model`` taking the (nested) VGG's input and returning a list of tensors, in the
+        order of ``layers``. It shares weights with the source model.
+
+    Example:
+        >>> extractor = feature_extractor("vgg19", layers=["block1_conv1", "block4_conv2"],
+        ...                               input_shape=(32, 32, 3))
+        >>> [tuple(o.shape) for o in extractor.outputs]
+        [(None, 32, 32, 64), (None, 4, 4, 512)]
+    """
+    if isinstance(model_or_name, keras.Model):
+        model = model_or_name
+        if build_kwargs:
+            raise ValueError(
+                "Expected no build arguments when a model is given. "
+                f"Received: {sorted(build_kwargs)}"
+            )
+    else:
+        model = build_vgg(model_or_name, **{"include_top": False, **build_kwargs})
+    if layers is None:
+        base = model if block_outputs(model) else _find_base_with_blocks(model)
+        layers = block_outputs(base)
+    else:
+        if isinstance(layers, str) or not layers:
+            raise ValueError(
+                f"Expected `layers` to be a non-empty list of layer names. Received: layers={layers!r}"
+            )
+        layers = list(layers)
+        base = _find_base(model, layers)
+    outputs = [base.get_layer(name).output for name in layers]
+    return keras.Model(base.input, outputs, name=f"{base.name}_features")
+
+
+def _find_base_with_blocks(model: keras.Model) -> keras.Model:
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and block_outputs(layer):
+            return layer
+    raise ValueError(
+        f"Expected a VGG model (layers named block1_..., block2_...) or a model holding one. "
+        f"Received: model_or_name={model.name!r}"
+    )
+
+
+def to_dense(model: keras.Model) -> keras.Model:
+    """The paper's dense evaluation: FC layers as convolutions, for inputs of any size.
+
+    ``fc1`` becomes a ``k x k`` conv (``k`` = the spatial size entering ``flatten``, 7 for A-E and
+    6 for F/M/S at 224), ``fc2`` and ``predictions`` become 1x1 convs, weights reshaped (Keras's
+    Flatten is H, W, C order). At the model's own input size the output equals the original's;
+    larger inputs give a class score map ``(N, H', W', classes)``; average it over space for the
+    paper's single score.
+
+    Args:
+        model: a keras_vgg model with ``include_top=True``.
+
+    Example:
+        >>> from keras_vgg import VGGF
+        >>> to_dense(VGGF(input_shape=(64, 64, 3), classes=5)).output_shape
+        (None, None, None, 5)
+    """
+    names = [layer.name for layer in model.layers]
+    if not {"flatten", "fc1", "predictions"} <= set(names):
+        raise ValueError(
+            "Expected `model` built with include_top=True (layers flatten, fc1, ..., predictions). "
+            f"Received: model={model.name!r} with layers ending {names[-3:]}"
+        )
+    flatten = model.get_layer("flatten")
+    height, width, channels = flatten.input.shape[1:]
+    inputs = keras.Input(shape=(None, None, model.input_shape[-1]))
+    x = inputs
+    for layer in model.layers[1 : names.index("flatten")]:
+        clone = layer.__class__.from_config(layer.get_config())
+        x = clone(x)
+        clone.set_weights(layer.get_weights())
+    kernel_size = (height, width)
+    for layer in model.layers[names.index("flatten") + 1 :]:
+        if isinstance(layer, keras.layers.Dropout):
+            continue
+        kernel, bias = layer.get_weights()
+        in_channels = channels if kernel_size != (1, 1) else kernel.shape[0]
+        conv = keras.layers.Conv2D(
+            kernel.shape[1], kernel_size, activation=layer.activation, name=layer.name
+        )
+        x = conv(x)
+        conv.set_weights([kernel.reshape(kernel_size + (in_channels, kernel.shape[1])), bias])
+        kernel_size = (1, 1)
+    return keras.Model(inputs, x, name=f"{model.name}_dense")
