@@ -163,7 +163,7 @@ def build_vgg(
 
     Example:
         >>> model = build_vgg("vgg_m", input_shape=(64, 64, 3), classes=10)
-        >>> model.get_layer("fc1").input.shape
+        >>> model.get_layer("flatten").input.shape
         (None, 1, 1, 512)
     """
     config = resolve_config(variant, batch_norm)
