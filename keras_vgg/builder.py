@@ -10,16 +10,27 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 
 import keras
 from keras import layers
 
-from keras_vgg.configs import LRN, Conv, Pool, VGGConfig, get_config, layer_names, min_input_size
+from keras_vgg.configs import (
+    LRN,
+    Conv,
+    Pool,
+    VGGConfig,
+    get_config,
+    is_int,
+    layer_names,
+    min_input_size,
+)
 from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
 from keras_vgg.weights import find_weights, load_weights
 
 POOLINGS = (None, "avg", "max")
+WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 
 
 def _error(expected: str, **received) -> ValueError:
@@ -69,14 +80,23 @@ def _validate_weights(weights, config, include_top, classes, classifier_activati
             "`weights` to be None, 'imagenet' or the path of an existing weights file",
             weights=os.fspath(weights),
         )
+    if not os.fspath(weights).lower().endswith(WEIGHTS_SUFFIXES):
+        raise _error(
+            f"`weights` to be a Keras weights file ({', '.join(WEIGHTS_SUFFIXES)})",
+            weights=os.fspath(weights),
+        )
 
 
 def _validate_input_shape(input_shape, config, include_top, weights):
     """Check (H, W, C) against the variant's geometry; return it as a tuple."""
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        pass
     if (
-        not isinstance(input_shape, (tuple, list))
+        not isinstance(input_shape, tuple)
         or len(input_shape) != 3
-        or not all(d is None or (isinstance(d, int) and d > 0) for d in input_shape)
+        or not all(d is None or (is_int(d) and d > 0) for d in input_shape)
         or input_shape[2] is None
     ):
         raise _error(
@@ -107,7 +127,7 @@ def _validate_input_shape(input_shape, config, include_top, weights):
             "a layer with an empty output)",
             input_shape=input_shape,
         )
-    return tuple(input_shape)
+    return tuple(None if d is None else int(d) for d in input_shape)
 
 
 def _conv_block(x, conv: Conv, name: str, batch_norm: bool):
@@ -155,7 +175,8 @@ def build_vgg(
         classes: number of classes of the top layer.
         classifier_activation: activation of the top layer (None gives logits).
         name: model name; defaults to the variant's name.
-        batch_norm: add a BatchNormalization after every conv (A-E only).
+        batch_norm: add a BatchNormalization after every conv (A-E only); a ``*_bn`` variant
+            name gives the BN form whatever this says.
         dropout: rate of the Dropout after fc1 and fc2 (0.5 in the papers; 0 for none).
 
     Returns:
@@ -180,15 +201,26 @@ def build_vgg(
     if include_top and pooling is not None:
         raise _error("`pooling=None` when include_top=True (pooling applies to headless models)",
                      pooling=pooling)
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+    if not is_int(classes) or classes < 1:
         raise _error("`classes` to be a positive int", classes=classes)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise _error("`dropout` to be a rate in [0, 1)", dropout=dropout)
+    classes, dropout = int(classes), float(dropout)
+    try:
+        keras.activations.get(classifier_activation)
+    except (ValueError, TypeError):
+        raise _error(
+            "`classifier_activation` to be None, a Keras activation name or a callable",
+            classifier_activation=classifier_activation,
+        ) from None
     _validate_weights(weights, config, include_top, classes, classifier_activation)
 
     if input_tensor is not None:
         if not keras.backend.is_keras_tensor(input_tensor):
             raise _error("`input_tensor` to be a Keras tensor (from keras.Input or a layer)",
+                         input_tensor=input_tensor)
+        if len(input_tensor.shape) != 4:
+            raise _error("`input_tensor` of rank 4 (batch, height, width, channels)",
                          input_tensor=input_tensor)
         tensor_shape = tuple(input_tensor.shape[1:])
         if input_shape is not None and tuple(input_shape) != tensor_shape:
@@ -224,7 +256,11 @@ def build_vgg(
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
-    model_inputs = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor)
+    model_inputs = inputs
+    if input_tensor is not None:
+        model_inputs = keras.utils.get_source_inputs(input_tensor)
+        if len(model_inputs) == 1:
+            model_inputs = model_inputs[0]
     model = keras.Model(model_inputs, x, name=name or config.name)
     if weights is not None:
         load_weights(model, weights, config.name, include_top)

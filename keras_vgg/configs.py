@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Union
 
@@ -64,6 +65,11 @@ class Pool:
 
 
 Layer = Union[Conv, LRN, Pool]
+
+
+def is_int(value) -> bool:
+    """True for Python and NumPy integers, False for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -288,6 +294,11 @@ def describe(
         ValueError: if some layer's output would be empty (input too small).
     """
     config = get_config(config)
+    if len(input_shape) != 3 or not all(is_int(d) and d > 0 for d in input_shape):
+        raise ValueError(
+            "Expected `input_shape` to be a fixed (height, width, channels) of positive ints. "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
     h, w, c = input_shape
     rows = []
     for name, layer in layer_names(config):

@@ -15,11 +15,11 @@ import numbers
 import keras
 from keras import ops
 
+from keras_vgg.configs import is_int
+
 PACKAGE = "keras_vgg"
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def local_response_normalization(x, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75):
@@ -53,10 +53,15 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
         super().__init__(**kwargs)
-        if not _is_int(depth_radius) or depth_radius < 0:
+        if not is_int(depth_radius) or depth_radius < 0:
             raise ValueError(
                 f"Expected `depth_radius` to be a non-negative int. Received: depth_radius={depth_radius!r}"
             )
+        for arg, value in (("bias", bias), ("alpha", alpha), ("beta", beta)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
+                raise ValueError(
+                    f"Expected `{arg}` to be a non-negative number. Received: {arg}={value!r}"
+                )
         self.depth_radius = int(depth_radius)
         self.bias = float(bias)
         self.alpha = float(alpha)
@@ -106,7 +111,7 @@ class CeilMaxPooling2D(keras.layers.Layer):
         super().__init__(**kwargs)
         strides = pool_size if strides is None else strides
         for arg, value in (("pool_size", pool_size), ("strides", strides)):
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"Expected `{arg}` to be a positive int. Received: {arg}={value!r}")
         if pool_size < strides:
             raise ValueError(

@@ -100,7 +100,8 @@ VGGM = _public_builder("VGGM", "vgg_m", "the medium net (7x7/2 first conv)")
 VGGM2048 = _public_builder("VGGM2048", "vgg_m_2048", "VGG-M with a 2048-wide fc2")
 VGGM1024 = _public_builder("VGGM1024", "vgg_m_1024", "VGG-M with a 1024-wide fc2")
 VGGM128 = _public_builder("VGGM128", "vgg_m_128", "VGG-M with a 128-wide fc2")
-VGGS = _public_builder("VGGS", "vgg_s", "the slow net (7x7/2 first conv, 3x3/3 pools)")
+VGGS = _public_builder("VGGS", "vgg_s", "the slow net (7x7/2 first conv, 3x3/3 pools). "
+                      "conv2 is unpadded as in the released model (the paper's Table 1 says pad 1)")
 
 BUILDERS = {
     f.__name__: f

@@ -92,6 +92,11 @@ def load_weights(model: keras.Model, weights: str | os.PathLike, variant: str, i
         weights = fetch(find_weights(variant, include_top))
     try:
         model.load_weights(os.fspath(weights))
+    except OSError as error:
+        raise ValueError(
+            f"Could not read the weights file ({error}). Expected a complete Keras weights file. "
+            f"Received: weights={os.fspath(weights)!r}"
+        ) from error
     except ValueError as error:
         raise ValueError(
             f"The weights file does not fit {model.name} ({variant}, include_top={include_top}): "

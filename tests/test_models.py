@@ -69,7 +69,7 @@ def test_layer_names_and_weight_shapes_equal_keras_applications(name):
 
 
 @pytest.mark.parametrize("name", list(KERAS_APPS))
-@pytest.mark.parametrize("suffix", [".h5", ".weights.h5"])
+@pytest.mark.parametrize("suffix", [".h5", "-weights-only.h5", ".weights.h5"])
 @pytest.mark.parametrize("include_top", [True, False])
 def test_keras_applications_weights_load_unchanged(tmp_path, name, suffix, include_top):
     kwargs = dict(include_top=include_top, input_shape=(32, 32, 3))
@@ -77,8 +77,14 @@ def test_keras_applications_weights_load_unchanged(tmp_path, name, suffix, inclu
         kwargs["classes"] = 10
     theirs = KERAS_APPS[name](weights=None, **kwargs)
     path = tmp_path / f"{name}{suffix}"
-    if suffix == ".h5":  # the format of Keras's published files (legacy HDF5, by topology)
+    if suffix == ".h5":  # a whole model in legacy HDF5
         theirs.save(path)
+    elif suffix == "-weights-only.h5":  # the format of Keras's published files (by topology)
+        import h5py
+        from keras.src.legacy.saving import legacy_h5_format
+
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, theirs)
     else:
         theirs.save_weights(path)
     ours = build_vgg(name, weights=str(path), **kwargs)
@@ -130,9 +136,17 @@ def test_batch_norm_form_layers():
     assert names[1:4] == ["block1_conv1", "block1_conv1_bn", "block1_conv1_relu"]
     bn = model.get_layer("block1_conv1_bn")
     assert (bn.epsilon, bn.momentum) == (1e-5, 0.9)  # torchvision's
-    # The BN stays in inference mode when called with training=False.
-    x = images()
-    np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+    # Inference uses the moving statistics; training=True uses the batch's and updates them.
+    rng = np.random.default_rng(1)
+    mean, var = rng.normal(size=64).astype("float32"), rng.uniform(1, 2, 64).astype("float32")
+    gamma, beta = rng.normal(size=64).astype("float32"), rng.normal(size=64).astype("float32")
+    bn.set_weights([gamma, beta, mean, var])
+    probe = keras.Model(model.input, [model.get_layer("block1_conv1").output, bn.output])
+    conv_out, bn_out = probe(images(), training=False)
+    expected = (np.asarray(conv_out) - mean) / np.sqrt(var + 1e-5) * gamma + beta
+    np.testing.assert_allclose(bn_out, expected, rtol=1e-4, atol=1e-4)
+    _, bn_train = probe(images(), training=True)
+    assert not np.allclose(bn_train, bn_out, atol=1e-3)
 
 
 def test_dropout_layers_and_rate():
@@ -227,3 +241,12 @@ def test_weights_file_that_does_not_fit_is_a_clear_error(tmp_path):
     )
     with pytest.raises(ValueError, match="weights="):
         keras_vgg.VGG16(include_top=False, input_shape=SMALL, weights=str(path))
+
+
+def test_weights_table_num_params_match_models():
+    from keras_vgg.weights import WEIGHTS
+
+    for record in WEIGHTS:
+        assert describe(record.variant, include_top=record.include_top).params == record.num_params
+        assert PARAMS[record.variant][0 if record.include_top else 1] == record.num_params
+        assert record.file_name.startswith(record.variant + "_weights")

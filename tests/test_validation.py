@@ -37,7 +37,10 @@ CASES = [
     ("vgg11_lrn", dict(batch_norm=True), "batch_norm", "without LRN"),
     ("vgg16", dict(batch_norm=1), "batch_norm", "True or False"),
     ("vgg17", dict(), "variant", "Unknown VGG variant"),
+    ("vgg16", dict(classifier_activation="softmx"), "classifier_activation", "Keras activation"),
+    ("vgg16", dict(include_top=False, input_shape=(64, 64, True)), "input_shape", "positive ints"),
     ("vgg16", dict(input_tensor=np.zeros((1, 32, 32, 3))), "input_tensor", "Keras tensor"),
+    ("vgg16", dict(include_top=False, input_tensor=keras.Input((10,))), "input_tensor", "rank 4"),
 ]
 
 
@@ -71,3 +74,44 @@ def test_channels_first_rejected(monkeypatch):
 def test_non_rgb_input_allowed_without_pretrained_weights():
     model = build_vgg("vgg11", include_top=False, input_shape=(32, 32, 1))
     assert model.get_layer("block1_conv1").kernel.shape == (3, 3, 1, 64)
+
+
+def test_weights_file_of_unknown_format(tmp_path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"not weights")
+    with pytest.raises(ValueError, match=r"Keras weights file \(\.weights\.h5.*weights="):
+        build_vgg("vgg11", include_top=False, weights=str(path))
+
+
+def test_corrupt_weights_file(tmp_path):
+    path = tmp_path / "broken.weights.h5"
+    path.write_bytes(b"\x89HDF truncated")
+    with pytest.raises(ValueError, match=r"Could not read the weights file.*weights="):
+        build_vgg("vgg11", include_top=False, weights=str(path))
+
+
+def test_shape_and_number_types_keras_accepts():
+    import tensorflow as tf
+
+    model = build_vgg("vgg11", include_top=False, input_shape=tf.TensorShape([32, 32, 3]))
+    assert model.input_shape == (None, 32, 32, 3)
+    model = build_vgg("vgg11", input_shape=(np.int64(32), 32, 3), classes=np.int64(10),
+                      dropout=np.float32(0.25))
+    assert model.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(depth_radius=-1), "depth_radius"), (dict(depth_radius=True), "depth_radius"),
+    (dict(bias="x"), "bias"), (dict(alpha=-1.0), "alpha"), (dict(beta=None), "beta")])
+def test_lrn_bad_arguments(kwargs, argument):
+    from keras_vgg import LocalResponseNormalization
+
+    with pytest.raises(ValueError, match=f"{argument}="):
+        LocalResponseNormalization(**kwargs)
+
+
+def test_describe_needs_fixed_shape():
+    from keras_vgg import describe
+
+    with pytest.raises(ValueError, match="input_shape="):
+        describe("vgg16", (None, None, 3), include_top=False)
