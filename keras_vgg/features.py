@@ -32,21 +32,17 @@ def block_outputs(model: keras.Model) -> list[str]:
     return [last[i] for i in sorted(last)]
 
 
-def _find_base(model: keras.Model, names: list[str]) -> keras.Model:
-    """``model`` itself, or the nested model (e.g. a fine-tuned model's base) holding ``names``."""
-    own = {layer.name for layer in model.layers}
-    if all(name in own for name in names):
+def _find_base(model: keras.Model, holds) -> keras.Model | None:
+    """``model`` itself, or the first model nested in it (e.g. a fine-tuned model's base),
+    for which ``holds(model)`` is true; None if there is none."""
+    if holds(model):
         return model
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            try:
-                return _find_base(layer, names)
-            except ValueError:
-                continue
-    raise ValueError(
-        f"Expected `layers` to name layers of {model.name} or of a model nested in it. "
-        f"Received: layers={names}"
-    )
+            found = _find_base(layer, holds)
+            if found is not None:
+                return found
+    return None
 
 
 def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model:
@@ -79,7 +75,12 @@ def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model
     else:
         model = build_vgg(model_or_name, **{"include_top": False, **build_kwargs})
     if layers is None:
-        base = model if block_outputs(model) else _find_base_with_blocks(model)
+        base = _find_base(model, block_outputs)
+        if base is None:
+            raise ValueError(
+                "Expected a VGG model (layers named block1_..., block2_...) or a model holding "
+                f"one. Received: model_or_name={model.name!r}"
+            )
         layers = block_outputs(base)
     else:
         if isinstance(layers, str) or not layers:
@@ -87,19 +88,14 @@ def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model
                 f"Expected `layers` to be a non-empty list of layer names. Received: layers={layers!r}"
             )
         layers = list(layers)
-        base = _find_base(model, layers)
+        base = _find_base(model, lambda m: set(layers) <= {layer.name for layer in m.layers})
+        if base is None:
+            raise ValueError(
+                f"Expected `layers` to name layers of {model.name} or of a model nested in it. "
+                f"Received: layers={layers}"
+            )
     outputs = [base.get_layer(name).output for name in layers]
     return keras.Model(base.input, outputs, name=f"{base.name}_features")
-
-
-def _find_base_with_blocks(model: keras.Model) -> keras.Model:
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and block_outputs(layer):
-            return layer
-    raise ValueError(
-        f"Expected a VGG model (layers named block1_..., block2_...) or a model holding one. "
-        f"Received: model_or_name={model.name!r}"
-    )
 
 
 def to_dense(model: keras.Model) -> keras.Model:
@@ -126,23 +122,21 @@ def to_dense(model: keras.Model) -> keras.Model:
             f"Received: model={model.name!r} with layers ending {names[-3:]}"
         )
     flatten = model.get_layer("flatten")
-    height, width, channels = flatten.input.shape[1:]
+    height, width = flatten.input.shape[1:3]
     inputs = keras.Input(shape=(None, None, model.input_shape[-1]))
     x = inputs
     for layer in model.layers[1 : names.index("flatten")]:
         clone = layer.__class__.from_config(layer.get_config())
         x = clone(x)
         clone.set_weights(layer.get_weights())
-    kernel_size = (height, width)
+    kernel_size = (height, width)  # fc1's; fc2 and predictions are 1x1
     for layer in model.layers[names.index("flatten") + 1 :]:
         if isinstance(layer, keras.layers.Dropout):
             continue
         kernel, bias = layer.get_weights()
-        in_channels = channels if kernel_size != (1, 1) else kernel.shape[0]
-        conv = keras.layers.Conv2D(
-            kernel.shape[1], kernel_size, activation=layer.activation, name=layer.name
-        )
+        units = kernel.shape[1]
+        conv = keras.layers.Conv2D(units, kernel_size, activation=layer.activation, name=layer.name)
         x = conv(x)
-        conv.set_weights([kernel.reshape(kernel_size + (in_channels, kernel.shape[1])), bias])
+        conv.set_weights([kernel.reshape(kernel_size + (-1, units)), bias])
         kernel_size = (1, 1)
     return keras.Model(inputs, x, name=f"{model.name}_dense")
