@@ -1,0 +1,262 @@
+"""The recipe: every setting of a fine-tune run in one typed record.
+
+Recipes are JSON (or YAML, when PyYAML is installed) files whose keys are the
+fields below; the files shipped in ``keras_vgg/recipes/configs/`` can be named
+by their stem (``"builtin"``, ``"tf_flowers"``...). Overrides are ``key=value``
+strings, as on the command line.
+
+Example:
+    >>> from keras_vgg.recipes.config import load_recipe
+    >>> recipe = load_recipe("builtin", ["batch_size=16", "phase2_epochs=0"])
+    >>> recipe.model, recipe.batch_size, recipe.phase2_epochs
+    ('vgg11_bn', 16, 0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keras_vgg.configs import get_config, list_models, min_input_size
+from keras_vgg.preprocessing import MODES
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+HEADS = ("avg", "max", "flatten", "fc")
+AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
+CACHES = ("memory", "disk", "none")
+
+
+@dataclass
+class Recipe:
+    """A fine-tune run. ``data`` is "builtin", a folder of class sub-folders, or "tfds:NAME"."""
+
+    name: str = "builtin"
+    data: str = "builtin"
+    train_split: str = "train[:80%]"  # tfds only
+    val_split: str = "train[80%:]"  # tfds only
+    validation_split: float = 0.2  # folders and builtin: the stratified held-out share
+    image_key: str | None = None  # tfds: found from the builder's features when None
+    label_key: str | None = None
+    builtin_images_per_class: int = 120
+    model: str = "vgg16"
+    weights: str | None = None  # None, "imagenet" or a weights file
+    preprocessing: str = "auto"  # "auto": the weights' mode; "torch" when training from None
+    image_size: int = 224
+    head: str = "avg"  # avg | max | flatten (headless base) | fc (keep fc1/fc2)
+    head_units: int = 0  # an extra Dense(relu) layer in the head when > 0
+    head_dropout: float = 0.2
+    bn_training: str = "auto"  # update unfrozen BN statistics? auto: only when weights is None
+    augment: list = field(default_factory=lambda: list(AUGMENTATIONS))
+    augment_factor: float = 0.1
+    batch_size: int = 32
+    cache: str = "memory"  # decoded, resized images: memory | disk (run dir) | none
+    phase1_epochs: int = 5
+    phase1_lr: float = 1e-3
+    phase1_freeze: str = "all"
+    phase2_epochs: int = 5
+    phase2_lr: float = 1e-5
+    phase2_freeze: str = "block4"
+    feature_cache: str = "auto"  # auto | true | false
+    class_weight: str = "balanced"  # balanced | none
+    early_stopping_patience: int = 5  # 0: off
+    reduce_lr_patience: int = 2  # 0: off
+    tensorboard: bool = True
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "the recipe") -> "Recipe":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(
+                f"Unknown recipe key(s) {unknown} in {source}. Expected keys from {names}."
+            )
+        return cls(**values).validate()
+
+    def validate(self) -> "Recipe":
+        """Checks every field; returns self. Each error names the key and what was expected."""
+        for key in (f.name for f in dataclasses.fields(self)):
+            _check_type(self, key)
+        _one_of(self, "model", list_models() + [None], lambda v: get_config(v).name)
+        _one_of(self, "head", HEADS)
+        _one_of(self, "cache", CACHES)
+        _one_of(self, "class_weight", ("balanced", "none"))
+        _one_of(self, "feature_cache", ("auto", "true", "false"))
+        _one_of(self, "bn_training", ("auto", "true", "false"))
+        _one_of(self, "preprocessing", ("auto",) + MODES)
+        for step in self.augment:
+            _one_of(self, "augment", AUGMENTATIONS, value=step)
+        for phase in ("phase1", "phase2"):
+            freeze_blocks(getattr(self, f"{phase}_freeze"), key=f"{phase}_freeze")
+            _at_least(self, f"{phase}_epochs", 0)
+            _positive(self, f"{phase}_lr")
+        if self.phase1_epochs + self.phase2_epochs == 0:
+            raise ValueError(
+                "Expected phase1_epochs + phase2_epochs > 0. Received: phase1_epochs=0, "
+                "phase2_epochs=0"
+            )
+        for key in ("batch_size", "builtin_images_per_class"):
+            _at_least(self, key, 1)
+        for key in ("head_units", "early_stopping_patience", "reduce_lr_patience"):
+            _at_least(self, key, 0)
+        for key in ("head_dropout", "augment_factor"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"Expected `{key}` in [0, 1). Received: {key}={getattr(self, key)}")
+        if not 0 < self.validation_split < 1:
+            raise ValueError(
+                f"Expected `validation_split` in (0, 1). Received: "
+                f"validation_split={self.validation_split}"
+            )
+        smallest = min_input_size(self.model)
+        if self.image_size < smallest:
+            raise ValueError(
+                f"Expected `image_size` >= {smallest} for {self.model}. Received: "
+                f"image_size={self.image_size}"
+            )
+        if self.weights is not None and self.weights != "imagenet" and self.preprocessing == "auto":
+            raise ValueError(
+                "A weights file does not say how its inputs were preprocessed. Expected "
+                f"`preprocessing` set to one of {MODES}. Received: preprocessing='auto', "
+                f"weights={self.weights!r}"
+            )
+        if self.feature_cache == "true" and self.augment:
+            raise ValueError(
+                "The feature cache computes each image's features once, so it cannot augment. "
+                f"Expected augment=[] with feature_cache='true'. Received: augment={self.augment}"
+            )
+        return self
+
+
+def freeze_blocks(spec: str, key: str = "freeze") -> int | None:
+    """Number of conv blocks a freeze spec holds fixed: "none" 0, "blockN" N, "all" None."""
+    if spec == "none":
+        return 0
+    if spec == "all":
+        return None
+    match = re.fullmatch(r"block([1-5])", str(spec))
+    if not match:
+        raise ValueError(
+            f"Expected `{key}` to be 'all', 'none' or 'block1'..'block5' (blocks 1..N frozen). "
+            f"Received: {key}={spec!r}"
+        )
+    return int(match.group(1))
+
+
+def load_recipe(source: str | Path | None = None, overrides=()) -> Recipe:
+    """A recipe from a shipped name or a JSON/YAML file, then ``key=value`` overrides."""
+    values = {}
+    if source is not None:
+        values = _read(_resolve(source))
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key:
+            raise ValueError(f"Expected an override of the form key=value. Received: {item!r}")
+        values[key.strip()] = parse_value(text.strip())
+    origin = str(source) if source is not None else "the overrides"
+    return Recipe.from_dict(values, source=origin)
+
+
+def shipped_recipes() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def parse_value(text: str):
+    """JSON where it parses (numbers, true/false/null, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if "," in text and not text.startswith("["):
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return text
+
+
+def _resolve(source) -> Path:
+    path = Path(source)
+    if path.is_file():
+        return path
+    if str(source) in shipped_recipes():
+        return CONFIG_DIR / f"{source}.json"
+    raise ValueError(
+        f"Expected `config` to be a recipe file or one of {shipped_recipes()}. "
+        f"Received: config={str(source)!r}"
+    )
+
+
+def _read(path: Path) -> dict:
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError as error:
+                raise ValueError(
+                    f"Reading {path} needs PyYAML (pip install pyyaml), or write it as JSON."
+                ) from error
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except (json.JSONDecodeError, ValueError) as error:
+        if "PyYAML" in str(error):
+            raise
+        raise ValueError(f"Could not parse the recipe file {path}: {error}") from error
+    except Exception as error:  # yaml.YAMLError
+        raise ValueError(f"Could not parse the recipe file {path}: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"Expected the recipe file {path} to hold a mapping of keys to values.")
+    return values
+
+
+_TYPES = {bool: (bool,), int: (int,), float: (int, float), str: (str,), list: (list, tuple)}
+
+
+def _check_type(recipe: Recipe, key: str):
+    value = getattr(recipe, key)
+    default = getattr(Recipe(), key)
+    if key in ("feature_cache", "bn_training") and isinstance(value, bool):
+        setattr(recipe, key, str(value).lower())
+        return
+    if key == "augment" and isinstance(value, str):
+        value = [] if value in ("", "none") else [value]
+        setattr(recipe, key, value)
+    if key == "augment" and isinstance(value, tuple):
+        setattr(recipe, key, list(value))
+    if value is None and key in ("weights", "image_key", "label_key"):
+        return
+    expected = type(default) if default is not None else str
+    ok = isinstance(value, _TYPES[expected]) and not (
+        expected in (int, float) and isinstance(value, bool)
+    )
+    if not ok:
+        raise ValueError(
+            f"Expected `{key}` to be {expected.__name__}. Received: {key}={value!r}"
+        )
+
+
+def _one_of(recipe, key, allowed, normalise=None, value=None):
+    value = getattr(recipe, key) if value is None else value
+    if normalise is not None:
+        try:
+            setattr(recipe, key, normalise(value))
+            return
+        except ValueError:
+            pass
+    elif value in allowed:
+        return
+    shown = [a for a in allowed if a is not None]
+    raise ValueError(f"Expected `{key}` to be one of {shown}. Received: {key}={value!r}")
+
+
+def _at_least(recipe, key, low):
+    if getattr(recipe, key) < low:
+        raise ValueError(f"Expected `{key}` >= {low}. Received: {key}={getattr(recipe, key)}")
+
+
+def _positive(recipe, key):
+    if not getattr(recipe, key) > 0:
+        raise ValueError(f"Expected `{key}` > 0. Received: {key}={getattr(recipe, key)}")

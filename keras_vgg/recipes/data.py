@@ -1,0 +1,289 @@
+"""Data for recipes: tfds by name, a folder of class sub-folders, or the built-in shapes.
+
+Every source ends as the same thing, :class:`Splits`: unbatched ``(uint8 image
+resized to image_size, int label)`` datasets for train and validation, decoded
+and cached once. :func:`train_pipeline` and :func:`eval_pipeline` then batch,
+augment (train only) and preprocess with the weights' mode.
+
+Folders are scanned first: a file that is not an image, or that is corrupt or
+truncated, is skipped and reported; grayscale, palette and RGBA images are
+converted to RGB when decoded; an empty class folder is dropped and reported.
+The run fails only when fewer than two usable classes are left.
+
+Example:
+    >>> import tempfile
+    >>> from keras_vgg.recipes.builtin import make_shapes
+    >>> from keras_vgg.recipes.data import scan_folder
+    >>> scan = scan_folder(make_shapes(tempfile.mkdtemp(), images_per_class=3))
+    >>> scan.class_names, len(scan.files), scan.skipped
+    (['circle', 'cross', 'square', 'stripes', 'triangle'], 15, [])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vgg.preprocessing import preprocess_input
+
+# What tf.io.decode_image reads (Pillow's format names).
+DECODABLE = ("JPEG", "PNG", "GIF", "BMP")
+
+
+@dataclass
+class Scan:
+    """A folder's usable images and what was left out, with the reason."""
+
+    class_names: list
+    files: list
+    labels: list
+    skipped: list = field(default_factory=list)  # [(path, reason)]
+    converted: list = field(default_factory=list)  # [(path, "L -> RGB")]
+    dropped_classes: list = field(default_factory=list)  # [(name, reason)]
+
+
+@dataclass
+class Splits:
+    """Unbatched (uint8 HxWx3, label) train and validation datasets, ready to pipeline."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    class_names: list
+    train_labels: np.ndarray
+    val_labels: np.ndarray
+    report: dict
+
+
+def check_image(path: Path):
+    """(ok, reason, mode): opens and fully decodes one file with Pillow."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            fmt, mode = image.format, image.mode
+            image.load()  # a truncated file fails here
+    except UnidentifiedImageError:
+        return False, "not an image", None
+    except (OSError, SyntaxError, ValueError) as error:
+        return False, f"corrupt or truncated ({error})", None
+    if fmt not in DECODABLE:
+        return False, f"{fmt} images are not readable by tf.io.decode_image", None
+    return True, "", mode
+
+
+def scan_folder(root) -> Scan:
+    """Class names from the sub-folders of ``root`` (sorted), and every usable image."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(
+            f"Expected `data` to be 'builtin', 'tfds:NAME' or a folder of class sub-folders. "
+            f"Received: data={str(root)!r} (not a folder)"
+        )
+    scan = Scan([], [], [])
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        usable = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if path.name.startswith("."):
+                continue
+            ok, reason, mode = check_image(path)
+            if not ok:
+                scan.skipped.append((str(path), reason))
+                continue
+            usable.append(str(path))
+            if mode != "RGB":
+                scan.converted.append((str(path), f"{mode} -> RGB"))
+        if not usable:
+            scan.dropped_classes.append((folder.name, "no usable images"))
+            continue
+        scan.files += usable
+        scan.labels += [len(scan.class_names)] * len(usable)
+        scan.class_names.append(folder.name)
+    if len(scan.class_names) < 2:
+        found = f"usable classes {scan.class_names}" if scan.class_names else "no usable images"
+        detail = f"; skipped {len(scan.skipped)} file(s)" if scan.skipped else ""
+        raise ValueError(
+            f"Expected a folder with at least two class sub-folders holding images. "
+            f"Received: data={str(root)!r} with {found}{detail}."
+        )
+    return scan
+
+
+def stratified_split(labels, fraction: float, seed: int):
+    """Indices (train, val): ``fraction`` of each class held out (at least one when it has two)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_val = int(round(len(members) * fraction))
+        n_val = min(max(n_val, 1 if len(members) > 1 else 0), len(members) - 1)
+        val += members[:n_val].tolist()
+        train += members[n_val:].tolist()
+    return np.sort(train), np.sort(val)
+
+
+def _decode(path, size):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return _resize(image, size)
+
+
+def _resize(image, size):
+    image = tf.image.resize(image, (size, size))
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _cached(ds, recipe, run_dir, split):
+    if recipe.cache == "memory":
+        return ds.cache()
+    if recipe.cache == "disk":
+        folder = Path(run_dir) / "cache"
+        folder.mkdir(parents=True, exist_ok=True)
+        return ds.cache(str(folder / split))
+    return ds
+
+
+def load_folder(root, recipe, run_dir=None) -> Splits:
+    scan = scan_folder(root)
+    train_idx, val_idx = stratified_split(scan.labels, recipe.validation_split, recipe.seed)
+    files, labels = np.array(scan.files), np.array(scan.labels, dtype="int32")
+
+    def dataset(indices, split):
+        ds = tf.data.Dataset.from_tensor_slices((files[indices], labels[indices]))
+        ds = ds.map(lambda p, y: (_decode(p, recipe.image_size), y), tf.data.AUTOTUNE)
+        return _cached(ds, recipe, run_dir, split)
+
+    report = {
+        "source": str(root),
+        "skipped": [{"file": f, "reason": r} for f, r in scan.skipped],
+        "converted": [{"file": f, "change": c} for f, c in scan.converted],
+        "dropped_classes": [{"class": c, "reason": r} for c, r in scan.dropped_classes],
+    }
+    return _splits(dataset(train_idx, "train"), dataset(val_idx, "val"), scan.class_names,
+                   labels[train_idx], labels[val_idx], report)
+
+
+def load_tfds(name, recipe, run_dir=None) -> Splits:
+    """A tensorflow-datasets image classification set; image/label keys from its features."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name)
+    image_key, label_key = feature_keys(builder.info.features, recipe.image_key, recipe.label_key)
+    builder.download_and_prepare()
+    class_names = list(builder.info.features[label_key].names)
+
+    def dataset(split_key):
+        split = getattr(recipe, split_key)
+        try:
+            ds = builder.as_dataset(split=split, shuffle_files=False)
+        except (ValueError, KeyError, tf.errors.InvalidArgumentError) as error:
+            raise ValueError(
+                f"Expected `{split_key}` to be a split of {name} "
+                f"({sorted(builder.info.splits)}; slices like 'train[:80%]' work). "
+                f"Received: {split_key}={split!r} ({error})"
+            ) from error
+        labels = np.array([int(y) for y in ds.map(lambda ex: ex[label_key]).as_numpy_iterator()],
+                          dtype="int32")
+        ds = ds.map(lambda ex: (_resize(ex[image_key], recipe.image_size),
+                                tf.cast(ex[label_key], tf.int32)), tf.data.AUTOTUNE)
+        return _cached(ds, recipe, run_dir, split_key), labels
+
+    (train, train_labels), (val, val_labels) = dataset("train_split"), dataset("val_split")
+    report = {"source": f"tfds:{name}", "image_key": image_key, "label_key": label_key,
+              "skipped": [], "converted": [], "dropped_classes": []}
+    return _splits(train, val, class_names, train_labels, val_labels, report)
+
+
+def feature_keys(features, image_key=None, label_key=None):
+    """The (image, label) keys of a tfds FeaturesDict: given ones checked, else found."""
+    import tensorflow_datasets as tfds
+
+    def find(kind, given, preferred, key_name):
+        names = [k for k, f in features.items() if isinstance(f, kind)]
+        if given is not None:
+            if given not in names:
+                raise ValueError(
+                    f"Expected `{key_name}` to name a {kind.__name__} feature {names}. "
+                    f"Received: {key_name}={given!r}"
+                )
+            return given
+        if preferred in names:
+            return preferred
+        if len(names) == 1:
+            return names[0]
+        raise ValueError(
+            f"Expected exactly one {kind.__name__} feature or `{key_name}` set. "
+            f"Found: {names}"
+        )
+
+    return (find(tfds.features.Image, image_key, "image", "image_key"),
+            find(tfds.features.ClassLabel, label_key, "label", "label_key"))
+
+
+def load_builtin(recipe, run_dir=None) -> Splits:
+    from keras_vgg.recipes.builtin import make_shapes
+
+    splits = load_folder(make_shapes(images_per_class=recipe.builtin_images_per_class),
+                         recipe, run_dir)
+    splits.report["source"] = "builtin shapes"
+    return splits
+
+
+def load_data(recipe, run_dir=None) -> Splits:
+    """The recipe's data as :class:`Splits`."""
+    if recipe.data == "builtin":
+        return load_builtin(recipe, run_dir)
+    if recipe.data.startswith("tfds:"):
+        return load_tfds(recipe.data[len("tfds:"):], recipe, run_dir)
+    return load_folder(recipe.data, recipe, run_dir)
+
+
+def _splits(train, val, class_names, train_labels, val_labels, report) -> Splits:
+    if len(train_labels) == 0 or len(val_labels) == 0:
+        raise ValueError(
+            f"Expected images in both splits. Received: {len(train_labels)} for training, "
+            f"{len(val_labels)} for validation (from {report['source']})."
+        )
+    report["classes"] = list(class_names)
+    report["train_counts"] = np.bincount(train_labels, minlength=len(class_names)).tolist()
+    report["val_counts"] = np.bincount(val_labels, minlength=len(class_names)).tolist()
+    return Splits(train, val, list(class_names), train_labels, val_labels, report)
+
+
+def augmenter(recipe) -> keras.Sequential | None:
+    """Keras preprocessing layers for the recipe's augmentations (training split only)."""
+    factor, seed = recipe.augment_factor, recipe.seed
+    layers = {
+        "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
+        "rotation": lambda: keras.layers.RandomRotation(factor, seed=seed),
+        "zoom": lambda: keras.layers.RandomZoom(factor, seed=seed),
+        "contrast": lambda: keras.layers.RandomContrast(factor, seed=seed),
+    }
+    if not recipe.augment:
+        return None
+    return keras.Sequential([layers[name]() for name in recipe.augment], name="augment")
+
+
+def train_pipeline(ds, recipe, mode, augment=True, shuffle=True):
+    """Shuffled (seeded, reshuffled each epoch), batched, augmented, preprocessed."""
+    ds = shuffle_batch(ds, recipe) if shuffle else ds.batch(recipe.batch_size)
+    layers = augmenter(recipe) if augment else None
+    if layers is not None:
+        ds = ds.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y),
+                    tf.data.AUTOTUNE)
+    return ds.map(lambda x, y: (preprocess_input(x, mode), y),
+                  tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_pipeline(ds, recipe, mode):
+    """Batched and preprocessed, in order."""
+    return train_pipeline(ds, recipe, mode, augment=False, shuffle=False)
+
+
+def shuffle_batch(ds, recipe):
+    """The one shuffle (seeded, reshuffled each epoch) and batching both training paths use."""
+    return ds.shuffle(4096, seed=recipe.seed, reshuffle_each_iteration=True).batch(
+        recipe.batch_size)

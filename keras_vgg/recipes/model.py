@@ -1,0 +1,103 @@
+"""Model surgery for fine-tuning: a keras_vgg base, a new head, freezing by block.
+
+The fine-tune model is ``image -> base(training=False) -> head``, where ``base``
+and ``head`` are nested models named "base" and "head". Keeping the head a
+model of its own lets the feature-cache path train exactly the layers the full
+model uses.
+
+Example:
+    >>> from keras_vgg.recipes.config import Recipe
+    >>> from keras_vgg.recipes.model import build_finetune_model, freeze
+    >>> recipe = Recipe(model="vgg11", image_size=32)
+    >>> model = build_finetune_model(recipe, num_classes=3)
+    >>> model.output_shape
+    (None, 3)
+    >>> freeze(model, "block4")[-1]
+    'block4_conv2'
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+
+from keras_vgg.configs import get_config
+from keras_vgg.models import get_model
+from keras_vgg.recipes.config import freeze_blocks
+
+
+def build_base(recipe) -> keras.Model:
+    """The pretrained part: headless for avg/max/flatten heads, up to fc2 for the "fc" head."""
+    shape = (recipe.image_size, recipe.image_size, 3)
+    if recipe.head != "fc":
+        return get_model(recipe.model, include_top=False, weights=recipe.weights,
+                         input_shape=shape, name="base")
+    full = get_model(recipe.model, include_top=True, weights=recipe.weights, input_shape=shape)
+    return keras.Model(full.input, full.get_layer("predictions").input, name="base")
+
+
+def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
+    """Pooling (or flatten), an optional hidden Dense, dropout, and the new classifier."""
+    layers = [keras.Input(feature_shape, name="features")]
+    pooling = {
+        "avg": keras.layers.GlobalAveragePooling2D(name="avg_pool"),
+        "max": keras.layers.GlobalMaxPooling2D(name="max_pool"),
+        "flatten": keras.layers.Flatten(name="flatten"),
+    }.get(recipe.head)
+    if pooling is not None:
+        layers.append(pooling)
+    if recipe.head_units:
+        layers.append(keras.layers.Dense(recipe.head_units, activation="relu", name="head_fc"))
+    if recipe.head_dropout:
+        layers.append(keras.layers.Dropout(recipe.head_dropout, name="head_dropout"))
+    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="predictions"))
+    return keras.Sequential(layers, name="head")
+
+
+def bn_training(recipe) -> bool:
+    """Whether unfrozen BatchNormalization layers update their statistics."""
+    if recipe.bn_training == "auto":
+        return recipe.weights is None
+    return recipe.bn_training == "true"
+
+
+def build_finetune_model(recipe, num_classes: int) -> keras.Model:
+    """``image -> base -> head`` for ``num_classes`` classes.
+
+    The base is called with ``training=False`` (keras-io's transfer-learning rule: BN
+    statistics stay those of the pretrained weights even when its blocks unfreeze),
+    unless ``bn_training`` says otherwise (the default when training from random
+    weights, where there are no statistics to keep).
+    """
+    base = build_base(recipe)
+    head = build_head(recipe, base.output_shape[1:], num_classes)
+    image = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
+    features = base(image, training=None if bn_training(recipe) else False)
+    name = f"{get_config(recipe.model).name}_finetune"
+    return keras.Model(image, head(features), name=name)
+
+
+def block_of(layer_name: str) -> int | None:
+    match = re.match(r"block(\d+)_", layer_name)
+    return int(match.group(1)) if match else None
+
+
+def freeze(model: keras.Model, spec: str) -> list[str]:
+    """Freezes the base by ``spec`` ("all", "none", "blockN": blocks 1..N); returns frozen names.
+
+    The head always trains. Layers of the base outside the conv blocks (fc1, fc2 of
+    the "fc" head) are frozen only by "all".
+    """
+    base = model.get_layer("base")
+    blocks = freeze_blocks(spec)
+    base.trainable = True
+    frozen = []
+    for layer in base.layers:
+        block = block_of(layer.name)
+        layer.trainable = not (blocks is None or (block is not None and block <= blocks))
+        if not layer.trainable and layer.weights:
+            frozen.append(layer.name)
+    if blocks is None:
+        base.trainable = False
+    return frozen

@@ -1,0 +1,93 @@
+"""What a run leaves behind besides the model: metrics.json, history.png, confusion_matrix.png.
+
+Example:
+    >>> import numpy as np
+    >>> from keras_vgg.recipes.report import classification_metrics
+    >>> m = classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), ["a", "b"])
+    >>> m["accuracy"], m["confusion_matrix"]
+    (0.6667, [[1, 0], [1, 1]])
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def classification_metrics(labels, predicted, class_names) -> dict:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix (rows: truth)."""
+    k = len(class_names)
+    matrix = np.zeros((k, k), dtype=int)
+    np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
+    per_class = {}
+    for i, name in enumerate(class_names):
+        tp, support, claimed = matrix[i, i], matrix[i].sum(), matrix[:, i].sum()
+        precision = tp / claimed if claimed else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                           "f1": round(float(f1), 4), "support": int(support)}
+    return {
+        "accuracy": round(float(np.trace(matrix) / max(matrix.sum(), 1)), 4),
+        "per_class": per_class,
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def read_log(path) -> list[dict]:
+    """The CSVLogger rows as dicts of numbers."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(f)]
+
+
+def plot_history(rows, path, phase_starts=()):
+    """Loss and accuracy per epoch, train and validation, a dashed line where a phase starts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] + 1 for row in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+            ax.plot(epochs, [row.get(key, np.nan) for row in rows], marker="o", label=label)
+        for start in phase_starts:
+            ax.axvline(start + 0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(matrix, class_names, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    size = max(4, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 5 else 0)
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(class_names) <= 30:
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > matrix.max() / 2 else "black")
+    ax.set_title(f"validation accuracy {np.trace(matrix) / max(matrix.sum(), 1):.1%}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,279 @@
+"""The fine-tune schedule: phase 1 trains the head, phase 2 unfreezes the top blocks.
+
+It follows keras-io's transfer-learning guide (freeze the base, train a new
+head with the base in inference mode, unfreeze the top blocks, recompile with a
+low rate), as tested code driven by a :class:`~keras_vgg.recipes.config.Recipe`.
+
+When phase 1 freezes the whole base and nothing is augmented, the base's
+features are computed once (``feature_cache/`` in the run directory) and the
+head trains on them; the head is the same layer object the full model uses, so
+the saved model is exactly base + trained head.
+
+A run directory holds ``best.keras``, ``metrics.json``, ``history.png``,
+``confusion_matrix.png``, ``class_names.txt``, ``recipe.json``,
+``data_report.json`` and ``training_log.csv`` (+ ``logs/`` for TensorBoard).
+An interrupted run resumes with ``resume=True`` (Keras's BackupAndRestore
+within a phase, ``state.json`` across phases).
+
+Example (a tiny run on the built-in shapes):
+    >>> import tempfile
+    >>> from keras_vgg.recipes import finetune, load_recipe
+    >>> recipe = load_recipe("builtin", ["phase1_epochs=1", "phase2_epochs=0",
+    ...                                  "builtin_images_per_class=4", "tensorboard=false"])
+    >>> result = finetune(recipe, run_dir=tempfile.mkdtemp() + "/run", verbose=0)
+    >>> result.best_model.name, result.epochs
+    ('best.keras', 1)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vgg.recipes import data as data_lib
+from keras_vgg.recipes.config import Recipe
+from keras_vgg.recipes.model import build_finetune_model, freeze
+from keras_vgg.recipes.report import (
+    classification_metrics,
+    plot_confusion,
+    plot_history,
+    read_log,
+)
+from keras_vgg.weights import find_weights
+
+PHASES = ("phase1", "phase2")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_model: Path
+    metrics: dict
+    epochs: int
+    feature_cache: bool
+
+
+def preprocessing_mode(recipe) -> str:
+    """The weights' preprocessing: from the weights table, "torch" when training from scratch."""
+    if recipe.preprocessing != "auto":
+        return recipe.preprocessing
+    if recipe.weights is None:
+        return "torch"
+    return find_weights(recipe.model, include_top=recipe.head == "fc").preprocessing
+
+
+def uses_feature_cache(recipe) -> bool:
+    if recipe.feature_cache != "auto":
+        return recipe.feature_cache == "true" and recipe.phase1_epochs > 0
+    return recipe.phase1_epochs > 0 and recipe.phase1_freeze == "all" and not recipe.augment
+
+
+def class_weights(recipe, labels, num_classes):
+    """Keras ``class_weight``: n / (k * count) per class ("balanced"), or None."""
+    if recipe.class_weight == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes)
+    return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
+    """Creates ``run_dir`` or checks it may be reused; returns (recipe, state)."""
+    run_dir = Path(run_dir)
+    if overwrite and resume:
+        raise ValueError("Expected at most one of `overwrite` and `resume`. Received both.")
+    occupied = run_dir.exists() and any(run_dir.iterdir())
+    if resume:
+        saved = run_dir / "recipe.json"
+        if not saved.exists():
+            raise ValueError(
+                f"Nothing to resume: expected a run directory with recipe.json. "
+                f"Received: run_dir={str(run_dir)!r}"
+            )
+        saved_recipe = Recipe.from_dict(json.loads(saved.read_text()), source=str(saved))
+        if recipe is not None and recipe.to_dict() != saved_recipe.to_dict():
+            differs = sorted(k for k, v in recipe.to_dict().items()
+                             if saved_recipe.to_dict()[k] != v)
+            raise ValueError(
+                f"A resumed run keeps its own recipe; these keys differ from {saved}: {differs}. "
+                "Resume without changes, or start a new run directory."
+            )
+        state = json.loads((run_dir / "state.json").read_text()) \
+            if (run_dir / "state.json").exists() else _new_state()
+        if state.get("complete"):
+            raise ValueError(f"The run in {run_dir} is complete; there is nothing to resume.")
+        return saved_recipe, state
+    if occupied and not overwrite:
+        raise ValueError(
+            f"The run directory {str(run_dir)!r} already holds a run. Pass overwrite=True "
+            "(--overwrite) to replace it, resume=True (--resume) to continue it, or choose "
+            "another run_dir."
+        )
+    if occupied:
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "recipe.json", recipe.to_dict())
+    return recipe, _new_state()
+
+
+def _new_state():
+    return {"phases_done": [], "epoch": 0, "complete": False}
+
+
+def _write_json(path, value):
+    """Written beside and renamed into place: a reader never sees half a file."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+class _CheckpointFullModel(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that saves the full model while only its head is being fit."""
+
+    def __init__(self, full_model, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._full_model = full_model
+
+    def set_model(self, model):
+        super().set_model(self._full_model)
+
+
+def _callbacks(recipe, run_dir, model, phase, best_so_far):
+    checkpoint = _CheckpointFullModel(
+        model, str(run_dir / "best.keras"), monitor="val_accuracy", mode="max",
+        save_best_only=True, initial_value_threshold=best_so_far,
+    )
+    callbacks = [checkpoint, keras.callbacks.CSVLogger(str(run_dir / "training_log.csv"),
+                                                       append=True)]
+    if recipe.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=recipe.early_stopping_patience,
+            restore_best_weights=True))
+    if recipe.reduce_lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.2, patience=recipe.reduce_lr_patience, min_lr=1e-7))
+    if recipe.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)))
+    return checkpoint, callbacks
+
+
+def cached_features(model, splits, recipe, mode, run_dir):
+    """The base's outputs for train and val, computed once and kept as .npy files."""
+    folder = run_dir / "feature_cache"
+    folder.mkdir(exist_ok=True)
+    base = model.get_layer("base")
+    out = {}
+    for split in ("train", "val"):
+        path = folder / f"{split}.npy"
+        if not path.exists():
+            images = data_lib.eval_pipeline(getattr(splits, split), recipe, mode)
+            features = base.predict(images, verbose=0)
+            tmp = folder / f".{split}.tmp.npy"
+            np.save(tmp, features)
+            os.replace(tmp, path)
+        out[split] = np.load(path)
+    return out
+
+
+def _phase_data(recipe, splits, mode, model, run_dir, use_cache):
+    if use_cache:
+        features = cached_features(model, splits, recipe, mode, run_dir)
+        train = data_lib.shuffle_batch(
+            tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)), recipe)
+        val = tf.data.Dataset.from_tensor_slices(
+            (features["val"], splits.val_labels)).batch(recipe.batch_size)
+        return train, val
+    return (data_lib.train_pipeline(splits.train, recipe, mode),
+            data_lib.eval_pipeline(splits.val, recipe, mode))
+
+
+def _best_so_far(run_dir):
+    values = [row["val_accuracy"] for row in read_log(run_dir / "training_log.csv")
+              if "val_accuracy" in row]
+    return max(values) if values else None
+
+
+def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), verbose=2):
+    """One phase: freeze, compile, fit (resuming from its backup when there is one)."""
+    epochs = getattr(recipe, f"{phase}_epochs")
+    freeze(model, getattr(recipe, f"{phase}_freeze"))
+    use_cache = phase == "phase1" and uses_feature_cache(recipe)
+    target = model.get_layer("head") if use_cache else model
+    target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
+                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache)
+    checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase, _best_so_far(run_dir))
+    # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
+    target._initial_epoch = None
+    start = state["epoch"]
+    history = target.fit(
+        train, validation_data=val, epochs=start + epochs, initial_epoch=start, shuffle=False,
+        class_weight=class_weights(recipe, splits.train_labels, len(splits.class_names)),
+        callbacks=phase_callbacks + list(callbacks), verbose=verbose,
+    )
+    target._initial_epoch = None
+    state["epoch"] = history.epoch[-1] + 1 if history.epoch else start + epochs
+    state["phases_done"].append(phase)
+    return use_cache
+
+
+def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume=False,
+             callbacks=(), verbose=2) -> RunResult:
+    """Runs a recipe end to end and writes its run directory; see the module docstring."""
+    if recipe is None and not resume:
+        recipe = Recipe()
+    if recipe is not None:
+        recipe.validate()
+    run_dir = Path(run_dir or Path("runs") / recipe.name)
+    recipe, state = open_run_dir(run_dir, recipe, overwrite=overwrite, resume=resume)
+    started = time.time()
+    keras.utils.set_random_seed(recipe.seed)
+    mode = preprocessing_mode(recipe)
+    splits = data_lib.load_data(recipe, run_dir)
+    _write_json(run_dir / "data_report.json", splits.report)
+    (run_dir / "class_names.txt").write_text("\n".join(splits.class_names) + "\n")
+    model = build_finetune_model(recipe, len(splits.class_names))
+    phase_starts, feature_cache = [], False
+    for phase in PHASES:
+        if not getattr(recipe, f"{phase}_epochs"):
+            continue
+        if phase in state["phases_done"]:
+            model.load_weights(run_dir / f"{phase}.weights.h5")
+            continue
+        phase_starts.append(state["epoch"])
+        feature_cache |= run_phase(phase, model, splits, recipe, mode, run_dir, state,
+                                   callbacks, verbose)
+        model.save_weights(run_dir / f"{phase}.weights.h5")
+        _write_json(run_dir / "state.json", state)
+    metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts)
+    metrics["feature_cache"] = feature_cache
+    metrics["seconds"] = round(time.time() - started, 1)
+    _write_json(run_dir / "metrics.json", metrics)
+    state["complete"] = True
+    _write_json(run_dir / "state.json", state)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    return RunResult(run_dir, run_dir / "best.keras", metrics, state["epoch"], feature_cache)
+
+
+def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
+    """Loads best.keras, scores the validation split, writes the two pictures."""
+    best = keras.saving.load_model(run_dir / "best.keras")
+    probabilities = best.predict(data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
+    metrics = classification_metrics(splits.val_labels, probabilities.argmax(-1),
+                                     splits.class_names)
+    rows = read_log(run_dir / "training_log.csv")
+    plot_history(rows, run_dir / "history.png", phase_starts=phase_starts[1:])
+    plot_confusion(metrics["confusion_matrix"], splits.class_names,
+                   run_dir / "confusion_matrix.png")
+    return {"final": {"val_accuracy": metrics["accuracy"], "model": "best.keras",
+                      "preprocessing": mode, "class_names": splits.class_names},
+            "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
+            "epochs": rows}
