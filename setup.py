@@ -13,7 +13,11 @@ setup(
         "keras>=3",
         "tensorflow-datasets",
         "numpy",
+        "pillow",  # scanning image folders, drawing the built-in dataset
+        "matplotlib",  # history.png, confusion_matrix.png
+        "tensorboard",  # the TensorBoard callback of recipes
     ],
+    package_data={"keras_vgg.recipes": ["configs/*.json"]},
     extras_require={"test": ["pytest>=7", "h5py"]},
     entry_points={"console_scripts": ["keras-vgg=keras_vgg.cli:main"]},
     license="Apache-2.0",

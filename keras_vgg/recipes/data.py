@@ -136,17 +136,17 @@ def _resize(image, size):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
-def _cached(ds, recipe, run_dir, split):
-    if recipe.cache == "memory":
+def _cached(ds, recipe, cache_dir, split):
+    """Decoded images kept after the first epoch: in memory, or in files under ``cache_dir``
+    (which must exist before the first iteration)."""
+    if recipe.cache == "memory" or (recipe.cache == "disk" and cache_dir is None):
         return ds.cache()
     if recipe.cache == "disk":
-        folder = Path(run_dir) / "cache"
-        folder.mkdir(parents=True, exist_ok=True)
-        return ds.cache(str(folder / split))
+        return ds.cache(str(Path(cache_dir) / split))
     return ds
 
 
-def load_folder(root, recipe, run_dir=None) -> Splits:
+def load_folder(root, recipe, cache_dir=None) -> Splits:
     scan = scan_folder(root)
     train_idx, val_idx = stratified_split(scan.labels, recipe.validation_split, recipe.seed)
     files, labels = np.array(scan.files), np.array(scan.labels, dtype="int32")
@@ -154,7 +154,7 @@ def load_folder(root, recipe, run_dir=None) -> Splits:
     def dataset(indices, split):
         ds = tf.data.Dataset.from_tensor_slices((files[indices], labels[indices]))
         ds = ds.map(lambda p, y: (_decode(p, recipe.image_size), y), tf.data.AUTOTUNE)
-        return _cached(ds, recipe, run_dir, split)
+        return _cached(ds, recipe, cache_dir, split)
 
     report = {
         "source": str(root),
@@ -166,7 +166,7 @@ def load_folder(root, recipe, run_dir=None) -> Splits:
                    labels[train_idx], labels[val_idx], report)
 
 
-def load_tfds(name, recipe, run_dir=None) -> Splits:
+def load_tfds(name, recipe, cache_dir=None) -> Splits:
     """A tensorflow-datasets image classification set; image/label keys from its features."""
     import tensorflow_datasets as tfds
 
@@ -189,7 +189,7 @@ def load_tfds(name, recipe, run_dir=None) -> Splits:
                           dtype="int32")
         ds = ds.map(lambda ex: (_resize(ex[image_key], recipe.image_size),
                                 tf.cast(ex[label_key], tf.int32)), tf.data.AUTOTUNE)
-        return _cached(ds, recipe, run_dir, split_key), labels
+        return _cached(ds, recipe, cache_dir, split_key), labels
 
     (train, train_labels), (val, val_labels) = dataset("train_split"), dataset("val_split")
     report = {"source": f"tfds:{name}", "image_key": image_key, "label_key": label_key,
@@ -223,22 +223,22 @@ def feature_keys(features, image_key=None, label_key=None):
             find(tfds.features.ClassLabel, label_key, "label", "label_key"))
 
 
-def load_builtin(recipe, run_dir=None) -> Splits:
+def load_builtin(recipe, cache_dir=None) -> Splits:
     from keras_vgg.recipes.builtin import make_shapes
 
     splits = load_folder(make_shapes(images_per_class=recipe.builtin_images_per_class),
-                         recipe, run_dir)
+                         recipe, cache_dir)
     splits.report["source"] = "builtin shapes"
     return splits
 
 
-def load_data(recipe, run_dir=None) -> Splits:
+def load_data(recipe, cache_dir=None) -> Splits:
     """The recipe's data as :class:`Splits`."""
     if recipe.data == "builtin":
-        return load_builtin(recipe, run_dir)
+        return load_builtin(recipe, cache_dir)
     if recipe.data.startswith("tfds:"):
-        return load_tfds(recipe.data[len("tfds:"):], recipe, run_dir)
-    return load_folder(recipe.data, recipe, run_dir)
+        return load_tfds(recipe.data[len("tfds:"):], recipe, cache_dir)
+    return load_folder(recipe.data, recipe, cache_dir)
 
 
 def _splits(train, val, class_names, train_labels, val_labels, report) -> Splits:

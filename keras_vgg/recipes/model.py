@@ -56,24 +56,18 @@ def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
 
 
 def bn_training(recipe) -> bool:
-    """Whether unfrozen BatchNormalization layers update their statistics."""
+    """Whether BatchNormalization layers in unfrozen blocks train (statistics, scale, offset)."""
     if recipe.bn_training == "auto":
         return recipe.weights is None
     return recipe.bn_training == "true"
 
 
 def build_finetune_model(recipe, num_classes: int) -> keras.Model:
-    """``image -> base -> head`` for ``num_classes`` classes.
-
-    The base is called with ``training=False`` (keras-io's transfer-learning rule: BN
-    statistics stay those of the pretrained weights even when its blocks unfreeze),
-    unless ``bn_training`` says otherwise (the default when training from random
-    weights, where there are no statistics to keep).
-    """
+    """``image -> base -> head`` for ``num_classes`` classes."""
     base = build_base(recipe)
     head = build_head(recipe, base.output_shape[1:], num_classes)
     image = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
-    features = base(image, training=None if bn_training(recipe) else False)
+    features = base(image)
     name = f"{get_config(recipe.model).name}_finetune"
     return keras.Model(image, head(features), name=name)
 
@@ -83,11 +77,15 @@ def block_of(layer_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def freeze(model: keras.Model, spec: str) -> list[str]:
+def freeze(model: keras.Model, spec: str, freeze_bn: bool = True) -> list[str]:
     """Freezes the base by ``spec`` ("all", "none", "blockN": blocks 1..N); returns frozen names.
 
     The head always trains. Layers of the base outside the conv blocks (fc1, fc2 of
-    the "fc" head) are frozen only by "all".
+    the "fc" head) are frozen only by "all". With ``freeze_bn`` every BatchNormalization
+    layer stays frozen, which in Keras 3 also keeps it in inference mode: the statistics
+    stay those of the pretrained weights when its block unfreezes (keras-io's rule).
+    keras-io's other spelling, ``base(x, training=False)``, does not hold in Keras 3:
+    ``fit`` passes ``training=True`` down through a nested model (keras-team/keras#20285).
     """
     base = model.get_layer("base")
     blocks = freeze_blocks(spec)
@@ -95,7 +93,8 @@ def freeze(model: keras.Model, spec: str) -> list[str]:
     frozen = []
     for layer in base.layers:
         block = block_of(layer.name)
-        layer.trainable = not (blocks is None or (block is not None and block <= blocks))
+        layer.trainable = not (blocks is None or (block is not None and block <= blocks)
+                               or (freeze_bn and isinstance(layer, keras.layers.BatchNormalization)))
         if not layer.trainable and layer.weights:
             frozen.append(layer.name)
     if blocks is None:

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from keras_vgg.recipes import data as data_lib
 from keras_vgg.recipes.config import Recipe
-from keras_vgg.recipes.model import build_finetune_model, freeze
+from keras_vgg.recipes.model import bn_training, build_finetune_model, freeze
 from keras_vgg.recipes.report import (
     classification_metrics,
     plot_confusion,
@@ -85,11 +85,10 @@ def class_weights(recipe, labels, num_classes):
 
 
 def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
-    """Creates ``run_dir`` or checks it may be reused; returns (recipe, state)."""
+    """Checks ``run_dir`` may be used; returns (recipe, state). Creates nothing yet."""
     run_dir = Path(run_dir)
     if overwrite and resume:
         raise ValueError("Expected at most one of `overwrite` and `resume`. Received both.")
-    occupied = run_dir.exists() and any(run_dir.iterdir())
     if resume:
         saved = run_dir / "recipe.json"
         if not saved.exists():
@@ -105,22 +104,26 @@ def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
                 f"A resumed run keeps its own recipe; these keys differ from {saved}: {differs}. "
                 "Resume without changes, or start a new run directory."
             )
-        state = json.loads((run_dir / "state.json").read_text()) \
-            if (run_dir / "state.json").exists() else _new_state()
+        state_file = run_dir / "state.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else _new_state()
         if state.get("complete"):
             raise ValueError(f"The run in {run_dir} is complete; there is nothing to resume.")
         return saved_recipe, state
-    if occupied and not overwrite:
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise ValueError(
             f"The run directory {str(run_dir)!r} already holds a run. Pass overwrite=True "
             "(--overwrite) to replace it, resume=True (--resume) to continue it, or choose "
             "another run_dir."
         )
-    if occupied:
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "recipe.json", recipe.to_dict())
     return recipe, _new_state()
+
+
+def start_run_dir(run_dir, recipe):
+    """A fresh run directory holding recipe.json (an earlier run there is removed)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    _write_json(run_dir / "recipe.json", recipe.to_dict())
 
 
 def _new_state():
@@ -204,7 +207,7 @@ def _best_so_far(run_dir):
 def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), verbose=2):
     """One phase: freeze, compile, fit (resuming from its backup when there is one)."""
     epochs = getattr(recipe, f"{phase}_epochs")
-    freeze(model, getattr(recipe, f"{phase}_freeze"))
+    freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
     use_cache = phase == "phase1" and uses_feature_cache(recipe)
     target = model.get_layer("head") if use_cache else model
     target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
@@ -237,10 +240,17 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
     mode = preprocessing_mode(recipe)
-    splits = data_lib.load_data(recipe, run_dir)
+    # Data and model first: a bad folder or model leaves no run directory behind.
+    splits = data_lib.load_data(recipe, cache_dir=run_dir / "cache")
+    model = build_finetune_model(recipe, len(splits.class_names))
+    if resume:  # a tf.data file cache cut off mid-write cannot be read back; rebuild it
+        shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    else:
+        start_run_dir(run_dir, recipe)
+    if recipe.cache == "disk":
+        (run_dir / "cache").mkdir(exist_ok=True)
     _write_json(run_dir / "data_report.json", splits.report)
     (run_dir / "class_names.txt").write_text("\n".join(splits.class_names) + "\n")
-    model = build_finetune_model(recipe, len(splits.class_names))
     phase_starts, feature_cache = [], False
     for phase in PHASES:
         if not getattr(recipe, f"{phase}_epochs"):

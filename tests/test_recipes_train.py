@@ -1,0 +1,312 @@
+"""The fine-tune schedule end to end on the built-in shapes (tiny inputs, a few steps)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vgg.recipes import Recipe, finetune, load_recipe
+from keras_vgg.recipes.builtin import make_shapes
+from keras_vgg.recipes.model import build_finetune_model, freeze
+from keras_vgg.recipes.report import read_log
+from keras_vgg.recipes.train import class_weights, preprocessing_mode
+
+
+def tiny(**overrides):
+    values = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
+                  builtin_images_per_class=4, batch_size=8, augment=["flip"],
+                  phase1_epochs=1, phase2_epochs=1, phase2_lr=1e-3, tensorboard=False,
+                  early_stopping_patience=0, reduce_lr_patience=0)
+    values.update(overrides)
+    return Recipe(**values).validate()
+
+
+class Snapshots(keras.callbacks.Callback):
+    """Every variable of the model being fit, at the start and the end of each fit."""
+
+    def __init__(self):
+        super().__init__()
+        self.fits = []
+
+    def _take(self):
+        return {v.path: np.array(v) for v in self.model.variables}
+
+    def on_train_begin(self, logs=None):
+        self.fits.append({"begin": self._take()})
+
+    def on_train_end(self, logs=None):
+        self.fits[-1]["end"] = self._take()
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises at a given (absolute) epoch and batch, as a killed process would stop."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt("killed")
+
+
+def changed(before, after, key):
+    return not np.array_equal(before[key], after[key])
+
+
+# -- the README's main command: the built-in recipe really learns ----------------------------
+
+
+@pytest.mark.slow
+def test_builtin_recipe_reaches_90_percent_from_the_cli(tmp_path, monkeypatch, capsys):
+    from keras_vgg.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["finetune"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "builtin"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["final"]["val_accuracy"] >= 0.90
+    assert f"Outputs in {os.path.join('runs', 'builtin')}" in out
+    for name in ("best.keras", "metrics.json", "history.png", "confusion_matrix.png",
+                 "class_names.txt", "recipe.json", "data_report.json", "training_log.csv",
+                 "logs"):
+        assert (run / name).exists(), name
+    assert (run / "class_names.txt").read_text().split() == [
+        "circle", "cross", "square", "stripes", "triangle"]
+    assert json.loads((run / "recipe.json").read_text()) == load_recipe("builtin").to_dict()
+    assert sum(sum(row) for row in metrics["confusion_matrix"]) == 5 * 24
+    assert set(metrics["per_class"]) == {"circle", "cross", "square", "stripes", "triangle"}
+    # The saved best model scores what metrics.json says.
+    assert not (run / "backup").exists()
+    assert len(metrics["epochs"]) == len(read_log(run / "training_log.csv"))
+
+
+# -- freezing -------------------------------------------------------------------------------
+
+
+def test_frozen_layers_do_not_change_and_unfrozen_blocks_do(tmp_path):
+    snaps = Snapshots()
+    recipe = tiny(model="vgg11_bn", phase2_freeze="block3", head_dropout=0.0)
+    finetune(recipe, run_dir=tmp_path / "run", callbacks=[snaps], verbose=0)
+    phase1, phase2 = snaps.fits
+    keys = phase1["begin"].keys()
+    head = [k for k in keys if k.startswith("head/")]
+    base = [k for k in keys if not k.startswith("head/") and "seed_generator" not in k]
+    assert head and base
+    # Phase 1: the whole base (kernels, biases, BN statistics) is fixed; the head trains.
+    assert not [k for k in base if changed(phase1["begin"], phase1["end"], k)]
+    assert all(changed(phase1["begin"], phase1["end"], k) for k in head)
+    # Phase 2 with freeze="block3": blocks 1-3 fixed, blocks 4-5 change (BN statistics too,
+    # since the run starts from random weights and bn_training is "auto").
+    moved = {k for k in base if changed(phase2["begin"], phase2["end"], k)}
+    assert not [k for k in moved if k.split("/")[0].startswith(("block1", "block2", "block3"))]
+    upper = [k for k in base if k.split("/")[0].startswith(("block4", "block5"))]
+    assert upper and set(upper) <= moved
+    assert any(k.endswith("moving_mean") for k in moved)
+
+
+def test_bn_stays_fixed_in_unfrozen_blocks_unless_bn_training():
+    """keras-io's base(x, training=False) alone would not do this in Keras 3 (keras#20285)."""
+    recipe = tiny(model="vgg11_bn", bn_training="false")
+    model = build_finetune_model(recipe, 3)
+    frozen = freeze(model, "none", freeze_bn=True)
+    assert frozen == [f"{name}_bn" for name in ("block1_conv1", "block2_conv1", "block3_conv1",
+                      "block3_conv2", "block4_conv1", "block4_conv2", "block5_conv1",
+                      "block5_conv2")]
+    model.compile("adam", "sparse_categorical_crossentropy")
+    before = {v.path: np.array(v) for v in model.variables}
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    model.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    after = {v.path: np.array(v) for v in model.variables}
+    stats = [k for k in before if "_bn/" in k]
+    kernels = [k for k in before if k.endswith("kernel")]
+    assert stats and not [k for k in stats if changed(before, after, k)]
+    assert all(changed(before, after, k) for k in kernels)
+
+
+def test_freeze_specs_name_the_frozen_layers():
+    model = build_finetune_model(tiny(model="vgg16"), 2)
+    assert freeze(model, "block2") == [
+        "block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"]
+    assert len(freeze(model, "block4")) == 10
+    assert len(freeze(model, "all")) == 13 and not model.get_layer("base").trainable
+    assert freeze(model, "none") == []
+    assert len(model.trainable_weights) == 13 * 2 + 2
+    with pytest.raises(ValueError, match="freeze"):
+        freeze(model, "block9")
+
+
+@pytest.mark.parametrize("head, layers, shape", [
+    ("avg", ["features", "avg_pool", "head_dropout", "predictions"], (None, 7)),
+    ("max", ["features", "max_pool", "head_dropout", "predictions"], (None, 7)),
+    ("flatten", ["features", "flatten", "head_dropout", "predictions"], (None, 7)),
+])
+def test_heads(head, layers, shape):
+    model = build_finetune_model(tiny(head=head), 7)
+    head_model = model.get_layer("head")
+    assert ["features"] + [layer.name for layer in head_model.layers] == layers
+    assert model.output_shape == shape
+    assert model.get_layer("base").output_shape == (None, 1, 1, 512)
+
+
+def test_fc_head_keeps_fc1_fc2_and_replaces_predictions():
+    model = build_finetune_model(tiny(head="fc", head_dropout=0.0, head_units=0), 5)
+    base = model.get_layer("base")
+    assert [layer.name for layer in base.layers][-4:] == ["fc1", "fc1_dropout", "fc2",
+                                                         "fc2_dropout"]
+    assert base.output_shape == (None, 4096)
+    assert [layer.name for layer in model.get_layer("head").layers] == ["predictions"]
+    assert model.output_shape == (None, 5)
+    frozen = freeze(model, "block5")
+    assert "fc1" not in frozen and len(frozen) == 8
+    assert "fc1" in freeze(model, "all")
+
+
+def test_head_units_adds_a_hidden_layer():
+    head = build_finetune_model(tiny(head_units=16), 3).get_layer("head")
+    assert [layer.name for layer in head.layers] == [
+        "avg_pool", "head_fc", "head_dropout", "predictions"]
+    assert head.get_layer("head_fc").units == 16
+
+
+# -- the feature cache ------------------------------------------------------------------------
+
+
+def test_feature_cache_trains_the_same_head_as_the_plain_path(tmp_path):
+    common = dict(augment=[], phase2_epochs=0, phase1_epochs=2, head_dropout=0.0)
+    cached = finetune(tiny(feature_cache="true", **common), run_dir=tmp_path / "a", verbose=0)
+    plain = finetune(tiny(feature_cache="false", **common), run_dir=tmp_path / "b", verbose=0)
+    assert cached.feature_cache and not plain.feature_cache
+    assert sorted(p.name for p in (tmp_path / "a" / "feature_cache").iterdir()) == [
+        "train.npy", "val.npy"]
+    a = keras.saving.load_model(cached.best_model)
+    b = keras.saving.load_model(plain.best_model)
+    assert [(w.path, w.shape) for w in a.weights] == [(w.path, w.shape) for w in b.weights]
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_allclose(np.array(wa), np.array(wb), atol=1e-5, err_msg=wa.path)
+    assert cached.metrics["final"]["val_accuracy"] == plain.metrics["final"]["val_accuracy"]
+    # The saved model is exactly base + trained head.
+    x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype("float32")
+    features = a.get_layer("base")(x, training=False)
+    np.testing.assert_allclose(a.predict(x, verbose=0), a.get_layer("head")(features),
+                               atol=1e-6)
+
+
+def test_feature_cache_auto_only_when_frozen_and_not_augmented(tmp_path):
+    from keras_vgg.recipes.train import uses_feature_cache
+
+    assert uses_feature_cache(tiny(augment=[]))
+    assert not uses_feature_cache(tiny(augment=["flip"]))
+    assert not uses_feature_cache(tiny(augment=[], phase1_freeze="block4"))
+    assert not uses_feature_cache(tiny(augment=[], feature_cache="false"))
+    with pytest.raises(ValueError, match="feature_cache"):
+        tiny(feature_cache="true", augment=["flip"])
+
+
+# -- interruption and resume ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kill_at", [(0, 1), (2, 1)], ids=["phase1", "phase2"])
+def test_killed_run_resumes_and_finishes_every_epoch(tmp_path, kill_at):
+    recipe = tiny(phase1_epochs=2, phase2_epochs=2)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(recipe, run_dir=run, callbacks=[Interrupt(*kill_at)], verbose=0)
+    epochs_before = [row["epoch"] for row in read_log(run / "training_log.csv")]
+    assert epochs_before == list(range(kill_at[0]))
+    if kill_at[0] > 0:  # the best model of the finished epochs is still there
+        assert (run / "best.keras").exists()
+    result = finetune(None, run_dir=run, resume=True, verbose=0)
+    assert result.epochs == 4
+    assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1, 2, 3]
+    assert result.best_model.exists()
+    assert json.loads((run / "state.json").read_text())["complete"] is True
+    assert not (run / "backup").exists()
+
+
+# -- the run directory is never overwritten by accident ---------------------------------------
+
+
+def test_existing_run_dir_needs_overwrite_or_resume(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="--overwrite"):
+        finetune(tiny(), run_dir=run, verbose=0)
+    assert (run / "precious.txt").read_text() == "keep me"
+    with pytest.raises(ValueError, match="Nothing to resume"):
+        finetune(tiny(), run_dir=run, resume=True, verbose=0)
+    finetune(tiny(phase2_epochs=0), run_dir=run, overwrite=True, verbose=0)
+    assert not (run / "precious.txt").exists() and (run / "best.keras").exists()
+    with pytest.raises(ValueError, match="complete"):
+        finetune(None, run_dir=run, resume=True, verbose=0)
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tiny(), run_dir=run, callbacks=[Interrupt(0, 0)], verbose=0)
+    with pytest.raises(ValueError, match=r"differ.*batch_size"):
+        finetune(tiny(batch_size=4), run_dir=run, resume=True, verbose=0)
+
+
+def test_bad_data_leaves_no_run_dir(tmp_path):
+    with pytest.raises(ValueError, match="data"):
+        finetune(tiny(data=str(tmp_path / "missing")), run_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_folder_with_bad_files_trains_and_reports_what_it_skipped(tmp_path):
+    from PIL import Image
+
+    root = make_shapes(tmp_path / "data", images_per_class=4)
+    (root / "circle" / "notes.txt").write_text("not an image")
+    (root / "square" / "broken.png").write_bytes(
+        (root / "square" / "square_0000.png").read_bytes()[:100])
+    Image.new("L", (40, 40), 128).save(root / "cross" / "gray.png")
+    Image.new("RGBA", (40, 40), (255, 0, 0, 128)).save(root / "cross" / "rgba.png")
+    (root / "empty").mkdir()
+    result = finetune(tiny(data=str(root), phase2_epochs=0), run_dir=tmp_path / "run", verbose=0)
+    report = json.loads((result.run_dir / "data_report.json").read_text())
+    assert sorted(os.path.basename(s["file"]) for s in report["skipped"]) == [
+        "broken.png", "notes.txt"]
+    assert sorted(os.path.basename(c["file"]) for c in report["converted"]) == [
+        "gray.png", "rgba.png"]
+    assert report["dropped_classes"] == [{"class": "empty", "reason": "no usable images"}]
+    assert report["classes"] == ["circle", "cross", "square", "stripes", "triangle"]
+    assert sum(report["train_counts"]) + sum(report["val_counts"]) == 22
+
+
+def test_tfds_dataset_through_the_recipe(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=20):
+        result = finetune(tiny(data="tfds:tf_flowers", phase2_epochs=0), run_dir=tmp_path / "r",
+                          verbose=0)
+    assert result.metrics["final"]["class_names"] == [
+        "dandelion", "daisy", "tulips", "sunflowers", "roses"]
+    # mock_data answers every split request, sliced or not, with num_examples examples.
+    assert sum(sum(row) for row in result.metrics["confusion_matrix"]) == 20
+
+
+# -- small pieces -----------------------------------------------------------------------------
+
+
+def test_class_weights_balanced():
+    weights = class_weights(tiny(), np.array([0, 0, 0, 1]), 2)
+    assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+    assert class_weights(tiny(class_weight="none"), np.array([0, 1]), 2) is None
+
+
+def test_preprocessing_follows_the_weights():
+    assert preprocessing_mode(tiny()) == "torch"
+    assert preprocessing_mode(tiny(model="vgg16", weights="imagenet")) == "caffe"
+    assert preprocessing_mode(tiny(preprocessing="tf")) == "tf"
+    with pytest.raises(ValueError, match="preprocessing"):
+        tiny(weights="some.weights.h5")
