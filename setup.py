@@ -18,7 +18,7 @@ setup(
         "tensorboard",  # the TensorBoard callback of recipes
     ],
     package_data={"keras_vgg.recipes": ["configs/*.json"]},
-    extras_require={"test": ["pytest>=7", "h5py"]},
+    extras_require={"test": ["pytest>=7", "h5py", "pyyaml"], "yaml": ["pyyaml"]},
     entry_points={"console_scripts": ["keras-vgg=keras_vgg.cli:main"]},
     license="Apache-2.0",
 )

@@ -16,12 +16,16 @@ Example:
     >>> x = np.full((1, 2, 2, 3), 255.0, dtype="float32")
     >>> preprocess_input(x, mode="tf")[0, 0, 0].tolist()
     [1.0, 1.0, 1.0]
-    >>> np.round(preprocess_input(x, mode="caffe")[0, 0, 0], 2).tolist()
+    >>> [round(float(v), 2) for v in preprocess_input(x, mode="caffe")[0, 0, 0]]
     [151.06, 138.22, 131.32]
+    >>> float(x[0, 0, 0, 0])  # the input is left as it was
+    255.0
 """
 
 from __future__ import annotations
 
+import keras
+import numpy as np
 from keras.src.applications import imagenet_utils
 
 MODES = ("caffe", "torch", "tf")
@@ -36,15 +40,12 @@ def check_mode(mode: str) -> str:
 def preprocess_input(x, mode: str = "caffe"):
     """Preprocess a batch of RGB images (values 0-255) for a VGG model.
 
-    Works on NumPy arrays and on tensors (also inside ``tf.data`` maps).
+    Works on NumPy arrays (never changed in place, unlike Keras's own function) and on
+    tensors (also inside ``tf.data`` maps).
     """
     check_mode(mode)
-    if hasattr(x, "dtype") and str(getattr(x.dtype, "name", x.dtype)).startswith(("uint", "int")):
-        x = x.astype("float32") if hasattr(x, "astype") else _cast_float(x)
+    if isinstance(x, (np.ndarray, list, tuple)):
+        x = np.array(x, dtype="float32")  # a copy: Keras's function writes into NumPy input
+    else:
+        x = keras.ops.cast(x, "float32")
     return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=mode)
-
-
-def _cast_float(x):
-    import keras
-
-    return keras.ops.cast(x, "float32")

@@ -1,8 +1,11 @@
 """Shared fixtures: nothing downloads, and each test starts with a fresh Keras session."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The built-in dataset (and anything else a test caches) goes to a throwaway Keras home.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="keras_vgg_tests_")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

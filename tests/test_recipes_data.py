@@ -1,0 +1,718 @@
+"""Recipe data: folder scanning, the stratified split, the pipelines, tfds (mocked) and the
+built-in shapes. Tiny images throughout; nothing downloads."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_vgg.preprocessing import preprocess_input
+from keras_vgg.recipes import builtin
+from keras_vgg.recipes.builtin import SHAPES, make_shapes
+from keras_vgg.recipes.config import Recipe
+from keras_vgg.recipes.data import (
+    check_image,
+    eval_pipeline,
+    feature_keys,
+    load_data,
+    load_folder,
+    scan_folder,
+    shuffle_batch,
+    stratified_split,
+    train_pipeline,
+)
+
+SIZE = 32  # the smallest image_size vgg11 accepts
+RED, GREEN, BLUE = (200, 30, 90), (10, 200, 30), (40, 60, 220)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def make_recipe(data, **overrides):
+    values = dict(data=str(data), model="vgg11", image_size=SIZE, batch_size=4,
+                  validation_split=0.25, augment=[])
+    values.update(overrides)
+    return Recipe(**values).validate()
+
+
+def solid(mode, colour, size=(12, 10)):
+    """A Pillow image of one colour: RGB/RGBA take a tuple, L an int, P a palette colour."""
+    if mode == "P":
+        image = Image.new("P", size, 0)
+        image.putpalette(list(colour) + [0, 0, 0] * 255)
+        return image
+    return Image.new(mode, size, colour)
+
+
+def write(path, image=None, fmt=None):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (image if image is not None else solid("RGB", RED)).save(path, fmt)
+    return path
+
+
+def encoded(image, fmt):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def noise_image(size=(20, 16), seed=0):
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def asymmetric(green=0, size=16):
+    """White left edge on black: a horizontal flip changes it."""
+    pixels = np.zeros((size, size, 3), np.uint8)
+    pixels[:, : size // 4] = 255
+    pixels[..., 1] = green
+    return Image.fromarray(pixels)
+
+
+def two_classes(root, n=2, colours=(RED, GREEN)):
+    for name, colour in zip("ab", colours):
+        for i in range(n):
+            write(root / name / f"{i}.png", solid("RGB", colour))
+    return root
+
+
+def as_arrays(ds):
+    pairs = list(ds.as_numpy_iterator())
+    return [x for x, _ in pairs], [int(y) for _, y in pairs]
+
+
+# --- 1. folder scanning ----------------------------------------------------------------
+
+
+def test_bad_files_are_skipped_with_their_reason_and_hidden_ones_ignored(tmp_path):
+    root = tmp_path / "data"
+    write(root / "a" / "good1.png")
+    write(root / "a" / "good2.jpg", noise_image(), "JPEG")
+    (root / "a" / "corrupt.jpg").write_bytes(
+        np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8).tobytes())
+    png = encoded(noise_image(), "PNG")
+    (root / "a" / "trunc.png").write_bytes(png[: len(png) // 2])
+    (root / "a" / "notes.txt").write_text("not a picture\n")
+    (root / "a" / "labels.csv").write_text("file,label\n0.png,a\n")
+    write(root / "a" / ".hidden.png")  # a valid image, but hidden
+    (root / "a" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    write(root / "b" / "good1.png", solid("RGB", GREEN))
+    write(root / "b" / "good2.png", solid("RGB", GREEN))
+    jpeg = encoded(noise_image(seed=1), "JPEG")
+    (root / "b" / "trunc.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    write(root / ".cache" / "x" / "0.png")  # a hidden folder is no class
+    (root / "README.txt").write_text("top-level files are not in a class\n")
+
+    scan = scan_folder(root)
+
+    assert scan.class_names == ["a", "b"]
+    assert scan.files == [str(root / "a" / "good1.png"), str(root / "a" / "good2.jpg"),
+                          str(root / "b" / "good1.png"), str(root / "b" / "good2.png")]
+    assert scan.labels == [0, 0, 1, 1]
+    skipped = [(Path(f).relative_to(root).as_posix(), r) for f, r in scan.skipped]
+    assert [f for f, _ in skipped] == ["a/corrupt.jpg", "a/labels.csv", "a/notes.txt",
+                                       "a/trunc.png", "b/trunc.jpg"]
+    assert [r for _, r in skipped[:3]] == ["not an image"] * 3
+    for _, reason in skipped[3:]:
+        assert reason.startswith("corrupt or truncated (") and reason.endswith(")")
+    assert scan.converted == [] and scan.dropped_classes == []
+
+
+def test_check_image_reasons(tmp_path):
+    good = write(tmp_path / "ok.png", solid("L", 7))
+    assert check_image(good) == (True, "", "L")
+    text = tmp_path / "x.jpg"
+    text.write_text("hello")
+    assert check_image(text) == (False, "not an image", None)
+    jpeg = encoded(noise_image(), "JPEG")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpeg[: len(jpeg) // 2])
+    ok, reason, mode = check_image(cut)
+    assert (ok, mode) == (False, None) and reason.startswith("corrupt or truncated (")
+    tiff = write(tmp_path / "x.tif", solid("RGB", RED), "TIFF")
+    assert check_image(tiff) == (
+        False, "TIFF images are not readable by tf.io.decode_image", None)
+
+
+def test_empty_and_unusable_class_folders_are_dropped_and_reported(tmp_path):
+    root = two_classes(tmp_path / "data", n=4)
+    (root / "empty").mkdir()
+    (root / "junk").mkdir()
+    (root / "junk" / "notes.txt").write_text("nothing to see\n")
+    write(root / "nested" / "deeper" / "0.png", solid("RGB", BLUE))  # found recursively
+    write(root / "nested" / "deeper" / "1.png", solid("RGB", BLUE))
+
+    scan = scan_folder(root)
+    assert scan.class_names == ["a", "b", "nested"]
+    assert scan.labels == [0] * 4 + [1] * 4 + [2] * 2
+    assert scan.dropped_classes == [("empty", "no usable images"), ("junk", "no usable images")]
+    assert [Path(f).name for f, _ in scan.skipped] == ["notes.txt"]
+
+    splits = load_folder(root, make_recipe(root))
+    assert splits.class_names == ["a", "b", "nested"]
+    assert splits.report["dropped_classes"] == [
+        {"class": "empty", "reason": "no usable images"},
+        {"class": "junk", "reason": "no usable images"}]
+    assert splits.report["skipped"] == [
+        {"file": str(root / "junk" / "notes.txt"), "reason": "not an image"}]
+    assert splits.report["train_counts"] == [3, 3, 1]
+    assert splits.report["val_counts"] == [1, 1, 1]
+
+
+def test_one_class_is_not_enough(tmp_path):
+    root = tmp_path / "data"
+    write(root / "a" / "0.png")
+    write(root / "a" / "1.png")
+    with pytest.raises(ValueError, match=r"at least two class") as error:
+        scan_folder(root)
+    assert f"data={str(root)!r}" in str(error.value)
+    assert "usable classes ['a']" in str(error.value)
+    with pytest.raises(ValueError, match=r"at least two class.*data="):
+        load_data(make_recipe(root))
+
+
+def test_all_but_one_class_unusable(tmp_path):
+    root = tmp_path / "data"
+    write(root / "a" / "0.png")
+    write(root / "a" / "1.png")
+    (root / "b").mkdir()
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(ValueError) as error:
+        load_data(make_recipe(root))
+    message = str(error.value)
+    assert "at least two class" in message and f"data={str(root)!r}" in message
+    assert "usable classes ['a']; skipped 1 file(s)." in message
+
+
+@pytest.mark.parametrize("layout", ["empty root", "only junk"])
+def test_nothing_usable(tmp_path, layout):
+    root = tmp_path / "data"
+    root.mkdir()
+    if layout == "only junk":
+        for name in "ab":
+            (root / name).mkdir()
+            (root / name / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"at least two class") as error:
+        scan_folder(root)
+    assert f"data={str(root)!r} with no usable images" in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["file", "missing"])
+def test_data_that_is_not_a_folder(tmp_path, kind):
+    path = tmp_path / "data.zip"
+    if kind == "file":
+        path.write_bytes(b"PK")
+    with pytest.raises(ValueError, match=r"Expected `data`") as error:
+        load_data(make_recipe(path))
+    assert f"data={str(path)!r} (not a folder)" in str(error.value)
+    with pytest.raises(ValueError, match=r"Expected `data`"):
+        scan_folder(path)
+
+
+def test_grayscale_palette_and_rgba_are_converted_to_rgb(tmp_path):
+    root = tmp_path / "data"
+    expected = {}  # class -> RGB every decoded pixel must have
+    for i in range(2):
+        write(root / "gray" / f"{i}.png", solid("L", 77))
+        write(root / "pal" / f"{i}.png", solid("P", RED))
+        write(root / "rgba" / f"{i}.png", solid("RGBA", GREEN + (128,)))
+        write(root / "rgb" / f"{i}.png", solid("RGB", BLUE))
+    expected = {"gray": (77, 77, 77), "pal": RED, "rgb": BLUE, "rgba": GREEN}
+
+    scan = scan_folder(root)
+    assert scan.class_names == ["gray", "pal", "rgb", "rgba"]
+    assert scan.skipped == []
+    assert [(Path(f).relative_to(root).as_posix(), c) for f, c in scan.converted] == [
+        ("gray/0.png", "L -> RGB"), ("gray/1.png", "L -> RGB"),
+        ("pal/0.png", "P -> RGB"), ("pal/1.png", "P -> RGB"),
+        ("rgba/0.png", "RGBA -> RGB"), ("rgba/1.png", "RGBA -> RGB")]
+
+    splits = load_data(make_recipe(root, validation_split=0.5))
+    assert splits.report["converted"][0] == {"file": str(root / "gray" / "0.png"),
+                                             "change": "L -> RGB"}
+    assert len(splits.report["converted"]) == 6
+    for ds in (splits.train, splits.val):
+        assert ds.element_spec[0].dtype == tf.uint8
+        images, labels = as_arrays(ds)
+        assert len(images) == 4
+        for image, label in zip(images, labels):
+            assert image.dtype == np.uint8 and image.shape == (SIZE, SIZE, 3)
+            want = np.broadcast_to(np.array(expected[splits.class_names[label]], np.uint8),
+                                   image.shape)
+            np.testing.assert_array_equal(image, want)
+
+
+def test_report_counts_and_dataset_labels(tmp_path):
+    root = tmp_path / "data"
+    for name, n in (("a", 5), ("b", 3), ("c", 4)):
+        for i in range(n):
+            write(root / name / f"{i}.png", noise_image(seed=i))
+    (root / "b" / "bad.jpg").write_bytes(b"definitely not a jpeg" * 10)
+    (root / "c" / "readme.md").write_text("# c\n")
+
+    splits = load_data(make_recipe(root))
+    report = splits.report
+    assert report["source"] == str(root)
+    assert report["classes"] == splits.class_names == ["a", "b", "c"]
+    # per class round(n * 0.25), at least one, at most n - 1: a 1 (1.25), b 1 (0.75), c 1
+    assert report["train_counts"] == [4, 2, 3]
+    assert report["val_counts"] == [1, 1, 1]
+    assert report["skipped"] == [
+        {"file": str(root / "b" / "bad.jpg"), "reason": "not an image"},
+        {"file": str(root / "c" / "readme.md"), "reason": "not an image"}]
+    assert report["converted"] == [] and report["dropped_classes"] == []
+    assert splits.train_labels.dtype == np.int32
+    assert splits.train_labels.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2]
+    assert splits.val_labels.tolist() == [0, 1, 2]
+    assert as_arrays(splits.train)[1] == splits.train_labels.tolist()
+    assert as_arrays(splits.val)[1] == splits.val_labels.tolist()
+
+
+def test_disk_cache_writes_under_cache_dir(tmp_path):
+    root = two_classes(tmp_path / "data", n=4)
+    (tmp_path / "cache").mkdir()  # the caller makes it (the run directory's cache/)
+    splits = load_data(make_recipe(root, cache="disk"), cache_dir=tmp_path / "cache")
+    list(splits.train)
+    list(splits.val)
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert "train.index" in names and "val.index" in names
+
+
+def test_builtin_data_uses_keras_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    splits = load_data(make_recipe("builtin", builtin_images_per_class=3))
+    assert splits.report["source"] == "builtin shapes"
+    assert splits.class_names == list(SHAPES)
+    assert splits.report["train_counts"] == [2] * 5 and splits.report["val_counts"] == [1] * 5
+    assert (tmp_path / "keras_home" / "datasets" / "keras_vgg_shapes_v1"
+            / "3_per_class_seed0").is_dir()
+
+
+# --- 2. stratified_split ---------------------------------------------------------------
+
+
+def test_stratified_split_exact_sizes():
+    labels = [0] * 10 + [1] * 4
+    train, val = stratified_split(labels, 0.25, seed=0)
+    # class 0: round(2.5) = 2 held out (round half to even); class 1: round(1.0) = 1
+    assert len(train) == 11 and len(val) == 3
+    assert np.bincount(np.asarray(labels)[val]).tolist() == [2, 1]
+    assert np.bincount(np.asarray(labels)[train]).tolist() == [8, 3]
+
+
+def test_stratified_split_keeps_every_class_in_both_splits():
+    labels = np.array([0] * 2 + [1] * 3 + [2] * 1 + [3] * 50 + [4] * 2)
+    train, val = stratified_split(labels, 0.05, seed=3)
+    assert np.bincount(labels[val], minlength=5).tolist() == [1, 1, 0, 2, 1]
+    train, val = stratified_split(labels, 0.9, seed=3)  # at least one stays in train
+    assert np.bincount(labels[train], minlength=5).tolist() == [1, 1, 1, 5, 1]
+    assert np.bincount(labels[val], minlength=5).tolist() == [1, 2, 0, 45, 1]
+
+
+def test_stratified_split_is_a_partition_and_deterministic():
+    labels = np.random.default_rng(0).integers(0, 4, 101)
+    train, val = stratified_split(labels, 0.3, seed=7)
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert sorted(train.tolist() + val.tolist()) == list(range(101))
+    assert train.tolist() == sorted(train.tolist()) and val.tolist() == sorted(val.tolist())
+    again = stratified_split(labels, 0.3, seed=7)
+    assert train.tolist() == again[0].tolist() and val.tolist() == again[1].tolist()
+    others = [stratified_split(labels, 0.3, seed=s)[1].tolist() for s in range(8, 12)]
+    assert any(o != val.tolist() for o in others)
+    assert all(len(o) == len(val) for o in others)  # the sizes do not depend on the seed
+
+
+# --- 3. pipelines ----------------------------------------------------------------------
+
+
+def coloured_folder(root, n=4):
+    """Classes a and b, each image its own solid colour (green channel = a unique id)."""
+    colours = {}
+    for c, name in enumerate("ab"):
+        for i in range(n):
+            colour = (100 + 50 * c, 10 * (n * c + i) + 5, 7)
+            colours[str(write(root / name / f"{i}.png", solid("RGB", colour)))] = colour
+    return colours
+
+
+def test_train_pipeline_batches_are_preprocessed_float32(tmp_path):
+    root = tmp_path / "data"
+    coloured_folder(root, n=5)  # train: 4 + 4
+    recipe = make_recipe(root)
+    splits = load_data(recipe)
+    batches = list(train_pipeline(splits.train, recipe, "tf").as_numpy_iterator())
+    assert [x.shape for x, _ in batches] == [(4, SIZE, SIZE, 3)] * 2
+    assert all(x.dtype == np.float32 and y.dtype == np.int32 for x, y in batches)
+    images = np.concatenate([x for x, _ in batches])
+    assert images.min() >= -1.0 and images.max() <= 1.0 and images.min() < 0  # "tf" mode
+    assert sorted(np.concatenate([y for _, y in batches]).tolist()) == [0] * 4 + [1] * 4
+
+
+@pytest.mark.parametrize("mode", ["caffe", "torch", "tf"])
+def test_eval_pipeline_preprocesses_with_the_mode(tmp_path, mode):
+    root = tmp_path / "data"
+    for name, colour in (("a", RED), ("b", GREEN)):
+        for i in range(2):
+            write(root / name / f"{i}.png", solid("RGB", colour))
+    recipe = make_recipe(root, validation_split=0.5)
+    splits = load_data(recipe)
+    (x, y), = list(eval_pipeline(splits.val, recipe, mode).as_numpy_iterator())
+    assert x.dtype == np.float32 and x.shape == (2, SIZE, SIZE, 3) and y.tolist() == [0, 1]
+    for image, colour in zip(x, (RED, GREEN)):
+        want = preprocess_input(np.full((1, SIZE, SIZE, 3), colour, np.float32), mode)[0]
+        np.testing.assert_allclose(image, want, rtol=1e-6, atol=1e-5)
+    if mode == "caffe":  # BGR, ImageNet means subtracted
+        np.testing.assert_allclose(x[0, 0, 0], [90 - 103.939, 30 - 116.779, 200 - 123.68],
+                                   atol=1e-4)
+
+
+def test_eval_pipeline_keeps_file_order_and_labels(tmp_path):
+    root = tmp_path / "data"
+    colours = coloured_folder(root, n=6)
+    recipe = make_recipe(root, batch_size=3)
+    splits = load_data(recipe)
+    scan = scan_folder(root)
+    train_idx, val_idx = stratified_split(scan.labels, recipe.validation_split, recipe.seed)
+    for ds, idx, labels in ((splits.train, train_idx, splits.train_labels),
+                            (splits.val, val_idx, splits.val_labels)):
+        batches = list(eval_pipeline(ds, recipe, "tf").as_numpy_iterator())
+        got_labels = np.concatenate([y for _, y in batches]).tolist()
+        assert got_labels == labels.tolist() == [scan.labels[i] for i in idx]
+        pixels = np.rint((np.concatenate([x for x, _ in batches])[:, 0, 0] + 1) * 127.5)
+        assert pixels.tolist() == [list(colours[scan.files[i]]) for i in idx]
+
+
+@pytest.mark.parametrize("augment", [["flip"], ["contrast"]])
+def test_augmentation_only_in_train_pipeline(tmp_path, augment):
+    root = tmp_path / "data"
+    for c, name in enumerate("ab"):
+        for i in range(4):
+            write(root / name / f"{i}.png", asymmetric(green=40 * i + c))
+    recipe = make_recipe(root, augment=augment, augment_factor=0.5)
+    splits = load_data(recipe)
+    evaluated = [x for x, _ in eval_pipeline(splits.train, recipe, "tf").as_numpy_iterator()]
+    again = [x for x, _ in eval_pipeline(splits.train, recipe, "tf").as_numpy_iterator()]
+    for a, b in zip(evaluated, again):
+        np.testing.assert_array_equal(a, b)
+    unaugmented = train_pipeline(splits.train, recipe, "tf", augment=False, shuffle=False)
+    for a, (b, _) in zip(evaluated, unaugmented.as_numpy_iterator()):
+        np.testing.assert_array_equal(a, b)
+
+    train = train_pipeline(splits.train, recipe, "tf", shuffle=False)  # same order as eval
+    changed = []
+    for _ in range(3):
+        for a, (b, _) in zip(evaluated, train.as_numpy_iterator()):
+            assert b.shape == a.shape and b.dtype == np.float32
+            changed += [bool(np.abs(a[k] - b[k]).max() > 1e-3) for k in range(len(a))]
+    assert any(changed)
+    if augment == ["flip"]:  # a flip is applied to some images and not to others
+        assert not all(changed)
+
+
+def test_shuffle_batch_is_seeded(tmp_path):
+    recipe = make_recipe(tmp_path, batch_size=5, seed=3)
+
+    def epochs(recipe, n=2):
+        ds = shuffle_batch(tf.data.Dataset.range(20), recipe)
+        return [np.concatenate(list(ds.as_numpy_iterator())).tolist() for _ in range(n)]
+
+    first, second = epochs(recipe), epochs(recipe)
+    assert first == second
+    assert sorted(first[0]) == list(range(20)) and first[0] != list(range(20))
+    assert first[0] != first[1]  # reshuffled each epoch
+    other = epochs(make_recipe(tmp_path, batch_size=5, seed=4), n=1)
+    assert other[0] != first[0]
+    batches = list(shuffle_batch(tf.data.Dataset.range(20), recipe).as_numpy_iterator())
+    assert [len(b) for b in batches] == [5] * 4
+
+
+def test_train_pipeline_order_is_seeded(tmp_path):
+    root = tmp_path / "data"
+    coloured_folder(root, n=6)
+    recipe = make_recipe(root)
+
+    def order():
+        splits = load_data(recipe)  # a fresh pipeline each time
+        ds = train_pipeline(splits.train, recipe, "tf")
+        return [np.rint((x[:, 0, 0, 1] + 1) * 127.5).tolist()
+                for x, _ in ds.as_numpy_iterator()]
+
+    assert order() == order()
+
+
+# --- 4. tfds (mocked: no download) -------------------------------------------------------
+
+FLOWERS = ["dandelion", "daisy", "tulips", "sunflowers", "roses"]
+N_MOCK = 20
+# labels of the split-aware mock below; train[:75%] = first 15, train[75%:] = last 5
+MOCK_LABELS = [0, 0, 0, 1, 1, 2, 3, 4, 4, 4, 0, 1, 2, 2, 3, 4, 3, 2, 1, 0]
+
+
+def split_aware_as_dataset(self, split, decoders=None, read_config=None, **kwargs):
+    """Stands in for FileReaderBuilder._as_dataset: N_MOCK examples in one 'train' split,
+    sliced with tfds' own split parser (so unknown or malformed splits raise as in tfds).
+
+    tfds.testing.mock_data's default generator ignores `split`: every split, sliced or
+    not, and even an unknown name, yields all `num_examples` (its docstring: "Train and
+    test split will yield the same examples"; without metadata files "any splits are
+    accepted")."""
+    import tensorflow_datasets as tfds
+
+    info = tfds.core.SplitInfo(name="train", shard_lengths=[N_MOCK], num_bytes=0)
+    instructions = tfds.core.ReadInstruction.from_spec(str(split)).to_absolute({"train": info})
+    index = np.concatenate([np.arange(N_MOCK)[i.from_:i.to] for i in instructions])
+
+    def examples():
+        for i in index:
+            shape = (20 + i % 3, 24 - i % 2, 3)  # sizes vary, as in tf_flowers
+            yield {"image": np.full(shape, (10 * i, 3, 250), np.uint8),
+                   "label": np.int64(MOCK_LABELS[i])}
+
+    return tf.data.Dataset.from_generator(examples, output_signature={
+        "image": tf.TensorSpec((None, None, 3), tf.uint8),
+        "label": tf.TensorSpec((), tf.int64)})
+
+
+def flowers_recipe(**overrides):
+    values = dict(data="tfds:tf_flowers", train_split="train[:75%]", val_split="train[75%:]")
+    values.update(overrides)
+    return make_recipe(**values)
+
+
+def test_tfds_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=8):
+        splits = load_data(flowers_recipe())
+    assert splits.class_names == FLOWERS
+    assert splits.report["source"] == "tfds:tf_flowers"
+    assert (splits.report["image_key"], splits.report["label_key"]) == ("image", "label")
+    assert splits.report["skipped"] == splits.report["converted"] == []
+    assert splits.train.element_spec[0].dtype == tf.uint8
+    for ds, labels in ((splits.train, splits.train_labels), (splits.val, splits.val_labels)):
+        images, got = as_arrays(ds)
+        assert all(x.shape == (SIZE, SIZE, 3) and x.dtype == np.uint8 for x in images)
+        assert got == labels.tolist() and all(0 <= y < 5 for y in got)
+        assert sum(splits.report["train_counts"]) == len(splits.train_labels)
+
+
+def test_tfds_split_slicing(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=N_MOCK, as_dataset_fn=split_aware_as_dataset):
+        splits = load_data(flowers_recipe())
+    assert splits.class_names == FLOWERS
+    assert len(splits.train_labels) + len(splits.val_labels) == N_MOCK
+    assert (len(splits.train_labels), len(splits.val_labels)) == (15, 5)
+    assert splits.train_labels.tolist() == MOCK_LABELS[:15]
+    assert splits.val_labels.tolist() == MOCK_LABELS[15:]
+    assert splits.report["train_counts"] == [4, 3, 3, 2, 3]
+    assert splits.report["val_counts"] == [1, 1, 1, 1, 1]
+    for ds, first in ((splits.train, 0), (splits.val, 15)):
+        images, labels = as_arrays(ds)
+        assert labels == MOCK_LABELS[first:first + len(labels)]
+        for i, image in enumerate(images, start=first):
+            assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
+            np.testing.assert_array_equal(image[0, 0], [10 * i, 3, 250])
+
+
+@pytest.mark.parametrize("key, value", [
+    ("train_split", "tran[:75%]"), ("train_split", "train[:75"), ("val_split", "test")])
+def test_tfds_bad_split(key, value):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=N_MOCK, as_dataset_fn=split_aware_as_dataset):
+        with pytest.raises(ValueError, match=rf"Expected `{key}` to be a split of tf_flowers"
+                           ) as error:
+            load_data(flowers_recipe(**{key: value}))
+    assert f"{key}={value!r}" in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["image_key", "label_key"])
+def test_tfds_wrong_feature_key(key):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=2):
+        with pytest.raises(ValueError, match=rf"Expected `{key}` to name a") as error:
+            load_data(flowers_recipe(**{key: "nope"}))
+        assert f"{key}='nope'" in str(error.value)
+        splits = load_data(flowers_recipe(image_key="image", label_key="label"))
+    assert splits.class_names == FLOWERS
+
+
+def test_feature_keys():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "label": tfds.features.ClassLabel(names=FLOWERS),
+        "file_name": tfds.features.Text()})
+    assert feature_keys(features) == ("image", "label")
+    assert feature_keys(features, "image", "label") == ("image", "label")
+    with pytest.raises(ValueError, match=r"Expected `image_key` to name a Image feature "
+                                         r"\['image'\]. Received: image_key='file_name'"):
+        feature_keys(features, image_key="file_name")
+    with pytest.raises(ValueError, match=r"Expected `label_key` to name a ClassLabel feature "
+                                         r"\['label'\]. Received: label_key='labels'"):
+        feature_keys(features, label_key="labels")
+
+    other = tfds.features.FeaturesDict({
+        "img": tfds.features.Image(shape=(None, None, 3)),
+        "coarse": tfds.features.ClassLabel(num_classes=2),
+        "fine": tfds.features.ClassLabel(num_classes=4)})
+    with pytest.raises(ValueError, match=r"exactly one ClassLabel feature or `label_key` set"):
+        feature_keys(other)
+    assert feature_keys(other, label_key="fine") == ("img", "fine")  # the only Image: found
+
+
+# --- 5. the built-in shapes ------------------------------------------------------------
+
+
+def tree_bytes(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_make_shapes_layout(tmp_path):
+    root = make_shapes(tmp_path, images_per_class=3)
+    assert root == tmp_path / "3_per_class_seed0"
+    assert sorted(p.name for p in root.iterdir()) == list(SHAPES)
+    for shape in SHAPES:
+        files = sorted(p.name for p in (root / shape).iterdir())
+        assert files == [f"{shape}_{i:04d}.png" for i in range(3)]
+        for name in files:
+            with Image.open(root / shape / name) as image:
+                assert (image.format, image.mode, image.size) == ("PNG", "RGB", (64, 64))
+    assert [p.name for p in tmp_path.iterdir()] == [root.name]  # no temp dirs left
+
+
+def test_make_shapes_is_deterministic(tmp_path):
+    first = tree_bytes(make_shapes(tmp_path / "one", images_per_class=3))
+    second = tree_bytes(make_shapes(tmp_path / "two", images_per_class=3))
+    assert len(first) == 15 and first == second
+    other = make_shapes(tmp_path / "one", images_per_class=3, seed=1)
+    assert other.name == "3_per_class_seed1"
+    third = tree_bytes(other)
+    assert third.keys() == first.keys()
+    assert all(third[k] != first[k] for k in first)
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == [
+        "3_per_class_seed0", "3_per_class_seed1"]
+
+
+def test_make_shapes_twice_does_not_rewrite(tmp_path, monkeypatch):
+    root = make_shapes(tmp_path, images_per_class=3)
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(builtin, "render", refuse)
+    assert make_shapes(tmp_path, images_per_class=3) == root
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == stamps
+    assert [p.name for p in tmp_path.iterdir()] == [root.name]
+
+
+def test_make_shapes_interrupted_leaves_nothing(tmp_path, monkeypatch):
+    real, calls = builtin.render, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(builtin, "render", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        make_shapes(tmp_path, images_per_class=3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scan_of_builtin_shapes(tmp_path):
+    scan = scan_folder(make_shapes(tmp_path, images_per_class=3))
+    assert (scan.class_names, len(scan.files), scan.skipped) == (list(SHAPES), 15, [])
+    assert scan.labels == [c for c in range(5) for _ in range(3)]
+    assert scan.converted == [] and scan.dropped_classes == []
+
+
+# --- bugs found ------------------------------------------------------------------------
+# These fail today; see the report.
+
+
+def test_a_split_with_no_images_fails_with_value_error(tmp_path):
+    """With one image per class nothing can be held out; _splits means to say so, but
+    stratified_split returns np.sort([]), a float64 array, and load_folder's
+    files[val_idx] raises IndexError first."""
+    train, val = stratified_split([0, 1], 0.25, seed=0)
+    assert (train.tolist(), val.tolist()) == ([0, 1], [])
+    assert val.dtype.kind == "i", f"indices of dtype {val.dtype}"
+    root = two_classes(tmp_path / "data", n=1)
+    with pytest.raises(ValueError, match=r"Expected images in both splits.*0 for validation"):
+        load_data(make_recipe(root))
+
+
+# Every file the scan keeps must decode to the right pixels.
+# These fail today; see the report. Pillow accepts each file, tf.io.decode_image does not
+# (or decodes it wrongly), so the scan lets it through and the run breaks mid-epoch.
+
+
+@pytest.mark.parametrize("fmt, ext, cut", [("PNG", "png", 12), ("GIF", "gif", 1)])
+def test_file_missing_its_trailer_is_skipped(tmp_path, fmt, ext, cut):
+    """A PNG without its IEND chunk (the last 12 bytes) or a GIF without its trailer byte
+    passes Pillow's load() but tf.io.decode_image rejects it ("Invalid PNG data")."""
+    root = two_classes(tmp_path / "data", n=2)
+    data = encoded(noise_image(), fmt)
+    bad = root / "a" / f"cut.{ext}"
+    bad.write_bytes(data[:-cut])
+    scan = scan_folder(root)
+    assert str(bad) in [f for f, _ in scan.skipped], "kept by the scan"
+    splits = load_data(make_recipe(root, validation_split=0.5))
+    list(splits.train), list(splits.val)  # every kept file decodes
+
+
+def test_one_bit_bmp_is_skipped_or_decodes(tmp_path):
+    """Pillow reads a 1-bit BMP; tf.io.decode_bmp fails ("Number of channels inherent in
+    the image must be 1, 3 or 4, was 0")."""
+    root = two_classes(tmp_path / "data", n=2)
+    for i in range(2):
+        write(root / "mono" / f"{i}.bmp", solid("RGB", (255, 255, 255)).convert("1"))
+    splits = load_data(make_recipe(root, validation_split=0.5))
+    for ds in (splits.train, splits.val):
+        images, labels = as_arrays(ds)
+        for image, label in zip(images, labels):
+            if splits.class_names[label] == "mono":
+                assert image.min() == 255
+
+
+def test_palette_bmp_decodes_to_its_colours(tmp_path):
+    """tf.io.decode_bmp ignores an 8-bit BMP's colour table: palette indices come out as
+    grey levels, so a solid RED palette BMP decodes to (0, 0, 0)."""
+    root = two_classes(tmp_path / "data", n=2, colours=(GREEN, BLUE))
+    for i in range(2):
+        write(root / "pal" / f"{i}.bmp", solid("P", RED))
+    scan = scan_folder(root)
+    assert (str(root / "pal" / "0.bmp"), "P -> RGB") in scan.converted
+    splits = load_data(make_recipe(root, validation_split=0.5))
+    images, labels = as_arrays(splits.train)
+    (pal,) = [x for x, y in zip(images, labels) if splits.class_names[y] == "pal"]
+    np.testing.assert_array_equal(pal[0, 0], RED)
+
+
+def test_tfds_grayscale_images_become_rgb():
+    """Splits promise uint8 HxWx3; a tfds dataset of 1-channel images (mnist, fashion_mnist,
+    emnist...) comes through with 1 channel, which a 3-channel VGG input rejects."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=4):
+        splits = load_data(make_recipe("tfds:mnist", train_split="train", val_split="test"))
+    assert splits.class_names == [str(i) for i in range(10)]
+    image, _ = next(iter(splits.train))
+    assert tuple(image.shape) == (SIZE, SIZE, 3)
+
+
+def test_files_in_hidden_subfolders_are_ignored(tmp_path):
+    """Hidden class folders and hidden files are ignored, but a hidden folder inside a class
+    (a NAS's .@__thumb thumbnails, .ipynb_checkpoints) is scanned: its copies of the class's
+    images join the data, and can land in both train and val."""
+    root = two_classes(tmp_path / "data", n=2)
+    write(root / "a" / ".@__thumb" / "0.png")
+    scan = scan_folder(root)
+    assert str(root / "a" / ".@__thumb" / "0.png") not in scan.files
