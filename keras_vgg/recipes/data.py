@@ -30,8 +30,8 @@ import tensorflow as tf
 
 from keras_vgg.preprocessing import preprocess_input
 
-# What tf.io.decode_image reads (Pillow's format names).
-DECODABLE = ("JPEG", "PNG", "GIF", "BMP")
+# Formats whose failures mean a damaged file rather than an unsupported format.
+DECODABLE = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 
 
 @dataclass
@@ -59,7 +59,9 @@ class Splits:
 
 
 def check_image(path: Path):
-    """(ok, reason, mode): opens and fully decodes one file with Pillow."""
+    """(ok, reason, mode) for one file: Pillow identifies and fully decodes it, and so does
+    ``tf.io.decode_image``, the decoder the pipeline uses (it rejects some files Pillow
+    accepts, such as a PNG missing its last chunk)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -70,7 +72,15 @@ def check_image(path: Path):
         return False, "not an image", None
     except (OSError, SyntaxError, ValueError) as error:
         return False, f"corrupt or truncated ({error})", None
-    if fmt not in DECODABLE:
+    if fmt == "BMP" and mode in ("P", "1"):
+        return False, ("BMP with a colour table: tf.io.decode_image would read its palette "
+                       "indices as grey levels; save it as PNG"), None
+    try:
+        tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        message = str(error).splitlines()[0][:120]
+        if fmt in DECODABLE:
+            return False, f"corrupt or truncated ({message})", None
         return False, f"{fmt} images are not readable by tf.io.decode_image", None
     return True, "", mode
 
@@ -87,8 +97,8 @@ def scan_folder(root) -> Scan:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         usable = []
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if path.name.startswith("."):
-                continue
+            if any(part.startswith(".") for part in path.relative_to(folder).parts):
+                continue  # hidden files and folders (thumbnails, .DS_Store...)
             ok, reason, mode = check_image(path)
             if not ok:
                 scan.skipped.append((str(path), reason))
@@ -123,12 +133,20 @@ def stratified_split(labels, fraction: float, seed: int):
         n_val = min(max(n_val, 1 if len(members) > 1 else 0), len(members) - 1)
         val += members[:n_val].tolist()
         train += members[n_val:].tolist()
-    return np.sort(train), np.sort(val)
+    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
 
 
 def _decode(path, size):
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     return _resize(image, size)
+
+
+def _rgb(image):
+    """Grayscale -> RGB, RGBA -> RGB (tfds images keep their own channel count)."""
+    channels = image.shape[-1]
+    if channels == 1:
+        return tf.image.grayscale_to_rgb(image)
+    return image[..., :3] if channels == 4 else image
 
 
 def _resize(image, size):
@@ -185,9 +203,11 @@ def load_tfds(name, recipe, cache_dir=None) -> Splits:
                 f"({sorted(builder.info.splits)}; slices like 'train[:80%]' work). "
                 f"Received: {split_key}={split!r} ({error})"
             ) from error
-        labels = np.array([int(y) for y in ds.map(lambda ex: ex[label_key]).as_numpy_iterator()],
-                          dtype="int32")
-        ds = ds.map(lambda ex: (_resize(ex[image_key], recipe.image_size),
+        label_only = builder.as_dataset(split=split, shuffle_files=False,
+                                        decoders={image_key: tfds.decode.SkipDecoding()})
+        labels = np.fromiter(label_only.map(lambda ex: ex[label_key]).as_numpy_iterator(),
+                             dtype="int32")
+        ds = ds.map(lambda ex: (_resize(_rgb(ex[image_key]), recipe.image_size),
                                 tf.cast(ex[label_key], tf.int32)), tf.data.AUTOTUNE)
         return _cached(ds, recipe, cache_dir, split_key), labels
 
