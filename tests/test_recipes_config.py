@@ -112,3 +112,12 @@ def test_finetune_command_runs_and_never_reuses_a_run_dir(capsys, tmp_path, monk
     assert cli.main(argv + ["--run-dir", "runs/builtin"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(argv + ["--run-dir", "runs/builtin", "--overwrite"]) == 0
+
+
+def test_the_library_never_imports_recipes():
+    import subprocess
+    import sys
+
+    code = "import sys, keras_vgg; print('keras_vgg.recipes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
