@@ -256,6 +256,14 @@ def test_resume_refuses_a_changed_recipe(tmp_path):
         finetune(tiny(batch_size=4), run_dir=run, resume=True, verbose=0)
 
 
+def test_disk_cache_is_used_and_dropped_when_the_run_completes(tmp_path):
+    snaps = Snapshots()
+    result = finetune(tiny(cache="disk", phase2_epochs=0), run_dir=tmp_path / "run",
+                      callbacks=[snaps], verbose=0)
+    assert result.best_model.exists() and len(snaps.fits) == 1
+    assert not (tmp_path / "run" / "cache").exists()
+
+
 def test_bad_data_leaves_no_run_dir(tmp_path):
     with pytest.raises(ValueError, match="data"):
         finetune(tiny(data=str(tmp_path / "missing")), run_dir=tmp_path / "run", verbose=0)

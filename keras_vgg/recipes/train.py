@@ -269,7 +269,8 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     _write_json(run_dir / "metrics.json", metrics)
     state["complete"] = True
     _write_json(run_dir / "state.json", state)
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    for scratch in ("backup", "cache"):  # nothing left to resume: drop the scratch copies
+        shutil.rmtree(run_dir / scratch, ignore_errors=True)
     return RunResult(run_dir, run_dir / "best.keras", metrics, state["epoch"], feature_cache)
 
 
