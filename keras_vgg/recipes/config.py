@@ -83,7 +83,10 @@ class Recipe:
         """Checks every field; returns self. Each error names the key and what was expected."""
         for key in (f.name for f in dataclasses.fields(self)):
             _check_type(self, key)
-        _one_of(self, "model", list_models() + [None], lambda v: get_config(v).name)
+        try:  # names, paper names ("D") and builder names resolve to the table's name
+            self.model = get_config(self.model).name
+        except ValueError:
+            _one_of(self, "model", list_models())
         _one_of(self, "head", HEADS)
         _one_of(self, "cache", CACHES)
         _one_of(self, "class_weight", ("balanced", "none"))
@@ -189,23 +192,19 @@ def _resolve(source) -> Path:
 
 
 def _read(path: Path) -> dict:
-    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as error:
+            raise ValueError(
+                f"Reading {path} needs PyYAML (pip install pyyaml), or write it as JSON."
+            ) from error
+        parse, errors = yaml.safe_load, (yaml.YAMLError,)
+    else:
+        parse, errors = json.loads, (json.JSONDecodeError,)
     try:
-        if path.suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError as error:
-                raise ValueError(
-                    f"Reading {path} needs PyYAML (pip install pyyaml), or write it as JSON."
-                ) from error
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except (json.JSONDecodeError, ValueError) as error:
-        if "PyYAML" in str(error):
-            raise
-        raise ValueError(f"Could not parse the recipe file {path}: {error}") from error
-    except Exception as error:  # yaml.YAMLError
+        values = parse(path.read_text())
+    except errors as error:
         raise ValueError(f"Could not parse the recipe file {path}: {error}") from error
     if not isinstance(values, dict):
         raise ValueError(f"Expected the recipe file {path} to hold a mapping of keys to values.")
@@ -238,18 +237,10 @@ def _check_type(recipe: Recipe, key: str):
         )
 
 
-def _one_of(recipe, key, allowed, normalise=None, value=None):
+def _one_of(recipe, key, allowed, value=None):
     value = getattr(recipe, key) if value is None else value
-    if normalise is not None:
-        try:
-            setattr(recipe, key, normalise(value))
-            return
-        except ValueError:
-            pass
-    elif value in allowed:
-        return
-    shown = [a for a in allowed if a is not None]
-    raise ValueError(f"Expected `{key}` to be one of {shown}. Received: {key}={value!r}")
+    if value not in allowed:
+        raise ValueError(f"Expected `{key}` to be one of {list(allowed)}. Received: {key}={value!r}")
 
 
 def _at_least(recipe, key, low):
