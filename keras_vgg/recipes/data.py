@@ -76,7 +76,7 @@ def check_image(path: Path):
         return False, ("BMP with a colour table: tf.io.decode_image would read its palette "
                        "indices as grey levels; save it as PNG"), None
     try:
-        tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+        _decode_rgb(str(path))
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         message = str(error).splitlines()[0][:120]
         if fmt in DECODABLE:
@@ -136,9 +136,9 @@ def stratified_split(labels, fraction: float, seed: int):
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
 
 
-def _decode(path, size):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return _resize(image, size)
+def _decode_rgb(path):
+    """The pipeline's decoder (the scan runs it too, so what the scan keeps decodes)."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
 def _rgb(image):
@@ -171,7 +171,8 @@ def load_folder(root, recipe, cache_dir=None) -> Splits:
 
     def dataset(indices, split):
         ds = tf.data.Dataset.from_tensor_slices((files[indices], labels[indices]))
-        ds = ds.map(lambda p, y: (_decode(p, recipe.image_size), y), tf.data.AUTOTUNE)
+        ds = ds.map(lambda p, y: (_resize(_decode_rgb(p), recipe.image_size), y),
+                    tf.data.AUTOTUNE)
         return _cached(ds, recipe, cache_dir, split)
 
     report = {
