@@ -6,6 +6,9 @@ Example:
     $ keras-vgg finetune                      # the built-in shapes, offline, a few minutes
     $ keras-vgg finetune --data photos/ --model vgg16 --weights imagenet
     $ keras-vgg finetune --config tf_flowers phase2_epochs=10 batch_size=16
+    $ keras-vgg export runs/builtin --format saved_model tflite \\
+          --quantize none float16 dynamic int8 -o exported/
+    $ keras-vgg predict exported/model_int8.tflite photo.jpg
 """
 
 from __future__ import annotations
@@ -64,10 +67,11 @@ def main(argv=None) -> int:
     summary.add_argument("--batch-norm", action="store_true", help="the batch-norm form")
     summary.add_argument("--classes", type=int, default=1000)
     add_finetune_parser(commands)
+    add_export_parsers(commands)
     args = parser.parse_args(argv)
 
-    if args.command == "finetune":
-        return finetune_command(args)
+    if args.command in COMMANDS:
+        return COMMANDS[args.command](args)
     if args.command == "list":
         print(format_table())
         return 0
@@ -142,6 +146,132 @@ def finetune_command(args) -> int:
     return 0
 
 
+def add_export_parsers(commands):
+    from keras_vgg.export import FORMATS, INT8_IO, QUANTIZE
+    from keras_vgg.preprocessing import MODES
+
+    export = commands.add_parser(
+        "export", help="export a fine-tuned model to SavedModel/TFLite, checked and reported",
+        description="Export a .keras model (or a run folder's best.keras) into the folder "
+        "OUT, check every file against the Keras model and write export_report.json. "
+        "A run folder brings its own data: the training split calibrates int8 and the "
+        "validation split is the check sample.")
+    export.add_argument("model", help="a run folder or a .keras file")
+    export.add_argument("-o", "--output", required=True, help="the export folder to create")
+    export.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS))
+    export.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none"],
+                        help="TFLite modes (none = float32)")
+    export.add_argument("--representative-data", metavar="DIR|tfds:NAME",
+                        help="training images to calibrate int8 (default: the run's data)")
+    export.add_argument("--sample-data", metavar="DIR|tfds:NAME",
+                        help="labelled held-out images to check on (default: the run's "
+                        "validation split, else the representative data's)")
+    export.add_argument("--preprocessing", choices=MODES,
+                        help="the weights' mode (default: what the run recorded)")
+    export.add_argument("--image-size", type=int, help="needed only for open-size models")
+    export.add_argument("--int8-io", choices=INT8_IO, default="uint8")
+    export.add_argument("--min-agreement", type=float,
+                        help="refuse an export whose top-1 agreement with Keras is lower")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    predict = commands.add_parser(
+        "predict", help="top-k classes of images from a .keras, SavedModel or .tflite model")
+    predict.add_argument("model", help="a run folder, .keras file, SavedModel folder or .tflite")
+    predict.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files")
+    predict.add_argument("--top-k", type=int, default=5)
+
+
+def _export_data(args, model_path, image_size):
+    """(representative, sample, labels, class names of the data) for ``keras-vgg export``."""
+    from keras_vgg.recipes.config import Recipe
+    from keras_vgg.recipes.data import export_arrays, load_data
+
+    def splits_of(source):
+        data = source if Path(source).is_dir() or source.startswith("tfds:") else f"tfds:{source}"
+        return load_data(Recipe(name="export", data=data, image_size=image_size).validate())
+
+    recipe_file = Path(model_path) / "recipe.json"
+    if args.representative_data is None and args.sample_data is None:
+        if not recipe_file.is_file():
+            return None, None, None, None
+        recipe = Recipe.from_dict(json.loads(recipe_file.read_text()), source=str(recipe_file))
+        splits = load_data(recipe)
+        return (*export_arrays(splits, recipe.seed), splits.class_names)
+    representative = sample = labels = names = None
+    if args.representative_data is not None:
+        splits = splits_of(args.representative_data)
+        representative, sample, labels = export_arrays(splits)
+        names = splits.class_names
+    if args.sample_data is not None:
+        splits = splits_of(args.sample_data)
+        _, sample, labels = export_arrays(splits, calibration=1)
+        names = splits.class_names
+    return representative, sample, labels, names
+
+
+def export_command(args) -> int:
+    from keras_vgg.export import ExportError, export, read_model_info
+
+    try:
+        model, info = read_model_info(args.model)
+        preprocessing = args.preprocessing or info.get("preprocessing")
+        if preprocessing is None:
+            raise ValueError(f"Expected --preprocessing: {args.model} does not record the "
+                             "weights' mode (no metrics.json beside it).")
+        size = model.input_shape[1] or args.image_size
+        if size is None:
+            raise ValueError("Expected --image-size: the model's input size is open.")
+        if Path(args.output).exists() and not args.overwrite:
+            raise ValueError(f"{args.output} exists; pass --overwrite to replace it.")
+        representative, sample, labels, data_names = _export_data(args, args.model, size)
+        names = info.get("class_names") or data_names
+        if labels is not None and data_names != names:
+            raise ValueError(f"The data's classes {data_names} are not the model's {names}; "
+                             "expected --sample-data with the classes the model was trained on.")
+        export(model, args.output, args.format, args.quantize, preprocessing=preprocessing,
+               class_names=names, image_size=args.image_size, representative_data=representative,
+               sample=sample, sample_labels=labels, int8_io=args.int8_io,
+               min_agreement=args.min_agreement, overwrite=args.overwrite)
+    except (ValueError, ExportError) as error:
+        print(f"keras-vgg export: {error}", file=sys.stderr)
+        return 2
+    print(f"Exported to {args.output} (report: {Path(args.output) / 'export_report.json'})")
+    return 0
+
+
+def predict_command(args) -> int:
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_vgg.export import load_predictor
+
+    if args.top_k < 1:
+        print(f"keras-vgg predict: expected --top-k >= 1. Received: {args.top_k}", file=sys.stderr)
+        return 2
+    try:
+        run, names = load_predictor(args.model)
+        images = []
+        for path in args.images:
+            try:
+                image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                           expand_animations=False)
+            except (tf.errors.OpError, ValueError) as error:
+                reason = str(error).split("}}")[-1].split("[Op:")[0].strip()
+                raise ValueError(f"Expected an image file. Could not read {path}: "
+                                 f"{reason}") from error
+            images.append(run(image.numpy()[None])[0])
+    except ValueError as error:
+        print(f"keras-vgg predict: {error}", file=sys.stderr)
+        return 2
+    for path, probabilities in zip(args.images, images):
+        top = np.argsort(-probabilities)[: args.top_k]
+        label = (lambda i: names[i]) if names else str
+        print(f"{path}: " + ", ".join(f"{label(i)} {probabilities[i]:.1%}" for i in top))
+    return 0
+
+
+COMMANDS = {"finetune": finetune_command, "export": export_command, "predict": predict_command}
+
+
 def format_run(result) -> str:
     final = result.metrics["final"]
     lines = [f"Validation accuracy {final['val_accuracy']:.1%} after {result.epochs} epochs "
@@ -153,6 +283,10 @@ def format_run(result) -> str:
     if report["skipped"] or report["dropped_classes"]:
         lines.append(f"Skipped {len(report['skipped'])} file(s) and "
                      f"{len(report['dropped_classes'])} class folder(s): see data_report.json")
+    if result.export_report:
+        from keras_vgg.export import format_report
+
+        lines += ["Exported to export/ (export_report.json):", format_report(result.export_report)]
     return "\n".join(lines)
 
 

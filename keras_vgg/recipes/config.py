@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_vgg.configs import get_config, list_models, min_input_size
+from keras_vgg.export import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import MODES
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 HEADS = ("avg", "max", "flatten", "fc")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
 CACHES = ("memory", "disk", "none")
+LIST_KEYS = ("augment", "export_formats", "export_quantize")
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Recipe:
     reduce_lr_patience: int = 2  # 0: off
     tensorboard: bool = True
     seed: int = 0
+    export_formats: list = field(default_factory=list)  # at the end: saved_model, tflite
+    export_quantize: list = field(default_factory=lambda: ["none"])  # tflite: none|float16|dynamic|int8
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,8 +97,10 @@ class Recipe:
         _one_of(self, "feature_cache", ("auto", "true", "false"))
         _one_of(self, "bn_training", ("auto", "true", "false"))
         _one_of(self, "preprocessing", ("auto",) + MODES)
-        for step in self.augment:
-            _one_of(self, "augment", AUGMENTATIONS, value=step)
+        for key, allowed in (("augment", AUGMENTATIONS), ("export_formats", FORMATS),
+                             ("export_quantize", QUANTIZE)):
+            for item in getattr(self, key):
+                _one_of(self, key, allowed, value=item)
         for phase in ("phase1", "phase2"):
             freeze_blocks(getattr(self, f"{phase}_freeze"), key=f"{phase}_freeze")
             _at_least(self, f"{phase}_epochs", 0)
@@ -220,10 +226,10 @@ def _check_type(recipe: Recipe, key: str):
     if key in ("feature_cache", "bn_training") and isinstance(value, bool):
         setattr(recipe, key, str(value).lower())
         return
-    if key == "augment" and isinstance(value, str):
-        value = [] if value in ("", "none") else [value]
+    if key in LIST_KEYS and isinstance(value, str):
+        value = [] if value in ("", "none") and key != "export_quantize" else [value]
         setattr(recipe, key, value)
-    if key == "augment" and isinstance(value, tuple):
+    if key in LIST_KEYS and isinstance(value, tuple):
         setattr(recipe, key, list(value))
     if value is None and key in ("weights", "image_key", "label_key"):
         return

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.preprocessing import preprocess_input
+from keras_vgg.preprocessing import preprocess_input, resize_uint8
 
 # Formats whose failures mean a damaged file rather than an unsupported format.
 DECODABLE = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
@@ -149,11 +149,6 @@ def _rgb(image):
     return image[..., :3] if channels == 4 else image
 
 
-def _resize(image, size):
-    image = tf.image.resize(image, (size, size))
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
 def _cached(ds, recipe, cache_dir, split):
     """Decoded images kept after the first epoch: in memory, or in files under ``cache_dir``
     (which must exist before the first iteration)."""
@@ -171,7 +166,7 @@ def load_folder(root, recipe, cache_dir=None) -> Splits:
 
     def dataset(indices, split):
         ds = tf.data.Dataset.from_tensor_slices((files[indices], labels[indices]))
-        ds = ds.map(lambda p, y: (_resize(_decode_rgb(p), recipe.image_size), y),
+        ds = ds.map(lambda p, y: (resize_uint8(_decode_rgb(p), recipe.image_size), y),
                     tf.data.AUTOTUNE)
         return _cached(ds, recipe, cache_dir, split)
 
@@ -208,7 +203,7 @@ def load_tfds(name, recipe, cache_dir=None) -> Splits:
                                         decoders={image_key: tfds.decode.SkipDecoding()})
         labels = np.fromiter(label_only.map(lambda ex: ex[label_key]).as_numpy_iterator(),
                              dtype="int32")
-        ds = ds.map(lambda ex: (_resize(_rgb(ex[image_key]), recipe.image_size),
+        ds = ds.map(lambda ex: (resize_uint8(_rgb(ex[image_key]), recipe.image_size),
                                 tf.cast(ex[label_key], tf.int32)), tf.data.AUTOTUNE)
         return _cached(ds, recipe, cache_dir, split_key), labels
 
@@ -308,3 +303,11 @@ def shuffle_batch(ds, recipe):
     """The one shuffle (seeded, reshuffled each epoch) and batching both training paths use."""
     return ds.shuffle(4096, seed=recipe.seed, reshuffle_each_iteration=True).batch(
         recipe.batch_size)
+
+
+def export_arrays(splits: Splits, seed=0, calibration=200, sample=1000):
+    """``(representative, sample, sample_labels)`` as uint8 arrays for an export: a shuffled
+    share of the training split to calibrate int8, and the validation split to check on."""
+    train = [x.numpy() for x, _ in splits.train.shuffle(10_000, seed=seed).take(calibration)]
+    pairs = [(x.numpy(), int(y)) for x, y in splits.val.take(sample)]
+    return np.stack(train), np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])

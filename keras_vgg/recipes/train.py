@@ -59,6 +59,7 @@ class RunResult:
     metrics: dict
     epochs: int
     feature_cache: bool
+    export_report: dict | None = None
 
 
 def preprocessing_mode(recipe) -> str:
@@ -267,11 +268,26 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     metrics["feature_cache"] = feature_cache
     metrics["seconds"] = round(time.time() - started, 1)
     _write_json(run_dir / "metrics.json", metrics)
+    export_report = export_run(run_dir, splits, recipe, mode, verbose) if recipe.export_formats \
+        else None
     state["complete"] = True
     _write_json(run_dir / "state.json", state)
     for scratch in ("backup", "cache"):  # nothing left to resume: drop the scratch copies
         shutil.rmtree(run_dir / scratch, ignore_errors=True)
-    return RunResult(run_dir, run_dir / "best.keras", metrics, state["epoch"], feature_cache)
+    return RunResult(run_dir, run_dir / "best.keras", metrics, state["epoch"], feature_cache,
+                     export_report)
+
+
+def export_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
+    """best.keras exported into ``run_dir/export``, calibrated on the training split and
+    checked on the validation split."""
+    from keras_vgg.export import export
+
+    representative, sample, labels = data_lib.export_arrays(splits, recipe.seed)
+    return export(keras.saving.load_model(run_dir / "best.keras"), run_dir / "export",
+                  recipe.export_formats, recipe.export_quantize, preprocessing=mode,
+                  class_names=splits.class_names, representative_data=representative,
+                  sample=sample, sample_labels=labels, overwrite=True, verbose=bool(verbose))
 
 
 def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
