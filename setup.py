@@ -16,6 +16,7 @@ setup(
         "pillow",  # scanning image folders, drawing the built-in dataset
         "matplotlib",  # history.png, confusion_matrix.png
         "tensorboard",  # the TensorBoard callback of recipes
+        "ai-edge-litert",  # runs and checks the TFLite exports
     ],
     package_data={"keras_vgg.recipes": ["configs/*.json"]},
     extras_require={"test": ["pytest>=7", "h5py", "pyyaml"], "yaml": ["pyyaml"]},

@@ -187,7 +187,8 @@ def _export_data(args, model_path, image_size):
 
     def splits_of(source):
         data = source if Path(source).is_dir() or source.startswith("tfds:") else f"tfds:{source}"
-        return load_data(Recipe(name="export", data=data, image_size=image_size).validate())
+        # Only the data keys matter here; the recipe's model is not the exported one.
+        return load_data(Recipe(name="export", data=data, image_size=image_size))
 
     recipe_file = Path(model_path) / "recipe.json"
     if args.representative_data is None and args.sample_data is None:
@@ -217,7 +218,11 @@ def export_command(args) -> int:
         if preprocessing is None:
             raise ValueError(f"Expected --preprocessing: {args.model} does not record the "
                              "weights' mode (no metrics.json beside it).")
-        size = model.input_shape[1] or args.image_size
+        height, width = model.input_shape[1:3]
+        if height != width:
+            raise ValueError(f"Expected a square model input; received {model.input_shape}. "
+                             "Export non-square models from Python with image arrays.")
+        size = height or args.image_size
         if size is None:
             raise ValueError("Expected --image-size: the model's input size is open.")
         if Path(args.output).exists() and not args.overwrite:
@@ -262,6 +267,10 @@ def predict_command(args) -> int:
     except ValueError as error:
         print(f"keras-vgg predict: {error}", file=sys.stderr)
         return 2
+    if names and len(names) != len(images[0]):
+        print(f"keras-vgg predict: the labels ({len(names)}) do not match the model's "
+              f"{len(images[0])} outputs; printing class indices.", file=sys.stderr)
+        names = None
     for path, probabilities in zip(args.images, images):
         top = np.argsort(-probabilities)[: args.top_k]
         label = (lambda i: names[i]) if names else str

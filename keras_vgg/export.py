@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.preprocessing import check_mode, preprocessing_affine, resize_uint8
+from keras_vgg.preprocessing import MODES, preprocessing_affine, resize_uint8
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
@@ -81,7 +81,7 @@ def serving_model(model, preprocessing: str, image_size=None) -> keras.Model:
     The preprocessing is a frozen 1x1 convolution (see ``preprocessing_affine``).
     ``image_size`` is needed only when the model's own input size is open.
     """
-    check_mode(preprocessing)
+    _choice("preprocessing", preprocessing, MODES)
     if len(model.output_shape) != 2:
         raise ValueError("Expected a model with one (batch, classes) output, such as a "
                          f"classifier or a pooled base. Received output shape {model.output_shape}.")
@@ -370,7 +370,8 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
         min_agreement: refuse an export whose top-1 agreement with Keras is lower.
     """
     formats = [_choice("formats", f, FORMATS) for f in formats]
-    quantize = [_choice("quantize", q, QUANTIZE) for q in quantize] if "tflite" in formats else []
+    quantize = [_choice("quantize", q, QUANTIZE) for q in quantize]
+    quantize = quantize if "tflite" in formats else []
     if not formats:
         raise ValueError(f"Expected at least one of {FORMATS} in `formats`.")
     _choice("int8_io", int8_io, INT8_IO)
@@ -380,7 +381,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
     serving = serving_model(model, preprocessing, image_size)
     size = tuple(serving.input_shape[1:3])
     classes = serving.output_shape[-1]
-    class_names = [str(i) for i in range(classes)] if class_names is None else list(class_names)
+    class_names = [str(name) for name in (range(classes) if class_names is None else class_names)]
     if len(class_names) != classes:
         raise ValueError(f"Expected {classes} `class_names` (one per model output). "
                          f"Received {len(class_names)}.")
@@ -415,6 +416,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
                     "keras": keras.__version__},
         "exports": [],
     }
+    created = next((p for p in reversed(out.absolute().parents) if not p.exists()), None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -453,6 +455,8 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created is not None:  # folders this export made for its output
+            shutil.rmtree(created, ignore_errors=True)
         raise
     if verbose:
         print(format_report(report))
@@ -461,13 +465,18 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
 
 def _move_into_place(tmp: Path, out: Path):
     """``tmp`` becomes ``out``; an old ``out`` is removed only once the new one is there."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        out.replace(old / out.name)
-    tmp.replace(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if not out.exists():
+        tmp.replace(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    out.replace(old / out.name)
+    try:
+        tmp.replace(out)
+    except BaseException:
+        (old / out.name).replace(out)  # the old bundle goes back
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def format_report(report) -> str:
@@ -513,7 +522,7 @@ def read_model_info(path):
         info = {k: final[k] for k in ("preprocessing", "class_names") if k in final}
     names = path.parent / "class_names.txt"
     if "class_names" not in info and names.is_file():
-        info["class_names"] = names.read_text().split("\n")[:-1]
+        info["class_names"] = names.read_text().splitlines()
     return keras.saving.load_model(path), info
 
 
@@ -524,7 +533,7 @@ def load_predictor(path):
     labels_file = next((p / "labels.txt" for p in (path if path.is_dir() else path.parent,
                                                    path.parent) if (p / "labels.txt").is_file()),
                        None)
-    names = labels_file.read_text().split("\n")[:-1] if labels_file else None
+    names = labels_file.read_text().splitlines() if labels_file else None
     if path.suffix == ".tflite":
         runner = TFLiteRunner(path)
         names = tflite_labels(runner.model_bytes) or names

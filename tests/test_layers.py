@@ -341,9 +341,11 @@ def test_tflite_builtin_ops_only_and_matches_keras():
 
     # Op list straight from the interpreter; without default delegates so that
     # XNNPACK does not replace nodes by "DELEGATE".
-    interpreter = tf.lite.Interpreter(
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(  # the supported interpreter (tf.lite.Interpreter is deprecated)
         model_content=tflite_bytes,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
     interpreter.allocate_tensors()
     op_names = [op["op_name"] for op in interpreter._get_ops_details()]

@@ -63,13 +63,8 @@ def changed(before, after, key):
 
 
 @pytest.mark.slow
-def test_builtin_recipe_reaches_90_percent_from_the_cli(tmp_path, monkeypatch, capsys):
-    from keras_vgg.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    assert main(["finetune"]) == 0
-    out = capsys.readouterr().out
-    run = tmp_path / "runs" / "builtin"
+def test_builtin_recipe_reaches_90_percent_from_the_cli(builtin_run):
+    run, out = builtin_run  # `keras-vgg finetune` with no arguments, in a fresh folder
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["final"]["val_accuracy"] >= 0.90
     assert f"Outputs in {os.path.join('runs', 'builtin')}" in out

@@ -1,0 +1,615 @@
+"""Export safety, argument checks, TFLite labels, and the `keras-vgg export/predict` commands."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import keras_vgg
+from keras_vgg import cli
+from keras_vgg import export as export_mod
+from keras_vgg.export import ExportError, add_labels, export, read_model_info, tflite_labels
+from keras_vgg.preprocessing import preprocess_input, resize_uint8
+
+NAMES = ["cat", "dog", "fox"]
+TINY = ["x", "y", "z"]
+FLOAT32 = "model_float32.tflite"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def tiny_model(size=(8, 8)):
+    """A few hundred weights: converts in well under a second."""
+    inputs = keras.Input((*size, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h), name="tiny")
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under ``folder``."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def entries(folder):
+    """Every name in ``folder``, hidden ones (.NAME.tmp-*, .NAME.old-*) included."""
+    return sorted(os.listdir(folder))
+
+
+def quick(model, out, **kwargs):
+    """export() with fast defaults: float32 TFLite only, one latency repeat, quiet."""
+    settings = dict(formats=["tflite"], quantize=["none"], preprocessing="torch",
+                    latency_repeats=1, verbose=False)
+    settings.update(kwargs)
+    return export(model, out, **settings)
+
+
+def write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+    return path
+
+
+def image_folder(root, class_names, per_class=6, size=32):
+    """A folder of class sub-folders of small random PNGs."""
+    rng = np.random.default_rng(7)
+    for c, name in enumerate(class_names):
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3))
+            pixels[..., c % 3] = 255 - 20 * i  # a little class signal
+            write_png(root / name / f"{i}.png", pixels)
+    return root
+
+
+def parse_predictions(text):
+    """{path: [(name, percent), ...]} from `keras-vgg predict` output."""
+    rows = {}
+    for line in text.strip().splitlines():
+        path, listing = line.rsplit(": ", 1)
+        rows[path] = [(item.rsplit(" ", 1)[0], float(item.rsplit(" ", 1)[1].rstrip("%")))
+                      for item in listing.split(", ")]
+    return rows
+
+
+def run_cli(argv):
+    """(exit code, stdout, stderr) of cli.main, for module fixtures (no capsys there)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------- module fixtures
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Two PNGs, a red one (32x32) and a blue one of another size (48x40)."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    red = np.zeros((32, 32, 3), np.int64)
+    red[..., 0] = 200
+    blue = np.zeros((48, 40, 3), np.int64)
+    blue[..., 2] = 200
+    red, blue = red + rng.integers(0, 40, red.shape), blue + rng.integers(0, 40, blue.shape)
+    return [write_png(root / "red.png", red), write_png(root / "blue.png", blue)]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, photos):
+    """A run folder (best.keras + metrics.json, no recipe.json) of a VGG11 at 32x32 whose head
+    is set so the red photo is a clear "cat" and the blue one a clear "dog"."""
+    keras.utils.set_random_seed(0)
+    base = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    head = keras.layers.Dense(3, activation="softmax")
+    model = keras.Sequential([keras.Input((32, 32, 3)), base, head], name="vgg11_pets")
+    pixels = [np.asarray(Image.open(p).convert("RGB")) for p in photos]
+    resized = np.stack([resize_uint8(x, 32).numpy() for x in pixels])
+    red, blue = base.predict_on_batch(preprocess_input(resized, "torch"))
+    d = (red - blue) / np.dot(red - blue, red - blue)
+    kernel = np.stack([3 * d, -3 * d, np.zeros_like(d)], 1)
+    mid = 1.5 * float((red + blue) @ d)
+    head.set_weights([kernel.astype("float32"), np.array([-mid, mid, 0.0], "float32")])
+    probabilities = model.predict_on_batch(preprocess_input(resized, "torch"))
+    assert probabilities.argmax(-1).tolist() == [0, 1]  # the premise of the predict tests
+
+    run = tmp_path_factory.mktemp("runs") / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    (run / "metrics.json").write_text(json.dumps(
+        {"final": {"preprocessing": "torch", "class_names": NAMES, "val_accuracy": 0.5}}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def cli_bundle(tmp_path_factory, run_dir):
+    """`keras-vgg export RUN --format saved_model tflite -o OUT`, run once for the module."""
+    out = tmp_path_factory.mktemp("exports") / "bundle"
+    code, stdout, stderr = run_cli(["export", str(run_dir), "--format", "saved_model", "tflite",
+                                    "-o", str(out)])
+    return {"out": out, "code": code, "stdout": stdout, "stderr": stderr}
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """A real bundle of the tiny model (SavedModel + float32 TFLite), to copy over."""
+    keras.utils.set_random_seed(1)
+    out = tmp_path_factory.mktemp("tiny") / "bundle"
+    quick(tiny_model(), out, formats=["saved_model", "tflite"], class_names=NAMES)
+    return out
+
+
+@pytest.fixture
+def existing(tiny_bundle, tmp_path):
+    """A copy of the tiny bundle at tmp_path/bundle, and its snapshot."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    return out, snapshot(out)
+
+
+# ---------------------------------------------------------------- 1. export is all or nothing
+
+
+def test_existing_output_without_overwrite_is_refused_and_untouched(tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "marker.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=re.escape(str(out))) as info:
+        quick(tiny_model(), out)
+    assert "overwrite=True" in str(info.value)
+    assert snapshot(out) == {"marker.txt": b"keep me"}
+    assert entries(tmp_path) == ["bundle"]
+
+
+def _failing_writer(kind, written, error):
+    """A stand-in for write_tflite / write_saved_model that leaves a partial file, then fails."""
+
+    def fail_tflite(serving, path, *args, **kwargs):
+        Path(path).write_bytes(b"TFL3 half a flatbuffer")
+        written.append(Path(path))
+        raise error
+
+    def fail_saved_model(serving, path, *args, **kwargs):
+        Path(path).mkdir()
+        (Path(path) / "saved_model.pb").write_bytes(b"half a graph")
+        written.append(Path(path) / "saved_model.pb")
+        raise error
+
+    return fail_tflite if kind == "tflite" else fail_saved_model
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk on fire"), KeyboardInterrupt()],
+                         ids=["error", "interrupt"])
+@pytest.mark.parametrize("kind", ["tflite", "saved_model"])
+def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch, kind, error):
+    written = []
+    monkeypatch.setattr(export_mod, f"write_{kind}", _failing_writer(kind, written, error))
+    out = tmp_path / "bundle"
+    with pytest.raises(type(error)):
+        quick(tiny_model(), out, formats=[kind])
+    # The partial file was really written, inside a hidden temporary folder beside `out`...
+    assert len(written) == 1
+    tmp_folder = written[0].parent if kind == "tflite" else written[0].parent.parent
+    assert tmp_folder.parent == tmp_path and tmp_folder.name.startswith(".bundle.tmp-")
+    # ... and none of it is left.
+    assert not out.exists()
+    assert entries(tmp_path) == []
+
+
+def test_failure_with_overwrite_keeps_the_old_bundle_byte_for_byte(existing, monkeypatch):
+    out, before = existing
+    assert {"labels.txt", FLOAT32, "export_report.json",
+            "saved_model/saved_model.pb"} <= set(before)
+    monkeypatch.setattr(export_mod, "write_tflite",
+                        _failing_writer("tflite", [], RuntimeError("converter crashed")))
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        quick(tiny_model(), out, class_names=TINY, overwrite=True)
+    assert snapshot(out) == before
+    assert entries(out.parent) == ["bundle"]
+
+
+def test_successful_overwrite_replaces_the_old_bundle(existing):
+    out, before = existing
+    (out / "stale.txt").write_text("from an older export")
+    report = quick(tiny_model(), out, class_names=TINY, overwrite=True)
+    assert entries(out) == ["export_report.json", "labels.txt", FLOAT32]  # no saved_model/, stale
+    assert (out / "labels.txt").read_text() == "x\ny\nz\n"
+    assert json.loads((out / "export_report.json").read_text()) == report
+    assert [r["file"] for r in report["exports"]] == [FLOAT32]
+    assert (out / FLOAT32).read_bytes() != before[FLOAT32]
+    assert tflite_labels((out / FLOAT32).read_bytes()) == TINY
+    assert entries(out.parent) == ["bundle"]  # no .bundle.old-* or .bundle.tmp-* left
+
+
+# Regression (found in review): _move_into_place moves the old bundle aside (out -> .NAME.old-*/NAME) before it moves
+# the new one in; when that second rename fails (e.g. something recreated `out` in between),
+# export() removes its temporary folder and re-raises, but never puts the old bundle back:
+# `out` is gone and the old files are stranded in a hidden .NAME.old-* folder.
+def test_failure_of_the_final_move_keeps_the_old_bundle(existing, monkeypatch):
+    out, before = existing
+    replace = Path.replace
+
+    def flaky_replace(self, target):
+        if self.name.startswith(".bundle.tmp-"):
+            raise OSError("rename failed")
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", flaky_replace)
+    with pytest.raises(OSError, match="rename failed"):
+        quick(tiny_model(), out, class_names=TINY, overwrite=True)
+    monkeypatch.undo()
+    left = entries(out.parent)
+    assert left == ["bundle"], f"the old bundle was moved aside and not put back: {left}"
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("key, formats, file", [("none", ["tflite"], FLOAT32),
+                                                ("saved_model", ["saved_model"], "saved_model")])
+def test_verification_failure_writes_nothing(tmp_path, monkeypatch, key, formats, file):
+    monkeypatch.setitem(export_mod.TOLERANCE, key, -1.0)  # no export can be that close
+    out = tmp_path / "bundle"
+    with pytest.raises(ExportError) as info:
+        quick(tiny_model(), out, formats=formats)
+    message = str(info.value)
+    assert message.startswith(f"{file} differs from the Keras model by ")
+    assert "(allowed -1)" in message and "nothing was written" in message
+    assert entries(tmp_path) == []
+
+
+def test_min_agreement_above_one_writes_nothing(tmp_path):
+    with pytest.raises(ExportError) as info:
+        quick(tiny_model(), tmp_path / "bundle", min_agreement=1.01)
+    message = str(info.value)
+    assert message.startswith(f"{FLOAT32} agrees with the Keras model's top-1 on 100.0%")
+    assert "required 101.0%" in message and "nothing was written" in message
+    assert entries(tmp_path) == []
+
+
+def test_flatbuffer_limit_is_refused_with_advice(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "FLATBUFFER_LIMIT", 100)
+    with pytest.raises(ExportError) as info:
+        quick(tiny_model(), tmp_path / "bundle")
+    message = str(info.value)
+    assert "2 GiB flatbuffer limit" in message
+    assert "pooled head" in message and "pooling='avg'" in message
+    assert entries(tmp_path) == []
+
+
+class BesselI0e(keras.layers.Layer):
+    """tf.math.special.bessel_i0e: a TensorFlow op with no TFLite builtin (checked: it fails
+    with TFLITE_BUILTINS only, unlike tf.math.lgamma, which the converter lowers)."""
+
+    def call(self, x):
+        return tf.math.special.bessel_i0e(x)
+
+
+def test_op_without_tflite_builtin_is_refused_with_advice(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(BesselI0e()(h)))
+    with pytest.raises(ExportError) as info:
+        quick(model, tmp_path / "bundle")
+    message = str(info.value)
+    assert message.startswith("TFLite could not convert the model (quantize='none'): ")
+    assert "BesselI0e" in message  # the op, named from the converter's error
+    assert message.endswith("Every layer must map to a TFLite builtin op; replace custom or "
+                            "Lambda layers that use other TensorFlow ops.")
+    assert len(message) < 900  # not the converter's whole MLIR dump
+    assert info.value.__cause__ is not None
+    assert entries(tmp_path) == []
+
+
+# ---------------------------------------------------------------- 2. bad arguments
+
+
+def open_model():
+    return tiny_model(size=(None, None))
+
+
+@pytest.mark.parametrize("make, kwargs, error, fragment", [
+    (tiny_model, {"formats": ["onnx"]}, ValueError, "formats='onnx'"),
+    (tiny_model, {"formats": []}, ValueError, "`formats`"),
+    (tiny_model, {"quantize": ["none", "int4"]}, ValueError, "quantize='int4'"),
+    (tiny_model, {"int8_io": "int16"}, ValueError, "int8_io='int16'"),
+    (tiny_model, {"class_names": ["a", "b"]}, ValueError, "Expected 3 `class_names`"),
+    (tiny_model, {"sample": np.zeros((4, 8, 8), np.uint8)}, ValueError,
+     "Expected `sample` to be RGB images"),
+    (tiny_model, {"sample": np.zeros((4, 8, 8, 3), np.uint8), "sample_labels": [0, 1]},
+     ValueError, "Received 2 `sample_labels`"),
+    (tiny_model, {"quantize": ["int8"], "representative_data": np.zeros((4, 8, 8), np.uint8)},
+     ValueError, "Expected `representative_data` to be RGB images"),
+    (open_model, {}, ValueError, "Expected `image_size`"),
+    (tiny_model, {"image_size": 16}, ValueError, "Expected `image_size` to match"),
+], ids=["format", "no-format", "quantize", "int8_io", "class_names", "sample", "sample_labels",
+        "representative_data", "open-size", "image_size"])
+def test_bad_arguments_fail_before_anything_is_written(tmp_path, make, kwargs, error, fragment):
+    with pytest.raises(error) as info:
+        quick(make(), tmp_path / "bundle", **kwargs)
+    assert fragment in str(info.value)
+    assert entries(tmp_path) == []
+
+
+# Regression (found in review): a bad `preprocessing` is reported by preprocessing.check_mode as "Expected `mode` to be
+# one of ... Received: mode='bgr'": the message names an argument export() does not have.
+def test_bad_preprocessing_names_the_argument(tmp_path):
+    with pytest.raises(ValueError) as info:
+        quick(tiny_model(), tmp_path / "bundle", preprocessing="bgr")
+    assert "'bgr'" in str(info.value)
+    assert entries(tmp_path) == []
+    assert "preprocessing" in str(info.value)
+
+
+def test_int8_without_representative_data_fails_before_any_export(tmp_path, monkeypatch):
+    calls = []
+    for name in ("write_tflite", "write_saved_model"):
+        monkeypatch.setattr(export_mod, name, lambda *a, _n=name, **k: calls.append(_n))
+    with pytest.raises(ValueError, match="Expected `representative_data`") as info:
+        quick(tiny_model(), tmp_path / "bundle", formats=["saved_model", "tflite"],
+              quantize=["none", "int8"])
+    assert "quantize='int8'" in str(info.value)
+    assert calls == []
+    assert entries(tmp_path) == []
+
+
+def test_open_size_model_exports_at_the_given_size(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    report = quick(open_model(), tmp_path / "bundle", image_size=12)
+    assert report["image_size"] == [12, 12]
+    interpreter = Interpreter(model_path=str(tmp_path / "bundle" / FLOAT32))
+    assert interpreter.get_input_details()[0]["shape"].tolist() == [1, 12, 12, 3]
+    assert report["exports"][0]["max_abs_diff"] <= 1e-5
+
+
+# ---------------------------------------------------------------- 3. read_model_info
+
+
+def test_read_model_info_from_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_model().save(run / "best.keras")
+    (run / "metrics.json").write_text(json.dumps(
+        {"final": {"preprocessing": "caffe", "class_names": NAMES, "val_accuracy": 0.9}}))
+    (run / "class_names.txt").write_text("not\nthese\nnames\n")  # metrics.json wins
+    model, info = read_model_info(run)
+    assert info == {"preprocessing": "caffe", "class_names": NAMES}
+    assert isinstance(model, keras.Model) and model.output_shape == (None, 3)
+    assert read_model_info(run / "best.keras")[1] == info
+
+
+def test_read_model_info_class_names_txt(tmp_path):
+    tiny_model().save(tmp_path / "model.keras")
+    (tmp_path / "class_names.txt").write_text("cat\ndog\nfox\n")
+    model, info = read_model_info(tmp_path / "model.keras")
+    assert info == {"class_names": NAMES}
+    assert model.input_shape == (None, 8, 8, 3)
+
+
+# Regression (found in review): class_names.txt is read with split("\n")[:-1], which assumes a trailing newline; a
+# hand-written file without one ("cat\ndog\nfox") loses its last class ("fox"), and the export
+# then fails with a confusing "Expected 3 `class_names`" (labels.txt in load_predictor, too).
+def test_read_model_info_class_names_txt_without_trailing_newline(tmp_path):
+    tiny_model().save(tmp_path / "model.keras")
+    (tmp_path / "class_names.txt").write_text("cat\ndog\nfox")
+    assert read_model_info(tmp_path / "model.keras")[1] == {"class_names": NAMES}
+
+
+@pytest.mark.parametrize("name", ["model.h5", "model.weights.h5", "missing.keras", "empty_dir"])
+def test_read_model_info_refuses_other_paths(tmp_path, name):
+    path = tmp_path / name
+    if name == "empty_dir":
+        path.mkdir()
+    elif name != "missing.keras":
+        path.write_bytes(b"not a keras file")
+    with pytest.raises(ValueError, match="Expected a .keras file or a run folder"):
+        read_model_info(path)
+
+
+# ---------------------------------------------------------------- 4. keras-vgg export
+
+
+def test_cli_export_writes_a_checked_bundle(cli_bundle):
+    out = cli_bundle["out"]
+    assert cli_bundle["code"] == 0, cli_bundle["stderr"]
+    assert entries(out) == ["export_report.json", "labels.txt", FLOAT32, "saved_model"]
+    assert (out / "labels.txt").read_text().splitlines() == NAMES
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["preprocessing"] == "torch" and report["image_size"] == [32, 32]
+    assert report["classes"] == 3
+    assert report["sample"] == {"images": 16, "source": "random", "labels": False}
+    rows = {r["file"]: r for r in report["exports"]}
+    assert list(rows) == ["saved_model", FLOAT32]
+    assert rows[FLOAT32]["max_abs_diff"] <= 1e-5
+    assert rows["saved_model"]["max_abs_diff"] <= 1e-5
+    assert rows[FLOAT32]["top1_agreement"] == 1.0
+    assert rows[FLOAT32]["size_vs_float32"] == 1.0
+    header = next(line for line in cli_bundle["stdout"].splitlines() if line.startswith("export"))
+    assert "max |diff|" in header and "top-1 agree" in header
+    assert f"Exported to {out}" in cli_bundle["stdout"]
+
+
+def test_cli_export_refuses_an_existing_output(cli_bundle, run_dir, capsys):
+    out = cli_bundle["out"]
+    assert cli_bundle["code"] == 0
+    before = {name: os.stat(out / name).st_mtime_ns for name in os.listdir(out)}
+    code = cli.main(["export", str(run_dir), "--format", "tflite", "-o", str(out)])
+    assert code == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert {name: os.stat(out / name).st_mtime_ns for name in os.listdir(out)} == before
+
+
+@pytest.fixture
+def lone_keras(tmp_path):
+    path = tmp_path / "model.keras"
+    tiny_model().save(path)
+    return path
+
+
+def test_cli_export_needs_preprocessing_without_metrics(lone_keras, tmp_path, capsys):
+    code = cli.main(["export", str(lone_keras), "--format", "tflite", "-o", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-vgg export: Expected --preprocessing")
+    assert str(lone_keras) in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_export_rejects_unknown_quantize(run_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["export", str(run_dir), "--quantize", "int4", "-o", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = image_folder(tmp_path / "data", NAMES)
+    out = tmp_path / "int8"
+    code = cli.main(["export", str(run_dir), "--format", "tflite", "--quantize", "int8",
+                     "--representative-data", str(data), "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "export_report.json").read_text())
+    (row,) = report["exports"]
+    assert row["file"] == "model_int8.tflite" and row["quantize"] == "int8"
+    assert row["io"] == "uint8"
+    # The check sample is the folder's validation split: 1 of 6 images per class, labelled.
+    assert report["sample"] == {"images": 3, "source": "given", "labels": True}
+    assert 0.0 <= row["accuracy"] <= 1.0 and "accuracy" in report["keras"]
+    interpreter = Interpreter(model_path=str(out / "model_int8.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_output_details()[0]["dtype"] == np.uint8
+    assert tflite_labels((out / "model_int8.tflite").read_bytes()) == NAMES
+    assert "model_int8.tflite" in capsys.readouterr().out
+
+
+def test_cli_export_sample_data_with_other_classes(run_dir, tmp_path, capsys):
+    data = image_folder(tmp_path / "data", ["apple", "pear"], per_class=3)
+    out = tmp_path / "o"
+    code = cli.main(["export", str(run_dir), "--format", "tflite", "--sample-data", str(data),
+                     "-o", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "classes ['apple', 'pear'] are not the model's ['cat', 'dog', 'fox']" in err
+    assert "--sample-data" in err
+    assert not out.exists()
+
+
+# Regression (found in review): `keras-vgg export` loads --representative-data/--sample-data through
+# Recipe(name="export", data=..., image_size=SIZE).validate(), whose default model is vgg16,
+# so any model smaller than vgg16's minimum input (32) is refused with a message about a model
+# that is not involved: "Expected `image_size` >= 32 for vgg16. Received: image_size=16".
+def test_cli_export_calibrates_a_small_model(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_model(size=(16, 16)).save(run / "best.keras")
+    (run / "class_names.txt").write_text("cat\ndog\nfox\n")
+    data = image_folder(tmp_path / "data", NAMES, size=16)
+    code = cli.main(["export", str(run), "--preprocessing", "torch", "--format", "tflite",
+                     "--quantize", "int8", "--representative-data", str(data),
+                     "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert "vgg16" not in err
+    assert code == 0, err
+    assert (tmp_path / "o" / "model_int8.tflite").is_file()
+
+
+# ---------------------------------------------------------------- 5. keras-vgg predict
+
+
+def test_cli_predict_agrees_across_formats(cli_bundle, run_dir, photos, capsys):
+    assert cli_bundle["code"] == 0
+    images = [str(p) for p in photos]
+    top1 = {}
+    for model in (cli_bundle["out"] / FLOAT32, cli_bundle["out"] / "saved_model", run_dir):
+        assert cli.main(["predict", str(model), *images, "--top-k", "2"]) == 0
+        rows = parse_predictions(capsys.readouterr().out)
+        assert list(rows) == images  # one line per image, in order
+        for listing in rows.values():
+            assert len(listing) == 2
+            assert {name for name, _ in listing} <= set(NAMES)
+            assert 100.0 >= listing[0][1] >= listing[1][1] >= 0.0
+        top1[model.name] = [rows[i][0][0] for i in images]
+        # The head gives logits (1.5, -1.5, 0) and (-1.5, 1.5, 0): softmax 78.6%, 3.9%, 17.5%.
+        assert rows == {images[0]: [("cat", 78.6), ("fox", 17.5)],
+                        images[1]: [("dog", 78.6), ("fox", 17.5)]}
+    assert top1 == {FLOAT32: ["cat", "dog"], "saved_model": ["cat", "dog"], "run": ["cat", "dog"]}
+
+
+def test_cli_predict_top_k_lists_every_class(cli_bundle, photos, capsys):
+    assert cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(photos[0]),
+                     "--top-k", "3"]) == 0
+    (listing,) = parse_predictions(capsys.readouterr().out).values()
+    assert listing == [("cat", 78.6), ("fox", 17.5), ("dog", 3.9)]
+
+
+def test_cli_predict_not_an_image(cli_bundle, photos, tmp_path, capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not a PNG")
+    code = cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(photos[0]), str(bad)])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert f"Expected an image file. Could not read {bad}" in captured.err
+    assert captured.out == ""
+
+
+def test_cli_predict_top_k_zero(cli_bundle, photos, capsys):
+    code = cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(photos[0]), "--top-k", "0"])
+    assert code == 2
+    assert "expected --top-k >= 1. Received: 0" in capsys.readouterr().err
+
+
+# Regression (found in review): load_predictor reads labels.txt with split("\n")[:-1] too: a hand-written labels.txt
+# without a trailing newline ("cat\ndog\nfox") loses "fox", and `keras-vgg predict` then
+# crashes with an uncaught IndexError (names[2]) instead of printing or exiting 2.
+def test_cli_predict_labels_txt_without_trailing_newline(tmp_path, photos, capsys):
+    from keras_vgg.export import serving_model, write_tflite
+
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    write_tflite(serving_model(tiny_model(), "torch"), folder / "model.tflite")  # no metadata
+    (folder / "labels.txt").write_text("cat\ndog\nfox")
+    code = cli.main(["predict", str(folder / "model.tflite"), str(photos[0]), "--top-k", "3"])
+    assert code == 0
+    (listing,) = parse_predictions(capsys.readouterr().out).values()
+    assert sorted(name for name, _ in listing) == NAMES
+
+
+# ---------------------------------------------------------------- 6. TFLite labels metadata
+
+
+def test_exported_tflite_carries_its_labels(cli_bundle):
+    assert tflite_labels((cli_bundle["out"] / FLOAT32).read_bytes()) == NAMES
+
+
+def test_add_labels_round_trips(tmp_path):
+    from keras_vgg.export import TFLiteRunner, serving_model, write_tflite
+
+    serving = serving_model(tiny_model(), "torch")
+    path = tmp_path / "plain.tflite"
+    ops = write_tflite(serving, path)  # no class_names: no metadata
+    assert ops.get("CONV_2D") == 2  # the preprocessing and the model's convolution
+    plain = path.read_bytes()
+    assert tflite_labels(plain) is None
+    labelled = add_labels(plain, ["a cat", "dog", "fox"])
+    assert tflite_labels(labelled) == ["a cat", "dog", "fox"]
+    assert tflite_labels(plain) is None  # the input bytes are not changed
+    # The labelled file still runs, with the same outputs.
+    images = np.random.default_rng(3).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    (tmp_path / "labelled.tflite").write_bytes(labelled)
+    np.testing.assert_array_equal(TFLiteRunner(tmp_path / "labelled.tflite")(images),
+                                  TFLiteRunner(path)(images))
+
