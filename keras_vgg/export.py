@@ -83,8 +83,8 @@ def serving_model(model, preprocessing: str, image_size=None) -> keras.Model:
     """
     _choice("preprocessing", preprocessing, MODES)
     if len(model.output_shape) != 2:
-        raise ValueError("Expected a model with one (batch, classes) output, such as a "
-                         f"classifier or a pooled base. Received output shape {model.output_shape}.")
+        raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
+                         f"or a pooled base. Received output shape {model.output_shape}.")
     own = tuple(model.input_shape[1:3])
     if image_size is None and None in own:
         raise ValueError("Expected `image_size`: the model's input size is open "

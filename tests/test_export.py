@@ -71,8 +71,8 @@ def bundle(request, tmp_path_factory):
 
 def raw_ops(path):
     """Op name and operand types of each op, without delegates."""
-    interpreter = Interpreter(model_path=str(path),
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     return interpreter._get_ops_details()
 

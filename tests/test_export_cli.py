@@ -233,7 +233,7 @@ def test_successful_overwrite_replaces_the_old_bundle(existing):
     assert entries(out.parent) == ["bundle"]  # no .bundle.old-* or .bundle.tmp-* left
 
 
-# Regression (found in review): _move_into_place moves the old bundle aside (out -> .NAME.old-*/NAME) before it moves
+# Regression: _move_into_place moves the old bundle aside (out -> .NAME.old-*/NAME) before it moves
 # the new one in; when that second rename fails (e.g. something recreated `out` in between),
 # export() removes its temporary folder and re-raises, but never puts the old bundle back:
 # `out` is gone and the old files are stranded in a hidden .NAME.old-* folder.
@@ -341,12 +341,12 @@ def test_bad_arguments_fail_before_anything_is_written(tmp_path, make, kwargs, e
     assert entries(tmp_path) == []
 
 
-# Regression (found in review): a bad `preprocessing` is reported by preprocessing.check_mode as "Expected `mode` to be
+# Regression: a bad `preprocessing` was reported by check_mode as "Expected `mode` to be
 # one of ... Received: mode='bgr'": the message names an argument export() does not have.
 def test_bad_preprocessing_names_the_argument(tmp_path):
     with pytest.raises(ValueError) as info:
         quick(tiny_model(), tmp_path / "bundle", preprocessing="bgr")
-    assert "'bgr'" in str(info.value)
+    assert "Received: preprocessing='bgr'" in str(info.value)
     assert entries(tmp_path) == []
     assert "preprocessing" in str(info.value)
 
@@ -397,7 +397,7 @@ def test_read_model_info_class_names_txt(tmp_path):
     assert model.input_shape == (None, 8, 8, 3)
 
 
-# Regression (found in review): class_names.txt is read with split("\n")[:-1], which assumes a trailing newline; a
+# Regression: class_names.txt is read with split("\n")[:-1], which assumes a trailing newline; a
 # hand-written file without one ("cat\ndog\nfox") loses its last class ("fox"), and the export
 # then fails with a confusing "Expected 3 `class_names`" (labels.txt in load_predictor, too).
 def test_read_model_info_class_names_txt_without_trailing_newline(tmp_path):
@@ -508,7 +508,7 @@ def test_cli_export_sample_data_with_other_classes(run_dir, tmp_path, capsys):
     assert not out.exists()
 
 
-# Regression (found in review): `keras-vgg export` loads --representative-data/--sample-data through
+# Regression: `keras-vgg export` loads --representative-data/--sample-data through
 # Recipe(name="export", data=..., image_size=SIZE).validate(), whose default model is vgg16,
 # so any model smaller than vgg16's minimum input (32) is refused with a message about a model
 # that is not involved: "Expected `image_size` >= 32 for vgg16. Received: image_size=16".
@@ -572,7 +572,7 @@ def test_cli_predict_top_k_zero(cli_bundle, photos, capsys):
     assert "expected --top-k >= 1. Received: 0" in capsys.readouterr().err
 
 
-# Regression (found in review): load_predictor reads labels.txt with split("\n")[:-1] too: a hand-written labels.txt
+# Regression: load_predictor reads labels.txt with split("\n")[:-1] too: a hand-written labels.txt
 # without a trailing newline ("cat\ndog\nfox") loses "fox", and `keras-vgg predict` then
 # crashes with an uncaught IndexError (names[2]) instead of printing or exiting 2.
 def test_cli_predict_labels_txt_without_trailing_newline(tmp_path, photos, capsys):
