@@ -530,9 +530,9 @@ def load_predictor(path):
     """``(run, class_names)`` for a ``.keras`` file or run folder, a SavedModel folder or a
     ``.tflite`` file; ``run`` maps uint8 RGB images of any size to probabilities."""
     path = Path(path)
-    labels_file = next((p / "labels.txt" for p in (path if path.is_dir() else path.parent,
-                                                   path.parent) if (p / "labels.txt").is_file()),
-                       None)
+    folder = path if path.is_dir() else path.parent  # labels.txt beside, or in the bundle
+    labels_file = next((f / "labels.txt" for f in (folder, folder.parent)
+                        if (f / "labels.txt").is_file()), None)
     names = labels_file.read_text().splitlines() if labels_file else None
     if path.suffix == ".tflite":
         runner = TFLiteRunner(path)
