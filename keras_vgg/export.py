@@ -61,6 +61,16 @@ CALIBRATION_IMAGES = 200
 REPORT = "export_report.json"
 
 
+def _op_names():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+_OP_NAMES = _op_names()  # TFLite builtin op code -> name
+_BUILTIN_NAMES = set(_OP_NAMES.values()) - {"CUSTOM"}
+
+
 class ExportError(RuntimeError):
     """An export that could not be made or failed its check; nothing was written."""
 
@@ -167,14 +177,13 @@ def tflite_ops(model_bytes: bytes) -> dict:
     """``{op name: count}`` of a TFLite file, as written (before any delegate)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAsModel(model_bytes, 0)
     codes = []
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         custom = code.CustomCode()
-        codes.append(custom.decode() if custom else names[builtin])
+        codes.append(custom.decode() if custom else _OP_NAMES[builtin])
     counts = {}
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
@@ -246,13 +255,18 @@ def write_tflite(serving, path, quantize="none", representative=None, int8_io="u
     return ops
 
 
-def _builtin_names():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return {k for k in vars(schema.BuiltinOperator) if not k.startswith("_")} - {"CUSTOM"}
 
 
-_BUILTIN_NAMES = _builtin_names()
+class KerasRunner:
+    """Runs the Keras serving model (see ``serving_model``) on uint8 images of any size."""
+
+    def __init__(self, serving):
+        self.serving = serving
+        self.image_size = tuple(serving.input_shape[1:3])
+
+    def __call__(self, images):
+        pixels = np.asarray(resize_uint8(images, self.image_size), dtype="float32")
+        return self.serving.predict_on_batch(pixels)
 
 
 class TFLiteRunner:
@@ -400,9 +414,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
     if "int8" in quantize:
         converter_settings("int8", representative_data)  # fails now, not after other exports
 
-    def keras_run(images):
-        return serving.predict_on_batch(images.astype("float32"))
-
+    keras_run = KerasRunner(serving)
     reference = keras_run(sample)
     report = {
         "model": model.name, "image_size": list(size), "preprocessing": preprocessing,
@@ -548,10 +560,4 @@ def load_predictor(path):
     if "preprocessing" not in info:
         raise ValueError(f"{path} does not say its preprocessing (no metrics.json beside it); "
                          "export it with an explicit preprocessing first.")
-    serving = serving_model(model, info["preprocessing"])
-    size = tuple(serving.input_shape[1:3])
-
-    def run_keras(images):
-        return serving.predict_on_batch(resize_uint8(images, size).numpy().astype("float32"))
-
-    return run_keras, info.get("class_names", names)
+    return KerasRunner(serving_model(model, info["preprocessing"])), info.get("class_names", names)
