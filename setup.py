@@ -10,16 +10,23 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3",
+        "keras>=3.10",  # AdaptiveAveragePooling2D (adaptive_pool=)
         "tensorflow-datasets",
         "numpy",
         "pillow",  # scanning image folders, drawing the built-in dataset
         "matplotlib",  # history.png, confusion_matrix.png
         "tensorboard",  # the TensorBoard callback of recipes
         "ai-edge-litert",  # runs and checks the TFLite exports
+        "scipy",  # reads MatConvNet .mat files
+        "safetensors",  # reads .safetensors state dicts without torch
+        "h5py",  # metadata in converted .weights.h5 files
     ],
-    package_data={"keras_vgg.recipes": ["configs/*.json"]},
-    extras_require={"test": ["pytest>=7", "h5py", "pyyaml"], "yaml": ["pyyaml"]},
+    package_data={"keras_vgg": ["data/*.json"], "keras_vgg.recipes": ["configs/*.json"]},
+    extras_require={
+        "test": ["pytest>=7", "h5py", "pyyaml"],
+        "yaml": ["pyyaml"],
+        "torch": ["torch"],  # only to read .pth/.pt files; .safetensors and .npz need no torch
+    },
     entry_points={"console_scripts": ["keras-vgg=keras_vgg.cli:main"]},
     license="Apache-2.0",
 )

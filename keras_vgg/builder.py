@@ -27,7 +27,8 @@ from keras_vgg.configs import (
     min_input_size,
 )
 from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
-from keras_vgg.weights import find_weights, load_weights
+from keras_vgg.convert import SOURCE_SUFFIXES
+from keras_vgg.weights import NAMES, find_weights, load_weights
 
 POOLINGS = (None, "avg", "max")
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
@@ -57,11 +58,11 @@ def resolve_config(variant, batch_norm: bool) -> VGGConfig:
 def _validate_weights(weights, config, include_top, classes, classifier_activation):
     if weights is None:
         return
-    if weights == "imagenet":
-        find_weights(config.name, include_top)
+    if isinstance(weights, str) and weights in NAMES:
+        find_weights(config.name, include_top, weights)
         if include_top and classes != 1000:
             raise _error(
-                "`classes=1000` with `weights='imagenet'` and `include_top=True`", classes=classes
+                f"`classes=1000` with `weights={weights!r}` and `include_top=True`", classes=classes
             )
         activation = keras.activations.get(classifier_activation)
         if include_top and activation not in (
@@ -74,15 +75,17 @@ def _validate_weights(weights, config, include_top, classes, classifier_activati
             )
         return
     if not isinstance(weights, (str, os.PathLike)):
-        raise _error("`weights` to be None, 'imagenet' or a path to a weights file", weights=weights)
+        raise _error(f"`weights` to be None, one of {NAMES} or a path to a weights file",
+                     weights=weights)
     if not os.path.isfile(weights):
         raise _error(
-            "`weights` to be None, 'imagenet' or the path of an existing weights file",
+            f"`weights` to be None, one of {NAMES} or the path of an existing weights file",
             weights=os.fspath(weights),
         )
-    if not os.fspath(weights).lower().endswith(WEIGHTS_SUFFIXES):
+    if not os.fspath(weights).lower().endswith(WEIGHTS_SUFFIXES + SOURCE_SUFFIXES):
         raise _error(
-            f"`weights` to be a Keras weights file ({', '.join(WEIGHTS_SUFFIXES)})",
+            f"`weights` to be a Keras weights file ({', '.join(WEIGHTS_SUFFIXES)}) or a file to "
+            f"convert ({', '.join(SOURCE_SUFFIXES)})",
             weights=os.fspath(weights),
         )
 
@@ -105,8 +108,10 @@ def _validate_input_shape(input_shape, config, include_top, weights):
             input_shape=input_shape,
         )
     height, width, channels = input_shape
-    if weights == "imagenet" and channels != 3:
-        raise _error("3 channels with pretrained weights (`weights='imagenet'`)", input_shape=input_shape)
+    published = isinstance(weights, str) and weights in NAMES
+    if published and channels != 3:
+        raise _error(f"3 channels with pretrained weights (`weights={weights!r}`)",
+                     input_shape=input_shape)
     if include_top:
         if height is None or width is None:
             raise _error(
@@ -115,9 +120,9 @@ def _validate_input_shape(input_shape, config, include_top, weights):
                 input_shape=input_shape,
             )
         size = config.default_size
-        if weights == "imagenet" and (height, width) != (size, size):
+        if published and (height, width) != (size, size):
             raise _error(
-                f"`input_shape=({size}, {size}, 3)` with include_top=True and weights='imagenet'",
+                f"`input_shape=({size}, {size}, 3)` with include_top=True and weights={weights!r}",
                 input_shape=input_shape,
             )
     minimum = min_input_size(config)
@@ -160,6 +165,7 @@ def build_vgg(
     name=None,
     batch_norm=False,
     dropout=0.5,
+    adaptive_pool=None,
 ):
     """Build any VGG variant as a Keras Functional model.
 
@@ -167,7 +173,11 @@ def build_vgg(
         variant: a name from ``list_models()`` (``"vgg16"``, ``"vgg16_bn"``, ``"vgg_m_2048"``),
             a paper name (``"D"``, ``"A-LRN"``) or a ``VGGConfig``.
         include_top: keep the three FC layers (flatten, fc1, fc2, predictions).
-        weights: None, ``"imagenet"`` (where published) or a path to a Keras weights file.
+        weights: None; ``"imagenet"`` or a publisher (``"keras"``, ``"torchvision"``,
+            ``"matconvnet"``) where published (see ``keras_vgg.weights.WEIGHTS``); or a path:
+            a Keras weights file, a torchvision/timm state dict (.pth, .pt, .safetensors, .npz)
+            or a MatConvNet .mat. The model then knows its preprocessing
+            (``model.preprocessing``; ``preprocess_input(x, model=model)``).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, channels); default (224, 224, 3) with the top and
             (None, None, 3) without.
@@ -178,6 +188,9 @@ def build_vgg(
         batch_norm: add a BatchNormalization after every conv (A-E only); a ``*_bn`` variant
             name gives the BN form whatever this says.
         dropout: rate of the Dropout after fc1 and fc2 (0.5 in the papers; 0 for none).
+        adaptive_pool: with include_top, an int n: average-pool the last feature map to n x n
+            before ``flatten`` (layer ``avgpool``), as torchvision's ``AdaptiveAvgPool2d``
+            does, so its classifier (n=7) runs at any input size. None: no such layer.
 
     Returns:
         A ``keras.Model``.
@@ -201,6 +214,10 @@ def build_vgg(
     if include_top and pooling is not None:
         raise _error("`pooling=None` when include_top=True (pooling applies to headless models)",
                      pooling=pooling)
+    if adaptive_pool is not None and (not include_top or not is_int(adaptive_pool)
+                                      or adaptive_pool < 1):
+        raise _error("`adaptive_pool` None, or a positive int with include_top=True",
+                     adaptive_pool=adaptive_pool)
     if not is_int(classes) or classes < 1:
         raise _error("`classes` to be a positive int", classes=classes)
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
@@ -245,6 +262,9 @@ def build_vgg(
             x = layers.MaxPooling2D(layer.size, layer.stride, name=layer_name)(x)
 
     if include_top:
+        if adaptive_pool:
+            size = (int(adaptive_pool),) * 2
+            x = layers.AdaptiveAveragePooling2D(size, name="avgpool")(x)
         x = layers.Flatten(name="flatten")(x)
         for i, units in enumerate(config.fc_units, start=1):
             x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)

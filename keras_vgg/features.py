@@ -32,14 +32,14 @@ def block_outputs(model: keras.Model) -> list[str]:
     return [last[i] for i in sorted(last)]
 
 
-def _find_base(model: keras.Model, holds) -> keras.Model | None:
+def find_nested(model: keras.Model, holds) -> keras.Model | None:
     """``model`` itself, or the first model nested in it (e.g. a fine-tuned model's base),
     for which ``holds(model)`` is true; None if there is none."""
     if holds(model):
         return model
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            found = _find_base(layer, holds)
+            found = find_nested(layer, holds)
             if found is not None:
                 return found
     return None
@@ -75,7 +75,7 @@ def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model
     else:
         model = build_vgg(model_or_name, **{"include_top": False, **build_kwargs})
     if layers is None:
-        base = _find_base(model, block_outputs)
+        base = find_nested(model, block_outputs)
         if base is None:
             raise ValueError(
                 "Expected a VGG model (layers named block1_..., block2_...) or a model holding "
@@ -88,7 +88,7 @@ def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model
                 f"Expected `layers` to be a non-empty list of layer names. Received: layers={layers!r}"
             )
         layers = list(layers)
-        base = _find_base(model, lambda m: set(layers) <= {layer.name for layer in m.layers})
+        base = find_nested(model, lambda m: set(layers) <= {layer.name for layer in m.layers})
         if base is None:
             raise ValueError(
                 f"Expected `layers` to name layers of {model.name} or of a model nested in it. "

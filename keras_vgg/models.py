@@ -24,6 +24,7 @@ Args:
     classifier_activation, name: as ``keras.applications.VGG16``; see ``build_vgg``.
     batch_norm: add BatchNormalization after every conv (A-E only).
     dropout: Dropout rate after fc1 and fc2 (paper: 0.5).
+    adaptive_pool: average-pool to n x n before flatten (torchvision's classifier: 7).
 
 Returns:
     A ``keras.Model``.
@@ -59,6 +60,7 @@ def _public_builder(func_name: str, variant: str, summary: str):
         name=None,
         batch_norm=False,
         dropout=0.5,
+        adaptive_pool=None,
     ):
         return build_vgg(
             variant,
@@ -72,6 +74,7 @@ def _public_builder(func_name: str, variant: str, summary: str):
             name=name,
             batch_norm=batch_norm,
             dropout=dropout,
+            adaptive_pool=adaptive_pool,
         )
 
     builder.__name__ = builder.__qualname__ = func_name

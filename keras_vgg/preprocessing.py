@@ -6,9 +6,12 @@ Modes (channels last, RGB pixels in [0, 255] in):
   VGG16/VGG19 and the original Caffe/MatConvNet-trained VGG weights).
 - ``"torch"``: scaled to [0, 1], then ImageNet mean/std per channel (torchvision, timm).
 - ``"tf"``: scaled to [-1, 1].
+- ``"mean_image"``: RGB kept, an average image (or mean pixel) subtracted, no scaling
+  (MatConvNet's VGG-F/M/S and verydeep files: ``meta.normalization.averageImage``).
 
-The three are Keras's own ``imagenet_utils.preprocess_input`` modes; this module
-names them and checks the argument.
+The first three are Keras's own ``imagenet_utils.preprocess_input`` modes. A model built
+with published weights carries its :class:`Preprocessing` as ``model.preprocessing``, so
+``preprocess_input(x, model=model)`` is right by construction.
 
 Example:
     >>> import numpy as np
@@ -24,11 +27,13 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras.src.applications import imagenet_utils
 
-MODES = ("caffe", "torch", "tf")
+MODES = ("caffe", "torch", "tf", "mean_image")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -40,21 +45,94 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def preprocess_input(x, mode: str = "caffe"):
+def _check_mean(mean, mode: str):
+    if mode != "mean_image":
+        if mean is not None:
+            raise ValueError(f"Expected `mean` only with mode='mean_image'. Received: mode={mode!r}")
+        return None
+    array = None if mean is None else np.asarray(mean, dtype="float32")
+    if array is None or array.shape[-1:] != (3,) or array.ndim not in (1, 3):
+        shape = None if array is None else array.shape
+        raise ValueError(
+            "Expected `mean` (RGB, shape (3,) or (height, width, 3)) with mode='mean_image'. "
+            f"Received: mean with shape {shape}"
+        )
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class Preprocessing:
+    """What a set of weights expects: a mode, plus the RGB mean for ``"mean_image"``.
+
+    >>> Preprocessing("mean_image", mean=[1.0, 2.0, 3.0])(np.full((1, 1, 1, 3), 10.0))[0, 0, 0]
+    array([9., 8., 7.], dtype=float32)
+    """
+
+    mode: str
+    mean: np.ndarray | None = None
+
+    def __post_init__(self):
+        check_mode(self.mode)
+        object.__setattr__(self, "mean", _check_mean(self.mean, self.mode))
+
+    def __call__(self, x):
+        return preprocess_input(x, self.mode, mean=self.mean)
+
+    def mean_pixel(self) -> np.ndarray:
+        """The mean as one RGB pixel (the average image averaged over its pixels)."""
+        return self.mean.reshape(-1, 3).mean(axis=0)
+
+    def describe(self) -> str:
+        if self.mean is None:
+            return self.mode
+        return f"mean_image (RGB mean {np.round(self.mean_pixel(), 2).tolist()})"
+
+
+def model_preprocessing(model) -> Preprocessing:
+    """The preprocessing a model's weights expect (``model.preprocessing``, also when the VGG
+    is nested inside a fine-tuned model)."""
+    from keras_vgg.features import find_nested
+
+    found = find_nested(model, lambda m: getattr(m, "preprocessing", None) is not None)
+    if found is None:
+        raise ValueError(
+            f"Model {model.name!r} does not record its preprocessing (it was built with "
+            "weights=None, or loaded from a .keras file). Expected `mode` instead of `model`, "
+            f"one of {MODES}."
+        )
+    return found.preprocessing
+
+
+def preprocess_input(x, mode: str = "caffe", *, mean=None, model=None):
     """Preprocess a batch of RGB images (values 0-255) for a VGG model.
 
     Works on NumPy arrays (never changed in place, unlike Keras's own function) and on
     tensors (also inside ``tf.data`` maps).
+
+    Args:
+        x: images, channels last, RGB, 0-255.
+        mode: one of ``MODES``.
+        mean: the RGB mean pixel or average image for ``mode="mean_image"``; an average
+            image of another size is resized (bilinear) to the images'.
+        model: take mode and mean from the weights the model was built with instead.
     """
+    if model is not None:
+        return model_preprocessing(model)(x)
     check_mode(mode)
+    mean = _check_mean(mean, mode)
     if isinstance(x, (np.ndarray, list, tuple)):
         x = np.array(x, dtype="float32")  # a copy: Keras's function writes into NumPy input
     else:
         x = keras.ops.cast(x, "float32")
-    return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=mode)
+    if mode != "mean_image":
+        return imagenet_utils.preprocess_input(x, data_format="channels_last", mode=mode)
+    if mean.ndim == 3 and tuple(mean.shape[:2]) != tuple(x.shape[-3:-1]):
+        mean = keras.ops.image.resize(mean[None], tuple(x.shape[-3:-1]))[0]
+        mean = keras.ops.convert_to_numpy(mean) if isinstance(x, np.ndarray) else mean
+    return x - mean
 
 
-def preprocessing_affine(mode: str):
+def preprocessing_affine(mode: str, mean=None):
     """Each mode as ``x @ matrix + offset`` on RGB pixels: one 1x1 convolution.
 
     This is how exported models carry their preprocessing (a TFLite CONV_2D that
@@ -67,6 +145,14 @@ def preprocessing_affine(mode: str):
     True
     """
     check_mode(mode)
+    mean = _check_mean(mean, mode)
+    if mode == "mean_image":
+        if mean.ndim != 1:
+            raise ValueError(
+                "An average image is not a 1x1 convolution. Expected `mean` of shape (3,) "
+                f"(e.g. Preprocessing.mean_pixel()). Received: mean with shape {mean.shape}"
+            )
+        return np.eye(3), -mean.astype("float64")
     if mode == "caffe":  # RGB -> BGR, minus the BGR means
         return np.eye(3)[::-1].copy(), -np.array(CAFFE_MEAN_BGR)
     if mode == "torch":
