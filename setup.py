@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
-        "keras>=3.10",  # AdaptiveAveragePooling2D (adaptive_pool=)
+        "keras>=3.15",  # the version tested; has AdaptiveAveragePooling2D (adaptive_pool=)
         "tensorflow-datasets",
         "numpy",
         "pillow",  # scanning image folders, drawing the built-in dataset

@@ -66,7 +66,8 @@ class WeightsRecord:
         return LICENCES[self.source]
 
     def check_hash(self, path: str) -> None:
-        """Raise (and delete the file) unless ``path`` has the published hash."""
+        """Raise (and delete the file) unless ``path`` has the published hash: Keras publishes
+        md5s, torchvision the first 8 hex digits of the sha256 (in the file name)."""
         if self.file_hash is None:
             return
         algorithm = "md5" if self.source == "keras" else "sha256"

@@ -1,11 +1,15 @@
 """Built Keras models: sizes, names, keras.applications compatibility, serialisation."""
 
+import dataclasses
+import hashlib
+
 import keras
 import numpy as np
 import pytest
 
 import keras_vgg
 from keras_vgg import build_vgg, describe, get_model, list_models
+from keras_vgg.configs import Conv, layer_names
 from keras_vgg.models import BUILDERS
 
 from test_configs import FAST_NET_POOLS, PARAMS
@@ -206,16 +210,23 @@ def test_builders_registry_and_all_agree():
 
 
 def test_imagenet_weights_use_keras_file_and_hash(monkeypatch, tmp_path):
-    """The real weights="imagenet" path, with get_file returning a file made here."""
+    """The real weights="imagenet" path, with get_file returning a file made here (whose md5
+    the Keras record is made to publish)."""
     source = keras.applications.VGG16(weights=None, include_top=False)
     path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
     source.save(path)
     calls = []
 
-    def fake_get_file(fname, origin, cache_subdir, file_hash):
-        calls.append((fname, origin, cache_subdir, file_hash))
+    def fake_get_file(fname, origin, cache_subdir):
+        calls.append((fname, origin, cache_subdir))
         return str(path)
 
+    record = keras_vgg.weights.find_weights("vgg16", include_top=False)
+    assert record.file_hash == "6d6bbae143d832006294945121d1f1fc"
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    table = tuple(dataclasses.replace(r, file_hash=md5) if r == record else r
+                  for r in keras_vgg.weights.WEIGHTS)
+    monkeypatch.setattr(keras_vgg.weights, "WEIGHTS", table)
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
     ours = keras_vgg.VGG16(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
     assert calls == [(
@@ -223,10 +234,10 @@ def test_imagenet_weights_use_keras_file_and_hash(monkeypatch, tmp_path):
         "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "models",
-        "6d6bbae143d832006294945121d1f1fc",
     )]
     for a, b in zip(ours.get_weights(), source.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert ours.preprocessing.mode == "caffe"
 
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")
@@ -244,9 +255,15 @@ def test_weights_file_that_does_not_fit_is_a_clear_error(tmp_path):
 
 
 def test_weights_table_num_params_match_models():
+    """Each record's count is its publisher's: trainable parameters (BN moving statistics
+    are not parameters in torchvision's count)."""
     from keras_vgg.weights import WEIGHTS
 
     for record in WEIGHTS:
-        assert describe(record.variant, include_top=record.include_top).params == record.num_params
-        assert PARAMS[record.variant][0 if record.include_top else 1] == record.num_params
-        assert record.file_name.startswith(record.variant + "_weights")
+        config = keras_vgg.get_config(record.variant)
+        moving_statistics = sum(2 * spec.filters for _, spec in layer_names(config)
+                                if isinstance(spec, Conv)) if config.batch_norm else 0
+        params = describe(config, include_top=record.has_top).params
+        assert params - moving_statistics == record.num_params, record
+        if "_bn" not in record.variant:
+            assert PARAMS[record.variant][0 if record.has_top else 1] == record.num_params
