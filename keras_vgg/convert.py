@@ -226,8 +226,8 @@ def _matconvnet_layer(struct) -> dict:
         layer.update(
             filters=filters,
             biases=np.asarray(_one(weights[1]), dtype="float32").ravel(),
-            stride=tuple(np.resize(stride, 2)),
-            pad=tuple(np.repeat(pad, 2) if pad.size == 2 else np.resize(pad, 4)),
+            stride=tuple(int(v) for v in np.resize(stride, 2)),
+            pad=tuple(int(v) for v in (np.repeat(pad, 2) if pad.size == 2 else np.resize(pad, 4))),
         )
     return layer
 

@@ -75,7 +75,7 @@ def pixel_images(size, seed=0):
 
 
 def he(rng, shape, fan_in):
-    """float32 He-uniform weights, U(-a, a) with a = sqrt(6 / fan_in): ReLU activations stay O(1)."""
+    """float32 He-uniform weights, U(-a, a), a = sqrt(6 / fan_in): ReLU activations stay O(1)."""
     weights = rng.random(shape, dtype=np.float32)
     weights -= np.float32(0.5)
     weights *= np.float32(2 * np.sqrt(6.0 / fan_in))
@@ -93,7 +93,7 @@ def truncate(path):
 
 
 def torchvision_state_dict(variant, classes=10, hidden=4096, seed=0):
-    """A torchvision VGG state dict (`features.{i}.*`, `classifier.{0,3,6}.*`) of random NumPy arrays."""
+    """A torchvision VGG state dict (`features.{i}.*`, `classifier.{0,3,6}.*`) of random arrays."""
     rng = np.random.default_rng(seed)
     state, i, cin = {}, 0, 3
     for v in TORCHVISION_CFGS[variant.removesuffix("_bn")]:
@@ -111,7 +111,8 @@ def torchvision_state_dict(variant, classes=10, hidden=4096, seed=0):
             state[f"features.{i}.num_batches_tracked"] = np.array(1000, dtype=np.int64)
         i += 2  # the conv (or BN) and its ReLU
         cin = v
-    for k, (n_out, n_in) in zip((0, 3, 6), ((hidden, 512 * 7 * 7), (hidden, hidden), (classes, hidden))):
+    fc_shapes = ((hidden, 512 * 7 * 7), (hidden, hidden), (classes, hidden))
+    for k, (n_out, n_in) in zip((0, 3, 6), fc_shapes):
         state[f"classifier.{k}.weight"] = he(rng, (n_out, n_in), n_in)
         state[f"classifier.{k}.bias"] = rng.normal(0, 0.1, n_out).astype(np.float32)
     return state
@@ -171,7 +172,7 @@ def adaptive_avg_pool_nchw(x, out=7):
 
 
 def torchvision_features(state, variant, x):
-    """torchvision VGG.features on NCHW input, in float64 (conv [+ BN eval, eps 1e-5], ReLU, pool)."""
+    """torchvision VGG.features on NCHW input in float64: conv [+ BN eval, eps 1e-5], ReLU, pool."""
     x, i = x.astype(np.float64), 0
     for v in TORCHVISION_CFGS[variant.removesuffix("_bn")]:
         if v == "M":
@@ -182,7 +183,8 @@ def torchvision_features(state, variant, x):
             i += 1
             bn = {k: state[f"features.{i}.{k}"].astype(np.float64)[None, :, None, None]
                   for k in ("weight", "bias", "running_mean", "running_var")}
-            x = (x - bn["running_mean"]) / np.sqrt(bn["running_var"] + 1e-5) * bn["weight"] + bn["bias"]
+            x = (x - bn["running_mean"]) / np.sqrt(bn["running_var"] + 1e-5)
+            x = x * bn["weight"] + bn["bias"]
         x, i = np.maximum(x, 0), i + 2
     return x
 
@@ -197,10 +199,10 @@ def torchvision_forward(state, variant, x):
 
 
 def timm_forward(state, x):
-    """timm's VGG11 forward: features, ConvMlp (adaptive pool to >= 7x7, conv 7x7, conv 1x1), head."""
+    """timm's VGG11: features, ConvMlp (adaptive pool up to 7x7, conv 7x7, conv 1x1), head."""
     x = adaptive_avg_pool_nchw(torchvision_features(state, "vgg11", x))
-    x = np.maximum(conv2d_nchw(x, state["pre_logits.fc1.weight"], state["pre_logits.fc1.bias"], 0), 0)
-    x = np.maximum(conv2d_nchw(x, state["pre_logits.fc2.weight"], state["pre_logits.fc2.bias"], 0), 0)
+    for fc in ("pre_logits.fc1", "pre_logits.fc2"):
+        x = np.maximum(conv2d_nchw(x, state[f"{fc}.weight"], state[f"{fc}.bias"], pad=0), 0)
     x = x.mean(axis=(2, 3))  # head: global average pool, then fc
     return x @ state["head.fc.weight"].T.astype(np.float64) + state["head.fc.bias"]
 
@@ -228,7 +230,7 @@ def _cell(items):
 
 
 def matconvnet_layers(variant, size, classes=10, seed=0):
-    """A SimpleNN layer list (dicts as vl_simplenn_tidy saves them) with random weights for size x size."""
+    """SimpleNN layers (dicts, as vl_simplenn_tidy saves them), random weights for size x size."""
     rng = np.random.default_rng(seed)
     layers, h, c = [], size, 3
 
@@ -252,8 +254,9 @@ def matconvnet_layers(variant, size, classes=10, seed=0):
                 layers.append({"name": f"norm{b}", "type": "lrn", "param": _row(5, 2, 1e-4, 0.75)})
             else:  # bottom/right pad of stride - 1: Caffe's ceil-mode output size
                 _, p, s = layer
-                layers.append({"name": f"pool{b}", "type": "pool", "method": "max", "pool": _row(p, p),
-                               "stride": _row(s, s), "pad": _row(0, s - 1, 0, s - 1)})
+                layers.append({"name": f"pool{b}", "type": "pool", "method": "max",
+                               "pool": _row(p, p), "stride": _row(s, s),
+                               "pad": _row(0, s - 1, 0, s - 1)})
                 h = (h + s - 1 - p) // s + 1
     for n, units in ((6, 4096), (7, 4096), (8, classes)):
         k = h if n == 6 else 1
@@ -266,7 +269,7 @@ def matconvnet_layers(variant, size, classes=10, seed=0):
 
 
 def save_matconvnet(path, layers, average_image, descriptions=DESCRIPTIONS):
-    """Save `layers` and `meta` with scipy.io.savemat as MatConvNet >= beta-17 files are laid out."""
+    """Save `layers` and `meta` with scipy.io.savemat, laid out as MatConvNet >= beta-17 files."""
     meta = {
         "normalization": {"averageImage": average_image.astype(np.float32),
                           "imageSize": _row(224, 224, 3), "interpolation": "bilinear",
@@ -279,7 +282,7 @@ def save_matconvnet(path, layers, average_image, descriptions=DESCRIPTIONS):
 
 
 def conv2d_hwc(x, filters, biases, stride, pad):
-    """vl_nnconv on NHWC: filters (kh, kw, Cin, Cout), stride [sy sx], pad [top bottom left right]."""
+    """vl_nnconv, NHWC: filters (kh, kw, Cin, Cout), stride [sy sx], pad [top bottom left right]."""
     (sy, sx), (top, bottom, left, right) = stride.ravel().astype(int), pad.ravel().astype(int)
     x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     kh, kw, cin, cout = filters.shape
@@ -336,7 +339,7 @@ def matconvnet_forward(layers, x, stop="prob"):
 
 @pytest.fixture(scope="module")
 def state_dict_file(tmp_path_factory):
-    """`write(variant, suffix) -> (state, path)`: a torchvision state dict (classifier 64 wide), once each."""
+    """`write(variant, suffix) -> (state, path)`: a state dict, 64-wide classifier, written once."""
     written = {}
 
     def write(variant, suffix):
@@ -426,8 +429,10 @@ def test_numpy_torchvision_reference_matches_torch_modules(state_dict_file):
             cin = v
     net = nn.Module()
     net.features = nn.Sequential(*modules)
-    net.classifier = nn.Sequential(nn.Linear(25088, 64), nn.ReLU(True), nn.Dropout(),
-                                   nn.Linear(64, 64), nn.ReLU(True), nn.Dropout(), nn.Linear(64, 10))
+    net.classifier = nn.Sequential(
+        nn.Linear(25088, 64), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(64, 64), nn.ReLU(True), nn.Dropout(), nn.Linear(64, 10),
+    )
     net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
     net.eval()
     x = normal_images(64, seed=3)
@@ -451,7 +456,7 @@ def test_vgg13_state_dict_into_vgg11_raises_conversion_error(state_dict_file):
 
 def test_conv_of_wrong_width_names_layer_and_both_shapes(tmp_path):
     state = torchvision_state_dict("vgg11", hidden=64)
-    state["features.3.weight"] = state["features.3.weight"][:96]  # block2_conv1: 96 filters, not 128
+    state["features.3.weight"] = state["features.3.weight"][:96]  # block2_conv1: 96 filters
     state["features.3.bias"] = state["features.3.bias"][:96]
     path = save_state_dict(tmp_path / "vgg11.safetensors", state)
     with pytest.raises(ConversionError) as error:
@@ -480,7 +485,8 @@ def test_truncated_file_raises_value_error_naming_path(tmp_path, suffix):
                                np.zeros((1, 1, 3)))
     else:
         variant = "vgg11"
-        path = save_state_dict(tmp_path / f"vgg11{suffix}", torchvision_state_dict("vgg11", hidden=64))
+        state = torchvision_state_dict("vgg11", hidden=64)
+        path = save_state_dict(tmp_path / f"vgg11{suffix}", state)
     truncate(path)
     with pytest.raises(ValueError) as error:
         build_vgg(variant, weights=path, include_top=False)
@@ -508,7 +514,8 @@ def test_read_matconvnet_returns_layers_mean_and_class_names(tmp_path):
 def test_matconvnet_logits_equal_reference(tmp_path, variant, size, per_pixel_mean):
     layers = matconvnet_layers(variant, size)
     rng = np.random.default_rng(4)
-    average = rng.uniform(100, 130, (size, size, 3) if per_pixel_mean else (1, 1, 3)).astype(np.float32)
+    shape = (size, size, 3) if per_pixel_mean else (1, 1, 3)
+    average = rng.uniform(100, 130, shape).astype(np.float32)
     path = save_matconvnet(tmp_path / f"imagenet-{variant}.mat", layers, average)
     model = build_vgg(variant, weights=path, input_shape=(size, size, 3), classes=10,
                       classifier_activation=None)
@@ -552,7 +559,8 @@ def test_numpy_matconvnet_reference_matches_torch_functional():
             y = functional.relu(y)
         elif layer["type"] == "lrn":
             n, kappa, alpha, beta = layer["param"].ravel()
-            y = functional.local_response_norm(y, int(n), alpha * n, beta, kappa)  # torch: alpha / n
+            # torch divides alpha by the window size n
+            y = functional.local_response_norm(y, int(n), alpha * n, beta, kappa)
         else:
             top, bottom, left, right = layer["pad"].ravel().astype(int)
             y = functional.max_pool2d(functional.pad(y, (left, right, top, bottom), value=-np.inf),
@@ -577,13 +585,15 @@ def test_vgg_m_file_into_vgg_s_model_names_stride_or_pad(tmp_path):
     message = str(error.value)
     assert "stride" in message or "pad" in message, message
     # The first difference: pool1 (stride 2 vs 3) or conv2 (stride 2 pad 1 vs stride 1 pad 0).
-    assert any(name in message for name in ("pool1", "conv2", "block1_pool", "block2_conv1")), message
+    names = ("pool1", "conv2", "block1_pool", "block2_conv1")
+    assert any(name in message for name in names), message
 
 
 def test_matconvnet_wrong_filter_shape_names_layer_and_both_shapes(tmp_path):
     layers = matconvnet_layers("vgg_m", 41)
     conv3 = next(layer for layer in layers if layer["name"] == "conv3")
-    conv3["weights"] = _cell([np.zeros((3, 3, 256, 384), np.float32), np.zeros((1, 384), np.float32)])
+    conv3["weights"] = _cell([np.zeros((3, 3, 256, 384), np.float32),
+                              np.zeros((1, 384), np.float32)])
     conv3["size"] = _row(3, 3, 256, 384)
     path = save_matconvnet(tmp_path / "imagenet-vgg-m.mat", layers, np.zeros((1, 1, 3)))
     with pytest.raises(ConversionError) as error:
@@ -638,7 +648,8 @@ def test_convert_state_dict_round_trip_gives_identical_outputs(state_dict_file, 
 
 def test_convert_refuses_existing_output_unless_overwrite(state_dict_file, tmp_path):
     _, first = state_dict_file("vgg11", ".npz")
-    second = save_state_dict(tmp_path / "other.npz", torchvision_state_dict("vgg11", hidden=64, seed=9))
+    other = torchvision_state_dict("vgg11", hidden=64, seed=9)
+    second = save_state_dict(tmp_path / "other.npz", other)
     output = tmp_path / "vgg11.weights.h5"
     convert(first, "vgg11", output, include_top=False)
     before = output.read_bytes()
