@@ -9,6 +9,8 @@ Example:
     $ keras-vgg export runs/builtin --format saved_model tflite \\
           --quantize none float16 dynamic int8 -o exported/
     $ keras-vgg predict exported/model_int8.tflite photo.jpg
+    $ keras-vgg weights                       # which published weights exist per variant
+    $ keras-vgg convert vgg11_bn-6002323d.pth --model vgg11_bn -o vgg11_bn.weights.h5
 """
 
 from __future__ import annotations
@@ -66,14 +68,19 @@ def main(argv=None) -> int:
     summary.add_argument("--no-top", action="store_true", help="without the FC layers")
     summary.add_argument("--batch-norm", action="store_true", help="the batch-norm form")
     summary.add_argument("--classes", type=int, default=1000)
+    commands.add_parser("weights", help="the published weights of each variant, and where from")
     add_finetune_parser(commands)
     add_export_parsers(commands)
+    add_convert_parser(commands)
     args = parser.parse_args(argv)
 
     if args.command in COMMANDS:
         return COMMANDS[args.command](args)
     if args.command == "list":
         print(format_table())
+        return 0
+    if args.command == "weights":
+        print(format_weights_table())
         return 0
     try:
         model = build_vgg(
@@ -278,7 +285,65 @@ def predict_command(args) -> int:
     return 0
 
 
-COMMANDS = {"finetune": finetune_command, "export": export_command, "predict": predict_command}
+def format_weights_table() -> str:
+    """One line per published file: variant, publisher, file, preprocessing, accuracy."""
+    from keras_vgg.weights import WEIGHTS
+
+    header = ("model", "weights=", "file", "top", "preprocessing", "top-1", "top-5", "licence")
+    rows = [header] + [
+        (r.variant, r.source, r.file_name, "yes" if r.has_top else "no", r.preprocessing,
+         "-" if r.top1 is None else f"{r.top1:.1f}%", "-" if r.top5 is None else f"{r.top5:.1f}%",
+         r.licence)
+        for r in WEIGHTS
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("weights='imagenet' loads a variant's first line. top-1/top-5: as published "
+                 "(ImageNet val, as the publisher reports it); '-': not published.")
+    return "\n".join(lines)
+
+
+def add_convert_parser(commands):
+    convert = commands.add_parser(
+        "convert", help="convert torchvision/timm (.pth .safetensors .npz) or MatConvNet (.mat) "
+        "weights into a Keras .weights.h5",
+        description="Convert a published or your own torchvision/timm state dict or MatConvNet "
+        ".mat into a Keras weights file for one variant. The file keeps the variant, the "
+        "preprocessing and the class names, so build_vgg(variant, weights=OUT) knows them.")
+    convert.add_argument("source", help="a .pth/.pt, .safetensors, .npz or .mat file")
+    convert.add_argument("--model", required=True, help="the variant the file is for")
+    convert.add_argument("-o", "--output", required=True, help="the .weights.h5 to write")
+    convert.add_argument("--no-top", action="store_true", help="convert the conv layers only")
+    convert.add_argument("--input-shape", type=parse_shape, default=None,
+                         help="H,W,C (default 224,224,3 with the top)")
+    convert.add_argument("--adaptive-pool", type=int, default=None,
+                         help="torchvision's classifier at another input size: 7")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+
+
+def convert_command(args) -> int:
+    from keras_vgg.convert import convert
+
+    try:
+        output = convert(args.source, args.model, args.output, include_top=not args.no_top,
+                         input_shape=args.input_shape, adaptive_pool=args.adaptive_pool,
+                         overwrite=args.overwrite)
+    except ValueError as error:
+        print(f"keras-vgg convert: {error}", file=sys.stderr)
+        return 2
+    from keras_vgg.convert import read_metadata
+
+    info = read_metadata(output)
+    classes = info["class_names"]
+    print(f"Wrote {output} for {info['variant']} from {info['source']}; preprocessing: "
+          f"{info['preprocessing'].describe()}"
+          + (f"; {len(classes)} class names" if classes else ""))
+    return 0
+
+
+COMMANDS = {"finetune": finetune_command, "export": export_command, "predict": predict_command,
+            "convert": convert_command}
 
 
 def format_run(result) -> str:

@@ -35,7 +35,7 @@ PREPROCESSING = {"keras": "caffe", "torchvision": "torch", "matconvnet": "mean_i
 LICENCES = {
     "keras": "CC BY 4.0 (VGG, Oxford)",
     "torchvision": "BSD-3-Clause (torchvision)",
-    "matconvnet": "not stated with the file; see vlfeat.org/matconvnet/pretrained",
+    "matconvnet": "not stated by MatConvNet",
 }
 
 

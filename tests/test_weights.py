@@ -334,3 +334,40 @@ def test_decode_predictions_imagenet_and_file_class_names(tmp_path):
 def test_decode_predictions_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         decode_predictions(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_weights_lists_every_file(capsys):
+    from keras_vgg.cli import main
+
+    assert main(["weights"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + len(weights_lib.WEIGHTS) + 1
+    assert lines[6].split()[:6] == ["vgg11", "torchvision", "vgg11-8a719046.pth", "yes", "torch",
+                                    "69.0%"]
+
+
+def test_cli_convert_writes_a_keras_file_and_refuses_to_overwrite(tmp_path, capsys):
+    from keras_vgg.cli import main
+
+    np.savez(tmp_path / "vgg11.npz", **torch_state("vgg11"))
+    out = tmp_path / "vgg11.weights.h5"
+    args = ["convert", str(tmp_path / "vgg11.npz"), "--model", "vgg11", "--no-top", "-o", str(out)]
+    assert main(args) == 0
+    assert capsys.readouterr().out == (
+        f"Wrote {out} for vgg11 from vgg11.npz; preprocessing: torch\n")
+    model = build_vgg("vgg11", include_top=False, weights=str(out), input_shape=SIZE)
+    assert model.preprocessing.mode == "torch"
+    before = out.read_bytes()
+    assert main(args) == 2
+    assert "Expected `output` not to exist (pass overwrite=True" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(args[:-2] + ["-o", str(tmp_path / "x.h5")]) == 2
+    assert "Expected `output` to end in .weights.h5" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "vgg11.npz"), "--model", "vgg13", "--no-top",
+                 "-o", str(tmp_path / "y.weights.h5")]) == 2
+    assert "The file has 8 conv layers, vgg13 has 10" in capsys.readouterr().err
+    assert not (tmp_path / "y.weights.h5").exists()
