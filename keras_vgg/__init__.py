@@ -10,6 +10,7 @@ Example:
 from keras_vgg.builder import build_vgg
 from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
 from keras_vgg.features import block_outputs, feature_extractor, to_dense
+from keras_vgg.labels import decode_predictions
 from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
 from keras_vgg.models import (
     VGG11,
@@ -26,6 +27,7 @@ from keras_vgg.models import (
     VGGS,
     get_model,
 )
+from keras_vgg.preprocessing import Preprocessing, preprocess_input
 
 __version__ = "0.1.0"
 
@@ -51,6 +53,9 @@ __all__ = [
     "feature_extractor",
     "block_outputs",
     "to_dense",
+    "preprocess_input",
+    "decode_predictions",
+    "Preprocessing",
     "CONFIGS",
     "VGGConfig",
     "LocalResponseNormalization",

@@ -317,6 +317,7 @@ def add_convert_parser(commands):
     convert.add_argument("--no-top", action="store_true", help="convert the conv layers only")
     convert.add_argument("--input-shape", type=parse_shape, default=None,
                          help="H,W,C (default 224,224,3 with the top)")
+    convert.add_argument("--classes", type=int, default=1000, help="outputs of the last layer")
     convert.add_argument("--adaptive-pool", type=int, default=None,
                          help="torchvision's classifier at another input size: 7")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
@@ -327,7 +328,8 @@ def convert_command(args) -> int:
 
     try:
         output = convert(args.source, args.model, args.output, include_top=not args.no_top,
-                         input_shape=args.input_shape, adaptive_pool=args.adaptive_pool,
+                         input_shape=args.input_shape, classes=args.classes,
+                         adaptive_pool=args.adaptive_pool,
                          overwrite=args.overwrite)
     except ValueError as error:
         print(f"keras-vgg convert: {error}", file=sys.stderr)

@@ -436,12 +436,13 @@ def read_metadata(path) -> dict | None:
     return info
 
 
-def convert(source, variant, output, *, include_top=True, input_shape=None, adaptive_pool=None,
-            overwrite=False) -> str:
+def convert(source, variant, output, *, include_top=True, input_shape=None, classes=1000,
+            adaptive_pool=None, overwrite=False) -> str:
     """Convert a torchvision/timm/MatConvNet file into a Keras ``.weights.h5`` for ``variant``.
 
     ``build_vgg(variant, weights=output, ...)`` (same ``include_top``/``input_shape``/
-    ``adaptive_pool``) then loads it, preprocessing and class names included.
+    ``classes``/``adaptive_pool``) then loads it, preprocessing and class names included.
+    ``classes`` other than 1000 is for your own fine-tuned checkpoints.
     """
     from keras_vgg.builder import build_vgg
 
@@ -452,5 +453,5 @@ def convert(source, variant, output, *, include_top=True, input_shape=None, adap
         raise ValueError(f"Expected `output` not to exist (pass overwrite=True to replace it). "
                          f"Received: output={output!r}")
     model = build_vgg(variant, include_top=include_top, weights=source, input_shape=input_shape,
-                      adaptive_pool=adaptive_pool)
+                      classes=classes, adaptive_pool=adaptive_pool)
     return save_converted(model, output, variant, os.fspath(source))

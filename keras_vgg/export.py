@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.preprocessing import MODES, preprocessing_affine, resize_uint8
+from keras_vgg.preprocessing import as_preprocessing, preprocessing_affine, resize_uint8
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
@@ -85,13 +85,13 @@ def _pair(size):
     return (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
 
 
-def serving_model(model, preprocessing: str, image_size=None) -> keras.Model:
+def serving_model(model, preprocessing, image_size=None) -> keras.Model:
     """``pixels (float 0-255) -> preprocessing -> model`` as one Keras model.
 
     The preprocessing is a frozen 1x1 convolution (see ``preprocessing_affine``).
     ``image_size`` is needed only when the model's own input size is open.
     """
-    _choice("preprocessing", preprocessing, MODES)
+    preprocessing = as_preprocessing(preprocessing)
     if len(model.output_shape) != 2:
         raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
                          f"or a pooled base. Received output shape {model.output_shape}.")
@@ -103,7 +103,7 @@ def serving_model(model, preprocessing: str, image_size=None) -> keras.Model:
     if None not in own and size != own:
         raise ValueError(f"Expected `image_size` to match the model's input {own}. "
                          f"Received: image_size={image_size!r}")
-    matrix, offset = preprocessing_affine(preprocessing)
+    matrix, offset = preprocessing_affine(preprocessing.mode, preprocessing.mean)
     pixels = keras.Input((*size, 3), name="pixels")
     preprocess = keras.layers.Conv2D(3, 1, name="preprocessing", trainable=False)
     outputs = model(preprocess(pixels))
@@ -374,7 +374,8 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
         formats: any of ``"saved_model"``, ``"tflite"``.
         quantize: TFLite modes, any of ``"none"`` (float32), ``"float16"``,
             ``"dynamic"`` (int8 weights), ``"int8"`` (full integer).
-        preprocessing: the weights' mode (``"caffe"``, ``"torch"``, ``"tf"``).
+        preprocessing: the weights' mode (``"caffe"``, ``"torch"``, ``"tf"``), or a
+            ``Preprocessing`` with a mean pixel (``model.preprocessing`` of MatConvNet weights).
         class_names: one name per output; default ``"0", "1", ...``.
         image_size: the input size, when the model's own is open.
         representative_data: uint8 RGB training images to calibrate ``"int8"``.
@@ -417,7 +418,8 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
     keras_run = KerasRunner(serving)
     reference = keras_run(sample)
     report = {
-        "model": model.name, "image_size": list(size), "preprocessing": preprocessing,
+        "model": model.name, "image_size": list(size),
+        "preprocessing": as_preprocessing(preprocessing).to_json(),
         "classes": classes, "sample": {"images": len(sample), "source": sample_source,
                                        "labels": labels is not None},
         "keras": {"latency_ms": median_ms(keras_run, sample[0], latency_repeats),

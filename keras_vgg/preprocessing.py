@@ -34,6 +34,7 @@ import numpy as np
 from keras.src.applications import imagenet_utils
 
 MODES = ("caffe", "torch", "tf", "mean_image")
+NAMED_MODES = MODES[:3]  # the modes that need nothing but their name
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -82,10 +83,28 @@ class Preprocessing:
         """The mean as one RGB pixel (the average image averaged over its pixels)."""
         return self.mean.reshape(-1, 3).mean(axis=0)
 
+    def to_json(self):
+        """The mode's name, or ``{"mode": ..., "mean": [...]}`` when there is a mean."""
+        return self.mode if self.mean is None else {"mode": self.mode, "mean": self.mean.tolist()}
+
     def describe(self) -> str:
         if self.mean is None:
             return self.mode
         return f"mean_image (RGB mean {np.round(self.mean_pixel(), 2).tolist()})"
+
+
+def as_preprocessing(value, name: str = "preprocessing") -> Preprocessing:
+    """A :class:`Preprocessing` from itself, a mode name or its ``to_json()`` form."""
+    if isinstance(value, Preprocessing):
+        return value
+    if isinstance(value, dict) and set(value) <= {"mode", "mean"}:
+        return Preprocessing(value.get("mode"), value.get("mean"))
+    if value in NAMED_MODES:
+        return Preprocessing(value)
+    raise ValueError(
+        f"Expected `{name}` to be one of {NAMED_MODES}, a Preprocessing or "
+        f"{{'mode': 'mean_image', 'mean': [r, g, b]}}. Received: {name}={value!r}"
+    )
 
 
 def model_preprocessing(model) -> Preprocessing:

@@ -308,8 +308,28 @@ def test_class_weights_balanced():
 
 
 def test_preprocessing_follows_the_weights():
-    assert preprocessing_mode(tiny()) == "torch"
-    assert preprocessing_mode(tiny(model="vgg16", weights="imagenet")) == "caffe"
-    assert preprocessing_mode(tiny(preprocessing="tf")) == "tf"
+    assert preprocessing_mode(tiny()).mode == "torch"
+    assert preprocessing_mode(tiny(model="vgg16", weights="imagenet")).mode == "caffe"
+    assert preprocessing_mode(tiny(model="vgg11", weights="imagenet")).mode == "torch"
+    assert preprocessing_mode(tiny(preprocessing="tf")).mode == "tf"
     with pytest.raises(ValueError, match="preprocessing"):
         tiny(weights="some.weights.h5")
+
+
+def test_matconvnet_weights_fine_tune_and_export_with_their_mean_pixel(tmp_path):
+    """A recipe on a MatConvNet file trains on x - mean pixel of its average image, records
+    it in metrics.json, and `keras-vgg export` of the run uses it."""
+    from test_weights import write_mat
+
+    from keras_vgg.cli import main
+
+    mat = write_mat(tmp_path / "vgg_f.mat", "vgg_f", 64)
+    recipe = tiny(model="vgg_f", weights=str(mat), image_size=64, phase2_epochs=0, augment=[])
+    result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
+    recorded = result.metrics["final"]["preprocessing"]
+    assert recorded == {"mode": "mean_image", "mean": [120.0, 115.0, 100.0]}
+    assert main(["export", str(tmp_path / "run"), "--format", "saved_model", "-o",
+                 str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "export_report.json").read_text())
+    assert report["preprocessing"] == recorded
+    assert report["exports"][0]["max_abs_diff"] <= 1e-4

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export import FORMATS, QUANTIZE
-from keras_vgg.preprocessing import MODES
+from keras_vgg.preprocessing import NAMED_MODES
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 HEADS = ("avg", "max", "flatten", "fc")
@@ -96,7 +96,7 @@ class Recipe:
         _one_of(self, "class_weight", ("balanced", "none"))
         _one_of(self, "feature_cache", ("auto", "true", "false"))
         _one_of(self, "bn_training", ("auto", "true", "false"))
-        _one_of(self, "preprocessing", ("auto",) + MODES)
+        _one_of(self, "preprocessing", ("auto",) + NAMED_MODES)
         for key, allowed in (("augment", AUGMENTATIONS), ("export_formats", FORMATS),
                              ("export_quantize", QUANTIZE)):
             for item in getattr(self, key):
@@ -128,10 +128,11 @@ class Recipe:
                 f"Expected `image_size` >= {smallest} for {self.model}. Received: "
                 f"image_size={self.image_size}"
             )
-        if self.weights is not None and self.weights != "imagenet" and self.preprocessing == "auto":
+        if self.preprocessing == "auto" and not _weights_say_preprocessing(self.weights):
             raise ValueError(
-                "A weights file does not say how its inputs were preprocessed. Expected "
-                f"`preprocessing` set to one of {MODES}. Received: preprocessing='auto', "
+                "A plain Keras weights file does not say how its inputs were preprocessed. "
+                f"Expected `preprocessing` set to one of {NAMED_MODES}. Received: "
+                "preprocessing='auto', "
                 f"weights={self.weights!r}"
             )
         if self.feature_cache == "true" and self.augment:
@@ -241,6 +242,19 @@ def _check_type(recipe: Recipe, key: str):
         raise ValueError(
             f"Expected `{key}` to be {expected.__name__}. Received: {key}={value!r}"
         )
+
+
+def _weights_say_preprocessing(weights) -> bool:
+    """True unless ``weights`` is a plain Keras weights file: names come from the weights table,
+    source files and converted files record their mode."""
+    from keras_vgg.convert import SOURCE_SUFFIXES, read_metadata
+    from keras_vgg.weights import NAMES
+
+    if weights is None or weights in NAMES or str(weights).lower().endswith(SOURCE_SUFFIXES):
+        return True
+    info = read_metadata(weights) if str(weights).endswith(".h5") and Path(weights).is_file() \
+        else None
+    return info is not None and info["preprocessing"] is not None
 
 
 def _one_of(recipe, key, allowed, value=None):

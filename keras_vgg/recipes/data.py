@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.preprocessing import preprocess_input, resize_uint8
+from keras_vgg.preprocessing import as_preprocessing, resize_uint8
 
 # Formats whose failures mean a damaged file rather than an unsupported format.
 DECODABLE = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
@@ -290,7 +290,8 @@ def train_pipeline(ds, recipe, mode, augment=True, shuffle=True):
     if layers is not None:
         ds = ds.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y),
                     tf.data.AUTOTUNE)
-    return ds.map(lambda x, y: (preprocess_input(x, mode), y),
+    preprocess = as_preprocessing(mode)
+    return ds.map(lambda x, y: (preprocess(x), y),
                   tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

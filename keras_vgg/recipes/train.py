@@ -47,6 +47,7 @@ from keras_vgg.recipes.report import (
     plot_history,
     read_log,
 )
+from keras_vgg.preprocessing import Preprocessing, model_preprocessing
 from keras_vgg.weights import find_weights
 
 PHASES = ("phase1", "phase2")
@@ -62,13 +63,19 @@ class RunResult:
     export_report: dict | None = None
 
 
-def preprocessing_mode(recipe) -> str:
-    """The weights' preprocessing: from the weights table, "torch" when training from scratch."""
+def preprocessing_mode(recipe, model=None) -> Preprocessing:
+    """The weights' preprocessing: what the built model's weights record (the weights table
+    for a name), "torch" when training from scratch. An average image becomes its mean pixel:
+    the recipe trains at its own image size."""
     if recipe.preprocessing != "auto":
-        return recipe.preprocessing
+        return Preprocessing(recipe.preprocessing)
     if recipe.weights is None:
-        return "torch"
-    return find_weights(recipe.model, include_top=recipe.head == "fc").preprocessing
+        return Preprocessing("torch")
+    if model is None:
+        return Preprocessing(find_weights(recipe.model, recipe.head == "fc",
+                                          recipe.weights).preprocessing)
+    found = model_preprocessing(model)
+    return found if found.mean is None else Preprocessing(found.mode, found.mean_pixel())
 
 
 def uses_feature_cache(recipe) -> bool:
@@ -240,10 +247,10 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     recipe, state = open_run_dir(run_dir, recipe, overwrite=overwrite, resume=resume)
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
-    mode = preprocessing_mode(recipe)
     # Data and model first: a bad folder or model leaves no run directory behind.
     splits = data_lib.load_data(recipe, cache_dir=run_dir / "cache")
     model = build_finetune_model(recipe, len(splits.class_names))
+    mode = preprocessing_mode(recipe, model)
     if resume:  # a tf.data file cache cut off mid-write cannot be read back; rebuild it
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
     else:
@@ -301,6 +308,6 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
     plot_confusion(metrics["confusion_matrix"], splits.class_names,
                    run_dir / "confusion_matrix.png")
     return {"final": {"val_accuracy": metrics["accuracy"], "model": "best.keras",
-                      "preprocessing": mode, "class_names": splits.class_names},
+                      "preprocessing": mode.to_json(), "class_names": splits.class_names},
             "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
             "epochs": rows}
