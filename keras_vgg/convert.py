@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from keras_vgg.configs import Conv, get_config, layer_names
+from keras_vgg.configs import LRN, Conv, get_config, layer_names
 from keras_vgg.preprocessing import Preprocessing
 
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -83,6 +83,7 @@ class Source:
     fcs: list
     preprocessing: Preprocessing
     class_names: list | None = None
+    lrns: list | None = None  # [(name, (N, kappa, alpha, beta))] where the file records them
 
 
 def _unreadable(path, error) -> ValueError:
@@ -215,6 +216,8 @@ def _field(struct, name, default=None):
 
 def _matconvnet_layer(struct) -> dict:
     layer = {"name": _text(_field(struct, "name", "")), "type": _text(_field(struct, "type", ""))}
+    if layer["type"] == "lrn":
+        layer["param"] = tuple(float(v) for v in np.asarray(_field(struct, "param")).ravel())
     if layer["type"] == "conv":
         weights = np.asarray(getattr(struct, "weights", None), dtype=object).ravel()
         if weights.size == 0:  # files before MatConvNet beta-17 keep filters/biases apart
@@ -284,6 +287,7 @@ def matconvnet_source(path) -> Source:
     return Source(
         os.fspath(path), "matconvnet", [l for l in layers if l not in fcs], fcs,
         Preprocessing("mean_image", mean=net.mean), net.class_names,
+        lrns=[(layer["name"], layer["param"]) for layer in net.layers if layer["type"] == "lrn"],
     )
 
 
@@ -357,6 +361,21 @@ def _fc_values(model, fcs: list) -> dict:
     return values
 
 
+def _check_lrns(config, lrns):
+    """MatConvNet's LRN [N kappa alpha beta] against the model's (alpha is per element in both)."""
+    ours = [(name, (2 * s.depth_radius + 1, s.bias, s.alpha, s.beta))
+            for name, s in layer_names(config) if isinstance(s, LRN)]
+    if len(ours) != len(lrns):
+        raise ConversionError(f"The file has {len(lrns)} LRN layers, {config.name} has "
+                              f"{len(ours)}: it is for another variant.")
+    for (name, expected), (file_name, param) in zip(ours, lrns):
+        if not np.allclose(expected, param, rtol=1e-6):
+            raise ConversionError(
+                f"Layer {name}: the model's LRN [N kappa alpha beta] is {list(expected)}, the "
+                f"file's ({file_name}) {list(param)}: it is another variant."
+            )
+
+
 def assign(model: keras.Model, source: Source, variant) -> None:
     """Put ``source``'s weights into ``model`` (a keras_vgg ``variant``): all or nothing."""
     config = get_config(variant)
@@ -370,6 +389,8 @@ def assign(model: keras.Model, source: Source, variant) -> None:
     try:
         for (name, spec), layer in zip(specs, source.convs):
             values.update(_conv_values(model, name, spec, layer))
+        if source.lrns is not None:
+            _check_lrns(config, source.lrns)
         if any(isinstance(l, keras.layers.Dense) for l in model.layers):
             values.update(_fc_values(model, source.fcs))
     except ConversionError as error:

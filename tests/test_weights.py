@@ -80,24 +80,30 @@ def write_pth(path, state):
     return path
 
 
-def write_mat(path, variant, size, seed=0):
-    """A MatConvNet SimpleNN file (convs only) for ``variant`` at ``size``."""
+def write_mat(path, variant, size, seed=0, lrn_alpha=1e-4):
+    """A MatConvNet SimpleNN file (no fc layers) for ``variant`` at ``size``."""
     rng = np.random.default_rng(seed)
     model = build_vgg(variant, include_top=False, input_shape=(size, size, 3))
-    specs = dict(keras_vgg.configs.layer_names(keras_vgg.get_config(variant)))
     layers = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            spec, shape = specs[layer.name], layer.kernel.shape
+    for name, spec in keras_vgg.configs.layer_names(keras_vgg.get_config(variant)):
+        if isinstance(spec, keras_vgg.configs.Conv):
+            shape = model.get_layer(name).kernel.shape
             layers.append({
-                "name": layer.name, "type": "conv",
+                "name": name, "type": "conv",
                 "weights": np.array([rng.normal(0, 0.05, shape).astype("float32"),
                                      rng.normal(0, 0.1, (1, shape[3])).astype("float32")],
                                     dtype=object).reshape(1, 2),
                 "stride": np.array([spec.stride] * 2, "float64"),
                 "pad": np.array([spec.pad] * 4, "float64"),
             })
-            layers.append({"name": layer.name + "_relu", "type": "relu"})
+            layers.append({"name": name + "_relu", "type": "relu"})
+        elif isinstance(spec, keras_vgg.configs.LRN):
+            param = [2 * spec.depth_radius + 1, spec.bias, lrn_alpha, spec.beta]
+            layers.append({"name": name, "type": "lrn", "param": np.array(param)})
+        else:
+            layers.append({"name": name, "type": "pool", "method": "max",
+                           "pool": np.array([spec.size] * 2, "float64"),
+                           "stride": np.array([spec.stride] * 2, "float64")})
     cells = np.empty((1, len(layers)), dtype=object)
     for i, layer in enumerate(layers):
         cells[0, i] = layer
@@ -210,6 +216,14 @@ def test_wrong_variant_download_is_an_error_and_leaves_no_file(monkeypatch, tmp_
                                               r"\(2, 2\) and pad \(1, 1, 1, 1\)"):
         build_vgg("vgg_s", include_top=False, weights="imagenet", input_shape=(64, 64, 3))
     assert leftovers() == before
+
+
+def test_matconvnet_lrn_parameters_must_match(tmp_path):
+    path = write_mat(tmp_path / "odd-lrn.mat", "vgg_m", 64, lrn_alpha=5e-4)  # Caffe's alpha*N
+    with pytest.raises(ConversionError, match=r"Layer block1_lrn: the model's LRN \[N kappa alpha "
+                                              r"beta\] is \[5, 2.0, 0.0001, 0.75\], the file's "
+                                              r"\(block1_lrn\) \[5.0, 2.0, 0.0005, 0.75\]"):
+        build_vgg("vgg_m", include_top=False, weights=str(path), input_shape=(64, 64, 3))
 
 
 def test_failed_load_keeps_the_models_weights(tmp_path):
