@@ -80,9 +80,15 @@ def raw_ops(path):
 @pytest.mark.parametrize("mode", MODES)
 def test_preprocessing_affine_is_preprocess_input(mode):
     x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
-    matrix, offset = preprocessing_affine(mode)
-    np.testing.assert_allclose(x @ matrix + offset, preprocess_input(x, mode=mode),
+    mean = [120.0, 115.0, 100.0] if mode == "mean_image" else None
+    matrix, offset = preprocessing_affine(mode, mean)
+    np.testing.assert_allclose(x @ matrix + offset, preprocess_input(x, mode=mode, mean=mean),
                                rtol=0, atol=1e-4)
+
+
+def test_an_average_image_is_not_a_1x1_conv():
+    with pytest.raises(ValueError, match=r"Expected `mean` of shape \(3,\).*mean_pixel"):
+        preprocessing_affine("mean_image", np.zeros((4, 4, 3)))
 
 
 def test_bundle_holds_every_file_and_a_report(bundle):
