@@ -6,6 +6,7 @@ Example:
     $ keras-vgg finetune                      # the built-in shapes, offline, a few minutes
     $ keras-vgg finetune --data photos/ --model vgg16 --weights imagenet
     $ keras-vgg finetune --config tf_flowers phase2_epochs=10 batch_size=16
+    $ keras-vgg finetune --strategy mirrored --mixed-precision   # all local GPUs
     $ keras-vgg export runs/builtin --format saved_model tflite \\
           --quantize none float16 dynamic int8 -o exported/
     $ keras-vgg predict exported/model_int8.tflite photo.jpg
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
     return 0
 
 
-FINETUNE_FLAGS = ("data", "model", "weights", "image_size", "batch_size", "head")
+FINETUNE_FLAGS = ("data", "model", "weights", "image_size", "batch_size", "head", "strategy",
+                  "mixed_precision", "jit_compile")
 
 
 def add_finetune_parser(commands):
@@ -114,6 +116,13 @@ def add_finetune_parser(commands):
     finetune.add_argument("--image-size", type=int)
     finetune.add_argument("--batch-size", type=int)
     finetune.add_argument("--head", help="avg | max | flatten | fc")
+    finetune.add_argument("--strategy", help="default | mirrored | multi_worker (TF_CONFIG) | tpu; "
+                          "--batch-size is per replica")
+    finetune.add_argument("--mixed-precision", action="store_const", const="true",
+                          help="mixed_float16 on a GPU, mixed_bfloat16 on CPU/TPU (the "
+                          "classifier stays float32)")
+    finetune.add_argument("--jit-compile", action="store_const", const="true",
+                          help="XLA-compile the training step")
     finetune.add_argument("--run-dir", help="where outputs go (default: a new runs/NAME[-N])")
     finetune.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     finetune.add_argument("--resume", action="store_true",

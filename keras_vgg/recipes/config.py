@@ -23,6 +23,7 @@ from pathlib import Path
 from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
+from keras_vgg.recipes.distribute import STRATEGIES
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 HEADS = ("avg", "max", "flatten", "fc")
@@ -69,6 +70,9 @@ class Recipe:
     seed: int = 0
     export_formats: list = field(default_factory=list)  # at the end: saved_model, tflite
     export_quantize: list = field(default_factory=lambda: ["none"])  # tflite: none|float16|dynamic|int8
+    strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG) | tpu
+    mixed_precision: bool = False  # mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU
+    jit_compile: bool = False  # XLA-compile the train and predict steps
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,6 +101,7 @@ class Recipe:
         _one_of(self, "feature_cache", ("auto", "true", "false"))
         _one_of(self, "bn_training", ("auto", "true", "false"))
         _one_of(self, "preprocessing", ("auto",) + NAMED_MODES)
+        _one_of(self, "strategy", STRATEGIES)
         for key, allowed in (("augment", AUGMENTATIONS), ("export_formats", FORMATS),
                              ("export_quantize", QUANTIZE)):
             for item in getattr(self, key):

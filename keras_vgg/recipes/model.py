@@ -51,7 +51,9 @@ def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
         layers.append(keras.layers.Dense(recipe.head_units, activation="relu", name="head_fc"))
     if recipe.head_dropout:
         layers.append(keras.layers.Dropout(recipe.head_dropout, name="head_dropout"))
-    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="predictions"))
+    # float32 whatever the dtype policy: a softmax in float16/bfloat16 loses the small classes.
+    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="predictions",
+                                     dtype="float32"))
     return keras.Sequential(layers, name="head")
 
 

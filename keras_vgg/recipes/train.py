@@ -27,6 +27,7 @@ Example (a tiny run on the built-in shapes):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vgg.recipes import data as data_lib
+from keras_vgg.recipes import distribute
 from keras_vgg.recipes.config import Recipe
 from keras_vgg.recipes.model import bn_training, build_finetune_model, freeze
 from keras_vgg.recipes.report import (
@@ -186,7 +188,8 @@ def cached_features(model, splits, recipe, mode, run_dir):
         path = folder / f"{split}.npy"
         if not path.exists():
             images = data_lib.eval_pipeline(getattr(splits, split), recipe, mode)
-            features = base.predict(images, verbose=0)
+            # float32 on disk whatever the compute dtype (np.save cannot store bfloat16).
+            features = np.asarray(base.predict(images, verbose=0), dtype="float32")
             tmp = folder / f".{split}.tmp.npy"
             np.save(tmp, features)
             os.replace(tmp, path)
@@ -212,23 +215,28 @@ def _best_so_far(run_dir):
     return max(values) if values else None
 
 
-def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), verbose=2):
-    """One phase: freeze, compile, fit (resuming from its backup when there is one)."""
+def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), verbose=2,
+              strategy=None):
+    """One phase: freeze, compile (in the strategy's scope), fit (resuming from its backup
+    when there is one). ``recipe.batch_size`` here is the global batch."""
+    strategy = strategy or tf.distribute.get_strategy()
     epochs = getattr(recipe, f"{phase}_epochs")
     freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
     use_cache = phase == "phase1" and uses_feature_cache(recipe)
     target = model.get_layer("head") if use_cache else model
-    target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
-                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with strategy.scope():
+        target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
+                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                       jit_compile=recipe.jit_compile)
     train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache)
     checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase, _best_so_far(run_dir))
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
     start = state["epoch"]
-    history = target.fit(
-        train, validation_data=val, epochs=start + epochs, initial_epoch=start, shuffle=False,
+    history = distribute.fit(
+        target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
         class_weight=class_weights(recipe, splits.train_labels, len(splits.class_names)),
-        callbacks=phase_callbacks + list(callbacks), verbose=verbose,
+        callbacks=phase_callbacks + list(callbacks), strategy=strategy, verbose=verbose,
     )
     target._initial_epoch = None
     state["epoch"] = history.epoch[-1] + 1 if history.epoch else start + epochs
@@ -247,14 +255,26 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     recipe, state = open_run_dir(run_dir, recipe, overwrite=overwrite, resume=resume)
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
+    strategy = distribute.make_strategy(recipe.strategy)
+    saved_recipe = recipe  # recipe.json keeps the per-replica batch size
+    recipe = dataclasses.replace(recipe, batch_size=recipe.batch_size
+                                 * strategy.num_replicas_in_sync)
+    with distribute.precision(recipe.mixed_precision):
+        return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
+                         callbacks, verbose)
+
+
+def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, callbacks,
+              verbose) -> RunResult:
     # Data and model first: a bad folder or model leaves no run directory behind.
     splits = data_lib.load_data(recipe, cache_dir=run_dir / "cache")
-    model = build_finetune_model(recipe, len(splits.class_names))
+    with strategy.scope():
+        model = build_finetune_model(recipe, len(splits.class_names))
     mode = preprocessing_mode(recipe, model)
     if resume:  # a tf.data file cache cut off mid-write cannot be read back; rebuild it
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
     else:
-        start_run_dir(run_dir, recipe)
+        start_run_dir(run_dir, saved_recipe)
     if recipe.cache == "disk":
         (run_dir / "cache").mkdir(exist_ok=True)
     _write_json(run_dir / "data_report.json", splits.report)
@@ -268,7 +288,7 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
             continue
         phase_starts.append(state["epoch"])
         feature_cache |= run_phase(phase, model, splits, recipe, mode, run_dir, state,
-                                   callbacks, verbose)
+                                   callbacks, verbose, strategy)
         model.save_weights(run_dir / f"{phase}.weights.h5")
         _write_json(run_dir / "state.json", state)
     metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts)
