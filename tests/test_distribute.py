@@ -138,3 +138,23 @@ def test_strategy_names_and_errors(monkeypatch):
         Recipe(strategy="horovod").validate()
     with pytest.raises(ValueError, match="mixed_precision"):
         Recipe(mixed_precision="yes").validate()
+
+
+def test_cli_flags_reach_the_recipe(monkeypatch, capsys):
+    import keras_vgg.recipes
+    from keras_vgg.cli import main
+
+    seen = []
+
+    def fake_finetune(recipe, **kwargs):
+        seen.append(recipe)
+        raise ValueError("stopped here")
+
+    monkeypatch.setattr(keras_vgg.recipes, "finetune", fake_finetune)
+    assert main(["finetune", "--strategy", "mirrored", "--mixed-precision", "--jit-compile",
+                 "--batch-size", "8"]) == 2
+    assert (seen[0].strategy, seen[0].mixed_precision, seen[0].jit_compile,
+            seen[0].batch_size) == ("mirrored", True, True, 8)
+    assert main(["finetune", "--strategy", "horovod"]) == 2
+    assert "Expected `strategy` to be one of ['default', 'mirrored', 'multi_worker', 'tpu']" in (
+        capsys.readouterr().err)
