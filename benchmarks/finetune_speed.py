@@ -1,0 +1,228 @@
+"""Fine-tuning speed: the recipe's input pipeline vs in-memory tensors, and the feature cache.
+
+Uses the recipe code itself (keras_vgg.recipes): load_data, train_pipeline,
+build_finetune_model, freeze, class_weights, cached_features, and compiles as run_phase
+does (jit_compile and mixed_precision follow the recipe; one device).
+
+1. Pipeline overhead, per phase of the recipe: one epoch of ``fit`` on the recipe's real
+   training pipeline (cached decode, shuffle, batch, augment, preprocess, prefetch) vs one
+   epoch on the same batches, taken from that pipeline once into numpy arrays, fed to the
+   same compiled model. Epochs alternate; steps/s is steps over the epoch's wall time.
+2. Feature cache: with augment=[] and phase 1 freezing the whole base (the recipe's cache
+   condition), one epoch of training the head on cached features vs one epoch of the
+   frozen-base model end to end, alternating; plus the one-time cost of cached_features.
+
+Usage:
+    python benchmarks/finetune_speed.py                     # the built-in recipe as shipped
+    python benchmarks/finetune_speed.py --repeats 3 --set builtin_images_per_class=40
+    python benchmarks/finetune_speed.py --config builtin --set image_size=64 batch_size=16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import common
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vgg.recipes import data as data_lib
+from keras_vgg.recipes import distribute
+from keras_vgg.recipes.config import load_recipe, shipped_recipes
+from keras_vgg.recipes.model import bn_training, build_finetune_model, freeze
+from keras_vgg.recipes.train import (
+    cached_features,
+    class_weights,
+    preprocessing_mode,
+    uses_feature_cache,
+)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of the last epoch, from on_epoch_begin to on_epoch_end."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self.start
+
+
+def epoch_clock(model, data, **fit_kwargs):
+    """A clock that fits ``model`` for one epoch and returns that epoch's seconds."""
+    timer = EpochTimer()
+
+    def clock():
+        model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[timer], **fit_kwargs)
+        return timer.seconds
+
+    return clock
+
+
+def compiled(model, recipe, phase):
+    """Compiled as the recipe's run_phase compiles ``phase``."""
+    model.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=recipe.jit_compile)
+    return model
+
+
+def fresh_model(recipe, splits, phase):
+    """The recipe's model, frozen and compiled as ``phase`` does, and its preprocessing."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(recipe.seed)
+    model = build_finetune_model(recipe, len(splits.class_names))
+    freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
+    return compiled(model, recipe, phase), preprocessing_mode(recipe, model)
+
+
+def pipeline_overhead(recipe, splits, phase, repeats):
+    """One row: steps/s on the real pipeline and on the same batches from numpy arrays."""
+    model, mode = fresh_model(recipe, splits, phase)
+    pipeline = data_lib.train_pipeline(splits.train, recipe, mode)
+    batches = list(pipeline.as_numpy_iterator())  # one epoch of the pipeline, in memory
+    x = np.concatenate([b[0] for b in batches])
+    y = np.concatenate([b[1] for b in batches])
+    weights = class_weights(recipe, splits.train_labels, len(splits.class_names))
+    seconds = common.alternate({
+        "pipeline": epoch_clock(model, pipeline, class_weight=weights),
+        "in-memory": epoch_clock(model, x, y=y, batch_size=recipe.batch_size,
+                                 class_weight=weights),
+    }, repeats)
+    steps = len(batches)
+    return {"phase": phase, "freeze": getattr(recipe, f"{phase}_freeze"),
+            "epochs": getattr(recipe, f"{phase}_epochs"), "steps": steps,
+            "pipeline_steps_s": steps / common.median(seconds["pipeline"]),
+            "memory_steps_s": steps / common.median(seconds["in-memory"]),
+            "ratio": common.paired(seconds["in-memory"], seconds["pipeline"])}
+
+
+def cache_recipe(recipe):
+    """The recipe without augmentation, which the feature cache needs; checked to use it."""
+    recipe = dataclasses.replace(recipe, augment=[], feature_cache="auto").validate()
+    if not uses_feature_cache(recipe):
+        raise ValueError("Expected a recipe whose phase 1 freezes the whole base "
+                         f"(phase1_freeze=all, phase1_epochs > 0). Received: "
+                         f"phase1_freeze={recipe.phase1_freeze!r}, "
+                         f"phase1_epochs={recipe.phase1_epochs}")
+    return recipe
+
+
+def feature_cache(recipe, splits, repeats):
+    """Per-epoch seconds of the head on cached features vs the frozen model end to end."""
+    recipe = cache_recipe(recipe)
+    model, mode = fresh_model(recipe, splits, "phase1")
+    weights = class_weights(recipe, splits.train_labels, len(splits.class_names))
+    plain = epoch_clock(model, data_lib.train_pipeline(splits.train, recipe, mode),
+                        class_weight=weights)
+    plain()  # warm: the decoded-image cache is full before the features are extracted
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        features = cached_features(model, splits, recipe, mode, Path(run_dir))
+        extraction = time.perf_counter() - start
+    head = compiled(model.get_layer("head"), recipe, "phase1")
+    cached = tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels))
+    seconds = common.alternate({
+        "frozen end to end": plain,
+        "cached features": epoch_clock(head, data_lib.shuffle_batch(cached, recipe),
+                                       class_weight=weights),
+    }, repeats)
+    plain_s, cached_s = (common.median(seconds[k]) for k in ("frozen end to end",
+                                                             "cached features"))
+    saved = plain_s - cached_s
+    return {"plain_epoch_s": plain_s, "cached_epoch_s": cached_s,
+            "speedup": common.paired(seconds["frozen end to end"], seconds["cached features"]),
+            "extraction_s": extraction, "feature_shape": list(features["train"].shape[1:]),
+            "break_even_epochs": extraction / saved if saved > 0 else float("inf")}
+
+
+def body(args, recipe, splits, overheads, total, cache) -> str:
+    first = common.table(
+        ("phase", "freeze", "epochs in recipe", "steps/epoch", "pipeline steps/s",
+         "in-memory steps/s", "pipeline / in-memory", "overhead"),
+        [(r["phase"], r["freeze"], r["epochs"], r["steps"], f"{r['pipeline_steps_s']:.2f}",
+          f"{r['memory_steps_s']:.2f}", f"{r['ratio']:.3f}", f"{1 - r['ratio']:.1%}")
+         for r in overheads] + [("recipe", "", sum(r["epochs"] for r in overheads), "", "", "",
+                                 f"{total:.3f}", f"{1 - total:.1%}")], left=2)
+    second = common.table(
+        ("per epoch", "frozen end to end s", "cached features s",
+         "frozen / cached", "extraction once s", "break-even epochs"),
+        [("training split", f"{cache['plain_epoch_s']:.3f}", f"{cache['cached_epoch_s']:.3f}",
+          f"{cache['speedup']:.1f}", f"{cache['extraction_s']:.2f}",
+          f"{cache['break_even_epochs']:.2f}")])
+    return (f"Recipe `{args.config}` ({recipe.model}, {recipe.image_size}x{recipe.image_size}, "
+            f"batch {recipe.batch_size}, augment {recipe.augment}, weights {recipe.weights}, "
+            f"jit_compile {recipe.jit_compile}, mixed_precision {recipe.mixed_precision}) on "
+            f"{splits.report['source']}: {len(splits.train_labels)} training images. Each "
+            f"contestant runs {args.repeats} epochs, alternating with the other, after a "
+            "warm-up epoch; steps/s and seconds are medians, ratios the median of the "
+            "per-round ratios; training only (no validation).\n\n"
+            "Input pipeline: the recipe's `train_pipeline` (decoded images cached in memory, "
+            "shuffle, batch, augment, preprocess, prefetch) vs the same batches, read once from "
+            "it into numpy arrays, fed to the same compiled model. \"recipe\" weights each "
+            f"phase by its epochs.\n\n{first}\n\n"
+            "Feature cache (augment=[], phase 1 freezing the whole base, as the recipe's cache "
+            "requires): an epoch of the head on `cached_features` vs an epoch of the "
+            "frozen-base model end to end on `train_pipeline`. The one-time extraction "
+            f"(train + val splits, features {tuple(cache['feature_shape'])}, written and read "
+            "back as .npy) includes tracing `predict`.\n\n" + second)
+
+
+def targets(recipe, overheads, total, cache):
+    light = 1 - total < 0.05
+    fast = cache["speedup"] >= 10
+    worst = min(overheads, key=lambda r: r["ratio"])
+    steps = worst["steps"]
+    return [
+        common.Target(
+            "input pipeline overhead", "< 5% (recipe, epoch-weighted)", f"{1 - total:.1%}",
+            light, "" if light else
+            f"largest in {worst['phase']} (freeze {worst['freeze']}): {1 - worst['ratio']:.1%} "
+            f"of an epoch whose in-memory step takes {1000 / worst['memory_steps_s']:.0f} ms"),
+        common.Target(
+            "feature cache", ">= 10x faster per epoch than frozen training",
+            f"{cache['speedup']:.1f}x", fast, "" if fast else
+            f"at {recipe.image_size}x{recipe.image_size} a frozen-base epoch costs only "
+            f"{cache['plain_epoch_s']:.2f} s, and the head's {cache['cached_epoch_s']:.3f} s is "
+            f"Keras's fixed per-step cost ({1000 * cache['cached_epoch_s'] / steps:.1f} ms per "
+            "step) more than its arithmetic"),
+    ]
+
+
+def main(argv=None) -> common.Section:
+    """Measures both comparisons and prints their tables; returns the section for the docs."""
+    arg_parser = common.parser(__doc__)
+    arg_parser.add_argument("--config", default="builtin", choices=shipped_recipes())
+    arg_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                            help="recipe overrides, as keras-vgg finetune takes them")
+    arg_parser.add_argument("--repeats", type=common.positive_int, default=5)
+    args = arg_parser.parse_args(argv)
+    try:
+        recipe = load_recipe(args.config, args.set)
+        cache_recipe(recipe)
+    except ValueError as error:
+        arg_parser.error(str(error))
+    keras.utils.set_random_seed(recipe.seed)
+    splits = data_lib.load_data(recipe)
+    phases = [p for p in ("phase1", "phase2") if getattr(recipe, f"{p}_epochs")]
+    with distribute.precision(recipe.mixed_precision):
+        overheads = [pipeline_overhead(recipe, splits, p, args.repeats) for p in phases]
+        cache = feature_cache(recipe, splits, args.repeats)
+    # The recipe's training time on in-memory batches over its time on the pipeline.
+    total = (sum(r["epochs"] * r["steps"] / r["memory_steps_s"] for r in overheads)
+             / sum(r["epochs"] * r["steps"] / r["memory_steps_s"] / r["ratio"]
+                   for r in overheads))
+    keras.backend.clear_session()
+    return common.report(common.Section(
+        "Fine-tuning: input pipeline overhead and the feature cache",
+        common.command("finetune_speed.py", args, arg_parser),
+        body(args, recipe, splits, overheads, total, cache), rows=overheads + [cache],
+        targets=targets(recipe, overheads, total, cache), extra={"recipe_ratio": total}))
+
+
+if __name__ == "__main__":
+    main()

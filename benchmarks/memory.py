@@ -1,0 +1,113 @@
+"""Memory: peak RSS of building and running each variant, one fresh process per variant.
+
+Each variant runs in a child process of its own (so peaks do not mix): it imports
+keras_vgg, builds the variant with its top at --size, and runs predict_on_batch on a batch.
+The child's peak RSS is its ru_maxrss from os.wait4, in a small launcher process (Linux
+carries ru_maxrss across exec, so a child started straight from a large process would start
+from that process's peak); the child also prints its ru_maxrss after import and after
+building. A baseline child only imports keras_vgg; its peak is subtracted. "x weights"
+divides what a variant adds over the baseline by its float32 weight bytes.
+
+Usage:
+    python benchmarks/memory.py                          # every variant, 224x224, batch 1
+    python benchmarks/memory.py --variants vgg16 vgg_f --size 64 --batch 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import common
+
+MB = 1024 / 1e6  # ru_maxrss is in KiB on Linux
+
+
+def child(variant, size, batch):
+    """In the child: import, build, run; prints the peaks so far as JSON."""
+    import keras_vgg
+
+    peaks = {"import": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MB}
+    if variant != "none":
+        import numpy as np
+
+        model = keras_vgg.get_model(variant, input_shape=(size, size, 3))
+        peaks["build"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MB
+        model.predict_on_batch(np.zeros((batch, size, size, 3), "float32"))
+        peaks["params"] = model.count_params()
+    print(json.dumps(peaks))
+
+
+# A small process starts each child: a process started straight from this (large) one would
+# inherit its peak, because Linux carries ru_maxrss across exec.
+LAUNCHER = """import json, os, sys
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps({"status": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss}))"""
+
+
+def peak_of(variant, size, batch) -> dict:
+    """Runs one child; its printed peaks plus ``peak``: its ru_maxrss from os.wait4."""
+    argv = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, os.path.abspath(__file__),
+            "--child", variant, "--size", str(size), "--batch", str(batch)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    launched = json.loads(lines[-1]) if lines else {"status": done.returncode}
+    if done.returncode or launched["status"]:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"The {variant} child failed ({launched['status']}): {tail}")
+    return {**json.loads(lines[-2]), "peak": launched["maxrss"] * MB}
+
+
+def measure(variants, size, batch):
+    """The baseline, then one row per variant (MB, minus the baseline where it says so)."""
+    baseline = peak_of("none", size, batch)["peak"]
+    rows = []
+    for variant in variants:
+        peaks = peak_of(variant, size, batch)
+        weights = 4 * peaks["params"] / 1e6
+        rows.append({"model": variant, "weights_mb": weights, "peak_mb": peaks["peak"],
+                     "build_mb": peaks["build"] - baseline, "run_mb": peaks["peak"] - baseline,
+                     "x_weights": (peaks["peak"] - baseline) / weights})
+        print(f"{variant}: peak {peaks['peak']:.0f} MB", flush=True)
+    return baseline, rows
+
+
+def body(args, baseline, rows) -> str:
+    lines = common.table(
+        ("variant", "weights MB (float32)", "peak RSS MB", "build - baseline MB",
+         "build + run - baseline MB", "x weights"),
+        [(r["model"], f"{r['weights_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['build_mb']:.0f}",
+          f"{r['run_mb']:.0f}", f"{r['x_weights']:.2f}") for r in rows])
+    return (f"One process per variant: import keras_vgg, build with its top at "
+            f"{args.size}x{args.size}, `predict_on_batch` on a batch of {args.batch}. Peak RSS "
+            f"from `os.wait4` (the child's ru_maxrss). Baseline, a process that only imports "
+            f"keras_vgg: {baseline:.0f} MB. \"build - baseline\" is the peak once built, "
+            "\"build + run - baseline\" the peak over the whole process; \"x weights\" the "
+            f"latter over the float32 weight bytes.\n\n{lines}")
+
+
+def main(argv=None):
+    """Runs the children and prints the table; returns the section for the docs."""
+    arg_parser = common.parser(__doc__)
+    common.add_variants(arg_parser)
+    arg_parser.add_argument("--size", type=common.positive_int, default=224)
+    arg_parser.add_argument("--batch", type=common.positive_int, default=1)
+    arg_parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = arg_parser.parse_args(argv)
+    if args.child:
+        return child(args.child, args.size, args.batch)
+    common.check_size(arg_parser, "--size", args.size, args.variants)
+    baseline, rows = measure(args.variants, args.size, args.batch)
+    return common.report(common.Section(
+        "Memory: peak RSS of building and running each variant",
+        common.command("memory.py", args, arg_parser), body(args, baseline, rows), rows=rows,
+        extra={"baseline_mb": baseline}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The benchmark scripts run at their tiniest settings and produce well-formed tables.
+
+Timings are never compared with anything: only that each figure is a finite positive number
+and that the markdown has the columns the docs show.
+"""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import common  # noqa: E402
+import run_all  # noqa: E402
+
+SCRIPTS = {name: getattr(run_all, name) for name in
+           ("inference", "finetune_speed", "export_speed", "memory")}
+
+
+@pytest.fixture(scope="module")
+def sections():
+    """Each benchmark's main at run_all's --quick settings, run once for the whole file."""
+    return {name: module.main(run_all.QUICK[module]) for name, module in SCRIPTS.items()}
+
+
+def assert_positive(row, keys):
+    for key in keys:
+        assert isinstance(row[key], (int, float)), (key, row)
+        assert math.isfinite(row[key]) and row[key] > 0, (key, row)
+
+
+def assert_columns(markdown, header):
+    assert "| " + " | ".join(header) + " |" in markdown
+
+
+def test_inference(sections):
+    section = sections["inference"]
+    compared, swept = section.extra["compared"], section.extra["swept"]
+    assert [r["model"] for r in compared] == ["vgg16", "vgg19"]
+    for row in compared:
+        assert_positive(row, ("keras_vgg_images_s", "applications_images_s", "ratio",
+                              "gflops_per_image", "keras_vgg_gflops_s", "fraction_of_peak"))
+        assert row["max_abs_diff"] >= 0
+    assert [r["model"] for r in swept] == ["vgg11", "vgg_f"]
+    for row in swept:
+        assert_positive(row, ("gflops_per_image", "images_s", "gflops_s", "fraction_of_peak"))
+    assert_positive(section.extra["gemm_gflops_s"], ("square", "im2col"))
+    assert_positive(section.extra, ("sweep_peak_gflops_s",))
+    assert_columns(section.body, ("variant", "paper", "GFLOP/img", "img/s", "GFLOP/s",
+                                  "of GEMM peak"))
+    assert "keras_vgg / keras.applications" in section.body
+    assert "--variants vgg11 vgg_f" in section.command
+
+
+def test_finetune_speed(sections):
+    section = sections["finetune_speed"]
+    overheads, cache = section.rows[:-1], section.rows[-1]
+    assert [r["phase"] for r in overheads] == ["phase1", "phase2"]
+    for row in overheads:
+        assert_positive(row, ("steps", "pipeline_steps_s", "memory_steps_s", "ratio"))
+    assert_positive(cache, ("plain_epoch_s", "cached_epoch_s", "speedup", "extraction_s"))
+    assert_columns(section.body, ("phase", "freeze", "epochs in recipe", "steps/epoch",
+                                  "pipeline steps/s", "in-memory steps/s",
+                                  "pipeline / in-memory", "overhead"))
+    assert "frozen / cached" in section.body
+
+
+def test_export_speed(sections):
+    section = sections["export_speed"]
+    assert [r["export"] for r in section.rows] == ["Keras", "TFLite float32", "TFLite int8"]
+    for row in section.rows:
+        assert_positive(row, ("size_mb", "ms", "export_ms", "keras_speedup", "size_vs_keras"))
+    for row in section.rows[1:]:
+        assert_positive(row, ("convert_s",))
+        assert math.isfinite(row["max_abs_diff"]) and row["max_abs_diff"] >= 0
+        assert 0 <= row["top1_agreement"] <= 1
+    assert_columns(section.body, ("export", "file", "size MB", "size / Keras", "ms/image"))
+
+
+def test_memory(sections):
+    section = sections["memory"]
+    (row,) = section.rows
+    assert row["model"] == "vgg_f"
+    assert_positive(row, ("weights_mb", "peak_mb", "run_mb", "x_weights"))
+    assert_positive(section.extra, ("baseline_mb",))
+    assert row["peak_mb"] > section.extra["baseline_mb"]
+    assert_columns(section.body, ("variant", "weights MB (float32)", "peak RSS MB"))
+    assert "--child" not in section.command
+
+
+def test_targets_name_goal_and_measured(sections):
+    targets = [t for s in sections.values() for t in s.targets]
+    assert len(targets) == 4
+    for target in targets:
+        assert target.goal and target.measured and isinstance(target.met, bool)
+        assert target.met or target.reading
+
+
+def test_run_all_writes_docs_keeping_the_lrn_section(sections, tmp_path):
+    ordered = [sections[name] for name in SCRIPTS]
+    lrn = run_all.lrn_section(BENCHMARKS.parent / "docs" / "benchmarks.md")
+    assert lrn.startswith(run_all.LRN_TITLE) and "| mode |" in lrn
+    doc = run_all.compose(ordered, common.machine(), 12.0, 0.1, lrn)
+    assert doc.startswith("# Benchmarks\n") and doc.endswith(lrn)
+    for section in ordered:
+        assert f"## {section.title}" in doc and section.command in doc
+    assert_columns(doc, ("target", "goal", "measured", "result"))
+    run_all.plot(sections["inference"].extra["swept"], 100.0, tmp_path / "throughput.png",
+                 sections["inference"].extra["sweep_settings"])
+    assert (tmp_path / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_arguments_are_argparse_errors(capsys):
+    with pytest.raises(SystemExit):
+        SCRIPTS["inference"].main(["--repeats", "0"])
+    assert "expected a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        SCRIPTS["export_speed"].main(["--model", "vgg_m", "--size", "32"])
+    assert "minimum input size 41" in capsys.readouterr().err
