@@ -1,13 +1,13 @@
 """Runs every benchmark and regenerates docs/benchmarks.md and docs/throughput.png.
 
-Sections: inference, fine-tuning, export, memory, each at its script's default settings
+Sections: inference, fine-tuning, precision, export, memory, each at its script's default settings
 (--quick: the tiniest settings, for a smoke run). The section "Export: what LRN's float
 island costs a full-int8 model" (benchmarks/export_lrn.py, with its written reading) is kept
 verbatim from the existing file; only if it is missing does export_lrn run to make it.
 Prints the total wall time, which the docs record too.
 
 Usage:
-    python benchmarks/run_all.py                 # about 5.5 minutes on 2 CPU cores
+    python benchmarks/run_all.py                 # about 8.5 minutes on 2 CPU cores
     python benchmarks/run_all.py --quick --docs /tmp/bench_docs
 """
 
@@ -25,6 +25,7 @@ import finetune_speed
 import inference
 import matplotlib
 import memory
+import precision
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,6 +39,7 @@ QUICK = {
     export_speed: ["--model", "vgg11", "--size", "32", "--repeats", "2", "--calibration", "2",
                    "--quantize", "none", "int8"],
     memory: ["--variants", "vgg_f", "--size", "48"],
+    precision: ["--image-size", "32", "--repeats", "1", "--forms", "mixed precision"],
 }
 
 
@@ -99,7 +101,7 @@ def compose(sections, machine, seconds, load, lrn) -> str:
 
 
 def main(argv=None):
-    """Runs the four benchmarks, writes the docs, prints the total wall time."""
+    """Runs the five benchmarks, writes the docs, prints the total wall time."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--quick", action="store_true", help="tiniest settings")
     arg_parser.add_argument("--docs", type=Path, default=common.ROOT / "docs",
@@ -108,7 +110,7 @@ def main(argv=None):
     start, load = time.perf_counter(), os.getloadavg()[0]
     lrn = lrn_section(args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
     sections = []
-    for module in (inference, finetune_speed, export_speed, memory):
+    for module in (inference, finetune_speed, precision, export_speed, memory):
         began = time.perf_counter()
         sections.append(module.main(QUICK[module] if args.quick else []))
         print(f"[{module.__name__}: {time.perf_counter() - began:.0f} s]\n", flush=True)

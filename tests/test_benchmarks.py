@@ -17,7 +17,7 @@ import common  # noqa: E402
 import run_all  # noqa: E402
 
 SCRIPTS = {name: getattr(run_all, name) for name in
-           ("inference", "finetune_speed", "export_speed", "memory")}
+           ("inference", "finetune_speed", "precision", "export_speed", "memory")}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,16 @@ def test_finetune_speed(sections):
                                   "pipeline steps/s", "in-memory steps/s",
                                   "pipeline / in-memory", "overhead"))
     assert "frozen / cached" in section.body
+
+
+def test_precision(sections):
+    section = sections["precision"]
+    assert [(r["form"], r["policy"]) for r in section.rows] == [
+        ("float32", "float32"), ("mixed precision", "mixed_bfloat16")]
+    for row in section.rows:
+        assert_positive(row, ("epoch_s", "speedup"))
+    assert_columns(section.body, ("form", "base computes in", "epoch s",
+                                  "float32 / this (speed-up)"))
 
 
 def test_export_speed(sections):
