@@ -333,7 +333,7 @@ def add_convert_parser(commands):
 
 
 def convert_command(args) -> int:
-    from keras_vgg.convert import convert
+    from keras_vgg.convert import convert, read_metadata
 
     try:
         output = convert(args.source, args.model, args.output, include_top=not args.no_top,
@@ -343,8 +343,6 @@ def convert_command(args) -> int:
     except ValueError as error:
         print(f"keras-vgg convert: {error}", file=sys.stderr)
         return 2
-    from keras_vgg.convert import read_metadata
-
     info = read_metadata(output)
     classes = info["class_names"]
     print(f"Wrote {output} for {info['variant']} from {info['source']}; preprocessing: "

@@ -255,9 +255,11 @@ def read_matconvnet(path) -> MatConvNetFile:
     if layers is None:
         raise ConversionError(f"Not a MatConvNet SimpleNN file: no 'layers'. Received: weights={path!r}")
     meta = _one(mat.get("meta")) if net is None else _field(net, "meta")
-    holder = meta if meta is not None else (net if net is not None else None)
-    normalization = _field(holder, "normalization") if holder is not None else _one(mat.get("normalization"))
-    classes = _field(holder, "classes") if holder is not None else _one(mat.get("classes"))
+    holder = meta if meta is not None else net  # before beta-17: fields on the net itself
+    if holder is None:
+        normalization, classes = _one(mat.get("normalization")), _one(mat.get("classes"))
+    else:
+        normalization, classes = _field(holder, "normalization"), _field(holder, "classes")
     mean = _field(normalization, "averageImage")
     if mean is None:
         raise ConversionError(f"The file has no meta.normalization.averageImage. Received: weights={path!r}")
