@@ -12,6 +12,9 @@ setup(
         "tensorflow>=2.16",
         "keras>=3.15",  # the version tested; has AdaptiveAveragePooling2D (adaptive_pool=)
         "tensorflow-datasets",
+        # tfds 4.9.x prepares datasets through etils.epath.resource_utils, which imports
+        # importlib_resources without declaring it (tfds download_and_prepare fails without it).
+        "importlib_resources",
         "numpy",
         "pillow",  # scanning image folders, drawing the built-in dataset
         "matplotlib",  # history.png, confusion_matrix.png
@@ -25,7 +28,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "h5py", "pyyaml"],
         "yaml": ["pyyaml"],
-        "torch": ["torch"],  # only to read .pth/.pt files; .safetensors and .npz need no torch
+        "torch": ["torch==2.13.0"],  # only to read .pth/.pt files; .safetensors and .npz need no torch
     },
     entry_points={"console_scripts": ["keras-vgg=keras_vgg.cli:main"]},
     license="Apache-2.0",
