@@ -163,9 +163,27 @@ def _converted_path(record: WeightsRecord, downloaded: str, include_top: bool) -
                         f"{stem}.keras_vgg{'' if include_top else '_notop'}.weights.h5")
 
 
-def fetch(record: WeightsRecord) -> str:
-    """Download (once, into the Keras cache) and hash-check a published file."""
-    path = keras.utils.get_file(record.file_name, record.url, cache_subdir="models")
+def cache_path(record: WeightsRecord) -> str:
+    """Where ``keras.utils.get_file`` keeps ``record``'s file (``~/.keras/models/...``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models", record.file_name)
+
+
+def fetch(record: WeightsRecord, weights: str = "imagenet") -> str:
+    """Download (once, into the Keras cache) and hash-check a published file. Offline, a
+    ValueError says where to put the file by hand (or that a path works too)."""
+    try:
+        path = keras.utils.get_file(record.file_name, record.url, cache_subdir="models")
+    except Exception as error:  # Keras raises a bare Exception("URL fetch failure on ...")
+        if "URL fetch failure" not in str(error):
+            raise
+        reason = str(error).rsplit(" -- ", 1)[-1]  # "[Errno -2] Name or service not known"
+        raise ValueError(
+            f"Could not download {record.file_name} for {record.variant} ({reason}). Without a "
+            f"network, download {record.url} elsewhere and put it at {cache_path(record)}, "
+            f"or pass its path as `weights` (keras-vgg finetune --weights PATH). Received: "
+            f"weights={weights!r}"
+        ) from None
     record.check_hash(path)
     return path
 
@@ -176,7 +194,7 @@ def load_weights(model: keras.Model, weights, variant: str, include_top: bool) -
     them, its classes (``model.class_names``). On failure the model keeps its weights."""
     if weights in NAMES:
         record = find_weights(variant, include_top, weights)
-        downloaded = fetch(record)
+        downloaded = fetch(record, weights)
         if record.source == "keras":
             _load_keras_file(model, downloaded, variant, include_top)
             model.preprocessing = Preprocessing(record.preprocessing)

@@ -43,12 +43,36 @@ def test_overrides_parse_by_type():
     ("phase1_lr=0", "phase1_lr"), ("image_size=16", "image_size"),
     ("validation_split=1.5", "validation_split"), ("augment=blur", "augment"),
     ("head_dropout=1", "head_dropout"), ("cache=gpu", "cache"), ("class_weight=x", "class_weight"),
-    ("preprocessing=bgr", "preprocessing"), ("weights=my.h5", "preprocessing"),
+    ("preprocessing=bgr", "preprocessing"), ("weights=my.h5", r"weights='my.h5' \(no such file\)"),
     ("nonsense=1", "nonsense"), ("phase2_epochs=-1", "phase2_epochs"), ("novalue", "key=value"),
 ])
 def test_bad_values_name_the_key(override, named):
     with pytest.raises(ValueError, match=named):
         load_recipe("builtin", [override])
+
+
+@pytest.mark.parametrize("text", ["none", "None", "null", "NULL", ""])
+def test_no_weights_can_be_said_on_a_command_line(text):
+    assert load_recipe("folder", [f"weights={text}"]).weights is None
+
+
+def test_cli_weights_none_trains_from_scratch(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["finetune", "--model", "vgg11", "--weights", "none", "--image-size", "32",
+            "phase1_epochs=1", "phase2_epochs=0", "builtin_images_per_class=3",
+            "tensorboard=false", "--run-dir", "runs/none"]
+    assert cli.main(argv) == 0
+    assert json.loads((tmp_path / "runs/none/recipe.json").read_text())["weights"] is None
+
+
+def test_a_plain_keras_weights_file_must_name_its_preprocessing(tmp_path):
+    import keras_vgg
+
+    path = tmp_path / "mine.weights.h5"
+    keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3)).save_weights(path)
+    with pytest.raises(ValueError, match="does not say how its inputs were preprocessed"):
+        load_recipe("builtin", [f"weights={path}"])
+    assert load_recipe("builtin", [f"weights={path}", "preprocessing=caffe"]).weights == str(path)
 
 
 def test_no_epochs_at_all_is_refused():

@@ -218,6 +218,24 @@ def test_wrong_variant_download_is_an_error_and_leaves_no_file(monkeypatch, tmp_
     assert leftovers() == before
 
 
+def test_offline_download_says_where_to_put_the_file(monkeypatch, tmp_path, local_downloads):
+    """Keras's own get_file fails (a file:// URL that does not exist, as a host that cannot be
+    reached): the error names the file, its URL, the cache path to fill by hand and a path."""
+    record = weights_lib.find_weights("vgg16", include_top=False, name="keras")
+    missing = "file://" + str(tmp_path / record.file_name)
+    table = tuple(dataclasses.replace(r, url=missing) if r == record else r
+                  for r in weights_lib.WEIGHTS)
+    monkeypatch.setattr(weights_lib, "WEIGHTS", table)
+    expected_cache = os.path.join(cache_dir(), record.file_name)
+    with pytest.raises(ValueError) as error:
+        build_vgg("vgg16", include_top=False, weights="imagenet", input_shape=SIZE)
+    message = str(error.value)
+    for part in (f"Could not download {record.file_name} for vgg16", missing, expected_cache,
+                 "pass its path as `weights`", "Received: weights='imagenet'"):
+        assert part in message
+    assert not os.path.exists(expected_cache)
+
+
 def test_matconvnet_lrn_parameters_must_match(tmp_path):
     path = write_mat(tmp_path / "odd-lrn.mat", "vgg_m", 64, lrn_alpha=5e-4)  # Caffe's alpha*N
     with pytest.raises(ConversionError, match=r"Layer block1_lrn: the model's LRN \[N kappa alpha "

@@ -24,12 +24,14 @@ from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
 from keras_vgg.recipes.distribute import STRATEGIES
+from keras_vgg.weights import NAMES as WEIGHTS_NAMES
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 HEADS = ("avg", "max", "flatten", "fc")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
 CACHES = ("memory", "disk", "none")
 LIST_KEYS = ("augment", "export_formats", "export_quantize")
+NO_WEIGHTS = ("", "none", "null")  # what `weights` accepts as "no weights" on a command line
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Recipe:
     label_key: str | None = None
     builtin_images_per_class: int = 120
     model: str = "vgg16"
-    weights: str | None = None  # None, "imagenet" or a weights file
+    weights: str | None = None  # None (also "none", "null", ""), "imagenet" or a weights file
     preprocessing: str = "auto"  # "auto": the weights' mode; "torch" when training from None
     image_size: int = 224
     head: str = "avg"  # avg | max | flatten (headless base) | fc (keep fc1/fc2)
@@ -132,6 +134,12 @@ class Recipe:
             raise ValueError(
                 f"Expected `image_size` >= {smallest} for {self.model}. Received: "
                 f"image_size={self.image_size}"
+            )
+        if (self.weights is not None and self.weights not in WEIGHTS_NAMES
+                and not Path(self.weights).is_file()):
+            raise ValueError(
+                f"Expected `weights` to be none, one of {list(WEIGHTS_NAMES)} or a weights file. "
+                f"Received: weights={self.weights!r} (no such file)"
             )
         if self.preprocessing == "auto" and not _weights_say_preprocessing(self.weights):
             raise ValueError(
@@ -237,6 +245,9 @@ def _check_type(recipe: Recipe, key: str):
         setattr(recipe, key, value)
     if key in LIST_KEYS and isinstance(value, tuple):
         setattr(recipe, key, list(value))
+    if key == "weights" and isinstance(value, str) and value.strip().lower() in NO_WEIGHTS:
+        setattr(recipe, key, None)  # --weights none, weights=null, weights=
+        return
     if value is None and key in ("weights", "image_key", "label_key"):
         return
     expected = type(default) if default is not None else str
@@ -253,9 +264,8 @@ def _weights_say_preprocessing(weights) -> bool:
     """True unless ``weights`` is a plain Keras weights file: names come from the weights table,
     source files and converted files record their mode."""
     from keras_vgg.convert import SOURCE_SUFFIXES, read_metadata
-    from keras_vgg.weights import NAMES
 
-    if weights is None or weights in NAMES or str(weights).lower().endswith(SOURCE_SUFFIXES):
+    if weights is None or weights in WEIGHTS_NAMES or str(weights).lower().endswith(SOURCE_SUFFIXES):
         return True
     info = read_metadata(weights) if str(weights).endswith(".h5") and Path(weights).is_file() \
         else None
