@@ -34,7 +34,11 @@ def build_base(recipe) -> keras.Model:
         return get_model(recipe.model, include_top=False, weights=recipe.weights,
                          input_shape=shape, name="base")
     full = get_model(recipe.model, include_top=True, weights=recipe.weights, input_shape=shape)
-    return keras.Model(full.input, full.get_layer("predictions").input, name="base")
+    base = keras.Model(full.input, full.get_layer("predictions").input, name="base")
+    for record in ("preprocessing", "class_names"):  # what the weights said travels with them
+        if hasattr(full, record):
+            setattr(base, record, getattr(full, record))
+    return base
 
 
 def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
