@@ -1,7 +1,10 @@
-"""The benchmark scripts run at their tiniest settings and produce well-formed tables.
+"""Smoke tests: the benchmark scripts run at their tiniest settings (run_all --quick) and
+produce well-formed tables.
 
 Timings are never compared with anything: only that each figure is a finite positive number
-and that the markdown has the columns the docs show.
+and that the markdown has the columns the docs show. The accuracy figures the benchmarks
+print beside their timings (same weights in keras_vgg and keras.applications, TFLite against
+Keras) are real claims and are bounded.
 """
 
 import math
@@ -36,14 +39,14 @@ def assert_columns(markdown, header):
     assert "| " + " | ".join(header) + " |" in markdown
 
 
-def test_inference(sections):
+def test_smoke_inference(sections):
     section = sections["inference"]
     compared, swept = section.extra["compared"], section.extra["swept"]
     assert [r["model"] for r in compared] == ["vgg16", "vgg19"]
     for row in compared:
         assert_positive(row, ("keras_vgg_images_s", "applications_images_s", "ratio",
                               "gflops_per_image", "keras_vgg_gflops_s", "fraction_of_peak"))
-        assert row["max_abs_diff"] >= 0
+        assert row["max_abs_diff"] <= 1e-5  # the same weights in both: measured 0.0
     assert [r["model"] for r in swept] == ["vgg11", "vgg_f"]
     for row in swept:
         assert_positive(row, ("gflops_per_image", "images_s", "gflops_s", "fraction_of_peak"))
@@ -55,7 +58,7 @@ def test_inference(sections):
     assert "--variants vgg11 vgg_f" in section.command
 
 
-def test_finetune_speed(sections):
+def test_smoke_finetune_speed(sections):
     section = sections["finetune_speed"]
     overheads, cache = section.rows[:-1], section.rows[-1]
     assert [r["phase"] for r in overheads] == ["phase1", "phase2"]
@@ -68,7 +71,7 @@ def test_finetune_speed(sections):
     assert "frozen / cached" in section.body
 
 
-def test_precision(sections):
+def test_smoke_precision(sections):
     section = sections["precision"]
     assert [(r["form"], r["policy"]) for r in section.rows] == [
         ("float32", "float32"), ("mixed precision", "mixed_bfloat16")]
@@ -78,19 +81,20 @@ def test_precision(sections):
                                   "float32 / this (speed-up)"))
 
 
-def test_export_speed(sections):
+def test_smoke_export_speed(sections):
     section = sections["export_speed"]
     assert [r["export"] for r in section.rows] == ["Keras", "TFLite float32", "TFLite int8"]
     for row in section.rows:
         assert_positive(row, ("size_mb", "ms", "export_ms", "keras_speedup", "size_vs_keras"))
     for row in section.rows[1:]:
         assert_positive(row, ("convert_s",))
-        assert math.isfinite(row["max_abs_diff"]) and row["max_abs_diff"] >= 0
-        assert 0 <= row["top1_agreement"] <= 1
+    float32, int8 = section.rows[1:]
+    assert float32["max_abs_diff"] <= 1e-4 and float32["top1_agreement"] == 1.0  # 1.6e-6
+    assert int8["max_abs_diff"] <= 0.1  # measured 8.7e-3
     assert_columns(section.body, ("export", "file", "size MB", "size / Keras", "ms/image"))
 
 
-def test_memory(sections):
+def test_smoke_memory(sections):
     section = sections["memory"]
     (row,) = section.rows
     assert row["model"] == "vgg_f"
@@ -101,15 +105,15 @@ def test_memory(sections):
     assert "--child" not in section.command
 
 
-def test_targets_name_goal_and_measured(sections):
+def test_smoke_targets_name_goal_and_measured(sections):
     targets = [t for s in sections.values() for t in s.targets]
     assert len(targets) == 4
     for target in targets:
         assert target.goal and target.measured and isinstance(target.met, bool)
-        assert target.met or target.reading
+        assert target.met or target.reading  # a missed target says why
 
 
-def test_run_all_writes_docs_keeping_the_lrn_section(sections, tmp_path):
+def test_smoke_run_all_writes_docs_keeping_the_lrn_section(sections, tmp_path):
     ordered = [sections[name] for name in SCRIPTS]
     lrn = run_all.lrn_section(BENCHMARKS.parent / "docs" / "benchmarks.md")
     assert lrn.startswith(run_all.LRN_TITLE) and "| mode |" in lrn
@@ -123,7 +127,7 @@ def test_run_all_writes_docs_keeping_the_lrn_section(sections, tmp_path):
     assert (tmp_path / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bad_arguments_are_argparse_errors(capsys):
+def test_smoke_bad_arguments_are_argparse_errors(capsys):
     with pytest.raises(SystemExit):
         SCRIPTS["inference"].main(["--repeats", "0"])
     assert "expected a positive integer" in capsys.readouterr().err
