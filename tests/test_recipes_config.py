@@ -6,6 +6,7 @@ import pytest
 
 from keras_vgg import cli
 from keras_vgg.recipes import Recipe, load_recipe, shipped_recipes
+from keras_vgg.recipes.builtin import make_shapes
 from keras_vgg.recipes.config import freeze_blocks, parse_value
 
 SHIPPED = ["builtin", "caltech101", "cats_vs_dogs", "folder", "oxford_flowers102", "tf_flowers"]
@@ -56,13 +57,26 @@ def test_no_weights_can_be_said_on_a_command_line(text):
     assert load_recipe("folder", [f"weights={text}"]).weights is None
 
 
+def test_a_transfer_recipe_without_weights_trains_every_block():
+    scratch = load_recipe("folder", ["weights=none"])
+    assert (scratch.phase2_freeze, scratch.phase2_lr) == ("none", 1e-3)
+    assert (scratch.phase1_freeze, scratch.phase1_lr) == ("all", 1e-3)
+    chosen = load_recipe("folder", ["weights=none", "phase2_lr=1e-4", "phase2_freeze=block2"])
+    assert (chosen.phase2_freeze, chosen.phase2_lr) == ("block2", 1e-4)
+    pretrained = load_recipe("folder")
+    assert (pretrained.weights, pretrained.phase2_freeze, pretrained.phase2_lr) == (
+        "imagenet", "block4", 1e-5)
+
+
 def test_cli_weights_none_trains_from_scratch(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["finetune", "--model", "vgg11", "--weights", "none", "--image-size", "32",
-            "phase1_epochs=1", "phase2_epochs=0", "builtin_images_per_class=3",
+    shapes = make_shapes(tmp_path / "shapes", images_per_class=3)
+    argv = ["finetune", "--data", str(shapes), "--model", "vgg11", "--weights", "none",
+            "--image-size", "32", "phase1_epochs=1", "phase2_epochs=1", "augment=none",
             "tensorboard=false", "--run-dir", "runs/none"]
     assert cli.main(argv) == 0
-    assert json.loads((tmp_path / "runs/none/recipe.json").read_text())["weights"] is None
+    saved = json.loads((tmp_path / "runs/none/recipe.json").read_text())
+    assert saved["weights"] is None and saved["phase2_freeze"] == "none"
 
 
 def test_a_plain_keras_weights_file_must_name_its_preprocessing(tmp_path):
@@ -83,6 +97,9 @@ def test_no_epochs_at_all_is_refused():
 def test_recipe_files_json_and_yaml(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps({"model": "vgg13", "image_size": 48}))
     assert load_recipe(tmp_path / "r.json").model == "vgg13"
+    assert load_recipe(tmp_path / "r.json").name == "r"  # runs/r, not runs/builtin
+    (tmp_path / "named.json").write_text(json.dumps({"name": "exp1"}))
+    assert load_recipe(tmp_path / "named.json").name == "exp1"
     (tmp_path / "r.yaml").write_text("model: vgg_f\nimage_size: 64\naugment: [flip]\n")
     recipe = load_recipe(tmp_path / "r.yaml", ["batch_size=4"])
     assert (recipe.model, recipe.image_size, recipe.augment, recipe.batch_size) == (

@@ -1,18 +1,22 @@
-"""Recipe data: folder scanning, the stratified split, the pipelines, tfds (mocked) and the
-built-in shapes. Tiny images throughout; nothing downloads."""
+"""Recipe data: folder scanning, the stratified split, the pipelines, tfds (a real tiny
+dataset prepared from local files, and tf_flowers with no network) and the built-in shapes.
+Tiny images throughout; nothing downloads."""
 
 import io
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds  # a hard dependency: import it plainly, failing loudly
 from PIL import Image
 
 from keras_vgg.preprocessing import preprocess_input
 from keras_vgg.recipes import builtin
 from keras_vgg.recipes.builtin import SHAPES, make_shapes
-from keras_vgg.recipes.config import Recipe
+from keras_vgg.recipes.config import Recipe, load_recipe
 from keras_vgg.recipes.data import (
     check_image,
     eval_pipeline,
@@ -444,37 +448,174 @@ def test_train_pipeline_order_is_seeded(tmp_path):
     assert order() == order()
 
 
-# --- 4. tfds (mocked: no download) -------------------------------------------------------
+# --- 4. tfds ------------------------------------------------------------------------------
+# A real tfds dataset (tests/conftest.py: tiny_tfds, tiny_tfds_prepared), prepared for real by
+# download_and_prepare from files the fixture writes, then read with as_dataset; and the real
+# tf_flowers builder on a machine without a network (the offline fixture).
+
+
+def tiny_recipe(tiny, **overrides):
+    values = dict(data=f"tfds:{tiny.name}", train_split="train", val_split="test",
+                  data_dir=str(tiny.data_dir))
+    values.update(overrides)
+    return make_recipe(**values)
+
+
+def check_tiny_split(tiny, split, ds, labels):
+    """Every image of ``split`` once, each with its own label, as uint8 SIZE x SIZE x 3."""
+    assert ds.element_spec[0].dtype == tf.uint8 and ds.element_spec[1].dtype == tf.int32
+    images, got = as_arrays(ds)
+    assert got == labels.tolist()
+    assert all(x.shape == (SIZE, SIZE, 3) and x.dtype == np.uint8 for x in images)
+    colours = sorted(tuple(int(v) for v in x[0, 0]) for x in images)
+    assert colours == sorted(tiny.colour(split, label, i)
+                             for label, n in enumerate(tiny.counts[split]) for i in range(n))
+    for image, label in zip(images, got):  # solid images: the resize keeps the colour
+        assert np.all(image == image[0, 0]) and image[0, 0, 0] == tiny.colour(split, label, 0)[0]
+
+
+def test_tfds_download_and_prepare_for_real_then_as_dataset(tiny_tfds, offline):
+    recipe = tiny_recipe(tiny_tfds)
+    info = tiny_tfds.data_dir / tiny_tfds.name / "1.0.0" / "dataset_info.json"
+    assert not info.exists()
+
+    splits = load_data(recipe)
+
+    assert info.is_file()  # load_tfds prepared it, into the recipe's data_dir
+    assert splits.class_names == ["apple", "banana", "cherry"]
+    assert splits.report["source"] == f"tfds:{tiny_tfds.name}"
+    assert (splits.report["image_key"], splits.report["label_key"]) == ("image", "label")
+    assert splits.report["skipped"] == splits.report["converted"] == []
+    assert splits.report["train_counts"] == [4, 3, 2]  # what the fixture wrote
+    assert splits.report["val_counts"] == [2, 1, 1]
+    assert splits.train_labels.dtype == np.int32
+    check_tiny_split(tiny_tfds, "train", splits.train, splits.train_labels)
+    check_tiny_split(tiny_tfds, "test", splits.val, splits.val_labels)
+    assert offline == []  # local files: no host was asked for
+
+    stamp = info.stat().st_mtime_ns
+    again = load_data(recipe)  # prepared: read as it is
+    assert info.stat().st_mtime_ns == stamp
+    assert again.train_labels.tolist() == splits.train_labels.tolist()
+
+
+def test_tfds_split_slicing(tiny_tfds_prepared):
+    whole = load_data(tiny_recipe(tiny_tfds_prepared))
+    splits = load_data(tiny_recipe(tiny_tfds_prepared, train_split="train[:6]",
+                                   val_split="train[6:]+test"))
+    assert (len(splits.train_labels), len(splits.val_labels)) == (6, 3 + 4)
+    assert splits.train_labels.tolist() == whole.train_labels[:6].tolist()
+    assert splits.val_labels.tolist() == (whole.train_labels[6:].tolist()
+                                          + whole.val_labels.tolist())
+    assert (np.array(splits.report["train_counts"]) + splits.report["val_counts"]).tolist() \
+        == [4 + 2, 3 + 1, 2 + 1]
+    images, labels = as_arrays(splits.train)
+    assert labels == splits.train_labels.tolist()
+    assert all(x.shape == (SIZE, SIZE, 3) for x in images)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("train_split", "tran[:75%]"), ("train_split", "train[:75"), ("val_split", "validation")])
+def test_tfds_bad_split(tiny_tfds_prepared, key, value):
+    with pytest.raises(ValueError, match=rf"Expected `{key}` to be a split of "
+                                         rf"{tiny_tfds_prepared.name} \(\['test', 'train'\]"
+                       ) as error:
+        load_data(tiny_recipe(tiny_tfds_prepared, **{key: value}))
+    assert f"{key}={value!r}" in str(error.value)
+
+
+@pytest.mark.parametrize("key, value, names", [
+    ("image_key", "file_name", "Image feature ['image']"),
+    ("label_key", "nope", "ClassLabel feature ['label']")])
+def test_tfds_wrong_feature_key_fails_before_preparing(tiny_tfds, key, value, names):
+    with pytest.raises(ValueError, match=r"Expected `.*` to name a") as error:
+        load_data(tiny_recipe(tiny_tfds, **{key: value}))
+    assert str(error.value) == f"Expected `{key}` to name a {names}. Received: {key}={value!r}"
+    assert not (tiny_tfds.data_dir / tiny_tfds.name).exists()  # nothing prepared
+    splits = load_data(tiny_recipe(tiny_tfds, image_key="image", label_key="label"))
+    assert splits.class_names == tiny_tfds.classes
+
+
+def test_tfds_folder_without_dataset_info(tiny_tfds):
+    folder = tiny_tfds.data_dir / tiny_tfds.name / "1.0.0"
+    folder.mkdir(parents=True)
+    (folder / "features.json").write_text("{}")  # half a copy
+    with pytest.raises(ValueError) as error:
+        load_data(tiny_recipe(tiny_tfds))
+    assert str(error.value) == (
+        f"Expected the tfds dataset folder {folder} to be prepared (a copy of a whole "
+        f"{tiny_tfds.name}/1.0.0/ folder). Received: a folder without dataset_info.json; "
+        f"delete it, or copy the whole folder again.")
+
+
+@pytest.mark.parametrize("data_dir", ["recipe", "default"])
+def test_tfds_offline_fails_within_seconds_saying_how_to_prepare(tmp_path, offline, data_dir):
+    """The real tf_flowers builder with nothing prepared and no network: a ValueError in
+    seconds, not tfds' 10 retries with backoff (about 3.5 minutes) and a raw ConnectionError."""
+    import requests
+    from tensorflow_datasets.core.download import downloader
+
+    recipe = flowers_recipe(data_dir=str(tmp_path / "tfds") if data_dir == "recipe" else None)
+    if data_dir == "recipe":
+        root = str(tmp_path / "tfds")
+    else:  # tfds' default: $TFDS_DATA_DIR (conftest sets it), else ~/tensorflow_datasets
+        root = os.environ["TFDS_DATA_DIR"]
+    start = time.monotonic()
+    with pytest.raises(ValueError) as error:
+        load_data(recipe)
+    elapsed = time.monotonic() - start
+
+    assert elapsed < 15, f"{elapsed:.1f} s"
+    # asked once by the probe and once by tfds' own download, whose retries were off
+    assert offline == ["download.tensorflow.org"] * 2
+    assert downloader.MAX_RETRIES == 10  # and are on again
+    assert isinstance(error.value.__cause__, requests.exceptions.ConnectionError)
+    message = str(error.value)
+    assert message.startswith(
+        f"The tfds dataset 'tf_flowers' is not prepared in {root} (no tf_flowers/3.0.1/ "
+        f"there) and could not be downloaded: download.tensorflow.org is unreachable (Failed "
+        f"to resolve 'download.tensorflow.org' ([Errno -2] Name or service not known)).")
+    assert ("tfds looks for prepared datasets in the recipe's `data_dir` (when unset: "
+            "$TFDS_DATA_DIR, else ~/tensorflow_datasets)") in message
+    assert ('python -c "import tensorflow_datasets as tfds; '
+            'tfds.builder(\'tf_flowers\').download_and_prepare()"') in message
+    assert f"copy the tf_flowers/ folder it writes (under ~/tensorflow_datasets) to {root}/" \
+        in message
+    assert not Path(root, "tf_flowers", "3.0.1").exists()
+
+
+def test_tfds_unreachable_host_still_prepares_what_needs_no_network(tiny_tfds, offline,
+                                                                      monkeypatch):
+    """The probe only turns tfds' retries off: a dataset whose files need no download (here
+    local files; in use, files tfds downloaded before) is still prepared."""
+    builder_class = type(tfds.builder(tiny_tfds.name, data_dir=str(tiny_tfds.data_dir)))
+    monkeypatch.setattr(builder_class, "url_infos", {"https://tiny.example/a.zip": None,
+                                                     "https://tiny.example/b.zip": None})
+    splits = load_data(tiny_recipe(tiny_tfds))
+    assert offline == ["tiny.example"]  # one probe per host
+    assert splits.report["train_counts"] == [4, 3, 2]
+
+
+def test_tfds_prepared_dataset_asks_no_host(tiny_tfds_prepared, offline, monkeypatch):
+    builder_class = type(tfds.builder(tiny_tfds_prepared.name))
+    monkeypatch.setattr(builder_class, "url_infos", {"https://tiny.example/a.zip": None})
+    splits = load_data(tiny_recipe(tiny_tfds_prepared))
+    assert offline == [] and splits.report["val_counts"] == [2, 1, 1]
+
+
+def test_tfds_grayscale_images_become_rgb():
+    """Splits promise uint8 HxWx3: a tfds dataset of 1-channel images (mnist, fashion_mnist,
+    emnist...) comes through with 3, as a VGG input needs. (mock_data: mnist's real
+    features, generated examples; the real path is tested above.)"""
+    with tfds.testing.mock_data(num_examples=4):
+        splits = load_data(make_recipe("tfds:mnist", train_split="train", val_split="test"))
+    assert splits.class_names == [str(i) for i in range(10)]
+    assert splits.train.element_spec[0].shape.as_list() == [SIZE, SIZE, 3]
+    image, _ = next(iter(splits.train))
+    assert tuple(image.shape) == (SIZE, SIZE, 3)
+
 
 FLOWERS = ["dandelion", "daisy", "tulips", "sunflowers", "roses"]
-N_MOCK = 20
-# labels of the split-aware mock below; train[:75%] = first 15, train[75%:] = last 5
-MOCK_LABELS = [0, 0, 0, 1, 1, 2, 3, 4, 4, 4, 0, 1, 2, 2, 3, 4, 3, 2, 1, 0]
-
-
-def split_aware_as_dataset(self, split, decoders=None, read_config=None, **kwargs):
-    """Stands in for FileReaderBuilder._as_dataset: N_MOCK examples in one 'train' split,
-    sliced with tfds' own split parser (so unknown or malformed splits raise as in tfds).
-
-    tfds.testing.mock_data's default generator ignores `split`: every split, sliced or
-    not, and even an unknown name, yields all `num_examples` (its docstring: "Train and
-    test split will yield the same examples"; without metadata files "any splits are
-    accepted")."""
-    import tensorflow_datasets as tfds
-
-    info = tfds.core.SplitInfo(name="train", shard_lengths=[N_MOCK], num_bytes=0)
-    instructions = tfds.core.ReadInstruction.from_spec(str(split)).to_absolute({"train": info})
-    index = np.concatenate([np.arange(N_MOCK)[i.from_:i.to] for i in instructions])
-
-    def examples():
-        for i in index:
-            shape = (20 + i % 3, 24 - i % 2, 3)  # sizes vary, as in tf_flowers
-            yield {"image": np.full(shape, (10 * i, 3, 250), np.uint8),
-                   "label": np.int64(MOCK_LABELS[i])}
-
-    return tf.data.Dataset.from_generator(examples, output_signature={
-        "image": tf.TensorSpec((None, None, 3), tf.uint8),
-        "label": tf.TensorSpec((), tf.int64)})
 
 
 def flowers_recipe(**overrides):
@@ -483,66 +624,7 @@ def flowers_recipe(**overrides):
     return make_recipe(**values)
 
 
-def test_tfds_mock_data():
-    tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=8):
-        splits = load_data(flowers_recipe())
-    assert splits.class_names == FLOWERS
-    assert splits.report["source"] == "tfds:tf_flowers"
-    assert (splits.report["image_key"], splits.report["label_key"]) == ("image", "label")
-    assert splits.report["skipped"] == splits.report["converted"] == []
-    assert splits.train.element_spec[0].dtype == tf.uint8
-    for ds, labels in ((splits.train, splits.train_labels), (splits.val, splits.val_labels)):
-        images, got = as_arrays(ds)
-        assert all(x.shape == (SIZE, SIZE, 3) and x.dtype == np.uint8 for x in images)
-        assert got == labels.tolist() and all(0 <= y < 5 for y in got)
-    assert sum(splits.report["train_counts"]) == len(splits.train_labels)
-    assert sum(splits.report["val_counts"]) == len(splits.val_labels)
-
-
-def test_tfds_split_slicing():
-    tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=N_MOCK, as_dataset_fn=split_aware_as_dataset):
-        splits = load_data(flowers_recipe())
-    assert splits.class_names == FLOWERS
-    assert len(splits.train_labels) + len(splits.val_labels) == N_MOCK
-    assert (len(splits.train_labels), len(splits.val_labels)) == (15, 5)
-    assert splits.train_labels.tolist() == MOCK_LABELS[:15]
-    assert splits.val_labels.tolist() == MOCK_LABELS[15:]
-    assert splits.report["train_counts"] == [4, 3, 3, 2, 3]
-    assert splits.report["val_counts"] == [1, 1, 1, 1, 1]
-    for ds, first in ((splits.train, 0), (splits.val, 15)):
-        images, labels = as_arrays(ds)
-        assert labels == MOCK_LABELS[first:first + len(labels)]
-        for i, image in enumerate(images, start=first):
-            assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
-            np.testing.assert_array_equal(image[0, 0], [10 * i, 3, 250])
-
-
-@pytest.mark.parametrize("key, value", [
-    ("train_split", "tran[:75%]"), ("train_split", "train[:75"), ("val_split", "test")])
-def test_tfds_bad_split(key, value):
-    tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=N_MOCK, as_dataset_fn=split_aware_as_dataset):
-        with pytest.raises(ValueError, match=rf"Expected `{key}` to be a split of tf_flowers"
-                           ) as error:
-            load_data(flowers_recipe(**{key: value}))
-    assert f"{key}={value!r}" in str(error.value)
-
-
-@pytest.mark.parametrize("key", ["image_key", "label_key"])
-def test_tfds_wrong_feature_key(key):
-    tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=2):
-        with pytest.raises(ValueError, match=rf"Expected `{key}` to name a") as error:
-            load_data(flowers_recipe(**{key: "nope"}))
-        assert f"{key}='nope'" in str(error.value)
-        splits = load_data(flowers_recipe(image_key="image", label_key="label"))
-    assert splits.class_names == FLOWERS
-
-
 def test_feature_keys():
-    tfds = pytest.importorskip("tensorflow_datasets")
     features = tfds.features.FeaturesDict({
         "image": tfds.features.Image(shape=(None, None, 3)),
         "label": tfds.features.ClassLabel(names=FLOWERS),
@@ -563,6 +645,17 @@ def test_feature_keys():
     with pytest.raises(ValueError, match=r"exactly one ClassLabel feature or `label_key` set"):
         feature_keys(other)
     assert feature_keys(other, label_key="fine") == ("img", "fine")  # the only Image: found
+
+
+@pytest.mark.parametrize("name, classes", [
+    ("tf_flowers", 5), ("cats_vs_dogs", 2), ("oxford_flowers102", 102), ("caltech101", 102)])
+def test_shipped_tfds_recipes_find_their_feature_keys(name, classes):
+    """The shipped tfds recipes rely on feature discovery in the real builders' features."""
+    recipe = load_recipe(name)
+    assert recipe.data == f"tfds:{name}"
+    features = tfds.builder(name).info.features
+    assert feature_keys(features, recipe.image_key, recipe.label_key) == ("image", "label")
+    assert features["label"].num_classes == classes
 
 
 # --- 5. the built-in shapes ------------------------------------------------------------
@@ -635,13 +728,14 @@ def test_scan_of_builtin_shapes(tmp_path):
 
 
 # --- bugs found ------------------------------------------------------------------------
-# These fail today; see the report.
+# Regression tests for bugs found in review; all are fixed and pass. Each docstring says what
+# went wrong.
 
 
 def test_a_split_with_no_images_fails_with_value_error(tmp_path):
-    """With one image per class nothing can be held out; _splits means to say so, but
-    stratified_split returns np.sort([]), a float64 array, and load_folder's
-    files[val_idx] raises IndexError first."""
+    """With one image per class nothing can be held out, and _splits says so. (It used to
+    fail first: stratified_split returned np.sort([]), a float64 array, and load_folder's
+    files[val_idx] raised IndexError.)"""
     train, val = stratified_split([0, 1], 0.25, seed=0)
     assert (train.tolist(), val.tolist()) == ([0, 1], [])
     assert val.dtype.kind == "i", f"indices of dtype {val.dtype}"
@@ -688,21 +782,10 @@ def test_bmp_with_a_colour_table_is_skipped_with_its_reason(tmp_path, mode):
         ("x.bmp", "BMP with a colour table")]
 
 
-def test_tfds_grayscale_images_become_rgb():
-    """Splits promise uint8 HxWx3; a tfds dataset of 1-channel images (mnist, fashion_mnist,
-    emnist...) comes through with 1 channel, which a 3-channel VGG input rejects."""
-    tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=4):
-        splits = load_data(make_recipe("tfds:mnist", train_split="train", val_split="test"))
-    assert splits.class_names == [str(i) for i in range(10)]
-    image, _ = next(iter(splits.train))
-    assert tuple(image.shape) == (SIZE, SIZE, 3)
-
-
 def test_files_in_hidden_subfolders_are_ignored(tmp_path):
-    """Hidden class folders and hidden files are ignored, but a hidden folder inside a class
-    (a NAS's .@__thumb thumbnails, .ipynb_checkpoints) is scanned: its copies of the class's
-    images join the data, and can land in both train and val."""
+    """Hidden class folders and hidden files are ignored, and so is a hidden folder inside a
+    class (a NAS's .@__thumb thumbnails, .ipynb_checkpoints). (It used to be scanned: its
+    copies of the class's images joined the data, and could land in both train and val.)"""
     root = two_classes(tmp_path / "data", n=2)
     write(root / "a" / ".@__thumb" / "0.png")
     scan = scan_folder(root)

@@ -84,6 +84,14 @@ def test_builtin_recipe_reaches_90_percent_from_the_cli(builtin_run):
     assert metrics["final"]["val_accuracy"] == pytest.approx(best_logged, abs=1e-6)
     diagonal = sum(metrics["confusion_matrix"][i][i] for i in range(5))
     assert diagonal == round(metrics["final"]["val_accuracy"] * 5 * 24)
+    logged = [row["val_accuracy"] for row in read_log(run / "training_log.csv")]
+    assert metrics["final"]["best_epoch"] == logged.index(max(logged)) + 1
+    assert metrics["final"]["epochs_planned"] == 14
+    assert (metrics["final"]["epochs_run"] < 14) == bool(metrics["final"]["stopped_early"])
+    # best.keras holds the model without optimizer state: about its weights' size.
+    best = keras.saving.load_model(run / "best.keras")
+    weight_bytes = sum(np.asarray(w).nbytes for w in best.weights)
+    assert best.optimizer is None and os.path.getsize(run / "best.keras") < 1.2 * weight_bytes
 
 
 # -- freezing -------------------------------------------------------------------------------
@@ -206,6 +214,16 @@ def test_feature_cache_auto_only_when_frozen_and_not_augmented(tmp_path):
     assert not uses_feature_cache(tiny(augment=[], feature_cache="false"))
     with pytest.raises(ValueError, match="feature_cache"):
         tiny(feature_cache="true", augment=["flip"])
+
+
+def test_early_stopping_is_reported_with_the_best_epoch(tmp_path):
+    """A rate too small to change anything: val_accuracy never improves on epoch 1, so
+    EarlyStopping (patience 1) ends phase 1 after epoch 2 of 4, and the run says so."""
+    recipe = tiny(phase1_epochs=4, phase2_epochs=0, phase1_lr=1e-12, augment=[],
+                  early_stopping_patience=1)
+    final = finetune(recipe, run_dir=tmp_path / "run", verbose=0).metrics["final"]
+    assert (final["best_epoch"], final["epochs_run"], final["epochs_planned"]) == (1, 2, 4)
+    assert final["stopped_early"] == ["phase1"]
 
 
 # -- interruption and resume ------------------------------------------------------------------
@@ -363,19 +381,32 @@ def test_folder_with_bad_files_trains_and_reports_what_it_skipped(tmp_path):
     assert sum(report["train_counts"]) + sum(report["val_counts"]) == 22
 
 
-def test_tfds_dataset_through_the_recipe(tmp_path):
-    import tensorflow_datasets as tfds
-
-    with tfds.testing.mock_data(num_examples=20):
-        result = finetune(tiny(data="tfds:tf_flowers", phase2_epochs=0), run_dir=tmp_path / "r",
-                          verbose=0)
-    assert result.metrics["final"]["class_names"] == [
-        "dandelion", "daisy", "tulips", "sunflowers", "roses"]
-    # mock_data answers every split request, sliced or not, with num_examples examples.
-    assert sum(sum(row) for row in result.metrics["confusion_matrix"]) == 20
+def test_tfds_dataset_through_the_recipe(tmp_path, tiny_tfds, offline):
+    """A real tfds dataset (conftest's tiny_tfds), prepared by the run itself into the recipe's
+    data_dir, fine-tuned and scored on its held-out split."""
+    recipe = tiny(data=f"tfds:{tiny_tfds.name}", data_dir=str(tiny_tfds.data_dir),
+                  train_split="train", val_split="test", phase2_epochs=0)
+    result = finetune(recipe, run_dir=tmp_path / "r", verbose=0)
+    assert result.metrics["final"]["class_names"] == tiny_tfds.classes
+    matrix = np.array(result.metrics["confusion_matrix"])
+    assert matrix.sum(axis=1).tolist() == tiny_tfds.counts["test"]  # [2, 1, 1]
+    assert (tiny_tfds.data_dir / tiny_tfds.name / "1.0.0" / "dataset_info.json").is_file()
+    assert json.loads((result.run_dir / "recipe.json").read_text())["data_dir"] == str(
+        tiny_tfds.data_dir)
+    assert offline == []  # no host was asked for
 
 
 # -- small pieces -----------------------------------------------------------------------------
+
+
+def test_history_plot_ticks_whole_epochs(tmp_path):
+    from keras_vgg.recipes.report import plot_history
+
+    rows = [{"epoch": e, "loss": 1.0, "val_loss": 1.0, "accuracy": 0.5, "val_accuracy": 0.5}
+            for e in range(2)]
+    for ticks in plot_history(rows, tmp_path / "history.png"):
+        assert ticks and all(t == int(t) for t in ticks)
+    assert (tmp_path / "history.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_class_weights_balanced():

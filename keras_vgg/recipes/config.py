@@ -32,6 +32,8 @@ AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
 CACHES = ("memory", "disk", "none")
 LIST_KEYS = ("augment", "export_formats", "export_quantize")
 NO_WEIGHTS = ("", "none", "null")  # what `weights` accepts as "no weights" on a command line
+# What a recipe made for pretrained weights switches to when run with weights=none.
+FROM_SCRATCH = {"phase2_freeze": "none", "phase2_lr": 1e-3}
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Recipe:
     validation_split: float = 0.2  # folders and builtin: the stratified held-out share
     image_key: str | None = None  # tfds: found from the builder's features when None
     label_key: str | None = None
+    data_dir: str | None = None  # tfds: prepared datasets (None: $TFDS_DATA_DIR or ~/tensorflow_datasets)
     builtin_images_per_class: int = 120
     model: str = "vgg16"
     weights: str | None = None  # None (also "none", "null", ""), "imagenet" or a weights file
@@ -172,15 +175,25 @@ def freeze_blocks(spec: str, key: str = "freeze") -> int | None:
 
 
 def load_recipe(source: str | Path | None = None, overrides=()) -> Recipe:
-    """A recipe from a shipped name or a JSON/YAML file, then ``key=value`` overrides."""
+    """A recipe from a shipped name or a JSON/YAML file, then ``key=value`` overrides. A file
+    without a ``name`` key is named after itself (the default run folder is runs/NAME)."""
     values = {}
     if source is not None:
-        values = _read(_resolve(source))
+        path = _resolve(source)
+        values = _read(path)
+        values.setdefault("name", path.stem)  # my_recipe.json runs as runs/my_recipe
+    pretrained = _no_weights(values.get("weights")) is not None
+    given = {}
     for item in overrides:
         key, sep, text = str(item).partition("=")
         if not sep or not key:
             raise ValueError(f"Expected an override of the form key=value. Received: {item!r}")
-        values[key.strip()] = parse_value(text.strip())
+        given[key.strip()] = parse_value(text.strip())
+    values.update(given)
+    if pretrained and _no_weights(values.get("weights")) is None:
+        # A transfer recipe told to start from no weights: frozen random blocks at a
+        # fine-tuning rate learn nothing, so train everything at the head's rate instead.
+        values.update({k: v for k, v in FROM_SCRATCH.items() if k not in given})
     origin = str(source) if source is not None else "the overrides"
     return Recipe.from_dict(values, source=origin)
 
@@ -245,10 +258,10 @@ def _check_type(recipe: Recipe, key: str):
         setattr(recipe, key, value)
     if key in LIST_KEYS and isinstance(value, tuple):
         setattr(recipe, key, list(value))
-    if key == "weights" and isinstance(value, str) and value.strip().lower() in NO_WEIGHTS:
+    if key == "weights" and value is not None and _no_weights(value) is None:
         setattr(recipe, key, None)  # --weights none, weights=null, weights=
         return
-    if value is None and key in ("weights", "image_key", "label_key"):
+    if value is None and key in ("weights", "image_key", "label_key", "data_dir"):
         return
     expected = type(default) if default is not None else str
     ok = isinstance(value, _TYPES[expected]) and not (
@@ -270,6 +283,11 @@ def _weights_say_preprocessing(weights) -> bool:
     info = read_metadata(weights) if str(weights).endswith(".h5") and Path(weights).is_file() \
         else None
     return info is not None and info["preprocessing"] is not None
+
+
+def _no_weights(value):
+    """``value`` with the command line's spellings of "no weights" read as None."""
+    return None if isinstance(value, str) and value.strip().lower() in NO_WEIGHTS else value
 
 
 def _one_of(recipe, key, allowed, value=None):

@@ -21,6 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import threading
+import urllib.error
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,12 +187,18 @@ def load_folder(root, recipe, cache_dir=None) -> Splits:
 
 
 def load_tfds(name, recipe, cache_dir=None) -> Splits:
-    """A tensorflow-datasets image classification set; image/label keys from its features."""
+    """A tensorflow-datasets image classification set; image/label keys from its features.
+
+    The recipe's ``data_dir`` (when set) is the folder tfds keeps prepared datasets in;
+    unset, tfds uses $TFDS_DATA_DIR or ~/tensorflow_datasets. A dataset already there is
+    read without a network; one that is not is downloaded and prepared (:func:`prepare_tfds`).
+    """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name)
+    data_dir = os.path.expanduser(recipe.data_dir) if recipe.data_dir else None
+    builder = tfds.builder(name, data_dir=data_dir)
     image_key, label_key = feature_keys(builder.info.features, recipe.image_key, recipe.label_key)
-    builder.download_and_prepare()
+    prepare_tfds(builder, name)
     class_names = list(builder.info.features[label_key].names)
 
     def dataset(split_key):
@@ -211,6 +223,118 @@ def load_tfds(name, recipe, cache_dir=None) -> Splits:
     report = {"source": f"tfds:{name}", "image_key": image_key, "label_key": label_key,
               "skipped": [], "converted": [], "dropped_classes": []}
     return _splits(train, val, class_names, train_labels, val_labels, report)
+
+
+PROBE_TIMEOUT = 5.0  # seconds to wait for a dataset's download host before calling it offline
+
+
+def prepare_tfds(builder, name, timeout=PROBE_TIMEOUT):
+    """``builder.download_and_prepare()``, unless the dataset is already in its data dir.
+
+    Before downloading, each download host in the builder's checksums is asked once (one
+    HEAD request, no retries, ``timeout`` seconds). When one does not answer, tfds' own
+    retries (10, with backoff: about 3.5 minutes offline) are turned off, so that a
+    download that cannot work fails at once; files tfds already downloaded are still used.
+    A download that fails for want of a network is a ValueError that names the dataset,
+    the folder tfds looks in and how to prepare the dataset elsewhere and copy it in.
+    """
+    import requests
+    import tensorflow_datasets as tfds
+
+    path = builder.data_path
+    if path.exists():
+        if not (path / "dataset_info.json").exists():
+            raise ValueError(
+                f"Expected the tfds dataset folder {path} to be prepared (a copy of a whole "
+                f"{builder.info.full_name}/ folder). Received: a folder without "
+                f"dataset_info.json; delete it, or copy the whole folder again."
+            )
+        return
+    unreachable = _unreachable_host(_download_urls(builder), timeout)
+    retries = _no_tfds_retries() if unreachable else contextlib.nullcontext()
+    try:
+        with retries:
+            builder.download_and_prepare()
+    except (requests.exceptions.RequestException, urllib.error.URLError, ConnectionError,
+            TimeoutError, tfds.download.DownloadError) as error:
+        reason = unreachable or f"{type(error).__name__}: {_short(error)}"
+        raise ValueError(_not_prepared(builder, name, reason)) from error
+
+
+def _download_urls(builder) -> list:
+    """One http(s) url per download host of the builder (from its checksums file), in order."""
+    hosts, urls = set(), []
+    for url in builder.url_infos or {}:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.netloc not in hosts:
+            hosts.add(parts.netloc)
+            urls.append(url)
+    return urls
+
+
+def _unreachable_host(urls, timeout):
+    """What went wrong with the first url whose host gives no HTTP answer (any status is an
+    answer), else None.
+
+    The request runs in a thread so that a name lookup that hangs (which no requests
+    timeout covers) still ends the probe after about ``timeout`` seconds."""
+    import requests
+
+    for url in urls:
+        host, failure = urllib.parse.urlsplit(url).hostname, []
+
+        def probe(url=url, failure=failure):
+            try:
+                requests.head(url, timeout=timeout, allow_redirects=False).close()
+            except requests.exceptions.RequestException as error:
+                failure.append(error)
+
+        thread = threading.Thread(target=probe, daemon=True)
+        thread.start()
+        thread.join(timeout + 1)
+        if thread.is_alive():
+            return f"{host} did not answer within {timeout:g} s"
+        if failure:
+            return f"{host} is unreachable ({_short(failure[0])})"
+    return None
+
+
+@contextlib.contextmanager
+def _no_tfds_retries():
+    """tfds' downloader without its retries (its module constant, read at each download)."""
+    from tensorflow_datasets.core.download import downloader
+
+    if not hasattr(downloader, "MAX_RETRIES"):
+        yield
+        return
+    saved, downloader.MAX_RETRIES = downloader.MAX_RETRIES, 0
+    try:
+        yield
+    finally:
+        downloader.MAX_RETRIES = saved
+
+
+def _short(error) -> str:
+    """The innermost reason of a requests/urllib3 error, without object addresses."""
+    while error.args and isinstance(getattr(error.args[0], "reason", None), BaseException):
+        error = error.args[0].reason
+    text = re.sub(r"^(<[\w.]+ object at 0x[0-9a-f]+>|\w+\(host=[^)]*\)): ", "", str(error))
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _not_prepared(builder, name, reason) -> str:
+    root, folder = str(builder.data_dir_root), builder.info.full_name
+    top = folder.split("/")[0]
+    return (
+        f"The tfds dataset {name!r} is not prepared in {root} (no {folder}/ there) and "
+        f"could not be downloaded: {reason}. tfds looks for prepared datasets in the "
+        f"recipe's `data_dir` (when unset: $TFDS_DATA_DIR, else ~/tensorflow_datasets). "
+        f"On a machine with a network, prepare it with\n"
+        f"    python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder('{name}').download_and_prepare()\"\n"
+        f"then copy the {top}/ folder it writes (under ~/tensorflow_datasets) to {root}/ here, "
+        f"or to any folder and set the recipe's `data_dir` to that folder."
+    )
 
 
 def feature_keys(features, image_key=None, label_key=None):

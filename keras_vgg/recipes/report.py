@@ -46,11 +46,13 @@ def read_log(path) -> list[dict]:
 
 
 def plot_history(rows, path, phase_starts=()):
-    """Loss and accuracy per epoch, train and validation, a dashed line where a phase starts."""
+    """Loss and accuracy per epoch, train and validation, a dashed line where a phase starts;
+    returns each panel's x ticks (whole epochs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] + 1 for row in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -60,12 +62,15 @@ def plot_history(rows, path, phase_starts=()):
         for start in phase_starts:
             ax.axvline(start + 0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, not 1.2, 1.4
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    ticks = [[float(t) for t in ax.get_xticks()] for ax in axes]
     plt.close(fig)
+    return ticks  # the x ticks drawn, per panel
 
 
 def plot_confusion(matrix, class_names, path):

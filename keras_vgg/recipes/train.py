@@ -240,6 +240,8 @@ def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), 
     )
     target._initial_epoch = None
     state["epoch"] = history.epoch[-1] + 1 if history.epoch else start + epochs
+    if state["epoch"] < start + epochs:  # EarlyStopping ended the phase
+        state.setdefault("stopped_early", []).append(phase)
     state["phases_done"].append(phase)
     return use_cache
 
@@ -292,6 +294,8 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
         model.save_weights(run_dir / f"{phase}.weights.h5")
         _write_json(run_dir / "state.json", state)
     metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts)
+    metrics["final"]["stopped_early"] = state.get("stopped_early", [])
+    metrics["final"]["epochs_planned"] = recipe.phase1_epochs + recipe.phase2_epochs
     metrics["feature_cache"] = feature_cache
     metrics["seconds"] = round(time.time() - started, 1)
     _write_json(run_dir / "metrics.json", metrics)
@@ -318,8 +322,13 @@ def export_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
 
 
 def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
-    """Loads best.keras, scores the validation split, writes the two pictures."""
-    best = keras.saving.load_model(run_dir / "best.keras")
+    """Loads best.keras, scores the validation split, writes the two pictures. best.keras is
+    written anew without optimizer state (a third of the size; resuming uses the run's own
+    backups, and a later fine-tune compiles afresh)."""
+    best = keras.saving.load_model(run_dir / "best.keras", compile=False)
+    tmp = run_dir / ".best.tmp.keras"
+    best.save(tmp)
+    os.replace(tmp, run_dir / "best.keras")
     probabilities = best.predict(data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
     metrics = classification_metrics(splits.val_labels, probabilities.argmax(-1),
                                      splits.class_names)
@@ -327,7 +336,10 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
     plot_history(rows, run_dir / "history.png", phase_starts=phase_starts[1:])
     plot_confusion(metrics["confusion_matrix"], splits.class_names,
                    run_dir / "confusion_matrix.png")
+    logged = [row.get("val_accuracy", -1.0) for row in rows]
+    best_epoch = logged.index(max(logged)) + 1 if logged else None  # the first best, as saved
     return {"final": {"val_accuracy": metrics["accuracy"], "model": "best.keras",
+                      "best_epoch": best_epoch, "epochs_run": len(rows),
                       "preprocessing": mode.to_json(), "class_names": splits.class_names},
             "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
             "epochs": rows}
