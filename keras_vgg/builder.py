@@ -10,8 +10,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import os
+import warnings
 
 import keras
 from keras import layers
@@ -21,6 +23,7 @@ from keras_vgg.configs import (
     Conv,
     Pool,
     VGGConfig,
+    describe,
     get_config,
     is_int,
     layer_names,
@@ -108,6 +111,10 @@ def _validate_input_shape(input_shape, config, include_top, weights):
             input_shape=input_shape,
         )
     height, width, channels = input_shape
+    if channels is not None and channels > 4 and height in (1, 3, 4):
+        raise _error(
+            "channels last: `input_shape` as (height, width, channels) such as (224, 224, 3); "
+            f"{input_shape} looks channels first", input_shape=input_shape)
     published = isinstance(weights, str) and weights in NAMES
     if published and channels != 3:
         raise _error(f"3 channels with pretrained weights (`weights={weights!r}`)",
@@ -133,6 +140,21 @@ def _validate_input_shape(input_shape, config, include_top, weights):
             input_shape=input_shape,
         )
     return tuple(None if d is None else int(d) for d in input_shape)
+
+
+def _warn_if_fc1_changes(config, input_shape):
+    """A top at another size than the variant's own gives fc1 another input: say so."""
+    size = config.default_size
+    if tuple(input_shape[:2]) == (size, size):
+        return
+    flatten_in = describe(config, tuple(input_shape)).fc6_input
+    usual = describe(config).fc6_input
+    warnings.warn(
+        f"{config.name} with include_top=True at input_shape={tuple(input_shape)}: fc1 takes a "
+        f"{'x'.join(map(str, flatten_in))} map ({math.prod(flatten_in):,} inputs) instead of "
+        f"{'x'.join(map(str, usual))} at {size}x{size}, so ImageNet-shaped fc weights will not "
+        f"fit. Pass adaptive_pool={usual[0]} to pool to {usual[0]}x{usual[1]} first (as "
+        "torchvision does), or include_top=False for a headless model.", stacklevel=3)
 
 
 def _conv_block(x, conv: Conv, name: str, batch_norm: bool):
@@ -248,6 +270,8 @@ def build_vgg(
         size = config.default_size if include_top else None
         input_shape = (size, size, 3)
     input_shape = _validate_input_shape(input_shape, config, include_top, weights)
+    if include_top and not adaptive_pool:
+        _warn_if_fc1_changes(config, input_shape)
     inputs = keras.Input(shape=input_shape) if input_tensor is None else input_tensor
 
     x = inputs

@@ -45,7 +45,7 @@ def find_nested(model: keras.Model, holds) -> keras.Model | None:
     return None
 
 
-def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model:
+def feature_extractor(model_or_name, layers=None, as_dict=False, **build_kwargs) -> keras.Model:
     """A model returning the outputs of the named layers, for perceptual/style losses or Grad-CAM.
 
     Args:
@@ -53,17 +53,23 @@ def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model
             is a nested VGG), or a variant name (built with ``include_top=False`` and
             ``build_kwargs``).
         layers: layer names; default the output of every block (``block_outputs``).
+        as_dict: return ``{layer name: tensor}`` instead of a list in the order of ``layers``.
         **build_kwargs: passed to ``build_vgg`` when a name is given (``input_shape``, ``weights``).
 
     Returns:
         A ``keras.Model`` taking the (nested) VGG's input and returning a list of tensors, in the
-        order of ``layers``. It shares weights with the source model.
+        order of ``layers`` (or a dict keyed by layer name with ``as_dict=True``). It shares
+        weights with the source model.
 
     Example:
         >>> extractor = feature_extractor("vgg19", layers=["block1_conv1", "block4_conv2"],
         ...                               input_shape=(32, 32, 3))
         >>> [tuple(o.shape) for o in extractor.outputs]
         [(None, 32, 32, 64), (None, 4, 4, 512)]
+        >>> by_name = feature_extractor("vgg11", layers=["block2_pool"], as_dict=True,
+        ...                             input_shape=(32, 32, 3))
+        >>> {k: tuple(v.shape) for k, v in by_name.output.items()}
+        {'block2_pool': (None, 8, 8, 128)}
     """
     if isinstance(model_or_name, keras.Model):
         model = model_or_name
@@ -95,6 +101,8 @@ def feature_extractor(model_or_name, layers=None, **build_kwargs) -> keras.Model
                 f"Received: layers={layers}"
             )
     outputs = [base.get_layer(name).output for name in layers]
+    if as_dict:
+        outputs = dict(zip(layers, outputs))
     return keras.Model(base.input, outputs, name=f"{base.name}_features")
 
 

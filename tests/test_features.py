@@ -45,6 +45,18 @@ def test_extractor_shares_weights_with_model():
     assert extractor.get_layer("block1_conv1") is model.get_layer("block1_conv1")
 
 
+def test_extractor_as_dict_keys_outputs_by_layer_name():
+    model = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3))
+    names = ["block3_pool", "block1_conv1"]
+    as_list = feature_extractor(model, layers=names)
+    as_dict = feature_extractor(model, layers=names, as_dict=True)
+    x = images(1, 32)
+    got = as_dict(x)
+    assert list(got) == names
+    for name, tensor in zip(names, as_list(x)):
+        np.testing.assert_array_equal(got[name], tensor)
+
+
 def test_extractor_on_fine_tuned_models_nested_base():
     base = keras_vgg.VGG16(include_top=False, input_shape=(64, 64, 3))
     inputs = keras.Input((64, 64, 3))

@@ -77,6 +77,26 @@ def test_channels_first_rejected(monkeypatch):
         build_vgg("vgg11", include_top=False)
 
 
+def test_channels_first_shape_is_named_as_such():
+    with pytest.raises(ValueError, match=r"Expected channels last.*\(3, 224, 224\) looks channels "
+                                         r"first. Received: input_shape=\(3, 224, 224\)"):
+        build_vgg("vgg16", include_top=False, input_shape=(3, 224, 224))
+
+
+def test_a_top_at_another_size_warns_that_fc1_changes():
+    with pytest.warns(UserWarning, match=r"fc1 takes a 2x2x512 map \(2,048 inputs\) instead of "
+                                         r"7x7x512 at 224x224.*adaptive_pool=7"):
+        build_vgg("vgg16", input_shape=(64, 64, 3), classes=10)
+    with pytest.warns(UserWarning, match=r"1x1x256 map .* instead of 6x6x256.*adaptive_pool=6"):
+        build_vgg("vgg_f", input_shape=(64, 64, 3), classes=10)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_vgg("vgg11", input_shape=(64, 64, 3), classes=10, adaptive_pool=7)
+        build_vgg("vgg11", include_top=False, input_shape=(64, 64, 3))
+
+
 def test_non_rgb_input_allowed_without_pretrained_weights():
     model = build_vgg("vgg11", include_top=False, input_shape=(32, 32, 1))
     assert model.get_layer("block1_conv1").kernel.shape == (3, 3, 1, 64)
