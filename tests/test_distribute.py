@@ -1,14 +1,18 @@
 """tf.distribute: MirroredStrategy on 2 logical CPUs, MultiWorkerMirroredStrategy with 2 local
-processes, and the precision switches. Each strategy runs in a fresh Python process: logical
-devices and TF_CONFIG must be set before TensorFlow starts."""
+processes, the multi-worker loop against ``fit``, and the precision switches. Each strategy
+runs in a fresh Python process: logical devices and TF_CONFIG must be set before TensorFlow
+starts."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -81,10 +85,18 @@ def free_ports(n):
     return ports
 
 
-def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
-    """Keras 3's fit fails under MultiWorkerMirroredStrategy; the recipe's own loop runs."""
+def h5_arrays(path):
     import h5py
 
+    with h5py.File(path) as f:
+        arrays = []
+        f.visititems(lambda name, item: arrays.append(item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+        return arrays
+
+
+def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
+    """Keras 3's fit fails under MultiWorkerMirroredStrategy; the recipe's own loop runs."""
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     workers = [
         run_recipes([(str(tmp_path / f"worker{i}"),
@@ -96,20 +108,179 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
     for worker in workers:
         finished(worker, timeout=240)
 
-    def weights(run):
-        with h5py.File(tmp_path / run / "phase2.weights.h5") as f:
-            arrays = []
-            f.visititems(lambda name, item: arrays.append(item[()])
-                         if isinstance(item, h5py.Dataset) else None)
-            return arrays
-
-    first, second = weights("worker0"), weights("worker1")
+    first, second = (h5_arrays(tmp_path / run / "phase2.weights.h5")
+                     for run in ("worker0", "worker1"))
     assert len(first) == len(second) > 10
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     log = losses(tmp_path / "worker0")
     assert len(log) == 3 and all(np.isfinite(log))
     assert log == losses(tmp_path / "worker1")
+
+
+# -- the multi-worker loop against fit ---------------------------------------------------------
+# One process runs the recipe under strategy="multi_worker" with a one-worker TF_CONFIG (so the
+# recipe's own loop, distribute._loop_fit, trains), another under "default" (Keras's fit), on
+# the same imbalanced data, seed and recipe, with every feature the loop reimplements switched
+# on: balanced class weights, early stopping (restore_best_weights), ReduceLROnPlateau, a run
+# killed mid-epoch and resumed (BackupAndRestore's start epoch), and phase 2 starting where
+# the early-stopped phase 1 ended. With one worker the two must agree epoch by epoch.
+
+PARITY = dict(name="parity", model="vgg11", image_size=32, augment=[], head_dropout=0.0,
+              batch_size=8, validation_split=0.25, phase1_epochs=8, phase1_lr=0.05,
+              phase2_epochs=1, phase2_lr=1e-4, early_stopping_patience=2,
+              reduce_lr_patience=1, class_weight="balanced", tensorboard=False)
+PARITY_KILL = (1, 1)  # (epoch, batch): inside phase 1, before early stopping
+
+
+class EpochRecord(keras.callbacks.Callback):
+    """Each epoch's logs and the optimizer's learning rate after every callback ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.rows.append(dict(epoch=epoch, lr=lr, **{k: float(v) for k, v in logs.items()}))
+
+
+class KillAt(keras.callbacks.Callback):
+    """Raises at an (absolute) epoch and batch, as a killed process stops."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt("killed")
+
+
+def imbalanced_shapes(root):
+    """3 classes of the built-in shapes, 16 / 8 / 4 images: the class weights matter."""
+    from keras_vgg.recipes.builtin import make_shapes
+
+    shapes, data = make_shapes(root / "shapes", images_per_class=16), root / "imbalanced"
+    for shape, count in (("circle", 16), ("cross", 8), ("square", 4)):
+        (data / shape).mkdir(parents=True)
+        for file in sorted((shapes / shape).iterdir())[:count]:
+            shutil.copy(file, data / shape / file.name)
+    return data
+
+
+def sgd_step_check(strategy):
+    """distribute.fit on a Dense model with plain SGD: unlike Adam, SGD moves the weights in
+    proportion to the gradient, so a wrong loss scale or normalisation shows in them. Imbalanced
+    labels, balanced class weights, a last batch of 6 of 8, a seeded shuffle."""
+    import tensorflow as tf
+
+    from keras_vgg.recipes import Recipe, distribute
+    from keras_vgg.recipes.data import shuffle_batch
+    from keras_vgg.recipes.train import class_weights
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(22, 16)).astype("float32")
+    y = np.repeat(np.arange(3, dtype="int32"), [13, 6, 3])
+    recipe = Recipe(batch_size=8, class_weight="balanced")
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    history = distribute.fit(
+        model, shuffle_batch(tf.data.Dataset.from_tensor_slices((x, y)), recipe),
+        validation_data=tf.data.Dataset.from_tensor_slices((x[::3], y[::3])).batch(8),
+        epochs=4, initial_epoch=0, callbacks=[], class_weight=class_weights(recipe, y, 3),
+        strategy=strategy, verbose=0)
+    return {"history": history.history,
+            "weights": [np.asarray(w).tolist() for w in model.get_weights()]}
+
+
+def parity_worker(run_dir, data, strategy_name):
+    """The subprocess side (``python tests/test_distribute.py RUN_DIR DATA STRATEGY``): the
+    recipe killed and resumed, then the SGD check; writes STRATEGY.json beside RUN_DIR."""
+    from keras_vgg.recipes import Recipe, distribute, finetune
+
+    loop_calls = []
+    loop_fit = distribute._loop_fit
+
+    def counted(*args, **kwargs):
+        loop_calls.append(1)
+        return loop_fit(*args, **kwargs)
+
+    distribute._loop_fit = counted
+    recipe = Recipe(**dict(PARITY, data=data, strategy=strategy_name)).validate()
+    first, resumed = EpochRecord(), EpochRecord()
+    try:
+        finetune(recipe, run_dir=run_dir, callbacks=[first, KillAt(*PARITY_KILL)], verbose=0)
+        killed = False
+    except KeyboardInterrupt:
+        killed = True
+        finetune(None, run_dir=run_dir, resume=True, callbacks=[resumed], verbose=0)
+    sgd = sgd_step_check(distribute.make_strategy(strategy_name))
+    Path(run_dir).with_name(f"{strategy_name}.json").write_text(json.dumps(
+        {"killed": killed, "first": first.rows, "resumed": resumed.rows,
+         "loop_calls": len(loop_calls), "sgd": sgd}))
+
+
+def test_multi_worker_loop_matches_fit_on_one_worker(tmp_path):
+    """The loop's losses, accuracies, learning rates, epochs and weights are fit's (measured:
+    weights bit for bit, logged metrics to 1e-7: the loop sums in float64, fit in float32)."""
+    data = imbalanced_shapes(tmp_path)
+    one_worker = {"cluster": {"worker": [f"localhost:{free_ports(1)[0]}"]},
+                  "task": {"type": "worker", "index": 0}}
+    processes = [
+        subprocess.Popen([sys.executable, __file__, str(tmp_path / name), str(data), name],
+                         env={**os.environ, **env}, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for name, env in (("multi_worker", {"TF_CONFIG": json.dumps(one_worker)}),
+                          ("default", {}))]
+    for process in processes:
+        finished(process, timeout=400)
+    loop, fit = (json.loads((tmp_path / f"{name}.json").read_text())
+                 for name in ("multi_worker", "default"))
+    # The multi-worker process trained with the loop (two fits before the kill, then the
+    # resumed phase 1 and phase 2, then the SGD check); the default one with fit alone.
+    assert (loop["loop_calls"], fit["loop_calls"]) == (4, 0)
+
+    # What fit did, so what the loop must do: killed in epoch 1 and resumed there, stopped
+    # early in phase 1 (restoring its best epoch), cut the learning rate twice on a plateau,
+    # then ran phase 2's one epoch from where phase 1 stopped.
+    assert fit["killed"] and [r["epoch"] for r in fit["first"]] == [0]
+    assert fit["resumed"][0]["epoch"] == PARITY_KILL[0]
+    rows = fit["first"] + fit["resumed"]
+    epochs = [r["epoch"] for r in rows]
+    assert epochs == list(range(len(epochs)))
+    assert 2 < len(epochs) - 1 < PARITY["phase1_epochs"]  # phase 1 stopped early
+    assert min(r["lr"] for r in rows[:-1]) < PARITY["phase1_lr"] / 4
+    assert rows[-1]["lr"] == pytest.approx(PARITY["phase2_lr"])
+
+    # The loop did the same, epoch by epoch.
+    assert loop["killed"] and [r["epoch"] for r in loop["first"] + loop["resumed"]] == epochs
+    loop_rows = loop["first"] + loop["resumed"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose([r[key] for r in loop_rows], [r[key] for r in rows],
+                                   rtol=1e-6, err_msg=key)
+    np.testing.assert_allclose([r["lr"] for r in loop_rows], [r["lr"] for r in rows],
+                               rtol=1e-6)
+    assert losses(tmp_path / "multi_worker") == pytest.approx(
+        losses(tmp_path / "default"), rel=1e-6)
+    for phase in ("phase1", "phase2"):  # phase 1's after restoring the best epoch's weights
+        for a, b in zip(h5_arrays(tmp_path / "multi_worker" / f"{phase}.weights.h5"),
+                        h5_arrays(tmp_path / "default" / f"{phase}.weights.h5"), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+    # Plain SGD: the loss scale and normalisation show in the weights.
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(loop["sgd"]["history"][key], fit["sgd"]["history"][key],
+                                   rtol=1e-6, err_msg=key)
+    for a, b in zip(loop["sgd"]["weights"], fit["sgd"]["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_mixed_precision_and_xla_train_and_keep_the_classifier_float32(tmp_path):
@@ -158,3 +329,7 @@ def test_cli_flags_reach_the_recipe(monkeypatch, capsys):
     assert main(["finetune", "--strategy", "horovod"]) == 2
     assert "Expected `strategy` to be one of ['default', 'mirrored', 'multi_worker', 'tpu']" in (
         capsys.readouterr().err)
+
+
+if __name__ == "__main__":  # a worker process of test_multi_worker_loop_matches_fit_on_one_worker
+    parity_worker(*sys.argv[1:])

@@ -92,7 +92,15 @@ def fit(model, train, *, validation_data, epochs, initial_epoch, callbacks, clas
 def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight, strategy,
               verbose):
     """What ``fit`` does for the recipes (sparse cross-entropy, accuracy, class weights,
-    callbacks, ``stop_training``), as a custom loop under ``strategy``."""
+    callbacks, ``stop_training``), as a custom loop under ``strategy``.
+
+    On one worker it matches ``fit`` epoch by epoch (tests/test_distribute.py): each step's
+    loss is the class-weighted sum over the global batch divided by the batch's size (Keras's
+    ``sum_over_batch_size``); the epoch's ``loss`` is that over all its samples, its
+    ``accuracy`` unweighted (``metrics``, not ``weighted_metrics``), validation unweighted;
+    the epochs draw the seeded shuffles ``fit`` draws; the callbacks get ``fit``'s hooks
+    (train, epoch, batch, test) and logs, and an epoch restored by BackupAndRestore is where
+    it starts."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="none")
     optimizer = model.optimizer
     with strategy.scope():
@@ -101,22 +109,24 @@ def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight,
         [class_weight[i] for i in range(len(class_weight))], "float32")
 
     def sums(x, y, training):
+        """(class-weighted loss, correct, samples), summed over the batch."""
         probabilities = model(x, training=training)
         y = tf.cast(tf.reshape(y, [-1]), "int32")
         losses = loss_fn(y, probabilities)
         if training and weights is not None:
-            losses *= tf.gather(weights, y)
-        correct = tf.cast(tf.equal(tf.argmax(probabilities, -1, output_type="int32"), y), "float32")
-        return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(y), "float32")
+            losses *= tf.cast(tf.gather(weights, y), losses.dtype)
+        correct = tf.cast(tf.equal(tf.argmax(probabilities, -1, output_type="int32"), y),
+                          losses.dtype)
+        return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(y), losses.dtype)
 
     def train_replica(x, y):
         with tf.GradientTape() as tape:
-            loss_sum, correct, count = sums(x, y, training=True)
-            global_count = tf.distribute.get_replica_context().all_reduce("SUM", count)
-            scaled = optimizer.scale_loss(loss_sum / global_count)
+            totals = sums(x, y, training=True)
+            global_count = tf.distribute.get_replica_context().all_reduce("SUM", totals[2])
+            scaled = optimizer.scale_loss(totals[0] / global_count)
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(gradients, model.trainable_variables)
-        return loss_sum, correct, count
+        return totals
 
     def reduced(step):
         @tf.function
@@ -128,26 +138,55 @@ def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight,
     train_step = reduced(train_replica)
     val_step = reduced(lambda x, y: sums(x, y, training=False))
 
-    def epoch_logs(step, data, prefix=""):
-        totals = np.zeros(3)
-        for x, y in strategy.experimental_distribute_dataset(data):
-            totals += [float(v) for v in step(x, y)]
-        return {f"{prefix}loss": totals[0] / totals[2], f"{prefix}accuracy": totals[1] / totals[2]}
+    def results(totals, prefix=""):
+        loss, correct, _ = totals / max(totals[2], 1.0)
+        return {f"{prefix}loss": float(loss), f"{prefix}accuracy": float(correct)}
 
+    train_data = strategy.experimental_distribute_dataset(train)
+    val_data = None if val is None else strategy.experimental_distribute_dataset(val)
+    steps = int(train.cardinality())
     callback_list = keras.callbacks.CallbackList(
-        list(callbacks), add_history=True, add_progbar=bool(verbose), model=model,
-        epochs=epochs, verbose=verbose, steps=None)
+        list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
+        epochs=epochs, verbose=verbose, steps=steps if steps >= 0 else None)
     model.stop_training = False
     callback_list.on_train_begin()
     start = model._initial_epoch or initial_epoch  # set by BackupAndRestore when it restored
-    logs = {}
+    training_logs = None
     for epoch in range(start, epochs):
         callback_list.on_epoch_begin(epoch)
-        logs = epoch_logs(train_step, train)
-        logs.update(epoch_logs(val_step, val, prefix="val_"))
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        totals, step = np.zeros(3), -1
+        for step, (x, y) in enumerate(train_data):
+            callback_list.on_train_batch_begin(step)
+            totals += [float(v) for v in train_step(x, y)]
+            callback_list.on_train_batch_end(step, results(totals))
+            if model.stop_training:
+                break
+        else:
+            # fit's epoch iterator (Keras 3.15) opens the next epoch's iterator when an epoch
+            # of known length ends, drops it and opens another when that epoch begins: each
+            # iterator draws the next seeded shuffle, so fit's epochs see every other one.
+            # The same here gives the loop fit's batches, epoch by epoch.
+            if steps >= 0:
+                iter(train_data)
+            steps = max(steps, step + 1)
+        logs = results(totals)
+        if val_data is not None:
+            model.stop_evaluating = False
+            callback_list.on_test_begin()
+            totals = np.zeros(3)
+            for step, (x, y) in enumerate(val_data):
+                callback_list.on_test_batch_begin(step)
+                totals += [float(v) for v in val_step(x, y)]
+                callback_list.on_test_batch_end(step, results(totals))
+                if model.stop_evaluating:
+                    break
+            callback_list.on_test_end(results(totals))
+            logs.update(results(totals, prefix="val_"))
         callback_list.on_epoch_end(epoch, logs)
+        training_logs = logs
         if model.stop_training:
             break
-    callback_list.on_train_end(logs)
+    if epochs > 0:
+        optimizer.finalize_variable_values(model.trainable_variables)
+    callback_list.on_train_end(training_logs)
     return model.history
