@@ -7,7 +7,12 @@ Example:
     (None, 512)
 """
 
-from keras_vgg.builder import build_vgg
+from keras_vgg import _quiet
+
+if _quiet.launched_as_cli():  # before TensorFlow loads: its native log lines go nowhere
+    _quiet.silence_native_logs()
+
+from keras_vgg.builder import build_vgg  # noqa: E402
 from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
 from keras_vgg.features import block_outputs, feature_extractor, to_dense
 from keras_vgg.labels import decode_predictions

@@ -1,6 +1,6 @@
-"""The ``keras-vgg`` command: a thin face over the library.
+"""keras-vgg: build, fine-tune, export and run VGG models (a thin face over keras_vgg).
 
-Example:
+Examples:
     $ keras-vgg list
     $ keras-vgg summary vgg_m --input-shape 64,64,3 --no-top
     $ keras-vgg finetune                      # the built-in shapes, offline, a few minutes
@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from keras_vgg._quiet import VERBOSE_FLAG
 from keras_vgg.builder import build_vgg
 from keras_vgg.configs import describe, get_config, list_models, min_input_size
 
@@ -60,7 +61,12 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="keras-vgg", description=__doc__.splitlines()[0])
+    examples = __doc__.split("Examples:\n", 1)[1].replace("$ ", "").rstrip('"\n')
+    parser = argparse.ArgumentParser(
+        prog="keras-vgg", description=__doc__.splitlines()[0].split(": ", 1)[1],
+        epilog="examples:\n" + examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(VERBOSE_FLAG, action="store_true",
+                        help="show TensorFlow's native log lines (hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every variant with parameters, GFLOPs and fc6 input")
     summary = commands.add_parser("summary", help="build one variant and print its Keras summary")
@@ -68,7 +74,8 @@ def main(argv=None) -> int:
     summary.add_argument("--input-shape", type=parse_shape, default=None, help="H,W,C")
     summary.add_argument("--no-top", action="store_true", help="without the FC layers")
     summary.add_argument("--batch-norm", action="store_true", help="the batch-norm form")
-    summary.add_argument("--classes", type=int, default=1000)
+    summary.add_argument("--classes", type=int, default=1000,
+                         help="classes of the top layer (default: 1000)")
     commands.add_parser("weights", help="the published weights of each variant, and where from")
     add_finetune_parser(commands)
     add_export_parsers(commands)
@@ -102,19 +109,46 @@ FINETUNE_FLAGS = ("data", "model", "weights", "image_size", "batch_size", "head"
                   "mixed_precision", "jit_compile")
 
 
+def recipe_defaults() -> str:
+    """What ``finetune --help`` says after the flags: which recipe runs, and every key."""
+    import textwrap
+
+    from keras_vgg.recipes.config import FROM_SCRATCH, Recipe, _read, _resolve
+
+    def pairs(values, skip=("name",)):
+        return " ".join(f"{k}={json.dumps(v)}" for k, v in values.items() if k not in skip)
+
+    def fill(text):
+        return textwrap.fill(text, 92, initial_indent="  ", subsequent_indent="    ")
+
+    scratch = " ".join(f"{k}={v}" for k, v in FROM_SCRATCH.items())
+    return "\n".join([
+        "which recipe runs: --config NAME|FILE; without it 'builtin' (no --data, or --data "
+        "builtin) or 'folder' (--data DIR). They set:",
+        fill("builtin: " + pairs(_read(_resolve("builtin")))),
+        fill("folder: " + pairs(_read(_resolve("folder")))),
+        fill(f"A recipe made for pretrained weights run with --weights none trains every "
+             f"block ({scratch}) unless you set those keys."),
+        "every recipe key (key=value), with the default a recipe file leaves it at:",
+        fill(pairs(Recipe().to_dict(), skip=())),
+    ])
+
+
 def add_finetune_parser(commands):
     finetune = commands.add_parser(
         "finetune", help="fine-tune a variant on a dataset (no arguments: the built-in shapes)",
         description="Fine-tune a VGG variant. Settings come from a recipe (--config), then "
-        "the flags, then key=value overrides of any recipe key.")
+        "the flags, then key=value overrides of any recipe key.",
+        epilog=recipe_defaults(), formatter_class=argparse.RawDescriptionHelpFormatter)
     finetune.add_argument("overrides", nargs="*", metavar="key=value",
                           help="any recipe key, e.g. phase2_epochs=10 augment=flip,zoom")
     finetune.add_argument("--config", help="a recipe file (JSON/YAML) or a shipped recipe name")
     finetune.add_argument("--data", help="'builtin', a folder of class sub-folders, or tfds:NAME")
     finetune.add_argument("--model", help="a variant name from `keras-vgg list`")
-    finetune.add_argument("--weights", help="'imagenet' or a weights file")
-    finetune.add_argument("--image-size", type=int)
-    finetune.add_argument("--batch-size", type=int)
+    finetune.add_argument("--weights", help="'imagenet', a publisher (keras, torchvision, "
+                          "matconvnet), a weights file, or 'none' to train from scratch")
+    finetune.add_argument("--image-size", type=int, help="square input side in pixels")
+    finetune.add_argument("--batch-size", type=int, help="images per step (per replica)")
     finetune.add_argument("--head", help="avg | max | flatten | fc")
     finetune.add_argument("--strategy", help="default | mirrored | multi_worker (TF_CONFIG) | tpu; "
                           "--batch-size is per replica")
@@ -305,12 +339,14 @@ def format_weights_table() -> str:
          r.licence)
         for r in WEIGHTS
     ]
+    urls = ["URLs (offline: download elsewhere into ~/.keras/models/, or pass the file's path "
+            "as weights):"] + [f"  {r.file_name}  {r.url}" for r in WEIGHTS]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("weights='imagenet' loads a variant's first line. top-1/top-5: as published "
                  "(ImageNet val, as the publisher reports it); '-': not published.")
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + urls)
 
 
 def add_convert_parser(commands):
@@ -356,22 +392,28 @@ COMMANDS = {"finetune": finetune_command, "export": export_command, "predict": p
 
 
 def format_run(result) -> str:
+    """The end of a run: what it scored and when, what the data lost, then where it all is."""
     final = result.metrics["final"]
-    lines = [f"Validation accuracy {final['val_accuracy']:.1%} after {result.epochs} epochs "
-             f"in {result.metrics['seconds']:.0f} s"
-             + (" (head trained on cached features)" if result.feature_cache else ""),
-             f"Outputs in {result.run_dir}:"]
-    lines += [f"  {p.name}{'/' if p.is_dir() else ''}" for p in sorted(result.run_dir.iterdir())]
+    stopped = final.get("stopped_early") or []
+    lines = [f"Validation accuracy {final['val_accuracy']:.1%} (best.keras, from epoch "
+             f"{final['best_epoch']} of {final['epochs_run']}"
+             + (f"; early stopping ended {' and '.join(stopped)}" if stopped else "")
+             + f") in {result.metrics['seconds']:.0f} s"
+             + (", head trained on cached features" if result.feature_cache else "")]
     report = json.loads((result.run_dir / "data_report.json").read_text())
-    if report["skipped"] or report["dropped_classes"]:
-        lines.append(f"Skipped {len(report['skipped'])} file(s) and "
-                     f"{len(report['dropped_classes'])} class folder(s): see data_report.json")
+    counts = [f"skipped {len(report['skipped'])} file(s)" if report["skipped"] else "",
+              f"converted {len(report['converted'])} to RGB" if report["converted"] else "",
+              f"dropped {len(report['dropped_classes'])} class folder(s)"
+              if report["dropped_classes"] else ""]
+    if any(counts):
+        lines.append("Data: " + ", ".join(c for c in counts if c) + " (see data_report.json)")
+    lines.append(f"Outputs in {result.run_dir}:")
+    lines += [f"  {p.name}{'/' if p.is_dir() else ''}" for p in sorted(result.run_dir.iterdir())]
     if result.export_report:
         from keras_vgg.export import format_report
 
         lines += ["Exported to export/ (export_report.json):", format_report(result.export_report)]
     return "\n".join(lines)
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

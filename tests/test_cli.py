@@ -47,3 +47,42 @@ def test_module_entry_point_runs():
                             text=True, timeout=120)
     assert result.returncode == 0
     assert "vgg19_bn" in result.stdout
+
+
+def run_command(*argv):
+    """``keras-vgg ARGV`` as a user runs it: the installed console script, a fresh process."""
+    import shutil
+
+    program = shutil.which("keras-vgg")
+    assert program, "the keras-vgg console script is installed with the package"
+    return subprocess.run([program, *argv], capture_output=True, text=True, timeout=180)
+
+
+def test_quiet_by_default_verbose_on_request():
+    """No TensorFlow start-up lines (absl, cudart, cpu_feature_guard, cuInit) on stderr,
+    while the command's own errors still reach it; --verbose lets TensorFlow speak."""
+    quiet = run_command("summary", "vgg11", "--input-shape", "32,32,3", "--no-top")
+    assert quiet.returncode == 0 and "block5_pool" in quiet.stdout
+    assert quiet.stderr == ""
+    refused = run_command("summary", "vgg99")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("keras-vgg summary: Unknown VGG variant")
+    assert "absl" not in refused.stderr
+    verbose = run_command("--verbose", "list")
+    assert verbose.returncode == 0 and "vgg19_bn" in verbose.stdout
+
+
+def test_help_is_plain_text_and_finetune_help_lists_recipe_keys(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and "--verbose" in top and "keras-vgg finetune --data" in top
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--help"])
+    text = capsys.readouterr().out
+    assert 'folder: data="path/to/folder_of_class_subfolders"' in text
+    assert 'weights="imagenet"' in text and "phase2_freeze=none phase2_lr=0.001" in text
+    from keras_vgg.recipes import Recipe
+
+    for key in Recipe().to_dict():
+        assert f"{key}=" in text, key

@@ -7,7 +7,7 @@ import pytest
 
 import keras_vgg.models
 
-MODULES = ["keras_vgg", "keras_vgg.configs", "keras_vgg.layers", "keras_vgg.builder",
+MODULES = ["keras_vgg", "keras_vgg._quiet", "keras_vgg.configs", "keras_vgg.layers", "keras_vgg.builder",
            "keras_vgg.models", "keras_vgg.weights", "keras_vgg.features",
            "keras_vgg.preprocessing", "keras_vgg.convert", "keras_vgg.labels", "keras_vgg.recipes", "keras_vgg.recipes.config",
            "keras_vgg.recipes.builtin", "keras_vgg.recipes.data", "keras_vgg.recipes.model",

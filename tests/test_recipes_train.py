@@ -68,6 +68,11 @@ def test_builtin_recipe_reaches_90_percent_from_the_cli(builtin_run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["final"]["val_accuracy"] >= 0.90
     assert f"Outputs in {os.path.join('runs', 'builtin')}" in out
+    final = metrics["final"]
+    summary = next(line for line in out.splitlines() if line.startswith("Validation accuracy"))
+    assert summary.startswith(f"Validation accuracy {final['val_accuracy']:.1%} (best.keras, "
+                              f"from epoch {final['best_epoch']} of {final['epochs_run']}")
+    assert out.index("Validation accuracy") < out.index("Outputs in")
     for name in ("best.keras", "metrics.json", "history.png", "confusion_matrix.png",
                  "class_names.txt", "recipe.json", "data_report.json", "training_log.csv",
                  "logs"):

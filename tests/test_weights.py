@@ -377,7 +377,10 @@ def test_cli_weights_lists_every_file(capsys):
 
     assert main(["weights"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 + len(weights_lib.WEIGHTS) + 1
+    assert len(lines) == 2 + len(weights_lib.WEIGHTS) + 1 + 2 + len(weights_lib.WEIGHTS)
+    urls = lines[-len(weights_lib.WEIGHTS):]
+    assert [line.split() for line in urls] == [[r.file_name, r.url] for r in weights_lib.WEIGHTS]
+    assert "~/.keras/models/" in lines[-len(weights_lib.WEIGHTS) - 1]
     assert lines[6].split()[:6] == ["vgg11", "torchvision", "vgg11-8a719046.pth", "yes", "torch",
                                     "69.0%"]
 
