@@ -203,35 +203,49 @@ def add_export_parsers(commands):
     export = commands.add_parser(
         "export", help="export a fine-tuned model to SavedModel/TFLite, checked and reported",
         description="Export a .keras model (or a run folder's best.keras) into the folder "
-        "OUT, check every file against the Keras model and write export_report.json. "
+        "given by -o/--output, check every file against the Keras model and write export_report.json. "
         "A run folder brings its own data: the training split calibrates int8 and the "
-        "validation split is the check sample.")
+        "validation split is the check sample. Without real images to check on, only "
+        "SavedModel, float32 and float16 are checked (max |diff| on random images) and "
+        "the report says 'not checked on real images'.")
     export.add_argument("model", help="a run folder or a .keras file")
     export.add_argument("-o", "--output", required=True, help="the export folder to create")
-    export.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS))
+    export.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS),
+                        help="what to write (default: both)")
     export.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none"],
                         help="TFLite modes (none = float32)")
     export.add_argument("--representative-data", metavar="DIR|tfds:NAME",
                         help="training images to calibrate int8 (default: the run's data)")
     export.add_argument("--sample-data", metavar="DIR|tfds:NAME",
-                        help="labelled held-out images to check on (default: the run's "
-                        "validation split, else the representative data's)")
+                        help="labelled images to check on, all of them (up to "
+                        f"{SAMPLE_IMAGES}; default: the run's validation split, else the "
+                        "representative data's)")
     export.add_argument("--preprocessing", choices=MODES,
                         help="the weights' mode (default: what the run recorded)")
     export.add_argument("--image-size", type=int, help="needed only for open-size models")
-    export.add_argument("--int8-io", choices=INT8_IO, default="uint8")
+    export.add_argument("--int8-io", choices=INT8_IO, default="uint8",
+                        help="input/output type of the int8 model (default: uint8)")
     export.add_argument("--min-agreement", type=float,
-                        help="refuse an export whose top-1 agreement with Keras is lower")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+                        help="refuse an export whose top-1 agreement with Keras on the "
+                        "real images is lower")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing -o/--output folder")
     predict = commands.add_parser(
         "predict", help="top-k classes of images from a .keras, SavedModel or .tflite model")
     predict.add_argument("model", help="a run folder, .keras file, SavedModel folder or .tflite")
-    predict.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files")
-    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files, or folders of them")
+    predict.add_argument("--top-k", type=int, default=5, help="classes to print (default: 5)")
+
+
+SAMPLE_IMAGES = 1000  # the most --sample-data images an export is checked on
 
 
 def _export_data(args, model_path, image_size):
-    """(representative, sample, labels, class names of the data) for ``keras-vgg export``."""
+    """(representative, sample, labels, class names of the sample) for ``keras-vgg export``:
+    each flag, else the run's own data (training split to calibrate, validation split to
+    check on), else the representative data's validation split to check on."""
+    import numpy as np
+
     from keras_vgg.recipes.config import Recipe
     from keras_vgg.recipes.data import export_arrays, load_data
 
@@ -240,21 +254,23 @@ def _export_data(args, model_path, image_size):
         # Only the data keys matter here; the recipe's model is not the exported one.
         return load_data(Recipe(name="export", data=data, image_size=image_size))
 
-    recipe_file = Path(model_path) / "recipe.json"
-    if args.representative_data is None and args.sample_data is None:
-        if not recipe_file.is_file():
-            return None, None, None, None
-        recipe = Recipe.from_dict(json.loads(recipe_file.read_text()), source=str(recipe_file))
-        splits = load_data(recipe)
-        return (*export_arrays(splits, recipe.seed), splits.class_names)
     representative = sample = labels = names = None
     if args.representative_data is not None:
         splits = splits_of(args.representative_data)
         representative, sample, labels = export_arrays(splits)
         names = splits.class_names
-    if args.sample_data is not None:
+    recipe_file = Path(model_path) / "recipe.json"
+    if recipe_file.is_file() and (representative is None or args.sample_data is None):
+        recipe = Recipe.from_dict(json.loads(recipe_file.read_text()), source=str(recipe_file))
+        splits = load_data(recipe)
+        run_representative, sample, labels = export_arrays(splits, recipe.seed)
+        representative = run_representative if representative is None else representative
+        names = splits.class_names
+    if args.sample_data is not None:  # every image of it: both splits of the folder
         splits = splits_of(args.sample_data)
-        _, sample, labels = export_arrays(splits, calibration=1)
+        pairs = [(x.numpy(), int(y)) for x, y in splits.train.concatenate(splits.val)
+                 .shuffle(10_000, seed=0).take(SAMPLE_IMAGES)]
+        sample, labels = np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])
         names = splits.class_names
     return representative, sample, labels, names
 
@@ -278,6 +294,15 @@ def export_command(args) -> int:
         if Path(args.output).exists() and not args.overwrite:
             raise ValueError(f"{args.output} exists; pass --overwrite to replace it.")
         representative, sample, labels, data_names = _export_data(args, args.model, size)
+        if args.min_agreement is not None and sample is None:
+            raise ValueError("Expected --sample-data DIR|tfds:NAME (real images) with "
+                             "--min-agreement: top-1 agreement on random images means "
+                             f"nothing. Received: --min-agreement {args.min_agreement} and no "
+                             "images to check on.")
+        if "int8" in args.quantize and "tflite" in args.format and representative is None:
+            raise ValueError("Expected --representative-data DIR|tfds:NAME (training images "
+                             "to calibrate on) with --quantize int8. Received: "
+                             f"{args.model} brings no data (no recipe.json).")
         names = info.get("class_names") or data_names
         if labels is not None and data_names != names:
             raise ValueError(f"The data's classes {data_names} are not the model's {names}; "
@@ -293,6 +318,26 @@ def export_command(args) -> int:
     return 0
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def image_paths(arguments) -> list[str]:
+    """The files named, with a folder standing for the images in it (sorted, recursively)."""
+    paths = []
+    for argument in arguments:
+        folder = Path(argument)
+        if not folder.is_dir():
+            paths.append(argument)
+            continue
+        found = sorted(str(p) for p in folder.rglob("*")
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ValueError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in the folder "
+                             f"{argument}. Received: a folder without any.")
+        paths += found
+    return paths
+
+
 def predict_command(args) -> int:
     import numpy as np
     import tensorflow as tf
@@ -304,8 +349,9 @@ def predict_command(args) -> int:
         return 2
     try:
         run, names = load_predictor(args.model)
+        paths = image_paths(args.images)
         images = []
-        for path in args.images:
+        for path in paths:
             try:
                 image = tf.io.decode_image(tf.io.read_file(path), channels=3,
                                            expand_animations=False)
@@ -321,7 +367,7 @@ def predict_command(args) -> int:
         print(f"keras-vgg predict: the labels ({len(names)}) do not match the model's "
               f"{len(images[0])} outputs; printing class indices.", file=sys.stderr)
         names = None
-    for path, probabilities in zip(args.images, images):
+    for path, probabilities in zip(paths, images):
         top = np.argsort(-probabilities)[: args.top_k]
         label = (lambda i: names[i]) if names else str
         print(f"{path}: " + ", ".join(f"{label(i)} {probabilities[i]:.1%}" for i in top))
@@ -365,13 +411,20 @@ def add_convert_parser(commands):
     convert.add_argument("--classes", type=int, default=1000, help="outputs of the last layer")
     convert.add_argument("--adaptive-pool", type=int, default=None,
                          help="torchvision's classifier at another input size: 7")
-    convert.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace an existing -o/--output file")
 
 
 def convert_command(args) -> int:
     from keras_vgg.convert import convert, read_metadata
 
     try:
+        if not args.output.endswith(".weights.h5"):
+            raise ValueError(f"Expected -o/--output to end in .weights.h5. Received: "
+                             f"-o {args.output}")
+        if Path(args.output).exists() and not args.overwrite:
+            raise ValueError(f"Expected -o/--output not to exist. Received: {args.output} "
+                             "exists; pass --overwrite to replace it.")
         output = convert(args.source, args.model, args.output, include_top=not args.no_top,
                          input_shape=args.input_shape, classes=args.classes,
                          adaptive_pool=args.adaptive_pool,

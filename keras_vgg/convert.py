@@ -344,7 +344,8 @@ def _conv_values(model, name, spec: Conv, layer: SourceLayer) -> dict:
 def _fc_values(model, fcs: list) -> dict:
     dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
     if not fcs:
-        raise ConversionError("The file has no classifier (fc layers). Expected include_top=False.")
+        raise ConversionError("The file has no classifier (fc layers). Expected include_top=False "
+                              "(keras-vgg convert --no-top).")
     if len(fcs) != len(dense):
         raise ConversionError(f"The file has {len(fcs)} fc layers, the model {len(dense)}.")
     values = {}

@@ -13,10 +13,14 @@ so the caller never needs to know the weights' mode:
   parameters). Class names ride in the file's metadata (``labels``) and in
   ``labels.txt``.
 
-Each export is run against the Keras model on a sample (max abs difference,
-top-1 agreement, accuracy when labels are given, size, median latency per image)
-and the bundle is built in a temporary folder, moved into place only when every
-file is written and passed its check. ``export_report.json`` holds the figures.
+Each export is run against the Keras model on a sample of real images (max abs
+difference, top-1 agreement, accuracy when labels are given, size, median latency per
+image). With no sample, 16 random images only gate SavedModel, float32 and float16 on
+their max abs difference; no agreement is claimed and each row says
+``"checked_on": "random images"``. The bundle is built in a temporary folder, moved into
+place only when every file is written and passed its check. ``export_report.json``
+holds the figures. A model built under a mixed-precision policy is exported as float32
+(its float32 weights), whatever the global policy.
 
 Example:
     >>> import tempfile, keras, numpy as np
@@ -25,21 +29,23 @@ Example:
     >>> base = VGG11(include_top=False, input_shape=(32, 32, 3), pooling="avg")
     >>> model = keras.Sequential([base, keras.layers.Dense(3, activation="softmax")])
     >>> out = tempfile.mkdtemp() + "/bundle"
+    >>> images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     >>> report = export(model, out, formats=["tflite"], preprocessing="torch",
-    ...                 class_names=["cat", "dog", "fox"], verbose=False)
+    ...                 class_names=["cat", "dog", "fox"], sample=images, verbose=False)
     >>> row = report["exports"][0]
-    >>> row["file"], row["max_abs_diff"] < 1e-5, row["top1_agreement"]
-    ('model_float32.tflite', True, 1.0)
+    >>> row["file"], row["max_abs_diff"] < 1e-5, row["top1_agreement"], row["checked_on"]
+    ('model_float32.tflite', True, 1.0, 'real images')
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,7 +64,10 @@ TFLITE_FILES = {"none": "model_float32.tflite", "float16": "model_float16.tflite
 TOLERANCE = {"saved_model": 1e-4, "none": 1e-4, "float16": 5e-2}
 FLATBUFFER_LIMIT = 2**31  # bytes: TFLite's flatbuffer cannot hold more
 CALIBRATION_IMAGES = 200
+RANDOM_IMAGES = 16  # the sample when none is given: a numeric gate, not an accuracy check
 REPORT = "export_report.json"
+# Dtype policies TFLite has no kernels for; their models are exported as float32.
+LOW_PRECISION = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
 
 
 def _op_names():
@@ -85,13 +94,57 @@ def _pair(size):
     return (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
 
 
+@contextlib.contextmanager
+def float32_policy():
+    """Keras's global dtype policy is float32 inside; the previous one comes back after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _float32_config(config):
+    """A serialized model with every low-precision ``dtype`` replaced by float32."""
+    if isinstance(config, list):
+        return [_float32_config(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    fixed = {key: _float32_config(value) for key, value in config.items()}
+    dtype = config.get("dtype")
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if name in LOW_PRECISION:
+        fixed["dtype"] = "float32"
+    return fixed
+
+
+@float32_policy()
+def float32_model(model) -> keras.Model:
+    """``model`` itself, or a float32 copy of it (same weights) when any of its layers
+    computes in mixed or low precision: TFLite builtins have no bfloat16 kernels."""
+    try:
+        config = keras.saving.serialize_keras_object(model)
+    except Exception:  # a model without a config: exported as it is
+        return model
+    fixed = _float32_config(config)
+    if fixed == config:
+        return model
+    copy = keras.saving.deserialize_keras_object(fixed)
+    copy.set_weights(model.get_weights())  # mixed precision keeps float32 variables
+    return copy
+
+
+@float32_policy()
 def serving_model(model, preprocessing, image_size=None) -> keras.Model:
-    """``pixels (float 0-255) -> preprocessing -> model`` as one Keras model.
+    """``pixels (float 0-255) -> preprocessing -> model`` as one float32 Keras model.
 
     The preprocessing is a frozen 1x1 convolution (see ``preprocessing_affine``).
-    ``image_size`` is needed only when the model's own input size is open.
+    ``image_size`` is needed only when the model's own input size is open. A model
+    built under a mixed-precision policy is copied to float32 (``float32_model``).
     """
     preprocessing = as_preprocessing(preprocessing)
+    model = float32_model(model)
     if len(model.output_shape) != 2:
         raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
                          f"or a pooled base. Received output shape {model.output_shape}.")
@@ -361,6 +414,7 @@ def _size(path):
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+@float32_policy()
 def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
            class_names=None, image_size=None, representative_data=None, sample=None,
            sample_labels=None, int8_io="uint8", min_agreement=None, overwrite=False,
@@ -379,10 +433,13 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
         class_names: one name per output; default ``"0", "1", ...``.
         image_size: the input size, when the model's own is open.
         representative_data: uint8 RGB training images to calibrate ``"int8"``.
-        sample: uint8 RGB held-out images to check against (default: 16 random images).
+        sample: uint8 RGB held-out images to check against. Without them, 16 random
+            images gate SavedModel, float32 and float16 on their max abs difference only,
+            and no agreement is claimed (``"checked_on": "random images"``).
         sample_labels: their labels, to report accuracy.
         int8_io: ``"uint8"`` or ``"int8"`` input and output of the int8 model.
-        min_agreement: refuse an export whose top-1 agreement with Keras is lower.
+        min_agreement: refuse an export whose top-1 agreement with Keras on ``sample``
+            is lower (needs ``sample``).
     """
     formats = [_choice("formats", f, FORMATS) for f in formats]
     quantize = [_choice("quantize", q, QUANTIZE) for q in quantize]
@@ -400,9 +457,15 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
     if len(class_names) != classes:
         raise ValueError(f"Expected {classes} `class_names` (one per model output). "
                          f"Received {len(class_names)}.")
-    if sample is None:
+    real = sample is not None
+    if not real:
+        if min_agreement is not None or sample_labels is not None:
+            raise ValueError("Expected `sample` (real held-out images) with `min_agreement` "
+                             "or `sample_labels`: agreement and accuracy on random images "
+                             "mean nothing. Received: sample=None")
         sample_source = "random"
-        sample = np.random.default_rng(0).integers(0, 256, (16, *size, 3), dtype=np.uint8)
+        sample = np.random.default_rng(0).integers(0, 256, (RANDOM_IMAGES, *size, 3),
+                                                   dtype=np.uint8)
     else:
         sample_source = "given"
         sample = _as_images(sample, size, "sample")
@@ -432,7 +495,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
     }
     created = next((p for p in reversed(out.absolute().parents) if not p.exists()), None)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = _new_folder(out.parent, f".{out.name}.tmp-")
     try:
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
         targets = [("saved_model", None)] if "saved_model" in formats else []
@@ -449,7 +512,8 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
                 run = TFLiteRunner(tmp / name)
             row = {"format": fmt, "quantize": q, "file": name, "size_bytes": _size(tmp / name),
                    "seconds": round(time.perf_counter() - started, 1),
-                   **compare(reference, run(sample), labels),
+                   "checked_on": "real images" if real else "random images",
+                   **_figures(compare(reference, run(sample), labels), q, real),
                    "latency_ms": median_ms(run, sample[0], latency_repeats)}
             if ops is not None:
                 row["ops"] = ops
@@ -458,8 +522,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
             _check(row, min_agreement)
             report["exports"].append(row)
             if verbose:
-                print(f"{name}: max |diff| {row['max_abs_diff']:.2g}, "
-                      f"top-1 agreement {row['top1_agreement']:.1%}", flush=True)
+                print(f"{name}: {_summary(row)}", flush=True)
         float32 = next((r["size_bytes"] for r in report["exports"] if r["quantize"] == "none"),
                        None)
         for row in report["exports"]:
@@ -477,12 +540,42 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
     return report
 
 
+def _figures(row, quantize, real):
+    """The figures of ``compare`` that the sample supports: on random images, only the max
+    abs difference of the exports that are gated on it (SavedModel, float32, float16)."""
+    if real:
+        return row
+    return {"max_abs_diff": row["max_abs_diff"]} if (quantize or "saved_model") in TOLERANCE \
+        else {}
+
+
+def _summary(row):
+    if row["checked_on"] == "real images":
+        return (f"max |diff| {row['max_abs_diff']:.2g}, "
+                f"top-1 agreement {row['top1_agreement']:.1%}")
+    gate = f"max |diff| {row['max_abs_diff']:.2g} on random images; " \
+        if "max_abs_diff" in row else ""
+    return gate + "not checked on real images"
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder in ``parent`` with the usual permissions (0o777 less the umask;
+    ``tempfile.mkdtemp`` makes 0o700, which other users, such as a server, cannot read)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
 def _move_into_place(tmp: Path, out: Path):
     """``tmp`` becomes ``out``; an old ``out`` is removed only once the new one is there."""
     if not out.exists():
         tmp.replace(out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old = _new_folder(out.parent, f".{out.name}.old-")
     out.replace(old / out.name)
     try:
         tmp.replace(out)
@@ -503,8 +596,9 @@ def format_report(report) -> str:
     for r in report["exports"]:
         rows.append((r["file"], f"{r['size_bytes'] / 1e6:.2f}",
                      f"{r['size_vs_float32']:.3f}" if "size_vs_float32" in r else "",
-                     f"{r['max_abs_diff']:.2g}", _pct(r["top1_agreement"]),
-                     _pct(r.get("accuracy")), f"{r['latency_ms']:.2f}"))
+                     f"{r['max_abs_diff']:.2g}" if "max_abs_diff" in r else "",
+                     _pct(r.get("top1_agreement")), _pct(r.get("accuracy")),
+                     f"{r['latency_ms']:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                        for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
@@ -513,6 +607,9 @@ def format_report(report) -> str:
     lines.append(f"Sample: {sample['images']} {sample['source']} images at "
                  f"{report['image_size'][0]}x{report['image_size'][1]}; latency is the "
                  f"median per image (batch 1) on {report['machine']['cores']} CPU cores.")
+    if sample["source"] == "random":
+        lines.append("Not checked on real images: max |diff| on random images is a sanity "
+                     "check only; give sample images (--sample-data DIR) for agreement.")
     return "\n".join(lines)
 
 
@@ -541,9 +638,12 @@ def read_model_info(path):
 
 
 def load_predictor(path):
-    """``(run, class_names)`` for a ``.keras`` file or run folder, a SavedModel folder or a
-    ``.tflite`` file; ``run`` maps uint8 RGB images of any size to probabilities."""
+    """``(run, class_names)`` for a ``.keras`` file or run folder, a SavedModel folder, an
+    export folder (its ``saved_model/``) or a ``.tflite`` file; ``run`` maps uint8 RGB images
+    of any size to probabilities."""
     path = Path(path)
+    if (path / "saved_model" / "saved_model.pb").is_file():  # an export bundle
+        path = path / "saved_model"
     folder = path if path.is_dir() else path.parent  # labels.txt beside, or in the bundle
     labels_file = next((f / "labels.txt" for f in (folder, folder.parent)
                         if (f / "labels.txt").is_file()), None)

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import keras
@@ -81,6 +82,51 @@ def parse_predictions(text):
         rows[path] = [(item.rsplit(" ", 1)[0], float(item.rsplit(" ", 1)[1].rstrip("%")))
                       for item in listing.split(", ")]
     return rows
+
+
+def folder_images(root, class_names):
+    """(uint8 images, labels) of every PNG of an image_folder, as the files hold them."""
+    files = [(p, c) for c, name in enumerate(class_names) for p in sorted((root / name).iterdir())]
+    return (np.stack([np.asarray(Image.open(p).convert("RGB")) for p, _ in files]),
+            np.array([c for _, c in files]))
+
+
+def keras_top1(run, images):
+    """The run folder's Keras model's top-1 classes, computed here (torch preprocessing)."""
+    model = keras.saving.load_model(Path(run) / "best.keras")
+    return model.predict(preprocess_input(images, "torch"), verbose=0).argmax(-1)
+
+
+def tflite_top1(path, images):
+    """A TFLite file's top-1 classes, run here on the interpreter (input quantised by hand)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (given,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    top = []
+    for image in images:
+        x = image.astype("float32")
+        if given["dtype"] != np.float32:
+            scale, zero = given["quantization"]
+            x = np.round(x / scale + zero)
+        interpreter.set_tensor(given["index"], x[None].astype(given["dtype"]))
+        interpreter.invoke()
+        top.append(int(interpreter.get_tensor(out["index"])[0].argmax()))
+    return np.array(top)
+
+
+def modes(folder):
+    """{relative path: permission bits} of ``folder`` and everything in it."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): stat.S_IMODE(p.stat().st_mode)
+            for p in [folder, *sorted(folder.rglob("*"))]}
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def run_cli(argv):
@@ -269,8 +315,9 @@ def test_verification_failure_writes_nothing(tmp_path, monkeypatch, key, formats
 
 
 def test_min_agreement_above_one_writes_nothing(tmp_path):
+    sample = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     with pytest.raises(ExportError) as info:
-        quick(tiny_model(), tmp_path / "bundle", min_agreement=1.01)
+        quick(tiny_model(), tmp_path / "bundle", sample=sample, min_agreement=1.01)
     message = str(info.value)
     assert message.startswith(f"{FLOAT32} agrees with the Keras model's top-1 on 100.0%")
     assert "required 101.0%" in message and "nothing was written" in message
@@ -285,6 +332,25 @@ def test_flatbuffer_limit_is_refused_with_advice(tmp_path, monkeypatch):
     assert "2 GiB flatbuffer limit" in message
     assert "pooled head" in message and "pooling='avg'" in message
     assert entries(tmp_path) == []
+
+
+# Regression: the bundle was built in tempfile.mkdtemp (0700) and moved into place as it was,
+# so `exported/` (and the Python API's folder) could not be read by a server under another user.
+def test_bundles_get_the_usual_permissions(existing, tmp_path):
+    out, _ = existing
+    fresh = tmp_path / "new" / "bundle"
+    mask = os.umask(0o027)
+    try:
+        quick(tiny_model(), fresh, formats=["saved_model", "tflite"])
+        quick(tiny_model(), out, formats=["saved_model", "tflite"], overwrite=True)
+    finally:
+        os.umask(mask)
+    for folder in (fresh, out):
+        found = modes(folder)
+        assert {".", "saved_model", "saved_model/variables", FLOAT32} <= set(found)
+        expected = {name: 0o750 if (folder / name).is_dir() else 0o640 for name in found}
+        assert {name: oct(m) for name, m in found.items()} == {
+            name: oct(m) for name, m in expected.items()}
 
 
 class BesselI0e(keras.layers.Layer):
@@ -328,12 +394,16 @@ def open_model():
      "Expected `sample` to be RGB images"),
     (tiny_model, {"sample": np.zeros((4, 8, 8, 3), np.uint8), "sample_labels": [0, 1]},
      ValueError, "Received 2 `sample_labels`"),
+    (tiny_model, {"min_agreement": 0.9}, ValueError,
+     "Expected `sample` (real held-out images) with `min_agreement`"),
+    (tiny_model, {"sample_labels": [0, 1]}, ValueError, "Received: sample=None"),
     (tiny_model, {"quantize": ["int8"], "representative_data": np.zeros((4, 8, 8), np.uint8)},
      ValueError, "Expected `representative_data` to be RGB images"),
     (open_model, {}, ValueError, "Expected `image_size`"),
     (tiny_model, {"image_size": 16}, ValueError, "Expected `image_size` to match"),
 ], ids=["format", "no-format", "quantize", "int8_io", "class_names", "sample", "sample_labels",
-        "representative_data", "open-size", "image_size"])
+        "min_agreement-without-sample", "labels-without-sample", "representative_data",
+        "open-size", "image_size"])
 def test_bad_arguments_fail_before_anything_is_written(tmp_path, make, kwargs, error, fragment):
     with pytest.raises(error) as info:
         quick(make(), tmp_path / "bundle", **kwargs)
@@ -361,6 +431,25 @@ def test_int8_without_representative_data_fails_before_any_export(tmp_path, monk
     assert "quantize='int8'" in str(info.value)
     assert calls == []
     assert entries(tmp_path) == []
+
+
+# Regression: with no sample, export checked on 16 random images, where a fine-tuned model puts
+# everything in one class at p=1.0, and reported "max |diff| 1.4e-21, 100% agreement" for the
+# dynamic-range file (0.046 on real images).
+def test_random_images_claim_no_agreement(tmp_path, capsys):
+    report = export(tiny_model(), tmp_path / "bundle", ["saved_model", "tflite"],
+                    ["none", "dynamic"], preprocessing="torch", latency_repeats=1)
+    rows = {r["file"]: r for r in report["exports"]}
+    assert report["sample"] == {"images": 16, "source": "random", "labels": False}
+    assert {r["checked_on"] for r in rows.values()} == {"random images"}
+    assert not [r for r in rows.values() if "top1_agreement" in r or "accuracy" in r]
+    # The float exports keep their numeric gate; the quantised one shows no figure at all.
+    assert rows["saved_model"]["max_abs_diff"] <= 1e-5 and rows[FLOAT32]["max_abs_diff"] <= 1e-5
+    assert "max_abs_diff" not in rows["model_dynamic.tflite"]
+    printed = capsys.readouterr().out
+    assert "model_dynamic.tflite: not checked on real images" in printed
+    assert "agreement 100" not in printed and "100.0%" not in printed
+    assert "Not checked on real images" in printed  # the table's footnote
 
 
 def test_open_size_model_exports_at_the_given_size(tmp_path):
@@ -433,11 +522,16 @@ def test_cli_export_writes_a_checked_bundle(cli_bundle):
     assert list(rows) == ["saved_model", FLOAT32]
     assert rows[FLOAT32]["max_abs_diff"] <= 1e-5
     assert rows["saved_model"]["max_abs_diff"] <= 1e-5
-    assert rows[FLOAT32]["top1_agreement"] == 1.0
+    # No real images: the figures are a numeric gate on random images, no agreement claim.
+    for row in rows.values():
+        assert row["checked_on"] == "random images" and "top1_agreement" not in row
     assert rows[FLOAT32]["size_vs_float32"] == 1.0
     header = next(line for line in cli_bundle["stdout"].splitlines() if line.startswith("export"))
     assert "max |diff|" in header and "top-1 agree" in header
+    assert f"{FLOAT32}: max |diff| " in cli_bundle["stdout"]
+    assert "on random images; not checked on real images" in cli_bundle["stdout"]
     assert f"Exported to {out}" in cli_bundle["stdout"]
+    assert modes(out)["."] == 0o777 & ~current_umask()  # not mkdtemp's 0o700
 
 
 def test_cli_export_refuses_an_existing_output(cli_bundle, run_dir, capsys):
@@ -488,12 +582,60 @@ def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
     assert row["io"] == "uint8"
     # The check sample is the folder's validation split: 1 of 6 images per class, labelled.
     assert report["sample"] == {"images": 3, "source": "given", "labels": True}
-    assert 0.0 <= row["accuracy"] <= 1.0 and "accuracy" in report["keras"]
+    from keras_vgg.recipes.config import Recipe
+    from keras_vgg.recipes.data import stratified_split
+
+    images, labels = folder_images(data, NAMES)
+    held_out = stratified_split(labels, Recipe().validation_split, Recipe().seed)[1]
+    images, labels = images[held_out], labels[held_out]
+    keras_accuracy = np.mean(keras_top1(run_dir, images) == labels)
+    assert report["keras"]["accuracy"] == pytest.approx(keras_accuracy)
+    assert row["accuracy"] == pytest.approx(
+        np.mean(tflite_top1(out / "model_int8.tflite", images) == labels))
     interpreter = Interpreter(model_path=str(out / "model_int8.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     assert interpreter.get_output_details()[0]["dtype"] == np.uint8
     assert tflite_labels((out / "model_int8.tflite").read_bytes()) == NAMES
     assert "model_int8.tflite" in capsys.readouterr().out
+
+
+# Regression: --sample-data DIR checked on the folder's 20% validation split only (12 of 60).
+def test_cli_export_sample_data_is_the_whole_folder(run_dir, tmp_path, capsys):
+    data = image_folder(tmp_path / "data", NAMES)
+    out = tmp_path / "o"
+    code = cli.main(["export", str(run_dir), "--format", "tflite", "--sample-data", str(data),
+                     "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "export_report.json").read_text())
+    assert report["sample"] == {"images": 18, "source": "given", "labels": True}
+    (row,) = report["exports"]
+    assert row["checked_on"] == "real images" and row["top1_agreement"] == 1.0
+    images, labels = folder_images(data, NAMES)
+    keras_accuracy = np.mean(keras_top1(run_dir, images) == labels)
+    assert 0 < keras_accuracy < 1  # a fraction that tells the samples apart
+    assert report["keras"]["accuracy"] == pytest.approx(keras_accuracy)
+    assert row["accuracy"] == pytest.approx(keras_accuracy)
+    assert "not checked on real images" not in capsys.readouterr().out
+
+
+def test_cli_min_agreement_needs_real_images(run_dir, tmp_path, capsys):
+    code = cli.main(["export", str(run_dir), "--format", "tflite", "--min-agreement", "0.9",
+                     "-o", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-vgg export: Expected --sample-data DIR|tfds:NAME")
+    assert "Received: --min-agreement 0.9" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_int8_without_data_names_the_flag(run_dir, tmp_path, capsys):
+    code = cli.main(["export", str(run_dir), "--format", "tflite", "--quantize", "int8",
+                     "-o", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-vgg export: Expected --representative-data DIR|tfds:NAME")
+    assert "--quantize int8" in err and f"Received: {run_dir} brings no data" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_export_sample_data_with_other_classes(run_dir, tmp_path, capsys):
@@ -547,6 +689,19 @@ def test_cli_predict_agrees_across_formats(cli_bundle, run_dir, photos, capsys):
         assert rows == {images[0]: [("cat", 78.6), ("fox", 17.5)],
                         images[1]: [("dog", 78.6), ("fox", 17.5)]}
     assert top1 == {FLOAT32: ["cat", "dog"], "saved_model": ["cat", "dog"], "run": ["cat", "dog"]}
+
+
+def test_cli_predict_on_an_export_folder_and_a_folder_of_images(cli_bundle, photos, capsys):
+    folder = photos[0].parent
+    assert cli.main(["predict", str(cli_bundle["out"]), str(folder), "--top-k", "1"]) == 0
+    rows = parse_predictions(capsys.readouterr().out)
+    expected = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() == ".png")
+    assert list(rows) == expected and len(expected) >= 2
+    assert rows[str(photos[0])] == [("cat", 78.6)] and rows[str(photos[1])] == [("dog", 78.6)]
+    empty = folder.parent / "no_images_here"
+    empty.mkdir(exist_ok=True)
+    assert cli.main(["predict", str(cli_bundle["out"]), str(empty)]) == 2
+    assert "Expected image files" in capsys.readouterr().err
 
 
 def test_cli_predict_top_k_lists_every_class(cli_bundle, photos, capsys):
