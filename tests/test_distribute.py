@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from test_recipes_train import Interrupt
 
 from keras_vgg.recipes import Recipe, finetune
 from keras_vgg.recipes.distribute import STRATEGIES, make_strategy
@@ -145,19 +146,7 @@ class EpochRecord(keras.callbacks.Callback):
         self.rows.append(dict(epoch=epoch, lr=lr, **{k: float(v) for k, v in logs.items()}))
 
 
-class KillAt(keras.callbacks.Callback):
-    """Raises at an (absolute) epoch and batch, as a killed process stops."""
-
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            raise KeyboardInterrupt("killed")
+KillAt = Interrupt  # tests/test_recipes_train.py's: raises at an (absolute) epoch and batch
 
 
 def imbalanced_shapes(root):
