@@ -7,8 +7,9 @@ Example:
     (None, 512)
 """
 
-from keras_vgg import _quiet
+from keras_vgg import _onednn, _quiet
 
+_onednn.prefer_onednn()  # before TensorFlow loads: its fast CPU kernels
 if _quiet.launched_as_cli():  # before TensorFlow loads: its native log lines go nowhere
     _quiet.silence_native_logs()
 

@@ -16,6 +16,7 @@ os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="keras_vgg_tests_")
 # lands in ~/tensorflow_datasets, and nothing already there is read.
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="keras_vgg_tests_tfds_")
 
+import keras_vgg  # noqa: E402,F401  (first: TensorFlow loads as a user's would, oneDNN on)
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

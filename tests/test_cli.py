@@ -1,5 +1,6 @@
 """The keras-vgg command."""
 
+import os
 import subprocess
 import sys
 
@@ -70,6 +71,31 @@ def test_quiet_by_default_verbose_on_request():
     assert "absl" not in refused.stderr
     verbose = run_command("--verbose", "list")
     assert verbose.returncode == 0 and "vgg19_bn" in verbose.stdout
+
+
+def test_onednn_kernels_on_unless_the_user_said_otherwise():
+    """Importing keras_vgg before TensorFlow turns TF's oneDNN CPU kernels on (x86 only);
+    a value the user set is kept, and an already loaded TensorFlow is left alone."""
+    from keras_vgg._onednn import prefer_onednn
+
+    env = {}
+    assert prefer_onednn(environ=env, machine="x86_64", modules={}) is True
+    assert env == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    kept = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert prefer_onednn(environ=kept, machine="x86_64", modules={}) is False
+    assert kept == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert prefer_onednn(environ={}, machine="x86_64", modules={"tensorflow": None}) is False
+    assert prefer_onednn(environ={}, machine="aarch64", modules={}) is False
+    code = ("import os, keras_vgg, tensorflow as tf; "
+            "from tensorflow.python.util import _pywrap_util_port as port; "
+            "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), port.IsMklEnabled())")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    for user, expected in ((None, "1 True"), ("0", "0 False")):
+        if user is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = user
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=120, env=env)
+        assert result.stdout.split()[-2:] == expected.split(), result.stderr[-2000:]
 
 
 def test_help_is_plain_text_and_finetune_help_lists_recipe_keys(capsys):

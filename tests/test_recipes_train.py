@@ -96,7 +96,7 @@ def test_builtin_recipe_reaches_90_percent_from_the_cli(builtin_run):
     # best.keras holds the model without optimizer state: about its weights' size.
     best = keras.saving.load_model(run / "best.keras")
     weight_bytes = sum(np.asarray(w).nbytes for w in best.weights)
-    assert best.optimizer is None and os.path.getsize(run / "best.keras") < 1.2 * weight_bytes
+    assert getattr(best, "optimizer", None) is None and os.path.getsize(run / "best.keras") < 1.2 * weight_bytes
 
 
 # -- freezing -------------------------------------------------------------------------------
