@@ -13,7 +13,6 @@ _onednn.prefer_onednn()  # before TensorFlow loads: its fast CPU kernels
 if _quiet.launched_as_cli():  # before TensorFlow loads: its native log lines go nowhere
     _quiet.silence_native_logs()
 
-from keras_vgg.builder import build_vgg  # noqa: E402
 from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
 from keras_vgg.features import block_outputs, feature_extractor, to_dense
 from keras_vgg.labels import decode_predictions
@@ -31,6 +30,7 @@ from keras_vgg.models import (
     VGGM1024,
     VGGM2048,
     VGGS,
+    build_vgg,
     get_model,
 )
 from keras_vgg.preprocessing import Preprocessing, preprocess_input

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from keras_vgg._quiet import VERBOSE_FLAG
-from keras_vgg.builder import build_vgg
+from keras_vgg.models import build_vgg
 from keras_vgg.configs import describe, get_config, list_models, min_input_size
 
 

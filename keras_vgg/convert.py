@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_vgg.builder import build_graph
 from keras_vgg.configs import LRN, Conv, get_config, layer_names
 from keras_vgg.preprocessing import Preprocessing
 
@@ -468,14 +469,13 @@ def convert(source, variant, output, *, include_top=True, input_shape=None, clas
     ``classes``/``adaptive_pool``) then loads it, preprocessing and class names included.
     ``classes`` other than 1000 is for your own fine-tuned checkpoints.
     """
-    from keras_vgg.builder import build_vgg
-
     output = os.fspath(output)
     if not output.endswith(".weights.h5"):
         raise ValueError(f"Expected `output` to end in .weights.h5. Received: output={output!r}")
     if os.path.exists(output) and not overwrite:
         raise ValueError(f"Expected `output` not to exist (pass overwrite=True to replace it). "
                          f"Received: output={output!r}")
-    model = build_vgg(variant, include_top=include_top, weights=source, input_shape=input_shape,
-                      classes=classes, adaptive_pool=adaptive_pool)
+    model = build_graph(variant, include_top=include_top, input_shape=input_shape,
+                        classes=classes, adaptive_pool=adaptive_pool)
+    assign(model, read_source(source), get_config(variant).name)
     return save_converted(model, output, variant, os.fspath(source))

@@ -17,7 +17,8 @@ import re
 
 import keras
 
-from keras_vgg.builder import build_vgg
+from keras_vgg._helpers import find_nested
+from keras_vgg.models import build_vgg
 
 _BLOCK = re.compile(r"block(\d+)_")
 
@@ -30,19 +31,6 @@ def block_outputs(model: keras.Model) -> list[str]:
         if match:
             last[int(match.group(1))] = layer.name
     return [last[i] for i in sorted(last)]
-
-
-def find_nested(model: keras.Model, holds) -> keras.Model | None:
-    """``model`` itself, or the first model nested in it (e.g. a fine-tuned model's base),
-    for which ``holds(model)`` is true; None if there is none."""
-    if holds(model):
-        return model
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found = find_nested(layer, holds)
-            if found is not None:
-                return found
-    return None
 
 
 def feature_extractor(model_or_name, layers=None, as_dict=False, **build_kwargs) -> keras.Model:

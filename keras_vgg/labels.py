@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from keras_vgg._helpers import find_nested
+
 CLASS_INDEX_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
 
 
@@ -41,8 +43,6 @@ def decode_predictions(preds, top: int = 5, *, class_names=None, model=None):
     if preds.ndim != 2:
         raise ValueError(f"Expected `preds` of shape (samples, classes). Received: {preds.shape}")
     if class_names is None and model is not None:
-        from keras_vgg.features import find_nested
-
         owner = find_nested(model, lambda m: getattr(m, "class_names", None) is not None)
         class_names = None if owner is None else owner.class_names
     if class_names is None and preds.shape[1] != 1000:

@@ -1,7 +1,9 @@
-"""Public builders, one per variant, each a single call of :func:`build_vgg`.
+"""``build_vgg`` (check, build, load weights) and the public builders, one per variant.
 
 Example:
-    >>> from keras_vgg import VGG16, get_model
+    >>> from keras_vgg import VGG16, build_vgg, get_model
+    >>> build_vgg("vgg16", include_top=False, input_shape=(32, 32, 3), pooling="avg").output_shape
+    (None, 512)
     >>> VGG16(include_top=False, input_shape=(32, 32, 3), pooling="max").output_shape
     (None, 512)
     >>> get_model("vgg11_bn", include_top=False).name
@@ -10,8 +12,121 @@ Example:
 
 from __future__ import annotations
 
-from keras_vgg.builder import build_vgg
+import os
+
+import keras
+
+from keras_vgg._helpers import expected
+from keras_vgg.builder import build_graph, check_arguments, resolve_config, resolve_input_shape
 from keras_vgg.configs import LRN, Conv, get_config
+from keras_vgg.convert import SOURCE_SUFFIXES
+from keras_vgg.weights import NAMES, find_weights, load_weights
+
+WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
+
+
+def _check_published(weights, config, include_top, classes, classifier_activation):
+    find_weights(config.name, include_top, weights)
+    if include_top and classes != 1000:
+        raise expected(
+            f"`classes=1000` with `weights={weights!r}` and `include_top=True`", classes=classes)
+    activation = keras.activations.get(classifier_activation)
+    if include_top and activation not in (keras.activations.get("softmax"),
+                                          keras.activations.get(None)):
+        raise expected("`classifier_activation` None or 'softmax' with pretrained weights",
+                       classifier_activation=classifier_activation)
+
+
+def _check_weights_path(weights):
+    if not isinstance(weights, (str, os.PathLike)):
+        raise expected(f"`weights` to be None, one of {NAMES} or a path to a weights file",
+                       weights=weights)
+    if not os.path.isfile(weights):
+        raise expected(
+            f"`weights` to be None, one of {NAMES} or the path of an existing weights file",
+            weights=os.fspath(weights))
+    if not os.fspath(weights).lower().endswith(WEIGHTS_SUFFIXES + SOURCE_SUFFIXES):
+        raise expected(
+            f"`weights` to be a Keras weights file ({', '.join(WEIGHTS_SUFFIXES)}) or a file to "
+            f"convert ({', '.join(SOURCE_SUFFIXES)})", weights=os.fspath(weights))
+
+
+def _check_published_input(weights, config, include_top, input_shape):
+    height, width, channels = input_shape
+    if channels != 3:
+        raise expected(f"3 channels with pretrained weights (`weights={weights!r}`)",
+                       input_shape=input_shape)
+    size = config.default_size
+    if include_top and (height, width) != (size, size):
+        raise expected(
+            f"`input_shape=({size}, {size}, 3)` with include_top=True and weights={weights!r}",
+            input_shape=input_shape)
+
+
+def build_vgg(
+    variant,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    batch_norm=False,
+    dropout=0.5,
+    adaptive_pool=None,
+):
+    """Build any VGG variant as a Keras Functional model.
+
+    Args:
+        variant: a name from ``list_models()`` (``"vgg16"``, ``"vgg16_bn"``, ``"vgg_m_2048"``),
+            a paper name (``"D"``, ``"A-LRN"``) or a ``VGGConfig``.
+        include_top: keep the three FC layers (flatten, fc1, fc2, predictions).
+        weights: None; ``"imagenet"`` or a publisher (``"keras"``, ``"torchvision"``,
+            ``"matconvnet"``) where published (see ``keras_vgg.weights.WEIGHTS``); or a path:
+            a Keras weights file, a torchvision/timm state dict (.pth, .pt, .safetensors, .npz)
+            or a MatConvNet .mat. The model then knows its preprocessing
+            (``model.preprocessing``; ``preprocess_input(x, model=model)``).
+        input_tensor: optional Keras tensor to use as the model's input.
+        input_shape: (height, width, channels); default (224, 224, 3) with the top and
+            (None, None, 3) without.
+        pooling: with include_top=False, None (4D output), ``"avg"`` or ``"max"`` (2D output).
+        classes: number of classes of the top layer.
+        classifier_activation: activation of the top layer (None gives logits).
+        name: model name; defaults to the variant's name.
+        batch_norm: add a BatchNormalization after every conv (A-E only); a ``*_bn`` variant
+            name gives the BN form whatever this says.
+        dropout: rate of the Dropout after fc1 and fc2 (0.5 in the papers; 0 for none).
+        adaptive_pool: with include_top, an int n: average-pool the last feature map to n x n
+            before ``flatten`` (layer ``avgpool``), as torchvision's ``AdaptiveAvgPool2d``
+            does, so its classifier (n=7) runs at any input size. None: no such layer.
+
+    Returns:
+        A ``keras.Model``.
+
+    Example:
+        >>> model = build_vgg("vgg_m", input_shape=(64, 64, 3), classes=10)
+        >>> model.get_layer("flatten").input.shape
+        (None, 1, 1, 512)
+    """
+    config = resolve_config(variant, batch_norm)
+    check_arguments(config, include_top, pooling, classes, classifier_activation, dropout,
+                    adaptive_pool)
+    published = isinstance(weights, str) and weights in NAMES
+    if published:
+        _check_published(weights, config, include_top, classes, classifier_activation)
+        shape = resolve_input_shape(config, include_top, input_tensor, input_shape)
+        _check_published_input(weights, config, include_top, shape)
+    elif weights is not None:
+        _check_weights_path(weights)
+    model = build_graph(config, include_top=include_top, input_tensor=input_tensor,
+                        input_shape=input_shape, pooling=pooling, classes=classes,
+                        classifier_activation=classifier_activation, name=name,
+                        dropout=dropout, adaptive_pool=adaptive_pool)
+    if weights is not None:
+        load_weights(model, weights, config.name, include_top)
+    return model
 
 _DOC = """{paper_name} ({name}): {summary}
 

@@ -33,6 +33,8 @@ import keras
 import numpy as np
 from keras.src.applications import imagenet_utils
 
+from keras_vgg._helpers import find_nested
+
 MODES = ("caffe", "torch", "tf", "mean_image")
 NAMED_MODES = MODES[:3]  # the modes that need nothing but their name
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -110,8 +112,6 @@ def as_preprocessing(value, name: str = "preprocessing") -> Preprocessing:
 def model_preprocessing(model) -> Preprocessing:
     """The preprocessing a model's weights expect (``model.preprocessing``, also when the VGG
     is nested inside a fine-tuned model)."""
-    from keras_vgg.features import find_nested
-
     found = find_nested(model, lambda m: getattr(m, "preprocessing", None) is not None)
     if found is None:
         raise ValueError(

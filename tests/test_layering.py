@@ -1,0 +1,124 @@
+"""Imports run one way: every ``import`` in the package (inside functions too) goes to a
+module earlier in LAYERS, or to one of the same layer without a cycle.
+
+The order is the house's: helpers -> configs -> layers -> builder (graph only) ->
+preprocessing/labels -> convert -> weights -> models -> features -> the package's front
+(``keras_vgg/__init__``) -> export -> fine-tuning -> cli. A new module must be placed here.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "keras_vgg"
+
+LAYERS = [
+    ("keras_vgg._helpers", "keras_vgg._quiet", "keras_vgg._onednn", "keras_vgg._extras"),
+    ("keras_vgg.configs",),
+    ("keras_vgg.layers",),
+    ("keras_vgg.builder",),
+    ("keras_vgg.preprocessing", "keras_vgg.labels"),
+    ("keras_vgg.convert",),
+    ("keras_vgg.weights",),
+    ("keras_vgg.models",),
+    ("keras_vgg.features",),
+    ("keras_vgg",),
+    ("keras_vgg.export",),  # and its modules
+    ("keras_vgg.finetune", "keras_vgg.recipes"),  # the engine, and the old name's shim
+    ("keras_vgg.cli", "keras_vgg.__main__"),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer_of(name: str) -> int:
+    """The layer of a module: its own entry, else its package's (keras_vgg.export.tflite)."""
+    probe = name
+    while probe:
+        for index, names in enumerate(LAYERS):
+            if probe in names and (probe != "keras_vgg" or name == "keras_vgg"):
+                return index
+        probe = probe.rpartition(".")[0]
+    raise AssertionError(f"{name} is in no layer: place it in LAYERS in {__file__}")
+
+
+def imports_of(name: str, path=None) -> set:
+    """Every keras_vgg module ``name`` imports, at any depth of its code."""
+    path = MODULES[name] if path is None else path
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # `from keras_vgg import export` imports a module; `from keras_vgg import VGG16`
+            # imports the package's front.
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base
+                       for a in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t == "keras_vgg" or t.startswith("keras_vgg."))
+    return found - {name}
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def test_every_module_has_a_layer():
+    for name in MODULES:
+        layer_of(name)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_import_runs_backwards(name):
+    backwards = sorted(t for t in GRAPH[name] if layer_of(t) > layer_of(name))
+    assert not backwards, (f"{name} (layer {layer_of(name)}) imports later layers: "
+                           + ", ".join(f"{t} (layer {layer_of(t)})" for t in backwards))
+
+
+def test_no_import_cycle():
+    state, path = {}, []
+
+    def visit(name):
+        state[name] = "open"
+        path.append(name)
+        for target in sorted(GRAPH[name]):
+            target = target if target in GRAPH else target.rpartition(".")[0]
+            if state.get(target) == "open":
+                cycle = path[path.index(target):] + [target]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if target not in state:
+                visit(target)
+        path.pop()
+        state[name] = "done"
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name)
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path):
+    """The walk reaches deferred and relative imports: the kind that hid the old
+    builder/convert cycle."""
+    module = tmp_path / "weights.py"
+    module.write_text("import os\nfrom . import configs\n\ndef f():\n"
+                      "    from keras_vgg.models import build_vgg\n"
+                      "    if True:\n        from .export import tflite\n"
+                      "    from keras_vgg import VGG16\n")
+    assert imports_of("keras_vgg.weights", module) == {
+        "keras_vgg.configs", "keras_vgg.models", "keras_vgg.export.tflite", "keras_vgg"}
+    assert layer_of("keras_vgg.export.tflite") == layer_of("keras_vgg.export")
+    assert layer_of("keras_vgg.models") > layer_of("keras_vgg.weights")
