@@ -32,6 +32,7 @@ from keras_vgg.configs import (
 )
 from keras_vgg._helpers import expected as _error
 from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
+from keras_vgg.vgg_model import VGGModel
 
 POOLINGS = (None, "avg", "max")
 
@@ -243,7 +244,7 @@ def build_graph(
         model_inputs = keras.utils.get_source_inputs(input_tensor)
         if len(model_inputs) == 1:
             model_inputs = model_inputs[0]
-    return keras.Model(model_inputs, x, name=name or config.name)
+    return VGGModel(model_inputs, x, name=name or config.name, variant=config.name)
 
 
 def __getattr__(name):

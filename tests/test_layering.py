@@ -1,8 +1,8 @@
 """Imports run one way: every ``import`` in the package (inside functions too) goes to a
 module earlier in LAYERS, or to one of the same layer without a cycle.
 
-The order is the house's: helpers -> configs -> layers -> builder (graph only) ->
-preprocessing/labels -> convert -> weights -> models -> features -> the package's front
+The order is the house's: helpers -> configs -> layers -> preprocessing/labels -> the model
+class that carries a preprocessing -> builder (graph only) -> convert -> weights -> models -> features -> the package's front
 (``keras_vgg/__init__``) -> export -> fine-tuning -> cli. A new module must be placed here.
 """
 
@@ -17,8 +17,9 @@ LAYERS = [
     ("keras_vgg._helpers", "keras_vgg._quiet", "keras_vgg._onednn", "keras_vgg._extras"),
     ("keras_vgg.configs",),
     ("keras_vgg.layers",),
-    ("keras_vgg.builder",),
     ("keras_vgg.preprocessing", "keras_vgg.labels"),
+    ("keras_vgg.vgg_model",),  # a Functional model that carries a Preprocessing
+    ("keras_vgg.builder",),
     ("keras_vgg.convert",),
     ("keras_vgg.weights",),
     ("keras_vgg.models",),

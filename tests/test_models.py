@@ -9,8 +9,9 @@ import pytest
 
 import keras_vgg
 from keras_vgg import build_vgg, describe, get_model, list_models
-from keras_vgg.configs import Conv, layer_names
+from keras_vgg.configs import Conv, get_config, layer_names
 from keras_vgg.models import BUILDERS
+from keras_vgg.vgg_model import VGGModel
 
 from test_configs import FAST_NET_POOLS, PARAMS
 
@@ -116,9 +117,10 @@ def test_keras_file_round_trip_safe_mode(tmp_path, name):
 @pytest.mark.parametrize("name", list_models())
 def test_config_round_trip(name):
     model = build_vgg(name, include_top=False, input_shape=SMALL, pooling="avg")
-    clone = keras.Model.from_config(model.get_config())
+    clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
     assert clone.get_config() == model.get_config()
+    assert type(clone) is VGGModel and clone.variant == get_config(name).name
     x = images()
     np.testing.assert_allclose(clone(x), model(x), rtol=1e-6, atol=1e-6)
 
@@ -271,3 +273,34 @@ def test_weights_table_num_params_match_models():
         assert params - moving_statistics == record.num_params, record
         if "_bn" not in record.variant:
             assert PARAMS[record.variant][0 if record.has_top else 1] == record.num_params
+
+
+def test_a_keras_file_alone_carries_variant_preprocessing_and_class_names(tmp_path):
+    """The record is in the model's config: a .keras file copied alone and loaded in a fresh
+    process (safe_mode=True) still knows them; a model from weights=None knows no
+    preprocessing."""
+    import subprocess
+    import sys
+
+    model = build_vgg("vgg_m", include_top=False, input_shape=(48, 48, 3), pooling="avg")
+    assert (model.variant, model.preprocessing, model.class_names) == ("vgg_m", None, None)
+    model.preprocessing = {"mode": "mean_image", "mean": [120.5, 110.25, 100.0]}
+    model.class_names = ["cat", "dog"]
+    (tmp_path / "alone").mkdir()
+    model.save(tmp_path / "alone" / "lone.keras")
+    code = ("import keras, keras_vgg; m = keras.saving.load_model('lone.keras', safe_mode=True); "
+            "print(type(m).__name__, m.variant, m.preprocessing.mode, "
+            "m.preprocessing.mean.tolist(), m.class_names)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path / "alone", timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == (
+        "VGGModel vgg_m mean_image [120.5, 110.25, 100.0] ['cat', 'dog']"), result.stderr[-2000:]
+
+
+def test_class_names_must_be_strings():
+    model = build_vgg("vgg11", include_top=False, input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=r"Expected `class_names` to be a list of strings. "
+                                         r"Received: class_names='cat'"):
+        model.class_names = "cat"
+    with pytest.raises(ValueError, match="preprocessing"):
+        model.preprocessing = "bgr"
