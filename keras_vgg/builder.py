@@ -192,10 +192,21 @@ def _features(x, config):
     return x
 
 
+def _adaptive_average_pool(x, n):
+    """torchvision's AdaptiveAvgPool2d((n, n)) as layer ``avgpool``. Keras 3.15's
+    AdaptiveAveragePooling2D fails for an output of 1 and for a 1x1 input (AvgPool with a
+    negative size), so those two cases use the layers that compute the same: a global
+    average, and a copy of the one pixel into every bin."""
+    if n == 1:
+        return layers.GlobalAveragePooling2D(keepdims=True, name="avgpool")(x)
+    if tuple(x.shape[1:3]) == (1, 1):
+        return layers.UpSampling2D(n, name="avgpool")(x)
+    return layers.AdaptiveAveragePooling2D((n, n), name="avgpool")(x)
+
+
 def _top(x, config, classes, classifier_activation, dropout, adaptive_pool):
     if adaptive_pool:
-        size = (int(adaptive_pool),) * 2
-        x = layers.AdaptiveAveragePooling2D(size, name="avgpool")(x)
+        x = _adaptive_average_pool(x, int(adaptive_pool))
     x = layers.Flatten(name="flatten")(x)
     for i, units in enumerate(config.fc_units, start=1):
         x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)

@@ -304,3 +304,27 @@ def test_class_names_must_be_strings():
         model.class_names = "cat"
     with pytest.raises(ValueError, match="preprocessing"):
         model.preprocessing = "bgr"
+
+
+def torch_adaptive_average(x, n):
+    """torch.nn.AdaptiveAvgPool2d's bins: rows floor(i*h/n) to ceil((i+1)*h/n)."""
+    h, w = x.shape[1:3]
+    out = np.zeros((x.shape[0], n, n, x.shape[3]), "float32")
+    for i in range(n):
+        for j in range(n):
+            rows = slice(i * h // n, -(-(i + 1) * h // n))
+            cols = slice(j * w // n, -(-(j + 1) * w // n))
+            out[:, i, j] = x[:, rows, cols].mean(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("size, n", [(32, 7), (32, 1), (64, 1), (64, 7), (96, 2)])
+def test_adaptive_pool_matches_torchvision_at_every_map_size(size, n):
+    """1x1 -> 7x7 (torchvision's classifier on 32 px inputs) and n=1 included, which Keras's
+    own AdaptiveAveragePooling2D cannot do."""
+    model = build_vgg("vgg11", input_shape=(size, size, 3), classes=3, adaptive_pool=n)
+    pool = model.get_layer("avgpool")
+    probe = keras.Model(model.input, [pool.input, pool.output])
+    before, after = probe.predict(images(2, (size, size, 3)), verbose=0)
+    assert after.shape == (2, n, n, 512)
+    np.testing.assert_allclose(after, torch_adaptive_average(before, n), rtol=1e-5, atol=1e-5)
