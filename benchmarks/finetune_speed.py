@@ -1,6 +1,6 @@
 """Fine-tuning speed: the recipe's input pipeline vs in-memory tensors, and the feature cache.
 
-Uses the recipe code itself (keras_vgg.recipes): load_data, train_pipeline,
+Uses the recipe code itself (keras_vgg.finetune): load_data, train_pipeline,
 build_finetune_model, freeze, class_weights, cached_features, and compiles as run_phase
 does (jit_compile and mixed_precision follow the recipe; one device).
 
@@ -30,11 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.recipes import data as data_lib
-from keras_vgg.recipes import distribute
-from keras_vgg.recipes.config import load_recipe, shipped_recipes
-from keras_vgg.recipes.model import bn_training, build_finetune_model, freeze
-from keras_vgg.recipes.train import (
+from keras_vgg.finetune import data as data_lib
+from keras_vgg.finetune import distribute
+from keras_vgg.finetune.config import load_recipe, shipped_recipes
+from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
+from keras_vgg.finetune.train import (
     cached_features,
     class_weights,
     preprocessing_mode,

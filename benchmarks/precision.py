@@ -19,11 +19,11 @@ import common
 import keras
 from finetune_speed import compiled, epoch_clock
 
-from keras_vgg.recipes import data as data_lib
-from keras_vgg.recipes import distribute
-from keras_vgg.recipes.config import load_recipe
-from keras_vgg.recipes.model import bn_training, build_finetune_model, freeze
-from keras_vgg.recipes.train import preprocessing_mode
+from keras_vgg.finetune import data as data_lib
+from keras_vgg.finetune import distribute
+from keras_vgg.finetune.config import load_recipe
+from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
+from keras_vgg.finetune.train import preprocessing_mode
 
 FORMS = {"float32": (False, False), "mixed precision": (True, False), "XLA": (False, True),
          "mixed precision + XLA": (True, True)}

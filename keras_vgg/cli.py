@@ -6,6 +6,8 @@ Examples:
     $ keras-vgg finetune                      # the built-in shapes, offline, a few minutes
     $ keras-vgg finetune --data photos/ --model vgg16 --weights imagenet
     $ keras-vgg finetune --config tf_flowers phase2_epochs=10 batch_size=16
+    $ keras-vgg recipes                       # the shipped recipes and what each should reach
+    $ keras-vgg finetune --dry-run tf_flowers batch_size=16   # the resolved recipe, no run
     $ keras-vgg finetune --strategy mirrored --mixed-precision   # all local GPUs
     $ keras-vgg export runs/builtin --format saved_model tflite \\
           --quantize none float16 dynamic int8 -o exported/
@@ -77,6 +79,8 @@ def main(argv=None) -> int:
     summary.add_argument("--classes", type=int, default=1000,
                          help="classes of the top layer (default: 1000)")
     commands.add_parser("weights", help="the published weights of each variant, and where from")
+    commands.add_parser("recipes", help="the shipped fine-tune recipes: data, model and what "
+                        "each should reach")
     add_finetune_parser(commands)
     add_export_parsers(commands)
     add_convert_parser(commands)
@@ -113,7 +117,8 @@ def recipe_defaults() -> str:
     """What ``finetune --help`` says after the flags: which recipe runs, and every key."""
     import textwrap
 
-    from keras_vgg.recipes.config import FROM_SCRATCH, Recipe, _read, _resolve
+    from keras_vgg._extras import MissingExtra
+    from keras_vgg.finetune.config import FROM_SCRATCH, Recipe, _read, _resolve
 
     def pairs(values, skip=("name",)):
         return " ".join(f"{k}={json.dumps(v)}" for k, v in values.items() if k not in skip)
@@ -122,11 +127,16 @@ def recipe_defaults() -> str:
         return textwrap.fill(text, 92, initial_indent="  ", subsequent_indent="    ")
 
     scratch = " ".join(f"{k}={v}" for k, v in FROM_SCRATCH.items())
+    try:
+        builtin, folder = _read(_resolve("builtin")), _read(_resolve("folder"))
+    except MissingExtra as error:  # the base install: no PyYAML to read the shipped recipes
+        return f"recipes: {error}"
     return "\n".join([
-        "which recipe runs: --config NAME|FILE; without it 'builtin' (no --data, or --data "
-        "builtin) or 'folder' (--data DIR). They set:",
-        fill("builtin: " + pairs(_read(_resolve("builtin")))),
-        fill("folder: " + pairs(_read(_resolve("folder")))),
+        "which recipe runs: RECIPE or --config RECIPE (a shipped name from `keras-vgg recipes` "
+        "or a YAML/JSON file); without it 'builtin' (no --data, or --data builtin) or 'folder' "
+        "(--data DIR). They set:",
+        fill("builtin: " + pairs(builtin)),
+        fill("folder: " + pairs(folder)),
         fill(f"A recipe made for pretrained weights run with --weights none trains every "
              f"block ({scratch}) unless you set those keys."),
         "every recipe key (key=value), with the default a recipe file leaves it at:",
@@ -137,12 +147,14 @@ def recipe_defaults() -> str:
 def add_finetune_parser(commands):
     finetune = commands.add_parser(
         "finetune", help="fine-tune a variant on a dataset (no arguments: the built-in shapes)",
-        description="Fine-tune a VGG variant. Settings come from a recipe (--config), then "
-        "the flags, then key=value overrides of any recipe key.",
+        description="Fine-tune a VGG variant. Settings come from a recipe (RECIPE or "
+        "--config), then the flags, then key=value overrides of any recipe key.",
+        usage="%(prog)s [-h] [options] [RECIPE] [key=value ...]",
         epilog=recipe_defaults(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    finetune.add_argument("overrides", nargs="*", metavar="key=value",
-                          help="any recipe key, e.g. phase2_epochs=10 augment=flip,zoom")
-    finetune.add_argument("--config", help="a recipe file (JSON/YAML) or a shipped recipe name")
+    finetune.add_argument("overrides", nargs="*", metavar="[RECIPE] key=value",
+                          help="a recipe first (as --config), then any recipe key, e.g. "
+                          "phase2_epochs=10 augment=flip,zoom")
+    finetune.add_argument("--config", help="a recipe file (YAML/JSON) or a shipped recipe name")
     finetune.add_argument("--data", help="'builtin', a folder of class sub-folders, or tfds:NAME")
     finetune.add_argument("--model", help="a variant name from `keras-vgg list`")
     finetune.add_argument("--weights", help="'imagenet', a publisher (keras, torchvision, "
@@ -161,6 +173,9 @@ def add_finetune_parser(commands):
     finetune.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     finetune.add_argument("--resume", action="store_true",
                           help="continue the interrupted run in --run-dir with its own recipe")
+    finetune.add_argument("--dry-run", action="store_true",
+                          help="print the resolved recipe (every key, as JSON) and stop: "
+                          "nothing is trained or written")
 
 
 def new_run_dir(name: str, root="runs") -> Path:
@@ -172,27 +187,88 @@ def new_run_dir(name: str, root="runs") -> Path:
     return candidate
 
 
+def split_recipe(args):
+    """(the recipe to start from, the key=value overrides): RECIPE is the first positional
+    argument when it has no "=", as --config; without either, builtin or folder (--data)."""
+    from keras_vgg.finetune.config import shipped_recipes
+
+    overrides = list(args.overrides)
+    given = overrides.pop(0) if overrides and "=" not in overrides[0] else None
+    if given is not None and args.config:
+        raise ValueError(f"Expected one recipe, as RECIPE or --config. Received: {given!r} and "
+                         f"--config {args.config}")
+    if given is not None and not Path(given).is_file() and given not in shipped_recipes():
+        raise ValueError(f"Expected RECIPE (a recipe file or one of {shipped_recipes()}), then "
+                         f"key=value overrides. Received: {given!r}")
+    config = given or args.config or ("builtin" if args.data in (None, "builtin") else "folder")
+    return config, overrides
+
+
 def finetune_command(args) -> int:
-    from keras_vgg.recipes import finetune, load_recipe
+    from keras_vgg._extras import MissingExtra
 
     try:
+        from keras_vgg.finetune import finetune, load_recipe
+        from keras_vgg.finetune.train import open_run_dir
+
         if args.resume:
             if not args.run_dir or args.config or args.overrides or any(
                     getattr(args, flag) is not None for flag in FINETUNE_FLAGS):
                 raise ValueError("Expected --resume with --run-dir only: a resumed run keeps "
                                  "the recipe saved in its run directory.")
+            if args.dry_run:  # the recipe the run keeps, read from its recipe.json
+                return print_recipe(open_run_dir(args.run_dir, None, resume=True)[0])
             result = finetune(None, run_dir=args.run_dir, resume=True)
         else:
-            config = args.config or ("builtin" if args.data in (None, "builtin") else "folder")
+            config, overrides = split_recipe(args)
             flags = [f"{flag}={getattr(args, flag)}" for flag in FINETUNE_FLAGS
                      if getattr(args, flag) is not None]
-            recipe = load_recipe(config, flags + list(args.overrides))
+            recipe = load_recipe(config, flags + overrides)
+            if args.dry_run:
+                return print_recipe(recipe)
             run_dir = args.run_dir or new_run_dir(recipe.name)
             result = finetune(recipe, run_dir=run_dir, overwrite=args.overwrite)
-    except ValueError as error:
+    except (ValueError, MissingExtra) as error:
         print(f"keras-vgg finetune: {error}", file=sys.stderr)
         return 2
     print(format_run(result))
+    return 0
+
+
+def print_recipe(recipe) -> int:
+    """``--dry-run``: every key of the resolved recipe as JSON on stdout (a file that
+    ``--config`` reads back), a note on stderr."""
+    print(json.dumps(recipe.to_dict(), indent=2))
+    print("keras-vgg finetune: dry run, nothing trained or written. Saved as a .json file, "
+          "this runs with --config FILE.", file=sys.stderr)
+    return 0
+
+
+def format_recipes() -> str:
+    """The shipped recipes: name, data, model and the expectation their files state."""
+    from keras_vgg.finetune.config import load_recipe, recipe_expectation, recipes_folder, \
+        shipped_recipes
+
+    header = ("recipe", "data", "model", "expect")
+    rows = [header] + [(name, recipe.data, recipe.model, recipe_expectation(name))
+                       for name, recipe in ((n, load_recipe(n)) for n in shipped_recipes())]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [f"Files (commented YAML): {recipes_folder()}",
+              "Run one: keras-vgg finetune NAME [key=value ...]; every key it sets: "
+              "keras-vgg finetune --dry-run NAME"]
+    return "\n".join(lines)
+
+
+def recipes_command(args) -> int:
+    from keras_vgg._extras import MissingExtra
+
+    try:
+        print(format_recipes())
+    except MissingExtra as error:
+        print(f"keras-vgg recipes: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -246,8 +322,8 @@ def _export_data(args, model_path, image_size):
     check on), else the representative data's validation split to check on."""
     import numpy as np
 
-    from keras_vgg.recipes.config import Recipe
-    from keras_vgg.recipes.data import export_arrays, load_data
+    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.data import export_arrays, load_data
 
     def splits_of(source):
         data = source if Path(source).is_dir() or source.startswith("tfds:") else f"tfds:{source}"
@@ -283,7 +359,7 @@ def export_command(args) -> int:
         preprocessing = args.preprocessing or info.get("preprocessing")
         if preprocessing is None:
             raise ValueError(f"Expected --preprocessing: {args.model} does not record the "
-                             "weights' mode (no metrics.json beside it).")
+                             "weights' mode (built with weights=None, saved outside a run).")
         height, width = model.input_shape[1:3]
         if height != width:
             raise ValueError(f"Expected a square model input; received {model.input_shape}. "
@@ -441,7 +517,7 @@ def convert_command(args) -> int:
 
 
 COMMANDS = {"finetune": finetune_command, "export": export_command, "predict": predict_command,
-            "convert": convert_command}
+            "convert": convert_command, "recipes": recipes_command}
 
 
 def format_run(result) -> str:

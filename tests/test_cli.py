@@ -108,7 +108,7 @@ def test_help_is_plain_text_and_finetune_help_lists_recipe_keys(capsys):
     text = capsys.readouterr().out
     assert 'folder: data="path/to/folder_of_class_subfolders"' in text
     assert 'weights="imagenet"' in text and "phase2_freeze=none phase2_lr=0.001" in text
-    from keras_vgg.recipes import Recipe
+    from keras_vgg.finetune import Recipe
 
     for key in Recipe().to_dict():
         assert f"{key}=" in text, key

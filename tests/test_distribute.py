@@ -15,11 +15,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from test_recipes_train import Interrupt
+from test_finetune_train import Interrupt
 
-from keras_vgg.recipes import Recipe, finetune
-from keras_vgg.recipes.distribute import STRATEGIES, make_strategy
-from keras_vgg.recipes.report import read_log
+from keras_vgg.finetune import Recipe, finetune
+from keras_vgg.finetune.distribute import STRATEGIES, make_strategy
+from keras_vgg.finetune.report import read_log
 
 TINY = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
             builtin_images_per_class=8, augment=[], head_dropout=0.0, phase1_epochs=2,
@@ -34,7 +34,7 @@ RUN = textwrap.dedent("""
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * int(os.environ["LOGICAL_CPUS"]))
-    from keras_vgg.recipes import Recipe, finetune
+    from keras_vgg.finetune import Recipe, finetune
     for run_dir, values in json.loads(sys.argv[1]):
         finetune(Recipe(**values).validate(), run_dir=run_dir, verbose=0)
 """)
@@ -146,12 +146,12 @@ class EpochRecord(keras.callbacks.Callback):
         self.rows.append(dict(epoch=epoch, lr=lr, **{k: float(v) for k, v in logs.items()}))
 
 
-KillAt = Interrupt  # tests/test_recipes_train.py's: raises at an (absolute) epoch and batch
+KillAt = Interrupt  # tests/test_finetune_train.py's: raises at an (absolute) epoch and batch
 
 
 def imbalanced_shapes(root):
     """3 classes of the built-in shapes, 16 / 8 / 4 images: the class weights matter."""
-    from keras_vgg.recipes.builtin import make_shapes
+    from keras_vgg.finetune.builtin import make_shapes
 
     shapes, data = make_shapes(root / "shapes", images_per_class=16), root / "imbalanced"
     for shape, count in (("circle", 16), ("cross", 8), ("square", 4)):
@@ -167,9 +167,9 @@ def sgd_step_check(strategy):
     labels, balanced class weights, a last batch of 6 of 8, a seeded shuffle."""
     import tensorflow as tf
 
-    from keras_vgg.recipes import Recipe, distribute
-    from keras_vgg.recipes.data import shuffle_batch
-    from keras_vgg.recipes.train import class_weights
+    from keras_vgg.finetune import Recipe, distribute
+    from keras_vgg.finetune.data import shuffle_batch
+    from keras_vgg.finetune.train import class_weights
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(22, 16)).astype("float32")
@@ -193,7 +193,7 @@ def sgd_step_check(strategy):
 def parity_worker(run_dir, data, strategy_name):
     """The subprocess side (``python tests/test_distribute.py RUN_DIR DATA STRATEGY``): the
     recipe killed and resumed, then the SGD check; writes STRATEGY.json beside RUN_DIR."""
-    from keras_vgg.recipes import Recipe, distribute, finetune
+    from keras_vgg.finetune import Recipe, distribute, finetune
 
     loop_calls = []
     loop_fit = distribute._loop_fit
@@ -301,7 +301,7 @@ def test_strategy_names_and_errors(monkeypatch):
 
 
 def test_cli_flags_reach_the_recipe(monkeypatch, capsys):
-    import keras_vgg.recipes
+    import keras_vgg.finetune
     from keras_vgg.cli import main
 
     seen = []
@@ -310,7 +310,7 @@ def test_cli_flags_reach_the_recipe(monkeypatch, capsys):
         seen.append(recipe)
         raise ValueError("stopped here")
 
-    monkeypatch.setattr(keras_vgg.recipes, "finetune", fake_finetune)
+    monkeypatch.setattr(keras_vgg.finetune, "finetune", fake_finetune)
     assert main(["finetune", "--strategy", "mirrored", "--mixed-precision", "--jit-compile",
                  "--batch-size", "8"]) == 2
     assert (seen[0].strategy, seen[0].mixed_precision, seen[0].jit_compile,

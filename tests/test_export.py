@@ -21,14 +21,14 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 import keras_vgg
 from keras_vgg.export import (
     TFLITE_FILES,
+    TOLERANCE,
     TFLiteRunner,
     export,
-    preprocessing_affine,
     tflite_labels,
     tflite_ops,
 )
-from keras_vgg.preprocessing import MODES, preprocess_input
-from keras_vgg.recipes.builtin import SHAPES, render
+from keras_vgg.preprocessing import MODES, preprocess_input, preprocessing_affine
+from keras_vgg.finetune.builtin import SHAPES, render
 
 FAMILIES = {  # family: (variant, input size, preprocessing mode, the int8 file's int8_io)
     "deep": ("vgg11", 32, "caffe", "int8"),
@@ -165,9 +165,15 @@ def test_saved_model_in_a_fresh_process_without_keras_vgg(bundle, tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
     reference = bundle["reference"]
     probabilities = np.load(tmp_path / "probabilities.npy")
-    np.testing.assert_allclose(probabilities, reference, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "from_bytes.npy"), reference, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(np.load(tmp_path / "resized.npy"), reference, rtol=0, atol=1e-5)
+    # The export's own SavedModel tolerance: that process loads TensorFlow without keras_vgg,
+    # so with TensorFlow's own kernel choice (Eigen here, where keras_vgg picks oneDNN), and
+    # BN's rounding differs by up to 1.5e-5.
+    tolerance = TOLERANCE["saved_model"]
+    np.testing.assert_allclose(probabilities, reference, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(np.load(tmp_path / "from_bytes.npy"), reference, rtol=0,
+                               atol=tolerance)
+    np.testing.assert_allclose(np.load(tmp_path / "resized.npy"), reference, rtol=0,
+                               atol=tolerance)
     top = np.load(tmp_path / "top.npy")
     assert top.shape == (len(reference), len(CLASSES))
     assert list(top[:, 0]) == [CLASSES[i] for i in reference.argmax(-1)]
@@ -273,7 +279,7 @@ def test_size_ratios_against_float32(bundle, quantize, ratio):
 def mixed_model():
     """A VGG11 classifier built under mixed_bfloat16 (float32 variables, bfloat16 compute),
     its head fitted to shapes, and the same network built in float32 with its weights."""
-    from keras_vgg.recipes.distribute import precision
+    from keras_vgg.finetune.distribute import precision
 
     with precision(True):  # mixed_bfloat16 on CPU
         mixed = small_classifier("vgg11", 32)
@@ -358,7 +364,7 @@ def test_fine_tuned_builtin_model_exports_with_int8_agreement(builtin_run, tmp_p
 
 
 def test_recipe_exports_at_its_end(tmp_path):
-    from keras_vgg.recipes import finetune, load_recipe
+    from keras_vgg.finetune import finetune, load_recipe
 
     recipe = load_recipe("builtin", [
         "builtin_images_per_class=6", "phase1_epochs=1", "phase2_epochs=0",

@@ -17,7 +17,9 @@ from PIL import Image
 
 import keras_vgg
 from keras_vgg import cli
-from keras_vgg import export as export_mod
+from keras_vgg.export import bundle as export_bundle  # export() looks its writers up here
+from keras_vgg.export import formats as export_formats
+from keras_vgg.export import tflite as export_tflite
 from keras_vgg.export import ExportError, add_labels, export, read_model_info, tflite_labels
 from keras_vgg.preprocessing import preprocess_input, resize_uint8
 
@@ -241,7 +243,7 @@ def _failing_writer(kind, written, error):
 @pytest.mark.parametrize("kind", ["tflite", "saved_model"])
 def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch, kind, error):
     written = []
-    monkeypatch.setattr(export_mod, f"write_{kind}", _failing_writer(kind, written, error))
+    monkeypatch.setattr(export_bundle, f"write_{kind}", _failing_writer(kind, written, error))
     out = tmp_path / "bundle"
     with pytest.raises(type(error)):
         quick(tiny_model(), out, formats=[kind])
@@ -258,7 +260,7 @@ def test_failure_with_overwrite_keeps_the_old_bundle_byte_for_byte(existing, mon
     out, before = existing
     assert {"labels.txt", FLOAT32, "export_report.json",
             "saved_model/saved_model.pb"} <= set(before)
-    monkeypatch.setattr(export_mod, "write_tflite",
+    monkeypatch.setattr(export_bundle, "write_tflite",
                         _failing_writer("tflite", [], RuntimeError("converter crashed")))
     with pytest.raises(RuntimeError, match="converter crashed"):
         quick(tiny_model(), out, class_names=TINY, overwrite=True)
@@ -304,7 +306,7 @@ def test_failure_of_the_final_move_keeps_the_old_bundle(existing, monkeypatch):
 @pytest.mark.parametrize("key, formats, file", [("none", ["tflite"], FLOAT32),
                                                 ("saved_model", ["saved_model"], "saved_model")])
 def test_verification_failure_writes_nothing(tmp_path, monkeypatch, key, formats, file):
-    monkeypatch.setitem(export_mod.TOLERANCE, key, -1.0)  # no export can be that close
+    monkeypatch.setitem(export_formats.TOLERANCE, key, -1.0)  # no export can be that close
     out = tmp_path / "bundle"
     with pytest.raises(ExportError) as info:
         quick(tiny_model(), out, formats=formats)
@@ -325,7 +327,7 @@ def test_min_agreement_above_one_writes_nothing(tmp_path):
 
 
 def test_flatbuffer_limit_is_refused_with_advice(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_mod, "FLATBUFFER_LIMIT", 100)
+    monkeypatch.setattr(export_tflite, "FLATBUFFER_LIMIT", 100)
     with pytest.raises(ExportError) as info:
         quick(tiny_model(), tmp_path / "bundle")
     message = str(info.value)
@@ -424,7 +426,7 @@ def test_bad_preprocessing_names_the_argument(tmp_path):
 def test_int8_without_representative_data_fails_before_any_export(tmp_path, monkeypatch):
     calls = []
     for name in ("write_tflite", "write_saved_model"):
-        monkeypatch.setattr(export_mod, name, lambda *a, _n=name, **k: calls.append(_n))
+        monkeypatch.setattr(export_bundle, name, lambda *a, _n=name, **k: calls.append(_n))
     with pytest.raises(ValueError, match="Expected `representative_data`") as info:
         quick(tiny_model(), tmp_path / "bundle", formats=["saved_model", "tflite"],
               quantize=["none", "int8"])
@@ -582,8 +584,8 @@ def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
     assert row["io"] == "uint8"
     # The check sample is the folder's validation split: 1 of 6 images per class, labelled.
     assert report["sample"] == {"images": 3, "source": "given", "labels": True}
-    from keras_vgg.recipes.config import Recipe
-    from keras_vgg.recipes.data import stratified_split
+    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.data import stratified_split
 
     images, labels = folder_images(data, NAMES)
     held_out = stratified_split(labels, Recipe().validation_split, Recipe().seed)[1]
@@ -689,6 +691,40 @@ def test_cli_predict_agrees_across_formats(cli_bundle, run_dir, photos, capsys):
         assert rows == {images[0]: [("cat", 78.6), ("fox", 17.5)],
                         images[1]: [("dog", 78.6), ("fox", 17.5)]}
     assert top1 == {FLOAT32: ["cat", "dog"], "saved_model": ["cat", "dog"], "run": ["cat", "dog"]}
+
+
+def test_a_keras_file_alone_exports_and_predicts_in_a_fresh_process(run_dir, photos, tmp_path):
+    """The model carries its preprocessing and class names: a .keras file copied alone into
+    an empty folder (no metrics.json, no class_names.txt) exports and predicts from a new
+    `keras-vgg` process with the right ones."""
+    import subprocess
+
+    from keras_vgg.vgg_model import VGGModel
+
+    trained = keras.saving.load_model(run_dir / "best.keras")
+    lone = VGGModel(trained.inputs, trained.outputs, name="vgg11_pets", variant="vgg11",
+                    preprocessing="torch", class_names=NAMES)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    lone.save(alone / "lone.keras")
+    assert sorted(p.name for p in alone.iterdir()) == ["lone.keras"]
+    program = shutil.which("keras-vgg")
+
+    def command(*argv):
+        result = subprocess.run([program, *argv], capture_output=True, text=True, cwd=alone,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    command("export", "lone.keras", "--format", "tflite", "-o", "out")
+    report = json.loads((alone / "out" / "export_report.json").read_text())
+    assert report["preprocessing"] == "torch"
+    assert (alone / "out" / "labels.txt").read_text().split() == NAMES
+    images = [str(p) for p in photos]
+    for model in ("lone.keras", str(Path("out") / FLOAT32)):
+        rows = parse_predictions(command("predict", model, *images, "--top-k", "2"))
+        assert rows == {images[0]: [("cat", 78.6), ("fox", 17.5)],
+                        images[1]: [("dog", 78.6), ("fox", 17.5)]}, model
 
 
 def test_cli_predict_on_an_export_folder_and_a_folder_of_images(cli_bundle, photos, capsys):

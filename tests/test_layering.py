@@ -123,3 +123,21 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
         "keras_vgg.configs", "keras_vgg.models", "keras_vgg.export.tflite", "keras_vgg"}
     assert layer_of("keras_vgg.export.tflite") == layer_of("keras_vgg.export")
     assert layer_of("keras_vgg.models") > layer_of("keras_vgg.weights")
+
+
+def code_lines(function: ast.FunctionDef) -> int:
+    """A function's lines less its docstring."""
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return 0 if not body else body[-1].end_lineno - body[0].lineno + 1 + 1  # + the def line
+
+
+def test_no_function_over_60_lines():
+    long = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and code_lines(node) > 60:
+                long.append(f"{name}.{node.name}: {code_lines(node)} lines")
+    assert not long, "split these: " + "; ".join(long)

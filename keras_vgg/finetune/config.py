@@ -1,12 +1,12 @@
 """The recipe: every setting of a fine-tune run in one typed record.
 
-Recipes are JSON (or YAML, when PyYAML is installed) files whose keys are the
-fields below; the files shipped in ``keras_vgg/recipes/configs/`` can be named
-by their stem (``"builtin"``, ``"tf_flowers"``...). Overrides are ``key=value``
-strings, as on the command line.
+Recipes are YAML or JSON files whose keys are the fields below. The shipped ones,
+commented YAML in the repository's ``recipes/`` folder (installed as the data
+package ``keras_vgg._recipes``), are named by their stem (``"builtin"``,
+``"tf_flowers"``...). Overrides are ``key=value`` strings, as on the command line.
 
 Example:
-    >>> from keras_vgg.recipes.config import load_recipe
+    >>> from keras_vgg.finetune.config import load_recipe
     >>> recipe = load_recipe("builtin", ["batch_size=16", "phase2_epochs=0"])
     >>> recipe.model, recipe.batch_size, recipe.phase2_epochs
     ('vgg11_bn', 16, 0)
@@ -15,18 +15,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keras_vgg._extras import require
 from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
-from keras_vgg.recipes.distribute import STRATEGIES
+from keras_vgg.finetune.distribute import STRATEGIES
 from keras_vgg.weights import NAMES as WEIGHTS_NAMES
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+RECIPES_PACKAGE = "keras_vgg._recipes"  # the repository's recipes/ folder, installed
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
 HEADS = ("avg", "max", "flatten", "fc")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
 CACHES = ("memory", "disk", "none")
@@ -93,70 +96,82 @@ class Recipe:
         return cls(**values).validate()
 
     def validate(self) -> "Recipe":
-        """Checks every field; returns self. Each error names the key and what was expected."""
+        """Checks every field; returns self. Each error names the key and what was expected.
+        The one change it makes: ``model`` becomes the config table's name ("D" -> "vgg16")."""
         for key in (f.name for f in dataclasses.fields(self)):
             _check_type(self, key)
         try:  # names, paper names ("D") and builder names resolve to the table's name
             self.model = get_config(self.model).name
         except ValueError:
             _one_of(self, "model", list_models())
-        _one_of(self, "head", HEADS)
-        _one_of(self, "cache", CACHES)
-        _one_of(self, "class_weight", ("balanced", "none"))
-        _one_of(self, "feature_cache", ("auto", "true", "false"))
-        _one_of(self, "bn_training", ("auto", "true", "false"))
-        _one_of(self, "preprocessing", ("auto",) + NAMED_MODES)
-        _one_of(self, "strategy", STRATEGIES)
-        for key, allowed in (("augment", AUGMENTATIONS), ("export_formats", FORMATS),
-                             ("export_quantize", QUANTIZE)):
-            for item in getattr(self, key):
-                _one_of(self, key, allowed, value=item)
-        for phase in ("phase1", "phase2"):
-            freeze_blocks(getattr(self, f"{phase}_freeze"), key=f"{phase}_freeze")
-            _at_least(self, f"{phase}_epochs", 0)
-            _positive(self, f"{phase}_lr")
-        if self.phase1_epochs + self.phase2_epochs == 0:
-            raise ValueError(
-                "Expected phase1_epochs + phase2_epochs > 0. Received: phase1_epochs=0, "
-                "phase2_epochs=0"
-            )
-        for key in ("batch_size", "builtin_images_per_class"):
-            _at_least(self, key, 1)
-        for key in ("head_units", "early_stopping_patience", "reduce_lr_patience"):
-            _at_least(self, key, 0)
-        for key in ("head_dropout", "augment_factor"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ValueError(f"Expected `{key}` in [0, 1). Received: {key}={getattr(self, key)}")
-        if not 0 < self.validation_split < 1:
-            raise ValueError(
-                f"Expected `validation_split` in (0, 1). Received: "
-                f"validation_split={self.validation_split}"
-            )
-        smallest = min_input_size(self.model)
-        if self.image_size < smallest:
-            raise ValueError(
-                f"Expected `image_size` >= {smallest} for {self.model}. Received: "
-                f"image_size={self.image_size}"
-            )
-        if (self.weights is not None and self.weights not in WEIGHTS_NAMES
-                and not Path(self.weights).is_file()):
-            raise ValueError(
-                f"Expected `weights` to be none, one of {list(WEIGHTS_NAMES)} or a weights file. "
-                f"Received: weights={self.weights!r} (no such file)"
-            )
-        if self.preprocessing == "auto" and not _weights_say_preprocessing(self.weights):
-            raise ValueError(
-                "A plain Keras weights file does not say how its inputs were preprocessed. "
-                f"Expected `preprocessing` set to one of {NAMED_MODES}. Received: "
-                "preprocessing='auto', "
-                f"weights={self.weights!r}"
-            )
+        _check_choices(self)
+        _check_numbers(self)
+        _check_weights(self)
         if self.feature_cache == "true" and self.augment:
             raise ValueError(
                 "The feature cache computes each image's features once, so it cannot augment. "
                 f"Expected augment=[] with feature_cache='true'. Received: augment={self.augment}"
             )
         return self
+
+
+def _check_choices(recipe):
+    for key, allowed in (("head", HEADS), ("cache", CACHES), ("class_weight", ("balanced", "none")),
+                         ("feature_cache", ("auto", "true", "false")),
+                         ("bn_training", ("auto", "true", "false")),
+                         ("preprocessing", ("auto",) + NAMED_MODES), ("strategy", STRATEGIES)):
+        _one_of(recipe, key, allowed)
+    for key, allowed in (("augment", AUGMENTATIONS), ("export_formats", FORMATS),
+                         ("export_quantize", QUANTIZE)):
+        for item in getattr(recipe, key):
+            _one_of(recipe, key, allowed, value=item)
+    for phase in ("phase1", "phase2"):
+        freeze_blocks(getattr(recipe, f"{phase}_freeze"), key=f"{phase}_freeze")
+
+
+def _check_numbers(recipe):
+    for phase in ("phase1", "phase2"):
+        _at_least(recipe, f"{phase}_epochs", 0)
+        _positive(recipe, f"{phase}_lr")
+    if recipe.phase1_epochs + recipe.phase2_epochs == 0:
+        raise ValueError(
+            "Expected phase1_epochs + phase2_epochs > 0. Received: phase1_epochs=0, "
+            "phase2_epochs=0"
+        )
+    for key in ("batch_size", "builtin_images_per_class"):
+        _at_least(recipe, key, 1)
+    for key in ("head_units", "early_stopping_patience", "reduce_lr_patience"):
+        _at_least(recipe, key, 0)
+    for key in ("head_dropout", "augment_factor"):
+        if not 0 <= getattr(recipe, key) < 1:
+            raise ValueError(f"Expected `{key}` in [0, 1). Received: {key}={getattr(recipe, key)}")
+    if not 0 < recipe.validation_split < 1:
+        raise ValueError(
+            f"Expected `validation_split` in (0, 1). Received: "
+            f"validation_split={recipe.validation_split}"
+        )
+    smallest = min_input_size(recipe.model)
+    if recipe.image_size < smallest:
+        raise ValueError(
+            f"Expected `image_size` >= {smallest} for {recipe.model}. Received: "
+            f"image_size={recipe.image_size}"
+        )
+
+
+def _check_weights(recipe):
+    if (recipe.weights is not None and recipe.weights not in WEIGHTS_NAMES
+            and not Path(recipe.weights).is_file()):
+        raise ValueError(
+            f"Expected `weights` to be none, one of {list(WEIGHTS_NAMES)} or a weights file. "
+            f"Received: weights={recipe.weights!r} (no such file)"
+        )
+    if recipe.preprocessing == "auto" and not _weights_say_preprocessing(recipe.weights):
+        raise ValueError(
+            "A plain Keras weights file does not say how its inputs were preprocessed. "
+            f"Expected `preprocessing` set to one of {NAMED_MODES}. Received: "
+            "preprocessing='auto', "
+            f"weights={recipe.weights!r}"
+        )
 
 
 def freeze_blocks(spec: str, key: str = "freeze") -> int | None:
@@ -181,7 +196,7 @@ def load_recipe(source: str | Path | None = None, overrides=()) -> Recipe:
     if source is not None:
         path = _resolve(source)
         values = _read(path)
-        values.setdefault("name", path.stem)  # my_recipe.json runs as runs/my_recipe
+        values.setdefault("name", Path(path.name).stem)  # my_recipe.json runs as runs/my_recipe
     pretrained = _no_weights(values.get("weights")) is not None
     given = {}
     for item in overrides:
@@ -199,7 +214,39 @@ def load_recipe(source: str | Path | None = None, overrides=()) -> Recipe:
 
 
 def shipped_recipes() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    """The names of the shipped recipes, sorted."""
+    return sorted(_shipped())
+
+
+def recipe_expectation(source) -> str:
+    """The ``# expect:`` comment of a recipe file (what the run should reach, how long it
+    takes, measured or expected), or "" when the file has none (JSON files cannot)."""
+    for line in _resolve(source).read_text(encoding="utf-8").splitlines():
+        if line.startswith("# expect:"):
+            return line[len("# expect:"):].strip()
+    return ""
+
+
+def recipes_folder():
+    """The folder of the shipped recipe files: the installed ``keras_vgg._recipes``, else
+    (a checkout run without installing) the repository's ``recipes/`` beside the library."""
+    try:
+        return importlib.resources.files(RECIPES_PACKAGE)
+    except ModuleNotFoundError as error:
+        checkout = Path(__file__).resolve().parents[2]
+        if (checkout / "pyproject.toml").is_file() and (checkout / "recipes").is_dir():
+            return checkout / "recipes"
+        raise ModuleNotFoundError(
+            f"Expected the shipped recipes ({RECIPES_PACKAGE}) installed with keras_vgg. "
+            f"Received: no {RECIPES_PACKAGE} beside {checkout / 'keras_vgg'}; reinstall "
+            "keras-vgg (pip install \"keras-vgg[finetune]\").", name=RECIPES_PACKAGE
+        ) from error
+
+
+def _shipped() -> dict:
+    """{name: file} of the shipped recipes."""
+    return {Path(f.name).stem: f for f in recipes_folder().iterdir()
+            if Path(f.name).suffix in RECIPE_SUFFIXES}
 
 
 def parse_value(text: str):
@@ -212,31 +259,29 @@ def parse_value(text: str):
         return text
 
 
-def _resolve(source) -> Path:
+def _resolve(source):
+    """A recipe file: the path given, else the shipped recipe of that name."""
     path = Path(source)
     if path.is_file():
         return path
-    if str(source) in shipped_recipes():
-        return CONFIG_DIR / f"{source}.json"
+    shipped = _shipped()
+    if str(source) in shipped:
+        return shipped[str(source)]
     raise ValueError(
-        f"Expected `config` to be a recipe file or one of {shipped_recipes()}. "
+        f"Expected `config` to be a recipe file or one of {sorted(shipped)}. "
         f"Received: config={str(source)!r}"
     )
 
 
-def _read(path: Path) -> dict:
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as error:
-            raise ValueError(
-                f"Reading {path} needs PyYAML (pip install pyyaml), or write it as JSON."
-            ) from error
+def _read(path) -> dict:
+    """The mapping a YAML or JSON recipe file holds (``path``: a Path or a resource file)."""
+    if Path(path.name).suffix in (".yaml", ".yml"):
+        yaml = require("yaml", "finetune", package="PyYAML")
         parse, errors = yaml.safe_load, (yaml.YAMLError,)
     else:
         parse, errors = json.loads, (json.JSONDecodeError,)
     try:
-        values = parse(path.read_text())
+        values = parse(path.read_text(encoding="utf-8"))
     except errors as error:
         raise ValueError(f"Could not parse the recipe file {path}: {error}") from error
     if not isinstance(values, dict):

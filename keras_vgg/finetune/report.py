@@ -2,7 +2,7 @@
 
 Example:
     >>> import numpy as np
-    >>> from keras_vgg.recipes.report import classification_metrics
+    >>> from keras_vgg.finetune.report import classification_metrics
     >>> m = classification_metrics(np.array([0, 1, 1]), np.array([0, 1, 0]), ["a", "b"])
     >>> m["accuracy"], m["confusion_matrix"]
     (0.6667, [[1, 0], [1, 1]])
@@ -14,6 +14,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
+
+from keras_vgg._extras import require
 
 
 def classification_metrics(labels, predicted, class_names) -> dict:
@@ -48,10 +50,7 @@ def read_log(path) -> list[dict]:
 def plot_history(rows, path, phase_starts=()):
     """Loss and accuracy per epoch, train and validation, a dashed line where a phase starts;
     returns each panel's x ticks (whole epochs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] + 1 for row in rows]
@@ -74,10 +73,7 @@ def plot_history(rows, path, phase_starts=()):
 
 
 def plot_confusion(matrix, class_names, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     matrix = np.asarray(matrix)
     size = max(4, 0.5 * len(class_names) + 2)
@@ -96,3 +92,9 @@ def plot_confusion(matrix, class_names, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _pyplot():
+    """matplotlib.pyplot drawing to files (the Agg backend), or an error naming the extra."""
+    require("matplotlib", "finetune").use("Agg")
+    return require("matplotlib.pyplot", "finetune", package="matplotlib")

@@ -14,10 +14,10 @@ import tensorflow_datasets as tfds  # a hard dependency: import it plainly, fail
 from PIL import Image
 
 from keras_vgg.preprocessing import preprocess_input
-from keras_vgg.recipes import builtin
-from keras_vgg.recipes.builtin import SHAPES, make_shapes
-from keras_vgg.recipes.config import Recipe, load_recipe
-from keras_vgg.recipes.data import (
+from keras_vgg.finetune import builtin
+from keras_vgg.finetune.builtin import SHAPES, make_shapes
+from keras_vgg.finetune.config import Recipe, load_recipe
+from keras_vgg.finetune.data import (
     check_image,
     eval_pipeline,
     feature_keys,

@@ -12,8 +12,8 @@ The run fails only when fewer than two usable classes are left.
 
 Example:
     >>> import tempfile
-    >>> from keras_vgg.recipes.builtin import make_shapes
-    >>> from keras_vgg.recipes.data import scan_folder
+    >>> from keras_vgg.finetune.builtin import make_shapes
+    >>> from keras_vgg.finetune.data import scan_folder
     >>> scan = scan_folder(make_shapes(tempfile.mkdtemp(), images_per_class=3))
     >>> scan.class_names, len(scan.files), scan.skipped
     (['circle', 'cross', 'square', 'stripes', 'triangle'], 15, [])
@@ -34,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vgg._extras import require
 from keras_vgg.preprocessing import as_preprocessing, resize_uint8
 
 # Formats whose failures mean a damaged file rather than an unsupported format.
@@ -68,7 +69,8 @@ def check_image(path: Path):
     """(ok, reason, mode) for one file: Pillow identifies and fully decodes it, and so does
     ``tf.io.decode_image``, the decoder the pipeline uses (it rejects some files Pillow
     accepts, such as a PNG missing its last chunk)."""
-    from PIL import Image, UnidentifiedImageError
+    Image = require("PIL.Image", "finetune", package="pillow")
+    UnidentifiedImageError = Image.UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
@@ -193,7 +195,7 @@ def load_tfds(name, recipe, cache_dir=None) -> Splits:
     unset, tfds uses $TFDS_DATA_DIR or ~/tensorflow_datasets. A dataset already there is
     read without a network; one that is not is downloaded and prepared (:func:`prepare_tfds`).
     """
-    import tensorflow_datasets as tfds
+    tfds = require_tfds()
 
     data_dir = os.path.expanduser(recipe.data_dir) if recipe.data_dir else None
     builder = tfds.builder(name, data_dir=data_dir)
@@ -239,8 +241,8 @@ def prepare_tfds(builder, name, timeout=PROBE_TIMEOUT):
     the folder tfds looks in and how to prepare the dataset elsewhere and copy it in.
     """
     import requests
-    import tensorflow_datasets as tfds
 
+    tfds = require_tfds()
     path = builder.data_path
     if path.exists():
         if not (path / "dataset_info.json").exists():
@@ -337,9 +339,16 @@ def _not_prepared(builder, name, reason) -> str:
     )
 
 
+def require_tfds():
+    """tensorflow_datasets, or an error naming the finetune extra. importlib_resources is
+    checked too: tfds prepares datasets with it but does not declare it."""
+    require("importlib_resources", "finetune")
+    return require("tensorflow_datasets", "finetune", package="tensorflow-datasets")
+
+
 def feature_keys(features, image_key=None, label_key=None):
     """The (image, label) keys of a tfds FeaturesDict: given ones checked, else found."""
-    import tensorflow_datasets as tfds
+    tfds = require_tfds()
 
     def find(kind, given, preferred, key_name):
         names = [k for k, f in features.items() if isinstance(f, kind)]
@@ -364,7 +373,7 @@ def feature_keys(features, image_key=None, label_key=None):
 
 
 def load_builtin(recipe, cache_dir=None) -> Splits:
-    from keras_vgg.recipes.builtin import make_shapes
+    from keras_vgg.finetune.builtin import make_shapes
 
     splits = load_folder(make_shapes(images_per_class=recipe.builtin_images_per_class),
                          recipe, cache_dir)

@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vgg.recipes import Recipe, finetune, load_recipe
-from keras_vgg.recipes.builtin import make_shapes
-from keras_vgg.recipes.model import build_finetune_model, freeze
-from keras_vgg.recipes.report import read_log
-from keras_vgg.recipes.train import class_weights, preprocessing_mode
+from keras_vgg.finetune import Recipe, finetune, load_recipe
+from keras_vgg.finetune.builtin import make_shapes
+from keras_vgg.finetune.model import build_finetune_model, freeze
+from keras_vgg.finetune.report import read_log
+from keras_vgg.finetune.train import class_weights, preprocessing_mode
 
 
 def tiny(**overrides):
@@ -74,11 +74,10 @@ def test_builtin_recipe_reaches_90_percent_from_the_cli(builtin_run):
                               f"from epoch {final['best_epoch']} of {final['epochs_run']}")
     assert out.index("Validation accuracy") < out.index("Outputs in")
     for name in ("best.keras", "metrics.json", "history.png", "confusion_matrix.png",
-                 "class_names.txt", "recipe.json", "data_report.json", "training_log.csv",
+                 "recipe.json", "data_report.json", "training_log.csv",
                  "logs"):
         assert (run / name).exists(), name
-    assert (run / "class_names.txt").read_text().split() == [
-        "circle", "cross", "square", "stripes", "triangle"]
+    assert not (run / "class_names.txt").exists()  # best.keras itself says them (below)
     assert json.loads((run / "recipe.json").read_text()) == load_recipe("builtin").to_dict()
     assert sum(sum(row) for row in metrics["confusion_matrix"]) == 5 * 24
     assert set(metrics["per_class"]) == {"circle", "cross", "square", "stripes", "triangle"}
@@ -96,6 +95,8 @@ def test_builtin_recipe_reaches_90_percent_from_the_cli(builtin_run):
     # best.keras holds the model without optimizer state: about its weights' size.
     best = keras.saving.load_model(run / "best.keras")
     weight_bytes = sum(np.asarray(w).nbytes for w in best.weights)
+    assert best.class_names == ["circle", "cross", "square", "stripes", "triangle"]
+    assert best.preprocessing.to_json() == final["preprocessing"] == "torch"
     assert getattr(best, "optimizer", None) is None and os.path.getsize(run / "best.keras") < 1.2 * weight_bytes
 
 
@@ -211,7 +212,7 @@ def test_feature_cache_trains_the_same_head_as_the_plain_path(tmp_path):
 
 
 def test_feature_cache_auto_only_when_frozen_and_not_augmented(tmp_path):
-    from keras_vgg.recipes.train import uses_feature_cache
+    from keras_vgg.finetune.train import uses_feature_cache
 
     assert uses_feature_cache(tiny(augment=[]))
     assert not uses_feature_cache(tiny(augment=["flip"]))
@@ -405,7 +406,7 @@ def test_tfds_dataset_through_the_recipe(tmp_path, tiny_tfds, offline):
 
 
 def test_history_plot_ticks_whole_epochs(tmp_path):
-    from keras_vgg.recipes.report import plot_history
+    from keras_vgg.finetune.report import plot_history
 
     rows = [{"epoch": e, "loss": 1.0, "val_loss": 1.0, "accuracy": 0.5, "val_accuracy": 0.5}
             for e in range(2)]

@@ -2,7 +2,7 @@
 
 It follows keras-io's transfer-learning guide (freeze the base, train a new
 head with the base in inference mode, unfreeze the top blocks, recompile with a
-low rate), as tested code driven by a :class:`~keras_vgg.recipes.config.Recipe`.
+low rate), as tested code driven by a :class:`~keras_vgg.finetune.config.Recipe`.
 
 When phase 1 freezes the whole base and nothing is augmented, the base's
 features are computed once (``feature_cache/`` in the run directory) and the
@@ -10,14 +10,14 @@ head trains on them; the head is the same layer object the full model uses, so
 the saved model is exactly base + trained head.
 
 A run directory holds ``best.keras``, ``metrics.json``, ``history.png``,
-``confusion_matrix.png``, ``class_names.txt``, ``recipe.json``,
+``confusion_matrix.png``, ``recipe.json``,
 ``data_report.json`` and ``training_log.csv`` (+ ``logs/`` for TensorBoard).
 An interrupted run resumes with ``resume=True`` (Keras's BackupAndRestore
 within a phase, ``state.json`` across phases).
 
 Example (a tiny run on the built-in shapes):
     >>> import tempfile
-    >>> from keras_vgg.recipes import finetune, load_recipe
+    >>> from keras_vgg.finetune import finetune, load_recipe
     >>> recipe = load_recipe("builtin", ["phase1_epochs=1", "phase2_epochs=0",
     ...                                  "builtin_images_per_class=4", "tensorboard=false"])
     >>> result = finetune(recipe, run_dir=tempfile.mkdtemp() + "/run", verbose=0)
@@ -39,11 +39,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.recipes import data as data_lib
-from keras_vgg.recipes import distribute
-from keras_vgg.recipes.config import Recipe
-from keras_vgg.recipes.model import bn_training, build_finetune_model, freeze
-from keras_vgg.recipes.report import (
+from keras_vgg._extras import require
+from keras_vgg.finetune import data as data_lib
+from keras_vgg.finetune import distribute
+from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
+from keras_vgg.finetune.report import (
     classification_metrics,
     plot_confusion,
     plot_history,
@@ -92,6 +93,21 @@ def class_weights(recipe, labels, num_classes):
         return None
     counts = np.bincount(labels, minlength=num_classes)
     return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def require_extras(recipe):
+    """Every optional package the run will need, imported before it starts (a missing one is
+    an error naming its extra, not a lost run): pillow or tfds for the data, matplotlib for
+    the pictures, tensorboard when logging to it, ai-edge-litert for a TFLite export."""
+    if recipe.data.startswith("tfds:"):
+        data_lib.require_tfds()
+    else:
+        require("PIL.Image", "finetune", package="pillow")
+    require("matplotlib", "finetune")
+    if recipe.tensorboard:
+        require("tensorboard", "finetune")
+    if "tflite" in recipe.export_formats:
+        require("ai_edge_litert", "export", package="ai-edge-litert")
 
 
 def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
@@ -255,6 +271,7 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
         recipe.validate()
     run_dir = Path(run_dir or Path("runs") / recipe.name)
     recipe, state = open_run_dir(run_dir, recipe, overwrite=overwrite, resume=resume)
+    require_extras(recipe)
     started = time.time()
     keras.utils.set_random_seed(recipe.seed)
     strategy = distribute.make_strategy(recipe.strategy)
@@ -271,8 +288,9 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
     # Data and model first: a bad folder or model leaves no run directory behind.
     splits = data_lib.load_data(recipe, cache_dir=run_dir / "cache")
     with strategy.scope():
-        model = build_finetune_model(recipe, len(splits.class_names))
+        model = build_finetune_model(recipe, len(splits.class_names), splits.class_names)
     mode = preprocessing_mode(recipe, model)
+    model.preprocessing = mode  # the run's own: saved inside best.keras
     if resume:  # a tf.data file cache cut off mid-write cannot be read back; rebuild it
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
     else:
@@ -280,7 +298,6 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
     if recipe.cache == "disk":
         (run_dir / "cache").mkdir(exist_ok=True)
     _write_json(run_dir / "data_report.json", splits.report)
-    (run_dir / "class_names.txt").write_text("\n".join(splits.class_names) + "\n")
     phase_starts, feature_cache = [], False
     for phase in PHASES:
         if not getattr(recipe, f"{phase}_epochs"):

@@ -8,7 +8,7 @@ folder loader as a user's own data.
 Example:
 
 >>> import tempfile
->>> from keras_vgg.recipes.builtin import make_shapes
+>>> from keras_vgg.finetune.builtin import make_shapes
 >>> root = make_shapes(tempfile.mkdtemp(), images_per_class=2)
 >>> sorted(p.name for p in root.iterdir())
 ['circle', 'cross', 'square', 'stripes', 'triangle']
@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from keras_vgg._extras import require
 
 SHAPES = ("circle", "cross", "square", "stripes", "triangle")
 IMAGE_SIZE = 64
@@ -55,7 +57,8 @@ def _draw(draw, shape, box, colour, rng):
 
 def render(shape, rng, size=IMAGE_SIZE):
     """One RGB image (uint8, size x size x 3) of ``shape`` in random colours."""
-    from PIL import Image, ImageDraw
+    Image = require("PIL.Image", "finetune", package="pillow")
+    ImageDraw = require("PIL.ImageDraw", "finetune", package="pillow")
 
     background = rng.integers(0, 256, 3)
     colour = (background + rng.integers(96, 160, 3)) % 256
@@ -80,7 +83,7 @@ def make_shapes(root=None, images_per_class=120, seed=0):
     The folder is built in a temporary sibling and renamed into place, so an
     interrupted run never leaves a half-made dataset behind.
     """
-    from PIL import Image
+    Image = require("PIL.Image", "finetune", package="pillow")
 
     root = Path(root) if root is not None else default_root()
     root = root / f"{images_per_class}_per_class_seed{seed}"

@@ -101,6 +101,35 @@ def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight,
     the epochs draw the seeded shuffles ``fit`` draws; the callbacks get ``fit``'s hooks
     (train, epoch, batch, test) and logs, and an epoch restored by BackupAndRestore is where
     it starts."""
+    train_step, val_step = _steps(model, strategy, class_weight)
+    train_data = strategy.experimental_distribute_dataset(train)
+    val_data = None if val is None else strategy.experimental_distribute_dataset(val)
+    steps = int(train.cardinality())
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
+        epochs=epochs, verbose=verbose, steps=steps if steps >= 0 else None)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    start = model._initial_epoch or initial_epoch  # set by BackupAndRestore when it restored
+    training_logs = None
+    for epoch in range(start, epochs):
+        callback_list.on_epoch_begin(epoch)
+        logs, steps = _train_epoch(model, train_data, train_step, callback_list, steps)
+        if val_data is not None:
+            logs.update(_evaluate(model, val_data, val_step, callback_list))
+        callback_list.on_epoch_end(epoch, logs)
+        training_logs = logs
+        if model.stop_training:
+            break
+    if epochs > 0:
+        model.optimizer.finalize_variable_values(model.trainable_variables)
+    callback_list.on_train_end(training_logs)
+    return model.history
+
+
+def _steps(model, strategy, class_weight):
+    """The compiled train and validation steps: each returns the batch's sums
+    (class-weighted loss, correct, samples), reduced over the replicas."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="none")
     optimizer = model.optimizer
     with strategy.scope():
@@ -135,58 +164,44 @@ def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight,
             return [strategy.reduce("SUM", value, axis=None) for value in per_replica]
         return run
 
-    train_step = reduced(train_replica)
-    val_step = reduced(lambda x, y: sums(x, y, training=False))
+    return reduced(train_replica), reduced(lambda x, y: sums(x, y, training=False))
 
-    def results(totals, prefix=""):
-        loss, correct, _ = totals / max(totals[2], 1.0)
-        return {f"{prefix}loss": float(loss), f"{prefix}accuracy": float(correct)}
 
-    train_data = strategy.experimental_distribute_dataset(train)
-    val_data = None if val is None else strategy.experimental_distribute_dataset(val)
-    steps = int(train.cardinality())
-    callback_list = keras.callbacks.CallbackList(
-        list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
-        epochs=epochs, verbose=verbose, steps=steps if steps >= 0 else None)
-    model.stop_training = False
-    callback_list.on_train_begin()
-    start = model._initial_epoch or initial_epoch  # set by BackupAndRestore when it restored
-    training_logs = None
-    for epoch in range(start, epochs):
-        callback_list.on_epoch_begin(epoch)
-        totals, step = np.zeros(3), -1
-        for step, (x, y) in enumerate(train_data):
-            callback_list.on_train_batch_begin(step)
-            totals += [float(v) for v in train_step(x, y)]
-            callback_list.on_train_batch_end(step, results(totals))
-            if model.stop_training:
-                break
-        else:
-            # fit's epoch iterator (Keras 3.15) opens the next epoch's iterator when an epoch
-            # of known length ends, drops it and opens another when that epoch begins: each
-            # iterator draws the next seeded shuffle, so fit's epochs see every other one.
-            # The same here gives the loop fit's batches, epoch by epoch.
-            if steps >= 0:
-                iter(train_data)
-            steps = max(steps, step + 1)
-        logs = results(totals)
-        if val_data is not None:
-            model.stop_evaluating = False
-            callback_list.on_test_begin()
-            totals = np.zeros(3)
-            for step, (x, y) in enumerate(val_data):
-                callback_list.on_test_batch_begin(step)
-                totals += [float(v) for v in val_step(x, y)]
-                callback_list.on_test_batch_end(step, results(totals))
-                if model.stop_evaluating:
-                    break
-            callback_list.on_test_end(results(totals))
-            logs.update(results(totals, prefix="val_"))
-        callback_list.on_epoch_end(epoch, logs)
-        training_logs = logs
+def _results(totals, prefix=""):
+    loss, correct, _ = totals / max(totals[2], 1.0)
+    return {f"{prefix}loss": float(loss), f"{prefix}accuracy": float(correct)}
+
+
+def _train_epoch(model, train_data, train_step, callback_list, steps):
+    """One epoch with fit's batch hooks; returns its logs and the epoch's step count."""
+    totals, step = np.zeros(3), -1
+    for step, (x, y) in enumerate(train_data):
+        callback_list.on_train_batch_begin(step)
+        totals += [float(v) for v in train_step(x, y)]
+        callback_list.on_train_batch_end(step, _results(totals))
         if model.stop_training:
             break
-    if epochs > 0:
-        optimizer.finalize_variable_values(model.trainable_variables)
-    callback_list.on_train_end(training_logs)
-    return model.history
+    else:
+        # fit's epoch iterator (Keras 3.15) opens the next epoch's iterator when an epoch
+        # of known length ends, drops it and opens another when that epoch begins: each
+        # iterator draws the next seeded shuffle, so fit's epochs see every other one.
+        # The same here gives the loop fit's batches, epoch by epoch.
+        if steps >= 0:
+            iter(train_data)
+        steps = max(steps, step + 1)
+    return _results(totals), steps
+
+
+def _evaluate(model, val_data, val_step, callback_list):
+    """The validation pass with fit's test hooks; returns the ``val_`` logs."""
+    model.stop_evaluating = False
+    callback_list.on_test_begin()
+    totals = np.zeros(3)
+    for step, (x, y) in enumerate(val_data):
+        callback_list.on_test_batch_begin(step)
+        totals += [float(v) for v in val_step(x, y)]
+        callback_list.on_test_batch_end(step, _results(totals))
+        if model.stop_evaluating:
+            break
+    callback_list.on_test_end(_results(totals))
+    return _results(totals, prefix="val_")

@@ -6,8 +6,8 @@ model of its own lets the feature-cache path train exactly the layers the full
 model uses.
 
 Example:
-    >>> from keras_vgg.recipes.config import Recipe
-    >>> from keras_vgg.recipes.model import build_finetune_model, freeze
+    >>> from keras_vgg.finetune.config import Recipe
+    >>> from keras_vgg.finetune.model import build_finetune_model, freeze
     >>> recipe = Recipe(model="vgg11", image_size=32)
     >>> model = build_finetune_model(recipe, num_classes=3)
     >>> model.output_shape
@@ -24,7 +24,8 @@ import keras
 
 from keras_vgg.configs import get_config
 from keras_vgg.models import get_model
-from keras_vgg.recipes.config import freeze_blocks
+from keras_vgg.vgg_model import VGGModel
+from keras_vgg.finetune.config import freeze_blocks
 
 
 def build_base(recipe) -> keras.Model:
@@ -34,11 +35,10 @@ def build_base(recipe) -> keras.Model:
         return get_model(recipe.model, include_top=False, weights=recipe.weights,
                          input_shape=shape, name="base")
     full = get_model(recipe.model, include_top=True, weights=recipe.weights, input_shape=shape)
-    base = keras.Model(full.input, full.get_layer("predictions").input, name="base")
-    for record in ("preprocessing", "class_names"):  # what the weights said travels with them
-        if hasattr(full, record):
-            setattr(base, record, getattr(full, record))
-    return base
+    # what the weights said (preprocessing, class names) travels with them
+    return VGGModel(full.input, full.get_layer("predictions").input, name="base",
+                    variant=full.variant, preprocessing=full.preprocessing,
+                    class_names=full.class_names)
 
 
 def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
@@ -68,14 +68,17 @@ def bn_training(recipe) -> bool:
     return recipe.bn_training == "true"
 
 
-def build_finetune_model(recipe, num_classes: int) -> keras.Model:
-    """``image -> base -> head`` for ``num_classes`` classes."""
+def build_finetune_model(recipe, num_classes: int, class_names=None,
+                         preprocessing=None) -> VGGModel:
+    """``image -> base -> head`` for ``num_classes`` classes, a VGGModel that records the
+    run's class names and preprocessing (so best.keras alone says them)."""
     base = build_base(recipe)
     head = build_head(recipe, base.output_shape[1:], num_classes)
     image = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
     features = base(image)
-    name = f"{get_config(recipe.model).name}_finetune"
-    return keras.Model(image, head(features), name=name)
+    variant = get_config(recipe.model).name
+    return VGGModel(image, head(features), name=f"{variant}_finetune", variant=variant,
+                    class_names=class_names, preprocessing=preprocessing)
 
 
 def block_of(layer_name: str) -> int | None:

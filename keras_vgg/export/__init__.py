@@ -1,0 +1,82 @@
+"""Export for serving and mobile: SavedModel and TFLite/LiteRT, verified and reported.
+
+Every export takes raw RGB pixels (0-255) and runs the model's preprocessing inside,
+so the caller never needs to know the weights' mode:
+
+- **SavedModel** (``saved_model/``, Keras's ``ExportArchive``): ``serving_default``
+  takes a uint8 batch of any height and width, resizes, preprocesses and returns
+  ``probabilities``, ``top_classes`` (names) and ``top_scores``; ``serving_bytes``
+  takes encoded JPEG/PNG/BMP/GIF strings. Loads with plain ``tf.saved_model.load``.
+- **TFLite** (``model_{float32,float16,dynamic,int8}.tflite``, Keras's ``litert``
+  export restricted to TFLite builtin ops): a fixed ``1 x H x W x 3`` input of float
+  pixels, or uint8/int8 pixels for full-integer int8 (read the input's quantisation
+  parameters). Class names ride in the file's metadata (``labels``) and in
+  ``labels.txt``.
+
+Each export is run against the Keras model on a sample of real images (max abs
+difference, top-1 agreement, accuracy when labels are given, size, median latency per
+image). With no sample, 16 random images only gate SavedModel, float32 and float16 on
+their max abs difference; no agreement is claimed and each row says
+``"checked_on": "random images"``. The bundle is built in a temporary folder, moved into
+place only when every file is written and passed its check. ``export_report.json``
+holds the figures. A model built under a mixed-precision policy is exported as float32
+(its float32 weights), whatever the global policy.
+
+Modules, in import order (each imports only those above it):
+``formats`` (constants, ``ExportError``), ``run_info`` (a run folder's model and metadata),
+``serving`` (the float32 serving graph), ``flatbuffer`` (TFLite op counts and labels),
+``saved_model``, ``tflite`` (the writers), ``runners`` (a callable per format,
+``load_predictor``), ``checks`` (figures and gates), ``report`` (the table), ``bundle``
+(``export``).
+
+Example:
+    >>> import tempfile, keras, numpy as np
+    >>> from keras_vgg import VGG11
+    >>> from keras_vgg.export import export
+    >>> base = VGG11(include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    >>> model = keras.Sequential([base, keras.layers.Dense(3, activation="softmax")])
+    >>> out = tempfile.mkdtemp() + "/bundle"
+    >>> images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    >>> report = export(model, out, formats=["tflite"], preprocessing="torch",
+    ...                 class_names=["cat", "dog", "fox"], sample=images, verbose=False)
+    >>> row = report["exports"][0]
+    >>> row["file"], row["max_abs_diff"] < 1e-5, row["top1_agreement"], row["checked_on"]
+    ('model_float32.tflite', True, 1.0, 'real images')
+"""
+
+from keras_vgg.export.formats import (
+    CALIBRATION_IMAGES,
+    FORMATS,
+    INT8_IO,
+    LOW_PRECISION,
+    QUANTIZE,
+    RANDOM_IMAGES,
+    REPORT,
+    TFLITE_FILES,
+    TOLERANCE,
+    ExportError,
+)
+from keras_vgg.export.run_info import read_model_info
+from keras_vgg.export.serving import float32_model, float32_policy, serving_model
+from keras_vgg.export.flatbuffer import add_labels, tflite_labels, tflite_ops
+from keras_vgg.export.saved_model import write_saved_model
+from keras_vgg.export.tflite import FLATBUFFER_LIMIT, converter_settings, write_tflite
+from keras_vgg.export.runners import (
+    KerasRunner,
+    SavedModelRunner,
+    TFLiteRunner,
+    load_predictor,
+    median_ms,
+)
+from keras_vgg.export.checks import compare
+from keras_vgg.export.report import format_report
+from keras_vgg.export.bundle import export
+
+__all__ = [
+    "CALIBRATION_IMAGES", "FLATBUFFER_LIMIT", "FORMATS", "INT8_IO", "LOW_PRECISION", "QUANTIZE",
+    "RANDOM_IMAGES", "REPORT", "TFLITE_FILES", "TOLERANCE", "ExportError", "KerasRunner",
+    "SavedModelRunner", "TFLiteRunner", "add_labels", "compare", "converter_settings", "export",
+    "float32_model", "float32_policy", "format_report", "load_predictor", "median_ms",
+    "read_model_info", "serving_model", "tflite_labels", "tflite_ops", "write_saved_model",
+    "write_tflite",
+]

@@ -1,0 +1,250 @@
+"""The export bundle: every requested file written into a temporary folder, run against the
+Keras model, reported, and moved into place only when all of them passed their check.
+
+Example:
+    >>> import tempfile, keras
+    >>> from pathlib import Path
+    >>> from keras_vgg.export.bundle import export
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> out = Path(tempfile.mkdtemp()) / "bundle"
+    >>> report = export(model, out, ["saved_model"], preprocessing="tf", verbose=False)
+    >>> row = report["exports"][0]  # no sample given: 16 random images, no agreement claimed
+    >>> row["file"], row["checked_on"], "top1_agreement" in row, row["max_abs_diff"] < 1e-4
+    ('saved_model', 'random images', False, True)
+    >>> sorted(p.name for p in out.iterdir())
+    ['export_report.json', 'labels.txt', 'saved_model']
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vgg.export.checks import _as_images, _check, _figures, compare
+from keras_vgg.export.formats import (
+    FORMATS,
+    INT8_IO,
+    QUANTIZE,
+    RANDOM_IMAGES,
+    REPORT,
+    TFLITE_FILES,
+    _choice,
+)
+from keras_vgg.export.report import _summary, format_report
+from keras_vgg.export.runners import KerasRunner, SavedModelRunner, TFLiteRunner, median_ms
+from keras_vgg.export.saved_model import write_saved_model
+from keras_vgg.export.serving import float32_policy, serving_model
+from keras_vgg.export.tflite import converter_settings, write_tflite
+from keras_vgg.preprocessing import as_preprocessing
+
+
+@float32_policy()
+def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
+           class_names=None, image_size=None, representative_data=None, sample=None,
+           sample_labels=None, int8_io="uint8", min_agreement=None, overwrite=False,
+           latency_repeats=10, verbose=True) -> dict:
+    """Export ``model`` into the folder ``out``, check every file, and report.
+
+    Args:
+        model: a Keras model with one ``(batch, classes)`` output.
+        out: the bundle folder: ``saved_model/``, ``model_*.tflite``, ``labels.txt``,
+            ``export_report.json``. An existing one is replaced only with ``overwrite``.
+        formats: any of ``"saved_model"``, ``"tflite"``.
+        quantize: TFLite modes, any of ``"none"`` (float32), ``"float16"``,
+            ``"dynamic"`` (int8 weights), ``"int8"`` (full integer).
+        preprocessing: the weights' mode (``"caffe"``, ``"torch"``, ``"tf"``), or a
+            ``Preprocessing`` with a mean pixel (``model.preprocessing`` of MatConvNet weights).
+        class_names: one name per output; default ``"0", "1", ...``.
+        image_size: the input size, when the model's own is open.
+        representative_data: uint8 RGB training images to calibrate ``"int8"``.
+        sample: uint8 RGB held-out images to check against. Without them, 16 random
+            images gate SavedModel, float32 and float16 on their max abs difference only,
+            and no agreement is claimed (``"checked_on": "random images"``).
+        sample_labels: their labels, to report accuracy.
+        int8_io: ``"uint8"`` or ``"int8"`` input and output of the int8 model.
+        min_agreement: refuse an export whose top-1 agreement with Keras on ``sample``
+            is lower (needs ``sample``).
+    """
+    targets = _targets(formats, quantize, int8_io)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
+    serving = serving_model(model, preprocessing, image_size)
+    size = tuple(serving.input_shape[1:3])
+    class_names = _class_names(class_names, serving.output_shape[-1])
+    sample, labels, source = _sample(sample, sample_labels, size, min_agreement)
+    if representative_data is not None:
+        representative_data = _as_images(representative_data, size, "representative_data")
+    if any(q == "int8" for _, q in targets):
+        converter_settings("int8", representative_data)  # fails now, not after other exports
+
+    keras_run = KerasRunner(serving)
+    reference = keras_run(sample)
+    keras_figures = {"latency_ms": median_ms(keras_run, sample[0], latency_repeats)}
+    if labels is not None:
+        keras_figures["accuracy"] = float(np.mean(reference.argmax(-1) == labels))
+    report = _report(model, size, preprocessing, len(class_names), keras_figures,
+                     {"images": len(sample), "source": source, "labels": labels is not None})
+    write = functools.partial(
+        _write_and_check, serving, class_names=class_names, representative=representative_data,
+        int8_io=int8_io, sample=sample, reference=reference, labels=labels,
+        real=source == "given", min_agreement=min_agreement, repeats=latency_repeats)
+    _in_place(out, lambda folder: _write_bundle(folder, targets, write, report, class_names,
+                                                verbose))
+    if verbose:
+        print(format_report(report))
+    return report
+
+
+def _targets(formats, quantize, int8_io):
+    """``[(format, quantize), ...]`` in export order: the SavedModel, then each TFLite mode."""
+    formats = [_choice("formats", f, FORMATS) for f in formats]
+    quantize = [_choice("quantize", q, QUANTIZE) for q in quantize]
+    if not formats:
+        raise ValueError(f"Expected at least one of {FORMATS} in `formats`.")
+    _choice("int8_io", int8_io, INT8_IO)
+    targets = [("saved_model", None)] if "saved_model" in formats else []
+    return targets + ([("tflite", q) for q in quantize] if "tflite" in formats else [])
+
+
+def _class_names(class_names, classes):
+    names = [str(name) for name in (range(classes) if class_names is None else class_names)]
+    if len(names) != classes:
+        raise ValueError(f"Expected {classes} `class_names` (one per model output). "
+                         f"Received {len(names)}.")
+    return names
+
+
+def _sample(sample, sample_labels, size, min_agreement):
+    """``(images, labels or None, source)``: the given images at ``size``, or random ones."""
+    if sample is None:
+        if min_agreement is not None or sample_labels is not None:
+            raise ValueError("Expected `sample` (real held-out images) with `min_agreement` "
+                             "or `sample_labels`: agreement and accuracy on random images "
+                             "mean nothing. Received: sample=None")
+        images = np.random.default_rng(0).integers(0, 256, (RANDOM_IMAGES, *size, 3),
+                                                   dtype=np.uint8)
+        return images, None, "random"
+    sample = _as_images(sample, size, "sample")
+    labels = None if sample_labels is None else np.asarray(sample_labels)
+    if labels is not None and len(labels) != len(sample):
+        raise ValueError(f"Expected one label per sample image ({len(sample)}). "
+                         f"Received {len(labels)} `sample_labels`.")
+    return sample, labels, "given"
+
+
+def _report(model, size, preprocessing, classes, keras_figures, sample) -> dict:
+    """The report before any export: the model, its sample, Keras's figures, the machine."""
+    return {
+        "model": model.name, "image_size": list(size),
+        "preprocessing": as_preprocessing(preprocessing).to_json(),
+        "classes": classes, "sample": sample, "keras": keras_figures,
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(), "tensorflow": tf.__version__,
+                    "keras": keras.__version__},
+        "exports": [],
+    }
+
+
+def _write_and_check(serving, folder, target, *, class_names, representative, int8_io,
+                     sample, reference, labels, real, min_agreement, repeats) -> dict:
+    """One ``(format, quantize)`` file written into ``folder``, run on the sample and checked
+    against ``reference`` (the Keras model's outputs): its report row."""
+    fmt, q = target
+    name = "saved_model" if fmt == "saved_model" else TFLITE_FILES[q]
+    started = time.perf_counter()
+    if fmt == "saved_model":
+        write_saved_model(serving, folder / name, class_names)
+        run, ops = SavedModelRunner(folder / name), None
+    else:
+        ops = write_tflite(serving, folder / name, q, representative, int8_io, class_names)
+        run = TFLiteRunner(folder / name)
+    row = {"format": fmt, "quantize": q, "file": name, "size_bytes": _size(folder / name),
+           "seconds": round(time.perf_counter() - started, 1),
+           "checked_on": "real images" if real else "random images",
+           **_figures(compare(reference, run(sample), labels), q, real),
+           "latency_ms": median_ms(run, sample[0], repeats)}
+    if ops is not None:
+        row["ops"] = ops
+        if q == "int8":
+            row["io"] = int8_io
+    _check(row, min_agreement)
+    return row
+
+
+def _write_bundle(folder, targets, write, report, class_names, verbose):
+    """``labels.txt``, each target's file (``write(folder, target)`` gives its report row)
+    and the report, with every TFLite file's size against float32's."""
+    (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
+    for target in targets:
+        row = write(folder, target)
+        report["exports"].append(row)
+        if verbose:
+            print(f"{row['file']}: {_summary(row)}", flush=True)
+    float32 = next((r["size_bytes"] for r in report["exports"] if r["quantize"] == "none"), None)
+    for row in report["exports"]:
+        if float32 and row["format"] == "tflite":
+            row["size_vs_float32"] = row["size_bytes"] / float32
+    (folder / REPORT).write_text(json.dumps(report, indent=2))
+
+
+def _size(path):
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _in_place(out: Path, build):
+    """``build(folder)`` fills a new hidden folder beside ``out``, which then becomes ``out``.
+    On any failure or interrupt nothing of it is left, nor any parent folder it made."""
+    created = next((p for p in reversed(out.absolute().parents) if not p.exists()), None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_folder(out.parent, f".{out.name}.tmp-")
+    try:
+        build(tmp)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created is not None:  # folders this export made for its output
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder in ``parent`` with the usual permissions (0o777 less the umask;
+    ``tempfile.mkdtemp`` makes 0o700, which other users, such as a server, cannot read)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _move_into_place(tmp: Path, out: Path):
+    """``tmp`` becomes ``out``; an old ``out`` is removed only once the new one is there."""
+    if not out.exists():
+        tmp.replace(out)
+        return
+    old = _new_folder(out.parent, f".{out.name}.old-")
+    out.replace(old / out.name)
+    try:
+        tmp.replace(out)
+    except BaseException:
+        (old / out.name).replace(out)  # the old bundle goes back
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,95 @@
+"""The serving graph: raw pixels in, the model's preprocessing inside, float32 throughout.
+
+Example:
+    >>> import keras
+    >>> from keras_vgg.export.serving import serving_model
+    >>> model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> serving = serving_model(model, "torch")
+    >>> serving.input_shape, serving.layers[1].name, serving.layers[1].trainable
+    ((None, 8, 8, 3), 'preprocessing', False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+from keras_vgg.export.formats import LOW_PRECISION
+from keras_vgg.preprocessing import as_preprocessing, preprocessing_affine
+
+
+def _pair(size):
+    return (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+
+
+@contextlib.contextmanager
+def float32_policy():
+    """Keras's global dtype policy is float32 inside; the previous one comes back after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _float32_config(config):
+    """A serialized model with every low-precision ``dtype`` replaced by float32."""
+    if isinstance(config, list):
+        return [_float32_config(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    fixed = {key: _float32_config(value) for key, value in config.items()}
+    dtype = config.get("dtype")
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if name in LOW_PRECISION:
+        fixed["dtype"] = "float32"
+    return fixed
+
+
+@float32_policy()
+def float32_model(model) -> keras.Model:
+    """``model`` itself, or a float32 copy of it (same weights) when any of its layers
+    computes in mixed or low precision: TFLite builtins have no bfloat16 kernels."""
+    try:
+        config = keras.saving.serialize_keras_object(model)
+    except Exception:  # a model without a config: exported as it is
+        return model
+    fixed = _float32_config(config)
+    if fixed == config:
+        return model
+    copy = keras.saving.deserialize_keras_object(fixed)
+    copy.set_weights(model.get_weights())  # mixed precision keeps float32 variables
+    return copy
+
+
+@float32_policy()
+def serving_model(model, preprocessing, image_size=None) -> keras.Model:
+    """``pixels (float 0-255) -> preprocessing -> model`` as one float32 Keras model.
+
+    The preprocessing is a frozen 1x1 convolution (see ``preprocessing_affine``).
+    ``image_size`` is needed only when the model's own input size is open. A model
+    built under a mixed-precision policy is copied to float32 (``float32_model``).
+    """
+    preprocessing = as_preprocessing(preprocessing)
+    model = float32_model(model)
+    if len(model.output_shape) != 2:
+        raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
+                         f"or a pooled base. Received output shape {model.output_shape}.")
+    own = tuple(model.input_shape[1:3])
+    if image_size is None and None in own:
+        raise ValueError("Expected `image_size`: the model's input size is open "
+                         f"({model.input_shape}) and an export needs a fixed one.")
+    size = _pair(image_size) if image_size is not None else own
+    if None not in own and size != own:
+        raise ValueError(f"Expected `image_size` to match the model's input {own}. "
+                         f"Received: image_size={image_size!r}")
+    matrix, offset = preprocessing_affine(preprocessing.mode, preprocessing.mean)
+    pixels = keras.Input((*size, 3), name="pixels")
+    preprocess = keras.layers.Conv2D(3, 1, name="preprocessing", trainable=False)
+    outputs = model(preprocess(pixels))
+    preprocess.set_weights([matrix.reshape(1, 1, 3, 3).astype("float32"),
+                            offset.astype("float32")])
+    return keras.Model(pixels, outputs, name=f"{model.name}_serving")

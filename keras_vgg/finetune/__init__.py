@@ -1,0 +1,19 @@
+"""The fine-tuning engine: it runs a recipe (a file that describes a run, see ``recipes/``).
+
+Modules: ``config`` (the :class:`Recipe` record, :func:`load_recipe`, the shipped recipes),
+``data`` (tfds, folders, the built-in shapes), ``builtin`` (drawing those shapes), ``model``
+(head surgery, freezing by block), ``train`` (the two phases, run folders, resuming),
+``report`` (metrics and pictures), ``distribute`` (tf.distribute and precision). It needs
+the finetune extra: ``pip install "keras-vgg[finetune]"``. The library (``keras_vgg``) never
+imports this package; it imports the library.
+
+Example:
+    >>> from keras_vgg.finetune import finetune, load_recipe, shipped_recipes
+    >>> "builtin" in shipped_recipes(), finetune.__module__
+    (True, 'keras_vgg.finetune.train')
+"""
+
+from keras_vgg.finetune.config import Recipe, load_recipe, shipped_recipes
+from keras_vgg.finetune.train import RunResult, finetune
+
+__all__ = ["Recipe", "RunResult", "finetune", "load_recipe", "shipped_recipes"]

@@ -1,0 +1,362 @@
+"""Recipe files, overrides and the `keras-vgg finetune` command's argument handling."""
+
+import json
+import re
+
+import pytest
+
+from keras_vgg import cli
+from keras_vgg.finetune import Recipe, load_recipe, shipped_recipes
+from keras_vgg.finetune.builtin import make_shapes
+from keras_vgg.finetune.config import freeze_blocks, parse_value
+
+SHIPPED = ["builtin", "caltech101", "cats_vs_dogs", "folder", "oxford_flowers102", "tf_flowers"]
+
+
+def test_shipped_recipes_all_validate():
+    assert shipped_recipes() == SHIPPED
+    data = {name: load_recipe(name).data for name in SHIPPED}
+    assert data["builtin"] == "builtin"
+    assert data["tf_flowers"] == "tfds:tf_flowers"
+    assert data["oxford_flowers102"] == "tfds:oxford_flowers102"
+    assert load_recipe("oxford_flowers102").val_split == "test"
+    assert load_recipe("tf_flowers").weights == "imagenet"
+
+
+def test_builtin_recipe_is_offline_and_small():
+    recipe = load_recipe("builtin")
+    assert (recipe.model, recipe.weights, recipe.image_size) == ("vgg11_bn", None, 32)
+    assert (recipe.phase1_freeze, recipe.phase2_freeze) == ("all", "none")
+
+
+def test_overrides_parse_by_type():
+    recipe = load_recipe("builtin", ["batch_size=8", "phase2_lr=1e-4", "augment=flip,zoom",
+                                     "tensorboard=false", "weights=null", "model=D"])
+    assert recipe.batch_size == 8 and recipe.phase2_lr == 1e-4
+    assert recipe.augment == ["flip", "zoom"] and recipe.tensorboard is False
+    assert recipe.weights is None and recipe.model == "vgg16"  # paper names resolve
+    assert load_recipe("builtin", ["augment=none"]).augment == []
+    assert parse_value("3") == 3 and parse_value("abc") == "abc" and parse_value("[1]") == [1]
+
+
+@pytest.mark.parametrize("override, named", [
+    ("model=vgg99", "model"), ("head=conv", "head"), ("batch_size=0", "batch_size"),
+    ("batch_size=a", "batch_size"), ("phase1_freeze=block6", "phase1_freeze"),
+    ("phase1_lr=0", "phase1_lr"), ("image_size=16", "image_size"),
+    ("validation_split=1.5", "validation_split"), ("augment=blur", "augment"),
+    ("head_dropout=1", "head_dropout"), ("cache=gpu", "cache"), ("class_weight=x", "class_weight"),
+    ("preprocessing=bgr", "preprocessing"), ("weights=my.h5", r"weights='my.h5' \(no such file\)"),
+    ("nonsense=1", "nonsense"), ("phase2_epochs=-1", "phase2_epochs"), ("novalue", "key=value"),
+])
+def test_bad_values_name_the_key(override, named):
+    with pytest.raises(ValueError, match=named):
+        load_recipe("builtin", [override])
+
+
+@pytest.mark.parametrize("text", ["none", "None", "null", "NULL", ""])
+def test_no_weights_can_be_said_on_a_command_line(text):
+    assert load_recipe("folder", [f"weights={text}"]).weights is None
+
+
+def test_a_transfer_recipe_without_weights_trains_every_block():
+    scratch = load_recipe("folder", ["weights=none"])
+    assert (scratch.phase2_freeze, scratch.phase2_lr) == ("none", 1e-3)
+    assert (scratch.phase1_freeze, scratch.phase1_lr) == ("all", 1e-3)
+    chosen = load_recipe("folder", ["weights=none", "phase2_lr=1e-4", "phase2_freeze=block2"])
+    assert (chosen.phase2_freeze, chosen.phase2_lr) == ("block2", 1e-4)
+    pretrained = load_recipe("folder")
+    assert (pretrained.weights, pretrained.phase2_freeze, pretrained.phase2_lr) == (
+        "imagenet", "block4", 1e-5)
+
+
+def test_cli_weights_none_trains_from_scratch(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shapes = make_shapes(tmp_path / "shapes", images_per_class=3)
+    argv = ["finetune", "--data", str(shapes), "--model", "vgg11", "--weights", "none",
+            "--image-size", "32", "phase1_epochs=1", "phase2_epochs=1", "augment=none",
+            "tensorboard=false", "--run-dir", "runs/none"]
+    assert cli.main(argv) == 0
+    saved = json.loads((tmp_path / "runs/none/recipe.json").read_text())
+    assert saved["weights"] is None and saved["phase2_freeze"] == "none"
+
+
+def test_a_plain_keras_weights_file_must_name_its_preprocessing(tmp_path):
+    import keras_vgg
+
+    path = tmp_path / "mine.weights.h5"
+    keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3)).save_weights(path)
+    with pytest.raises(ValueError, match="does not say how its inputs were preprocessed"):
+        load_recipe("builtin", [f"weights={path}"])
+    assert load_recipe("builtin", [f"weights={path}", "preprocessing=caffe"]).weights == str(path)
+
+
+def test_no_epochs_at_all_is_refused():
+    with pytest.raises(ValueError, match="phase1_epochs"):
+        load_recipe("builtin", ["phase1_epochs=0", "phase2_epochs=0"])
+
+
+def test_recipe_files_json_and_yaml(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps({"model": "vgg13", "image_size": 48}))
+    assert load_recipe(tmp_path / "r.json").model == "vgg13"
+    assert load_recipe(tmp_path / "r.json").name == "r"  # runs/r, not runs/builtin
+    (tmp_path / "named.json").write_text(json.dumps({"name": "exp1"}))
+    assert load_recipe(tmp_path / "named.json").name == "exp1"
+    (tmp_path / "r.yaml").write_text("model: vgg_f\nimage_size: 64\naugment: [flip]\n")
+    recipe = load_recipe(tmp_path / "r.yaml", ["batch_size=4"])
+    assert (recipe.model, recipe.image_size, recipe.augment, recipe.batch_size) == (
+        "vgg_f", 64, ["flip"], 4)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="Could not parse"):
+        load_recipe(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="mapping"):
+        load_recipe(tmp_path / "list.json")
+    with pytest.raises(ValueError, match="config"):
+        load_recipe(tmp_path / "missing.json")
+
+
+def test_recipe_round_trips_through_json():
+    recipe = load_recipe("tf_flowers", ["phase2_epochs=3"])
+    again = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
+    assert again == recipe
+
+
+def test_freeze_blocks():
+    assert [freeze_blocks(s) for s in ("none", "block1", "block5", "all")] == [0, 1, 5, None]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["finetune", "--model", "vgg99"], "model"),
+    (["finetune", "--data", "/no/such/folder"], "data"),
+    (["finetune", "--config", "nope"], "config"),
+    (["finetune", "--resume"], "--resume with --run-dir only"),
+    (["finetune", "--resume", "--run-dir", "x", "batch_size=3"], "--resume with --run-dir only"),
+    (["finetune", "--resume", "--run-dir", "no_such_run"], "Nothing to resume"),
+    (["finetune", "batch_size"], "key=value"),
+])
+def test_finetune_command_bad_input_exits_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_finetune_command_runs_and_never_reuses_a_run_dir(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["finetune", "--model", "vgg11", "phase1_epochs=1", "phase2_epochs=0",
+            "builtin_images_per_class=3", "tensorboard=false"]
+    assert cli.main(argv) == 0
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Outputs in runs/builtin:" in out and "Outputs in runs/builtin-2:" in out
+    assert "  best.keras" in out
+    assert json.loads((tmp_path / "runs/builtin-2/recipe.json").read_text())["model"] == "vgg11"
+    assert cli.main(argv + ["--run-dir", "runs/builtin"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(argv + ["--run-dir", "runs/builtin", "--overwrite"]) == 0
+
+
+def test_the_library_never_imports_finetune():
+    import subprocess
+    import sys
+
+    code = ("import sys, keras_vgg; print([m for m in sys.modules if m.startswith("
+            "('keras_vgg.finetune', 'keras_vgg.recipes', 'keras_vgg._recipes'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_old_name_warns_and_gives_the_same_modules():
+    import importlib
+    import warnings
+
+    import keras_vgg.finetune
+
+    with warnings.catch_warnings():  # the first import warns too, unless another test's did
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import keras_vgg.recipes
+    with pytest.warns(DeprecationWarning, match="import from keras_vgg.finetune instead"):
+        importlib.reload(keras_vgg.recipes)
+    from keras_vgg.recipes.config import Recipe as OldRecipe
+    from keras_vgg.recipes.data import load_data
+
+    assert load_data is keras_vgg.finetune.data.load_data and OldRecipe is Recipe
+    assert keras_vgg.recipes.finetune is keras_vgg.finetune.finetune
+    for name in keras_vgg.recipes.SUBMODULES:
+        old = importlib.import_module(f"keras_vgg.recipes.{name}")
+        assert old is importlib.import_module(f"keras_vgg.finetune.{name}"), name
+    assert sorted(keras_vgg.recipes.__all__) == sorted(keras_vgg.finetune.__all__)
+
+
+# -- the shipped recipe files -----------------------------------------------------------------
+
+EXPECT = {  # the `# expect:` line of each shipped file, as `keras-vgg recipes` prints it
+    "builtin": ">= 90% validation accuracy in about 140 s on a 2-core AVX-512 CPU (measured)",
+    "caltech101": "about 85-92% test accuracy (an expectation: not run here); minutes on a GPU",
+    "cats_vs_dogs": "about 95-97% validation accuracy (an expectation: not run here); tens of "
+                    "minutes on a GPU",
+    "folder": "depends on your photos (no figure: this recipe has no data of its own)",
+    "oxford_flowers102": "about 80-90% test accuracy (an expectation: not run here); minutes on "
+                         "a GPU",
+    "tf_flowers": "about 85-90% validation accuracy (an expectation: not run here); minutes on a "
+                  "GPU",
+}
+
+
+def test_shipped_recipes_are_commented_yaml_stating_what_they_reach():
+    from keras_vgg.finetune.config import recipe_expectation, recipes_folder
+
+    files = sorted(f.name for f in recipes_folder().iterdir() if f.name.endswith(".yaml"))
+    assert files == [f"{name}.yaml" for name in SHIPPED]
+    assert {name: recipe_expectation(name) for name in SHIPPED} == EXPECT
+    for name in SHIPPED:
+        text = (recipes_folder() / f"{name}.yaml").read_text()
+        assert text.startswith(f"# {name}: "), name
+        if load_recipe(name).data.startswith("tfds:"):  # never run here: said so, not measured
+            assert "Not run here" in text and "not a measurement" in text, name
+    builtin = (recipes_folder() / "builtin.yaml").read_text()
+    assert "about 140 s" in builtin and "2-core AVX-512" in builtin and ">= 90%" in builtin
+
+
+def test_shipped_recipe_values():
+    """The values the files held as JSON before they became commented YAML, exactly."""
+    transfer = {"model": "vgg16", "weights": "imagenet", "image_size": 224, "head": "avg",
+                "batch_size": 32, "phase1_lr": 0.001, "phase1_freeze": "all",
+                "phase2_lr": 1e-05, "phase2_freeze": "block4"}
+    every = ["flip", "rotation", "zoom", "contrast"]
+    expected = {
+        "builtin": {"data": "builtin", "model": "vgg11_bn", "weights": None, "image_size": 32,
+                    "head": "avg", "augment": ["flip"], "batch_size": 32, "phase1_epochs": 2,
+                    "phase1_lr": 0.001, "phase1_freeze": "all", "phase2_epochs": 12,
+                    "phase2_lr": 0.001, "phase2_freeze": "none", "early_stopping_patience": 5},
+        "tf_flowers": {**transfer, "data": "tfds:tf_flowers", "train_split": "train[:80%]",
+                       "val_split": "train[80%:]", "head_dropout": 0.2, "augment": every,
+                       "phase1_epochs": 5, "phase2_epochs": 5},
+        "cats_vs_dogs": {**transfer, "data": "tfds:cats_vs_dogs", "train_split": "train[:80%]",
+                         "val_split": "train[80%:]", "head_dropout": 0.2,
+                         "augment": ["flip", "rotation", "zoom"], "phase1_epochs": 5,
+                         "phase2_epochs": 5},
+        "oxford_flowers102": {**transfer, "data": "tfds:oxford_flowers102",
+                              "train_split": "train+validation", "val_split": "test",
+                              "head_dropout": 0.3, "augment": every, "phase1_epochs": 10,
+                              "phase2_epochs": 5},
+        "caltech101": {**transfer, "data": "tfds:caltech101", "train_split": "train",
+                       "val_split": "test", "head_dropout": 0.2, "augment": every,
+                       "phase1_epochs": 8, "phase2_epochs": 5},
+        "folder": {**transfer, "data": "path/to/folder_of_class_subfolders",
+                   "validation_split": 0.2, "head_dropout": 0.2, "augment": every,
+                   "phase1_epochs": 5, "phase2_epochs": 5},
+    }
+    for name, values in expected.items():
+        recipe = load_recipe(name).to_dict()
+        assert recipe == {**Recipe().to_dict(), "name": name, **values}, name
+        for key, value in values.items():  # 1e-05 stays a float: YAML 1.1 reads 1e-5 as text
+            assert type(recipe[key]) is type(value), (name, key)
+
+
+# -- keras-vgg recipes, keras-vgg finetune --dry-run ------------------------------------------
+
+
+def test_recipes_command_lists_every_shipped_recipe(capsys):
+    from keras_vgg.finetune.config import recipes_folder
+
+    assert cli.main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "recipe".ljust(19) + "data".ljust(36) + "model     expect"
+    assert lines[2] == "builtin".ljust(19) + "builtin".ljust(36) + "vgg11_bn  " + EXPECT["builtin"]
+    assert lines[6] == ("oxford_flowers102  " + "tfds:oxford_flowers102".ljust(36) + "vgg16     "
+                        + EXPECT["oxford_flowers102"])
+    rows = [[cell.strip() for cell in line.split("  ") if cell] for line in lines[2:8]]
+    data = {"builtin": "builtin", "folder": "path/to/folder_of_class_subfolders"}
+    assert rows == [[name, data.get(name, f"tfds:{name}"),
+                     "vgg11_bn" if name == "builtin" else "vgg16", EXPECT[name]]
+                    for name in SHIPPED]
+    assert lines[8:] == [
+        f"Files (commented YAML): {recipes_folder()}",
+        "Run one: keras-vgg finetune NAME [key=value ...]; every key it sets: "
+        "keras-vgg finetune --dry-run NAME"]
+
+
+def test_dry_run_prints_every_key_and_touches_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["finetune", "--dry-run", "--model", "vgg19", "tf_flowers", "batch_size=16",
+            "augment=flip,zoom"]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    printed = json.loads(out)
+    assert list(printed) == list(Recipe().to_dict())  # every key, in the record's order
+    assert printed == {**load_recipe("tf_flowers").to_dict(), "model": "vgg19",
+                       "batch_size": 16, "augment": ["flip", "zoom"]}
+    assert (printed["data"], printed["phase2_lr"], printed["weights"]) == (
+        "tfds:tf_flowers", 1e-05, "imagenet")
+    assert "dry run, nothing trained or written" in err
+    assert list(tmp_path.iterdir()) == []  # no runs/, no dataset, no cache
+    # What it printed is a recipe file that --config runs as the same recipe.
+    (tmp_path / "saved.json").write_text(out)
+    assert load_recipe(tmp_path / "saved.json") == load_recipe(
+        "tf_flowers", ["model=vgg19", "batch_size=16", "augment=flip,zoom"])
+    # No recipe: builtin, or folder with --data; --config names one as RECIPE does.
+    assert cli.main(["finetune", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out) == load_recipe("builtin").to_dict()
+    assert cli.main(["finetune", "--dry-run", "--data", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == load_recipe(
+        "folder", [f"data={tmp_path}"]).to_dict()
+    assert cli.main(["finetune", "--dry-run", "--config", "caltech101", "seed=3"]) == 0
+    assert json.loads(capsys.readouterr().out) == load_recipe("caltech101", ["seed=3"]).to_dict()
+
+
+def test_dry_run_of_a_resume_prints_the_runs_own_recipe(capsys, tmp_path):
+    saved = load_recipe("builtin", ["batch_size=8"])
+    (tmp_path / "recipe.json").write_text(json.dumps(saved.to_dict()))
+    assert cli.main(["finetune", "--dry-run", "--resume", "--run-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == saved.to_dict()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.json"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["finetune", "--dry-run", "tf_flowers", "--config", "builtin"],
+     "Expected one recipe, as RECIPE or --config. Received: 'tf_flowers' and --config builtin"),
+    (["finetune", "--dry-run", "flowers"],
+     "Expected RECIPE (a recipe file or one of ['builtin', 'caltech101', 'cats_vs_dogs', "
+     "'folder', 'oxford_flowers102', 'tf_flowers']), then key=value overrides. "
+     "Received: 'flowers'"),
+    (["finetune", "--dry-run", "builtin", "batch_size=0"],
+     "Expected `batch_size` >= 1. Received: batch_size=0"),
+    (["finetune", "--dry-run", "builtin", "tf_flowers"],
+     "Expected an override of the form key=value. Received: 'tf_flowers'"),
+])
+def test_dry_run_bad_input_exits_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"keras-vgg finetune: {message}" in err
+
+
+# -- a missing optional package names its extra -----------------------------------------------
+
+
+def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from keras_vgg._extras import MissingExtra
+    from keras_vgg.finetune import finetune
+
+    wanted = 'Expected the finetune extra: pip install "keras-vgg[finetune]"'
+    recipe = load_recipe("builtin", ["builtin_images_per_class=3", "tensorboard=false"])
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "yaml", None)  # `import yaml` fails as if not installed
+        with pytest.raises(ImportError, match=r"^PyYAML is not installed .*keras-vgg\[finetune\]"):
+            load_recipe("builtin")
+        (tmp_path / "mine.json").write_text('{"model": "vgg13"}')
+        assert load_recipe(tmp_path / "mine.json").model == "vgg13"  # JSON needs no PyYAML
+        assert cli.main(["recipes"]) == 2 and wanted in capsys.readouterr().err
+        assert cli.main(["finetune", "--dry-run"]) == 2 and wanted in capsys.readouterr().err
+    for modules, package in ((["matplotlib"], "matplotlib"), (["PIL", "PIL.Image"], "pillow"),
+                             (["tensorboard"], "tensorboard")):
+        with monkeypatch.context() as patch:
+            for module in modules:
+                patch.setitem(sys.modules, module, None)
+            run = recipe if package != "tensorboard" else load_recipe(
+                "builtin", ["builtin_images_per_class=3"])
+            with pytest.raises(MissingExtra, match=rf"^{package} is not installed.*{re.escape(wanted)}"):
+                finetune(run, run_dir=tmp_path / "run")  # before any data or run folder
+            assert not (tmp_path / "run").exists()
