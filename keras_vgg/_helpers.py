@@ -19,6 +19,13 @@ def expected(what: str, **received) -> ValueError:
     return ValueError(f"Expected {what}. Received: {got}")
 
 
+def recorded(model, key):
+    """What ``model``, or the first model nested in it, records under ``key``
+    (``preprocessing``, ``class_names``); None when none does."""
+    owner = find_nested(model, lambda m: getattr(m, key, None) is not None)
+    return None if owner is None else getattr(owner, key)
+
+
 def find_nested(model, holds):
     """``model`` itself, or the first model nested in it (e.g. a fine-tuned model's base),
     for which ``holds(model)`` is true; None if there is none."""

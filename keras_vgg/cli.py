@@ -273,7 +273,7 @@ def recipes_command(args) -> int:
 
 
 def add_export_parsers(commands):
-    from keras_vgg.export import FORMATS, INT8_IO, QUANTIZE
+    from keras_vgg.export.formats import FORMATS, INT8_IO, QUANTIZE
     from keras_vgg.preprocessing import MODES
 
     export = commands.add_parser(

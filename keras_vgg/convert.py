@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_vgg._extras import require
+from keras_vgg._helpers import expected as _expected
 from keras_vgg.builder import build_graph
 from keras_vgg.configs import LRN, Conv, get_config, layer_names
 from keras_vgg.preprocessing import Preprocessing
@@ -105,10 +107,10 @@ def read_state_dict(path) -> dict:
     if suffix not in STATE_DICT_SUFFIXES:
         raise ValueError(f"Expected a state dict file ({', '.join(STATE_DICT_SUFFIXES)}). "
                          f"Received: weights={path!r}")
+    if suffix == ".safetensors":  # outside the try: a missing package is not a bad file
+        load_file = require("safetensors.numpy", "convert", package="safetensors").load_file
     try:
         if suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
             return load_file(path)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as arrays:
@@ -238,11 +240,10 @@ def _matconvnet_layer(struct) -> dict:
 
 def read_matconvnet(path) -> MatConvNetFile:
     """Read a MatConvNet SimpleNN ``.mat`` (``layers``, ``meta.normalization``, ``meta.classes``)."""
-    import scipy.io
-
+    scipy_io = require("scipy.io", "convert", package="scipy")
     path = os.fspath(path)
     try:
-        mat = scipy.io.loadmat(path, struct_as_record=False)
+        mat = scipy_io.loadmat(path, struct_as_record=False)
     except NotImplementedError as error:  # MATLAB v7.3 files are HDF5
         raise ValueError(
             f"{os.path.basename(path)} is a MATLAB v7.3 (HDF5) file. Expected a v5/v7 .mat as "
@@ -475,6 +476,8 @@ def convert(source, variant, output, *, include_top=True, input_shape=None, clas
     if os.path.exists(output) and not overwrite:
         raise ValueError(f"Expected `output` not to exist (pass overwrite=True to replace it). "
                          f"Received: output={output!r}")
+    if not os.path.isfile(source):
+        raise _expected("`source` to be an existing file to convert", source=os.fspath(source))
     model = build_graph(variant, include_top=include_top, input_shape=input_shape,
                         classes=classes, adaptive_pool=adaptive_pool)
     assign(model, read_source(source), get_config(variant).name)

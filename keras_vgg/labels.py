@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from keras_vgg._helpers import find_nested
+from keras_vgg._helpers import recorded
 
 CLASS_INDEX_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet_class_index.json")
 
@@ -43,8 +43,7 @@ def decode_predictions(preds, top: int = 5, *, class_names=None, model=None):
     if preds.ndim != 2:
         raise ValueError(f"Expected `preds` of shape (samples, classes). Received: {preds.shape}")
     if class_names is None and model is not None:
-        owner = find_nested(model, lambda m: getattr(m, "class_names", None) is not None)
-        class_names = None if owner is None else owner.class_names
+        class_names = recorded(model, "class_names")
     if class_names is None and preds.shape[1] != 1000:
         raise ValueError(
             "Expected `class_names` (or a model that records them) for predictions that are not "

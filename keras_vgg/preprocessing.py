@@ -33,7 +33,7 @@ import keras
 import numpy as np
 from keras.src.applications import imagenet_utils
 
-from keras_vgg._helpers import find_nested
+from keras_vgg._helpers import recorded
 
 MODES = ("caffe", "torch", "tf", "mean_image")
 NAMED_MODES = MODES[:3]  # the modes that need nothing but their name
@@ -112,14 +112,14 @@ def as_preprocessing(value, name: str = "preprocessing") -> Preprocessing:
 def model_preprocessing(model) -> Preprocessing:
     """The preprocessing a model's weights expect (``model.preprocessing``, also when the VGG
     is nested inside a fine-tuned model)."""
-    found = find_nested(model, lambda m: getattr(m, "preprocessing", None) is not None)
+    found = recorded(model, "preprocessing")
     if found is None:
         raise ValueError(
             f"Model {model.name!r} does not record its preprocessing (it was built with "
-            "weights=None, or loaded from a .keras file). Expected `mode` instead of `model`, "
-            f"one of {MODES}."
+            "weights=None and not fine-tuned by keras_vgg). Expected the mode given "
+            f"(`mode` or `preprocessing`), one of {MODES}."
         )
-    return found.preprocessing
+    return found
 
 
 def preprocess_input(x, mode: str = "caffe", *, mean=None, model=None):

@@ -665,3 +665,29 @@ def test_convert_refuses_existing_output_unless_overwrite(state_dict_file, tmp_p
     np.testing.assert_array_equal(
         keras_out(build_vgg("vgg11", weights=output, include_top=False), x),
         keras_out(build_vgg("vgg11", weights=second, include_top=False), x))
+
+
+def test_convert_a_missing_source_says_so(tmp_path):
+    from keras_vgg.convert import convert
+
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(ValueError, match=r"Expected `source` to be an existing file to convert. "
+                                         r"Received: source='.*nowhere.pth'"):
+        convert(missing, "vgg11", tmp_path / "out.weights.h5")
+    assert not (tmp_path / "out.weights.h5").exists()
+
+
+def test_a_missing_reader_package_names_the_extra(tmp_path, monkeypatch):
+    """Without scipy (the convert extra), a .mat file is not called corrupted: the error says
+    which extra to install."""
+    import sys
+
+    from keras_vgg._extras import MissingExtra
+    from keras_vgg.convert import read_matconvnet
+
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `import scipy` fails, as when absent
+    monkeypatch.setitem(sys.modules, "scipy.io", None)
+    path = tmp_path / "vgg_m.mat"
+    path.write_bytes(b"not read")
+    with pytest.raises(MissingExtra, match=r'scipy is not installed .*pip install "keras-vgg\[convert\]"'):
+        read_matconvnet(path)

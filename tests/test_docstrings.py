@@ -11,8 +11,8 @@ import keras_vgg.models
 
 PACKAGE = Path(keras_vgg.__file__).parent
 # Found, not listed: every module of the package (the deprecated keras_vgg.recipes shim
-# included; cli and __main__ run the command line and have no examples of their own).
-NO_EXAMPLES = {"keras_vgg.cli", "keras_vgg.__main__"}
+# included; cli runs the command line and has no examples of its own).
+NO_EXAMPLES = {"keras_vgg.cli"}
 MODULES = sorted(
     name for name in (
         ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")

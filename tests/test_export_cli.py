@@ -727,6 +727,21 @@ def test_a_keras_file_alone_exports_and_predicts_in_a_fresh_process(run_dir, pho
                         images[1]: [("dog", 78.6), ("fox", 17.5)]}, model
 
 
+def test_export_takes_preprocessing_and_class_names_from_the_model(tmp_path):
+    from keras_vgg.vgg_model import VGGModel
+
+    base = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    outputs = keras.layers.Dense(3, activation="softmax")(base.output)
+    model = VGGModel(base.input, outputs, preprocessing="tf", class_names=NAMES)
+    report = export(model, tmp_path / "out", ["tflite"], verbose=False)
+    assert report["preprocessing"] == "tf"
+    assert (tmp_path / "out" / "labels.txt").read_text().split() == NAMES
+    bare = keras.Model(base.input, outputs)  # records nothing: the error says what to give
+    with pytest.raises(ValueError, match=r"does not record its preprocessing .*one of "):
+        export(bare, tmp_path / "bare", ["tflite"], verbose=False)
+    assert not (tmp_path / "bare").exists()
+
+
 def test_cli_predict_on_an_export_folder_and_a_folder_of_images(cli_bundle, photos, capsys):
     folder = photos[0].parent
     assert cli.main(["predict", str(cli_bundle["out"]), str(folder), "--top-k", "1"]) == 0

@@ -27,7 +27,7 @@ LAYERS = [
     ("keras_vgg",),
     ("keras_vgg.export",),  # and its modules
     ("keras_vgg.finetune", "keras_vgg.recipes"),  # the engine, and the old name's shim
-    ("keras_vgg.cli", "keras_vgg.__main__"),
+    ("keras_vgg.cli",),
 ]
 
 

@@ -46,11 +46,12 @@ from keras_vgg.export.runners import KerasRunner, SavedModelRunner, TFLiteRunner
 from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
-from keras_vgg.preprocessing import as_preprocessing
+from keras_vgg._helpers import recorded
+from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
 
 
 @float32_policy()
-def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
+def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
            class_names=None, image_size=None, representative_data=None, sample=None,
            sample_labels=None, int8_io="uint8", min_agreement=None, overwrite=False,
            latency_repeats=10, verbose=True) -> dict:
@@ -64,8 +65,10 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
         quantize: TFLite modes, any of ``"none"`` (float32), ``"float16"``,
             ``"dynamic"`` (int8 weights), ``"int8"`` (full integer).
         preprocessing: the weights' mode (``"caffe"``, ``"torch"``, ``"tf"``), or a
-            ``Preprocessing`` with a mean pixel (``model.preprocessing`` of MatConvNet weights).
-        class_names: one name per output; default ``"0", "1", ...``.
+            ``Preprocessing`` with a mean pixel; default: what the model records
+            (``model.preprocessing``, also of a nested base).
+        class_names: one name per output; default: what the model records, else
+            ``"0", "1", ...``.
         image_size: the input size, when the model's own is open.
         representative_data: uint8 RGB training images to calibrate ``"int8"``.
         sample: uint8 RGB held-out images to check against. Without them, 16 random
@@ -80,6 +83,10 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing,
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
+    if preprocessing is None:
+        preprocessing = model_preprocessing(model)
+    if class_names is None:
+        class_names = recorded(model, "class_names")
     serving = serving_model(model, preprocessing, image_size)
     size = tuple(serving.input_shape[1:3])
     class_names = _class_names(class_names, serving.output_shape[-1])

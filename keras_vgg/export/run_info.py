@@ -22,12 +22,7 @@ from pathlib import Path
 
 import keras
 
-from keras_vgg._helpers import find_nested
-
-
-def _recorded(model, key):
-    owner = find_nested(model, lambda m: getattr(m, key, None) is not None)
-    return None if owner is None else getattr(owner, key)
+from keras_vgg._helpers import recorded
 
 
 def _beside(path: Path) -> dict:
@@ -55,7 +50,7 @@ def read_model_info(path):
     model = keras.saving.load_model(path)
     info = _beside(path)
     for key in ("preprocessing", "class_names"):
-        value = _recorded(model, key)
+        value = recorded(model, key)
         if value is not None:
             info[key] = value.to_json() if key == "preprocessing" else value
     return model, info

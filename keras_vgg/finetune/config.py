@@ -23,7 +23,7 @@ from pathlib import Path
 
 from keras_vgg._extras import require
 from keras_vgg.configs import get_config, list_models, min_input_size
-from keras_vgg.export import FORMATS, QUANTIZE
+from keras_vgg.export.formats import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
 from keras_vgg.finetune.distribute import STRATEGIES
 from keras_vgg.weights import NAMES as WEIGHTS_NAMES

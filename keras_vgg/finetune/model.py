@@ -68,17 +68,16 @@ def bn_training(recipe) -> bool:
     return recipe.bn_training == "true"
 
 
-def build_finetune_model(recipe, num_classes: int, class_names=None,
-                         preprocessing=None) -> VGGModel:
+def build_finetune_model(recipe, num_classes: int, class_names=None) -> VGGModel:
     """``image -> base -> head`` for ``num_classes`` classes, a VGGModel that records the
-    run's class names and preprocessing (so best.keras alone says them)."""
+    run's class names (and, set by the run, its preprocessing: best.keras alone says them)."""
     base = build_base(recipe)
     head = build_head(recipe, base.output_shape[1:], num_classes)
     image = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
     features = base(image)
     variant = get_config(recipe.model).name
     return VGGModel(image, head(features), name=f"{variant}_finetune", variant=variant,
-                    class_names=class_names, preprocessing=preprocessing)
+                    class_names=class_names)
 
 
 def block_of(layer_name: str) -> int | None:
