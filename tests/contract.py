@@ -13,9 +13,7 @@ Example (what tests/test_contract.py runs for every variant)::
 import keras
 import numpy as np
 
-from keras_vgg.vgg_model import VGGModel
-
-RECORD = ("variant", "preprocessing", "class_names")
+from keras_vgg.vgg_model import INFO_KEYS as RECORD, VGGModel
 
 
 def images(model, count=2, seed=0):
