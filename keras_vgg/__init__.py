@@ -5,6 +5,9 @@ Example:
     >>> model = keras_vgg.VGG16(include_top=False, input_shape=(32, 32, 3), pooling="avg")
     >>> model.output_shape
     (None, 512)
+
+``keras_vgg.load_model(path)`` reads a ``.keras`` file or a run folder back with what the
+model records (``model.variant``, ``model.preprocessing``, ``model.class_names``).
 """
 
 from keras_vgg import _onednn, _quiet
@@ -34,6 +37,7 @@ from keras_vgg.models import (
     get_model,
 )
 from keras_vgg.preprocessing import Preprocessing, preprocess_input
+from keras_vgg.saving import load_model
 
 __version__ = "0.1.0"
 
@@ -59,6 +63,7 @@ __all__ = [
     "feature_extractor",
     "block_outputs",
     "to_dense",
+    "load_model",
     "preprocess_input",
     "decode_predictions",
     "Preprocessing",

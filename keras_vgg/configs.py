@@ -343,3 +343,25 @@ def min_input_size(config: Union[str, VGGConfig]) -> int:
         size = max(size, 1)
     return size
 
+
+
+def variant_table() -> str:
+    """Every variant (``keras-vgg list``): paper name, parameters with and without top,
+    GFLOPs, fc6 input and smallest input.
+
+    Example:
+        >>> print(variant_table().splitlines()[2])
+        vgg11       A       132,863,336        9,220,480       15.22    7x7x512        32
+    """
+    from keras_vgg._helpers import format_table
+
+    rows = []
+    for name in list_models():
+        top, headless = describe(name), describe(name, include_top=False)
+        rows.append((name, get_config(name).paper_name, f"{top.params:,}",
+                     f"{headless.params:,}", f"{top.gflops:.2f}",
+                     "x".join(str(d) for d in top.fc6_input), str(min_input_size(name))))
+    header = ("model", "paper", "params", "params (no top)", "GFLOPs@224", "fc6 input",
+              "min size")
+    return "\n".join([format_table(header, rows, right=range(2, 7)),
+                      "GFLOPs: multiply-adds of convs and FC layers x 2, at 224x224x3, batch 1."])

@@ -472,10 +472,11 @@ def convert(source, variant, output, *, include_top=True, input_shape=None, clas
     """
     output = os.fspath(output)
     if not output.endswith(".weights.h5"):
-        raise ValueError(f"Expected `output` to end in .weights.h5. Received: output={output!r}")
-    if os.path.exists(output) and not overwrite:
-        raise ValueError(f"Expected `output` not to exist (pass overwrite=True to replace it). "
+        raise ValueError(f"Expected `output` (-o/--output) to end in .weights.h5. "
                          f"Received: output={output!r}")
+    if os.path.exists(output) and not overwrite:
+        raise ValueError(f"Expected `output` (-o/--output) not to exist (pass overwrite=True, "
+                         f"--overwrite, to replace it). Received: output={output!r}")
     if not os.path.isfile(source):
         raise _expected("`source` to be an existing file to convert", source=os.fspath(source))
     model = build_graph(variant, include_top=include_top, input_shape=input_shape,

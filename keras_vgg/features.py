@@ -19,6 +19,8 @@ import keras
 
 from keras_vgg._helpers import find_nested
 from keras_vgg.models import build_vgg
+from keras_vgg.saving import record_of
+from keras_vgg.vgg_model import VGGModel
 
 _BLOCK = re.compile(r"block(\d+)_")
 
@@ -45,9 +47,9 @@ def feature_extractor(model_or_name, layers=None, as_dict=False, **build_kwargs)
         **build_kwargs: passed to ``build_vgg`` when a name is given (``input_shape``, ``weights``).
 
     Returns:
-        A ``keras.Model`` taking the (nested) VGG's input and returning a list of tensors, in the
+        A VGGModel taking the (nested) VGG's input and returning a list of tensors, in the
         order of ``layers`` (or a dict keyed by layer name with ``as_dict=True``). It shares
-        weights with the source model.
+        weights with the source model and records its variant and preprocessing.
 
     Example:
         >>> extractor = feature_extractor("vgg19", layers=["block1_conv1", "block4_conv2"],
@@ -91,7 +93,8 @@ def feature_extractor(model_or_name, layers=None, as_dict=False, **build_kwargs)
     outputs = [base.get_layer(name).output for name in layers]
     if as_dict:
         outputs = dict(zip(layers, outputs))
-    return keras.Model(base.input, outputs, name=f"{base.name}_features")
+    record = {**record_of(base), "class_names": None}  # features, not classes
+    return VGGModel(base.input, outputs, name=f"{base.name}_features", **record)
 
 
 def to_dense(model: keras.Model) -> keras.Model:
@@ -101,7 +104,8 @@ def to_dense(model: keras.Model) -> keras.Model:
     6 for F/M/S at 224), ``fc2`` and ``predictions`` become 1x1 convs, weights reshaped (Keras's
     Flatten is H, W, C order). At the model's own input size the output equals the original's;
     larger inputs give a class score map ``(N, H', W', classes)``; average it over space for the
-    paper's single score.
+    paper's single score. The result is a VGGModel with the source's variant, preprocessing and
+    class names.
 
     Args:
         model: a keras_vgg model with ``include_top=True``.
@@ -135,4 +139,4 @@ def to_dense(model: keras.Model) -> keras.Model:
         x = conv(x)
         conv.set_weights([kernel.reshape(kernel_size + (-1, units)), bias])
         kernel_size = (1, 1)
-    return keras.Model(inputs, x, name=f"{model.name}_dense")
+    return VGGModel(inputs, x, name=f"{model.name}_dense", **record_of(model))

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 import keras
 
+from keras_vgg._helpers import format_table
 from keras_vgg.convert import SOURCE_SUFFIXES, assign, read_metadata, read_source, save_converted
 from keras_vgg.preprocessing import Preprocessing
+from keras_vgg.saving import read_keras_record
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _TORCHVISION = "https://download.pytorch.org/models/"
@@ -217,11 +219,21 @@ def load_weights(model: keras.Model, weights, variant: str, include_top: bool) -
         _load_keras_file(model, path, variant, include_top)
 
 
+def file_record(path) -> dict | None:
+    """What a Keras weights file says of its weights (``variant``, ``preprocessing``,
+    ``class_names``): a converted ``.weights.h5``'s metadata or a ``.keras`` file's VGGModel
+    record; None for a plain weights file."""
+    path = os.fspath(path)
+    if path.lower().endswith(".keras"):
+        return read_keras_record(path)
+    return read_metadata(path) if path.lower().endswith(".h5") else None
+
+
 def _load_keras_file(model, path, variant, include_top):
-    metadata = read_metadata(path) if path.endswith(".h5") else None
-    if metadata is not None and metadata["variant"] != variant:
+    metadata = file_record(path)
+    if metadata is not None and metadata["variant"] not in (None, variant):
         raise ValueError(
-            f"The weights file was converted for {metadata['variant']}, not {variant} (same shapes "
+            f"The weights file is for {metadata['variant']}, not {variant} (same shapes "
             f"do not make the same network). Received: weights={path!r}"
         )
     before = model.get_weights()
@@ -250,3 +262,23 @@ def _short_reason(message: str) -> str:
     if layer and shapes:
         return f"layer {layer.group(1)} has shape {shapes.group(1)}, the file {shapes.group(2)}"
     return message.split("\n")[0][:300]
+
+
+def weights_table() -> str:
+    """One line per published file (``keras-vgg weights``): variant, publisher, file,
+    preprocessing, accuracy, licence; then each file's URL.
+
+    Example:
+        >>> print(weights_table().splitlines()[0].split())
+        ['model', 'weights=', 'file', 'top', 'preprocessing', 'top-1', 'top-5', 'licence']
+    """
+    header = ("model", "weights=", "file", "top", "preprocessing", "top-1", "top-5", "licence")
+    rows = [(r.variant, r.source, r.file_name, "yes" if r.has_top else "no", r.preprocessing,
+             "-" if r.top1 is None else f"{r.top1:.1f}%",
+             "-" if r.top5 is None else f"{r.top5:.1f}%", r.licence) for r in WEIGHTS]
+    urls = ["URLs (offline: download elsewhere into ~/.keras/models/, or pass the file's path "
+            "as weights):"] + [f"  {r.file_name}  {r.url}" for r in WEIGHTS]
+    return "\n".join([format_table(header, rows),
+                      "weights='imagenet' loads a variant's first line. top-1/top-5: as "
+                      "published (ImageNet val, as the publisher reports it); '-': not "
+                      "published.", ""] + urls)

@@ -2,7 +2,7 @@
 module earlier in LAYERS, or to one of the same layer without a cycle.
 
 The order is the house's: helpers -> configs -> layers -> preprocessing/labels -> the model
-class that carries a preprocessing -> builder (graph only) -> convert -> weights -> models -> features -> the package's front
+class that carries a preprocessing -> saving (reading it back) -> builder (graph only) -> convert -> weights -> models -> features -> the package's front
 (``keras_vgg/__init__``) -> export -> fine-tuning -> cli. A new module must be placed here.
 """
 
@@ -19,6 +19,7 @@ LAYERS = [
     ("keras_vgg.layers",),
     ("keras_vgg.preprocessing", "keras_vgg.labels"),
     ("keras_vgg.vgg_model",),  # a Functional model that carries a Preprocessing
+    ("keras_vgg.saving",),  # reading .keras files and run folders with their record
     ("keras_vgg.builder",),
     ("keras_vgg.convert",),
     ("keras_vgg.weights",),

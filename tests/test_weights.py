@@ -398,10 +398,10 @@ def test_cli_convert_writes_a_keras_file_and_refuses_to_overwrite(tmp_path, caps
     assert model.preprocessing.mode == "torch"
     before = out.read_bytes()
     assert main(args) == 2
-    assert "Expected -o/--output not to exist" in capsys.readouterr().err
+    assert "Expected `output` (-o/--output) not to exist" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert main(args[:-2] + ["-o", str(tmp_path / "x.h5")]) == 2
-    assert "Expected -o/--output to end in .weights.h5. Received: -o " in capsys.readouterr().err
+    assert "Expected `output` (-o/--output) to end in .weights.h5. Received: output=" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "vgg11.npz"), "--model", "vgg13", "--no-top",
                  "-o", str(tmp_path / "y.weights.h5")]) == 2
     assert "The file has 8 conv layers, vgg13 has 10" in capsys.readouterr().err

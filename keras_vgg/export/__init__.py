@@ -23,11 +23,12 @@ holds the figures. A model built under a mixed-precision policy is exported as f
 (its float32 weights), whatever the global policy.
 
 Modules, in import order (each imports only those above it):
-``formats`` (constants, ``ExportError``), ``run_info`` (a run folder's model and metadata),
-``serving`` (the float32 serving graph), ``flatbuffer`` (TFLite op counts and labels),
-``saved_model``, ``tflite`` (the writers), ``runners`` (a callable per format,
-``load_predictor``), ``checks`` (figures and gates), ``report`` (the table), ``bundle``
-(``export``).
+``formats`` (constants, ``ExportError``), ``serving`` (the float32 serving graph),
+``flatbuffer`` (TFLite op counts and labels), ``saved_model``, ``tflite`` (the writers),
+``runners`` (a callable per format, ``load_predictor``), ``predict`` (top classes of image
+files from any of them), ``checks`` (figures and gates), ``report`` (the table), ``bundle``
+(``export``). Reading a run folder's data is the fine-tuning side's
+(``keras_vgg.finetune.export_run``).
 
 Example:
     >>> import tempfile, keras, numpy as np
@@ -56,7 +57,6 @@ from keras_vgg.export.formats import (
     TOLERANCE,
     ExportError,
 )
-from keras_vgg.export.run_info import read_model_info
 from keras_vgg.export.serving import float32_model, float32_policy, serving_model
 from keras_vgg.export.flatbuffer import add_labels, tflite_labels, tflite_ops
 from keras_vgg.export.saved_model import write_saved_model
@@ -68,6 +68,7 @@ from keras_vgg.export.runners import (
     load_predictor,
     median_ms,
 )
+from keras_vgg.export.predict import Prediction, image_paths, predict, read_image
 from keras_vgg.export.checks import compare
 from keras_vgg.export.report import format_report
 from keras_vgg.export.bundle import export
@@ -75,8 +76,32 @@ from keras_vgg.export.bundle import export
 __all__ = [
     "CALIBRATION_IMAGES", "FLATBUFFER_LIMIT", "FORMATS", "INT8_IO", "LOW_PRECISION", "QUANTIZE",
     "RANDOM_IMAGES", "REPORT", "TFLITE_FILES", "TOLERANCE", "ExportError", "KerasRunner",
-    "SavedModelRunner", "TFLiteRunner", "add_labels", "compare", "converter_settings", "export",
-    "float32_model", "float32_policy", "format_report", "load_predictor", "median_ms",
-    "read_model_info", "serving_model", "tflite_labels", "tflite_ops", "write_saved_model",
-    "write_tflite",
+    "Prediction", "SavedModelRunner", "TFLiteRunner", "add_labels", "compare",
+    "converter_settings", "export", "float32_model", "float32_policy", "format_report",
+    "image_paths", "load_predictor", "median_ms", "predict", "read_image", "serving_model",
+    "tflite_labels", "tflite_ops", "write_saved_model", "write_tflite",
 ]
+
+
+def __getattr__(name):
+    """``read_model_info`` (before the model carried its record) still works, with a
+    warning naming what replaces it."""
+    if name != "read_model_info":
+        raise AttributeError(f"module 'keras_vgg.export' has no attribute {name!r}")
+    import warnings
+
+    warnings.warn("keras_vgg.export.read_model_info is deprecated: keras_vgg.load_model(path) "
+                  "gives the model, which records its preprocessing and class names "
+                  "(keras_vgg.saving.record_of(model)).", DeprecationWarning, stacklevel=2)
+    return _read_model_info
+
+
+def _read_model_info(path):
+    from keras_vgg.saving import load_model, record_of
+
+    model = load_model(path)
+    record = record_of(model)
+    info = {k: record[k] for k in ("preprocessing", "class_names") if record[k] is not None}
+    if "preprocessing" in info:
+        info["preprocessing"] = info["preprocessing"].to_json()
+    return model, info

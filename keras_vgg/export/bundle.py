@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.export.checks import _as_images, _check, _figures, compare
+from keras_vgg.export.checks import as_images, check_row, supported_figures, compare
 from keras_vgg.export.formats import (
     FORMATS,
     INT8_IO,
@@ -39,9 +39,9 @@ from keras_vgg.export.formats import (
     RANDOM_IMAGES,
     REPORT,
     TFLITE_FILES,
-    _choice,
+    one_of,
 )
-from keras_vgg.export.report import _summary, format_report
+from keras_vgg.export.report import format_report, row_summary
 from keras_vgg.export.runners import KerasRunner, SavedModelRunner, TFLiteRunner, median_ms
 from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
@@ -92,7 +92,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
     class_names = _class_names(class_names, serving.output_shape[-1])
     sample, labels, source = _sample(sample, sample_labels, size, min_agreement)
     if representative_data is not None:
-        representative_data = _as_images(representative_data, size, "representative_data")
+        representative_data = as_images(representative_data, size, "representative_data")
     if any(q == "int8" for _, q in targets):
         converter_settings("int8", representative_data)  # fails now, not after other exports
 
@@ -116,11 +116,11 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
 
 def _targets(formats, quantize, int8_io):
     """``[(format, quantize), ...]`` in export order: the SavedModel, then each TFLite mode."""
-    formats = [_choice("formats", f, FORMATS) for f in formats]
-    quantize = [_choice("quantize", q, QUANTIZE) for q in quantize]
+    formats = [one_of("formats", f, FORMATS) for f in formats]
+    quantize = [one_of("quantize", q, QUANTIZE) for q in quantize]
     if not formats:
         raise ValueError(f"Expected at least one of {FORMATS} in `formats`.")
-    _choice("int8_io", int8_io, INT8_IO)
+    one_of("int8_io", int8_io, INT8_IO)
     targets = [("saved_model", None)] if "saved_model" in formats else []
     return targets + ([("tflite", q) for q in quantize] if "tflite" in formats else [])
 
@@ -143,7 +143,7 @@ def _sample(sample, sample_labels, size, min_agreement):
         images = np.random.default_rng(0).integers(0, 256, (RANDOM_IMAGES, *size, 3),
                                                    dtype=np.uint8)
         return images, None, "random"
-    sample = _as_images(sample, size, "sample")
+    sample = as_images(sample, size, "sample")
     labels = None if sample_labels is None else np.asarray(sample_labels)
     if labels is not None and len(labels) != len(sample):
         raise ValueError(f"Expected one label per sample image ({len(sample)}). "
@@ -180,13 +180,13 @@ def _write_and_check(serving, folder, target, *, class_names, representative, in
     row = {"format": fmt, "quantize": q, "file": name, "size_bytes": _size(folder / name),
            "seconds": round(time.perf_counter() - started, 1),
            "checked_on": "real images" if real else "random images",
-           **_figures(compare(reference, run(sample), labels), q, real),
+           **supported_figures(compare(reference, run(sample), labels), q, real),
            "latency_ms": median_ms(run, sample[0], repeats)}
     if ops is not None:
         row["ops"] = ops
         if q == "int8":
             row["io"] = int8_io
-    _check(row, min_agreement)
+    check_row(row, min_agreement)
     return row
 
 
@@ -198,7 +198,7 @@ def _write_bundle(folder, targets, write, report, class_names, verbose):
         row = write(folder, target)
         report["exports"].append(row)
         if verbose:
-            print(f"{row['file']}: {_summary(row)}", flush=True)
+            print(f"{row['file']}: {row_summary(row)}", flush=True)
     float32 = next((r["size_bytes"] for r in report["exports"] if r["quantize"] == "none"), None)
     for row in report["exports"]:
         if float32 and row["format"] == "tflite":

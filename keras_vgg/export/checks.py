@@ -15,7 +15,8 @@ from keras_vgg.export.formats import TOLERANCE, ExportError
 from keras_vgg.preprocessing import resize_uint8
 
 
-def _as_images(images, size, name):
+def as_images(images, size, name):
+    """``images`` as uint8 RGB at ``size``; ``name`` is the argument named in the error."""
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"Expected `{name}` to be RGB images (N, H, W, 3) with values "
@@ -34,7 +35,7 @@ def compare(reference, outputs, labels=None) -> dict:
     return row
 
 
-def _figures(row, quantize, real):
+def supported_figures(row, quantize, real):
     """The figures of ``compare`` that the sample supports: on random images, only the max
     abs difference of the exports that are gated on it (SavedModel, float32, float16)."""
     if real:
@@ -43,7 +44,8 @@ def _figures(row, quantize, real):
         else {}
 
 
-def _check(row, min_agreement):
+def check_row(row, min_agreement):
+    """Raises ExportError when ``row`` is past its tolerance or below ``min_agreement``."""
     key = row["quantize"] or "saved_model"
     limit = TOLERANCE.get(key)
     if limit is not None and not row["max_abs_diff"] <= limit:

@@ -29,7 +29,8 @@ class ExportError(RuntimeError):
     """An export that could not be made or failed its check; nothing was written."""
 
 
-def _choice(name, value, allowed):
+def one_of(name, value, allowed):
+    """``value``, or a ValueError naming the argument ``name`` and what is ``allowed``."""
     if value not in allowed:
         raise ValueError(f"Expected `{name}` to be one of {allowed}. Received: {name}={value!r}")
     return value

@@ -14,24 +14,23 @@ Example:
     Sample: 10 given images at 32x32; latency is the median per image (batch 1) on 2 CPU cores.
 """
 
+from keras_vgg._helpers import format_table
+
 
 def format_report(report) -> str:
     """The report as a table: one row for Keras, one per exported file."""
     header = ("export", "size MB", "vs f32", "max |diff|", "top-1 agree", "accuracy",
               "ms/image")
     keras_row = report["keras"]
-    rows = [header, ("keras", "", "", "", "", _pct(keras_row.get("accuracy")),
-                     f"{keras_row['latency_ms']:.2f}")]
+    rows = [("keras", "", "", "", "", _pct(keras_row.get("accuracy")),
+             f"{keras_row['latency_ms']:.2f}")]
     for r in report["exports"]:
         rows.append((r["file"], f"{r['size_bytes'] / 1e6:.2f}",
                      f"{r['size_vs_float32']:.3f}" if "size_vs_float32" in r else "",
                      f"{r['max_abs_diff']:.2g}" if "max_abs_diff" in r else "",
                      _pct(r.get("top1_agreement")), _pct(r.get("accuracy")),
                      f"{r['latency_ms']:.2f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = [format_table(header, rows, right=range(1, len(header)))]
     sample = report["sample"]
     lines.append(f"Sample: {sample['images']} {sample['source']} images at "
                  f"{report['image_size'][0]}x{report['image_size'][1]}; latency is the "
@@ -46,7 +45,7 @@ def _pct(value):
     return "" if value is None else f"{value:.1%}"
 
 
-def _summary(row):
+def row_summary(row):
     """One exported file's check, as export() prints it while it works."""
     if row["checked_on"] == "real images":
         return (f"max |diff| {row['max_abs_diff']:.2g}, "

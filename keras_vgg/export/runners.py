@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_vgg._extras import require
+from keras_vgg._helpers import recorded
 from keras_vgg.export.flatbuffer import tflite_labels
-from keras_vgg.export.run_info import read_model_info
 from keras_vgg.export.serving import serving_model
 from keras_vgg.preprocessing import resize_uint8
+from keras_vgg.saving import load_model
 
 
 class KerasRunner:
@@ -43,8 +45,8 @@ class TFLiteRunner:
     """Runs a ``.tflite`` file with ``ai_edge_litert`` on uint8 images of its input size."""
 
     def __init__(self, path):
-        from ai_edge_litert.interpreter import Interpreter
-
+        Interpreter = require("ai_edge_litert.interpreter", "export",
+                              package="ai-edge-litert").Interpreter
         self.model_bytes = Path(path).read_bytes()
         self.interpreter = Interpreter(model_content=self.model_bytes,
                                        num_threads=os.cpu_count() or 1)
@@ -114,9 +116,11 @@ def load_predictor(path):
         return run, names
     if (path / "saved_model.pb").is_file():
         return SavedModelRunner(path), names
-    model, info = read_model_info(path)
-    if "preprocessing" not in info:
+    model = load_model(path, compile=False)
+    preprocessing = recorded(model, "preprocessing")
+    if preprocessing is None:
         raise ValueError(f"{path} does not say its preprocessing (a model built with "
                          "weights=None, saved outside a run); export it with an explicit "
                          "preprocessing first.")
-    return KerasRunner(serving_model(model, info["preprocessing"])), info.get("class_names", names)
+    return KerasRunner(serving_model(model, preprocessing)), \
+        recorded(model, "class_names") or names

@@ -21,7 +21,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from keras_vgg.export.flatbuffer import add_labels, builtin_names, tflite_ops
-from keras_vgg.export.formats import CALIBRATION_IMAGES, INT8_IO, QUANTIZE, ExportError, _choice
+from keras_vgg.export.formats import CALIBRATION_IMAGES, INT8_IO, QUANTIZE, ExportError, one_of
 
 FLATBUFFER_LIMIT = 2**31  # bytes: TFLite's flatbuffer cannot hold more
 
@@ -57,8 +57,8 @@ def converter_settings(quantize: str, representative=None, int8_io="uint8") -> d
 def write_tflite(serving, path, quantize="none", representative=None, int8_io="uint8",
                  class_names=None) -> dict:
     """Convert ``serving`` to a TFLite file of builtin ops; returns its op counts."""
-    _choice("quantize", quantize, QUANTIZE)
-    _choice("int8_io", int8_io, INT8_IO)
+    one_of("quantize", quantize, QUANTIZE)
+    one_of("int8_io", int8_io, INT8_IO)
     float_bytes = 4 * serving.count_params()
     if float_bytes >= FLATBUFFER_LIMIT:
         raise ExportError(

@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keras_vgg._extras import require
+from keras_vgg._extras import MissingExtra, require
+from keras_vgg._helpers import format_table
 from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export.formats import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
@@ -227,6 +228,46 @@ def recipe_expectation(source) -> str:
     return ""
 
 
+def recipes_table() -> str:
+    """The shipped recipes (``keras-vgg recipes``): name, data, model and the expectation
+    their files state."""
+    rows = [(name, recipe.data, recipe.model, recipe_expectation(name))
+            for name, recipe in ((n, load_recipe(n)) for n in shipped_recipes())]
+    return "\n".join([format_table(("recipe", "data", "model", "expect"), rows),
+                      f"Files (commented YAML): {recipes_folder()}",
+                      "Run one: keras-vgg finetune NAME [key=value ...]; every key it sets: "
+                      "keras-vgg finetune --dry-run NAME"])
+
+
+def recipes_help() -> str:
+    """What ``keras-vgg finetune --help`` says after the flags: which recipe runs, what the
+    default ones set, and every key with its default."""
+    import textwrap
+
+    def pairs(values, skip=("name",)):
+        return " ".join(f"{k}={json.dumps(v)}" for k, v in values.items() if k not in skip)
+
+    def fill(text):
+        return textwrap.fill(text, 92, initial_indent="  ", subsequent_indent="    ")
+
+    scratch = " ".join(f"{k}={v}" for k, v in FROM_SCRATCH.items())
+    try:
+        builtin, folder = _read(_resolve("builtin")), _read(_resolve("folder"))
+    except MissingExtra as error:  # the base install: no PyYAML to read the shipped recipes
+        return f"recipes: {error}"
+    return "\n".join([
+        "which recipe runs: RECIPE or --config RECIPE (a shipped name from `keras-vgg recipes` "
+        "or a YAML/JSON file); without it 'builtin' (no --data, or --data builtin) or 'folder' "
+        "(--data DIR). They set:",
+        fill("builtin: " + pairs(builtin)),
+        fill("folder: " + pairs(folder)),
+        fill(f"A recipe made for pretrained weights run with --weights none trains every "
+             f"block ({scratch}) unless you set those keys."),
+        "every recipe key (key=value), with the default a recipe file leaves it at:",
+        fill(pairs(Recipe().to_dict(), skip=())),
+    ])
+
+
 def recipes_folder():
     """The folder of the shipped recipe files: the installed ``keras_vgg._recipes``, else
     (a checkout run without installing) the repository's ``recipes/`` beside the library."""
@@ -319,14 +360,14 @@ def _check_type(recipe: Recipe, key: str):
 
 
 def _weights_say_preprocessing(weights) -> bool:
-    """True unless ``weights`` is a plain Keras weights file: names come from the weights table,
-    source files and converted files record their mode."""
-    from keras_vgg.convert import SOURCE_SUFFIXES, read_metadata
+    """True unless ``weights`` is a plain Keras weights file: names come from the weights
+    table, source files, converted files and VGGModel ``.keras`` files record their mode."""
+    from keras_vgg.convert import SOURCE_SUFFIXES
+    from keras_vgg.weights import file_record
 
     if weights is None or weights in WEIGHTS_NAMES or str(weights).lower().endswith(SOURCE_SUFFIXES):
         return True
-    info = read_metadata(weights) if str(weights).endswith(".h5") and Path(weights).is_file() \
-        else None
+    info = file_record(weights) if Path(weights).is_file() else None
     return info is not None and info["preprocessing"] is not None
 
 

@@ -1,4 +1,5 @@
-"""What a run leaves behind besides the model: metrics.json, history.png, confusion_matrix.png.
+"""What a run leaves behind besides the model: metrics.json, history.png, confusion_matrix.png,
+and the summary ``keras-vgg finetune`` prints at the end (``format_run``).
 
 Example:
     >>> import numpy as np
@@ -11,11 +12,13 @@ Example:
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 
 from keras_vgg._extras import require
+from keras_vgg.export.report import format_report
 
 
 def classification_metrics(labels, predicted, class_names) -> dict:
@@ -98,3 +101,26 @@ def _pyplot():
     """matplotlib.pyplot drawing to files (the Agg backend), or an error naming the extra."""
     require("matplotlib", "finetune").use("Agg")
     return require("matplotlib.pyplot", "finetune", package="matplotlib")
+
+
+def format_run(result) -> str:
+    """The end of a run: what it scored and when, what the data lost, then where it all is."""
+    final = result.metrics["final"]
+    stopped = final.get("stopped_early") or []
+    lines = [f"Validation accuracy {final['val_accuracy']:.1%} (best.keras, from epoch "
+             f"{final['best_epoch']} of {final['epochs_run']}"
+             + (f"; early stopping ended {' and '.join(stopped)}" if stopped else "")
+             + f") in {result.metrics['seconds']:.0f} s"
+             + (", head trained on cached features" if result.feature_cache else "")]
+    report = json.loads((result.run_dir / "data_report.json").read_text())
+    counts = [f"skipped {len(report['skipped'])} file(s)" if report["skipped"] else "",
+              f"converted {len(report['converted'])} to RGB" if report["converted"] else "",
+              f"dropped {len(report['dropped_classes'])} class folder(s)"
+              if report["dropped_classes"] else ""]
+    if any(counts):
+        lines.append("Data: " + ", ".join(c for c in counts if c) + " (see data_report.json)")
+    lines.append(f"Outputs in {result.run_dir}:")
+    lines += [f"  {p.name}{'/' if p.is_dir() else ''}" for p in sorted(result.run_dir.iterdir())]
+    if result.export_report:
+        lines += ["Exported to export/ (export_report.json):", format_report(result.export_report)]
+    return "\n".join(lines)

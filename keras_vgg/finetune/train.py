@@ -43,6 +43,12 @@ from keras_vgg._extras import require
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.run_folder import (
+    open_run_dir,
+    resolve_run_dir,
+    start_run_dir,
+    write_json,
+)
 from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
 from keras_vgg.finetune.report import (
     classification_metrics,
@@ -108,59 +114,6 @@ def require_extras(recipe):
         require("tensorboard", "finetune")
     if "tflite" in recipe.export_formats:
         require("ai_edge_litert", "export", package="ai-edge-litert")
-
-
-def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
-    """Checks ``run_dir`` may be used; returns (recipe, state). Creates nothing yet."""
-    run_dir = Path(run_dir)
-    if overwrite and resume:
-        raise ValueError("Expected at most one of `overwrite` and `resume`. Received both.")
-    if resume:
-        saved = run_dir / "recipe.json"
-        if not saved.exists():
-            raise ValueError(
-                f"Nothing to resume: expected a run directory with recipe.json. "
-                f"Received: run_dir={str(run_dir)!r}"
-            )
-        saved_recipe = Recipe.from_dict(json.loads(saved.read_text()), source=str(saved))
-        if recipe is not None and recipe.to_dict() != saved_recipe.to_dict():
-            differs = sorted(k for k, v in recipe.to_dict().items()
-                             if saved_recipe.to_dict()[k] != v)
-            raise ValueError(
-                f"A resumed run keeps its own recipe; these keys differ from {saved}: {differs}. "
-                "Resume without changes, or start a new run directory."
-            )
-        state_file = run_dir / "state.json"
-        state = json.loads(state_file.read_text()) if state_file.exists() else _new_state()
-        if state.get("complete"):
-            raise ValueError(f"The run in {run_dir} is complete; there is nothing to resume.")
-        return saved_recipe, state
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise ValueError(
-            f"The run directory {str(run_dir)!r} already holds a run. Pass overwrite=True "
-            "(--overwrite) to replace it, resume=True (--resume) to continue it, or choose "
-            "another run_dir."
-        )
-    return recipe, _new_state()
-
-
-def start_run_dir(run_dir, recipe):
-    """A fresh run directory holding recipe.json (an earlier run there is removed)."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    _write_json(run_dir / "recipe.json", recipe.to_dict())
-
-
-def _new_state():
-    return {"phases_done": [], "epoch": 0, "complete": False}
-
-
-def _write_json(path, value):
-    """Written beside and renamed into place: a reader never sees half a file."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
 
 
 class _CheckpointFullModel(keras.callbacks.ModelCheckpoint):
@@ -269,7 +222,7 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
         recipe = Recipe()
     if recipe is not None:
         recipe.validate()
-    run_dir = Path(run_dir or Path("runs") / recipe.name)
+    run_dir = resolve_run_dir(run_dir, recipe, overwrite, resume)
     recipe, state = open_run_dir(run_dir, recipe, overwrite=overwrite, resume=resume)
     require_extras(recipe)
     started = time.time()
@@ -297,7 +250,7 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
         start_run_dir(run_dir, saved_recipe)
     if recipe.cache == "disk":
         (run_dir / "cache").mkdir(exist_ok=True)
-    _write_json(run_dir / "data_report.json", splits.report)
+    write_json(run_dir / "data_report.json", splits.report)
     phase_starts, feature_cache = [], False
     for phase in PHASES:
         if not getattr(recipe, f"{phase}_epochs"):
@@ -309,24 +262,24 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
         feature_cache |= run_phase(phase, model, splits, recipe, mode, run_dir, state,
                                    callbacks, verbose, strategy)
         model.save_weights(run_dir / f"{phase}.weights.h5")
-        _write_json(run_dir / "state.json", state)
+        write_json(run_dir / "state.json", state)
     metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts)
     metrics["final"]["stopped_early"] = state.get("stopped_early", [])
     metrics["final"]["epochs_planned"] = recipe.phase1_epochs + recipe.phase2_epochs
     metrics["feature_cache"] = feature_cache
     metrics["seconds"] = round(time.time() - started, 1)
-    _write_json(run_dir / "metrics.json", metrics)
-    export_report = export_run(run_dir, splits, recipe, mode, verbose) if recipe.export_formats \
+    write_json(run_dir / "metrics.json", metrics)
+    export_report = export_finished_run(run_dir, splits, recipe, mode, verbose) if recipe.export_formats \
         else None
     state["complete"] = True
-    _write_json(run_dir / "state.json", state)
+    write_json(run_dir / "state.json", state)
     for scratch in ("backup", "cache"):  # nothing left to resume: drop the scratch copies
         shutil.rmtree(run_dir / scratch, ignore_errors=True)
     return RunResult(run_dir, run_dir / "best.keras", metrics, state["epoch"], feature_cache,
                      export_report)
 
 
-def export_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
+def export_finished_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
     """best.keras exported into ``run_dir/export``, calibrated on the training split and
     checked on the validation split."""
     from keras_vgg.export import export
