@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from keras_vgg._extras import MissingExtra
 from keras_vgg._quiet import VERBOSE_FLAG

@@ -81,6 +81,17 @@ class Preprocessing:
     def __call__(self, x):
         return preprocess_input(x, self.mode, mean=self.mean)
 
+    def __eq__(self, other):
+        if not isinstance(other, Preprocessing):
+            return NotImplemented
+        same_mean = (self.mean is None and other.mean is None) or (
+            self.mean is not None and other.mean is not None
+            and np.array_equal(self.mean, other.mean))
+        return self.mode == other.mode and same_mean
+
+    def __hash__(self):
+        return hash(self.mode)
+
     def mean_pixel(self) -> np.ndarray:
         """The mean as one RGB pixel (the average image averaged over its pixels)."""
         return self.mean.reshape(-1, 3).mean(axis=0)

@@ -6,7 +6,7 @@ Example (what tests/test_contract.py runs for every variant)::
 
     model = build_vgg("vgg16", include_top=False, input_shape=(32, 32, 3), pooling="avg")
     run_serialization_test(model)
-    run_saved_model_round_trip_test(model, tmp_path)
+    run_keras_file_round_trip_test(model, tmp_path)
     run_builtin_tflite_test(model, tmp_path)
 """
 
@@ -41,12 +41,13 @@ def run_serialization_test(model):
     assert record(revived) == record(model)
 
 
-def run_saved_model_round_trip_test(model, tmp_path):
-    """A .keras file loads with safe_mode=True: same outputs, same record."""
+def run_keras_file_round_trip_test(model, tmp_path):
+    """A .keras file loads with safe_mode=True: same class, layer names, outputs, record."""
     path = tmp_path / f"{model.name}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert type(loaded) is type(model)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
     x = images(model)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-5)

@@ -323,12 +323,16 @@ def test_mixed_precision_model_exports_as_float32(mixed_model, policy, tmp_path)
     outputs = {"saved_model": SavedModelRunner(out / "saved_model")(sample),
                "none": TFLiteRunner(out / TFLITE_FILES["none"])(sample),
                "dynamic": TFLiteRunner(out / TFLITE_FILES["dynamic"])(sample)}
-    # Against the float32 network: measured 0 (SavedModel), 1.3e-6 (float32) and 0.022
-    # (dynamic, top-1 agreement 100%).
+    # Against the float32 network: measured 0 (SavedModel), 1.3e-6 (float32) and 0.022-0.03
+    # (dynamic int8 weights). A dynamic file may flip a near tie (CI once saw 0.49 vs 0.48),
+    # so top-1 must agree wherever the float32 margin is wider than twice the allowed error.
     np.testing.assert_allclose(outputs["saved_model"], reference, rtol=0, atol=1e-5)
     np.testing.assert_allclose(outputs["none"], reference, rtol=0, atol=1e-5)
     assert np.abs(outputs["dynamic"] - reference).max() <= 0.05
-    assert np.array_equal(outputs["dynamic"].argmax(-1), reference.argmax(-1))
+    top2 = np.sort(reference, axis=-1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.1
+    assert clear.sum() >= len(reference) // 2, top2
+    assert np.array_equal(outputs["dynamic"].argmax(-1)[clear], reference.argmax(-1)[clear])
     for ops in (tflite_ops((out / TFLITE_FILES[q]).read_bytes()) for q in ("none", "dynamic")):
         assert "CUSTOM" not in ops and not [op for op in ops if op.startswith("Flex")], ops
 

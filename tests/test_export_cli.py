@@ -20,7 +20,9 @@ from keras_vgg import cli
 from keras_vgg.export import bundle as export_bundle  # export() looks its writers up here
 from keras_vgg.export import formats as export_formats
 from keras_vgg.export import tflite as export_tflite
-from keras_vgg.export import ExportError, add_labels, export, read_model_info, tflite_labels
+from keras_vgg.export import ExportError, add_labels, export, tflite_labels
+from keras_vgg.saving import load_model, record_of
+from keras_vgg.vgg_model import VGGModel
 from keras_vgg.preprocessing import preprocess_input, resize_uint8
 
 NAMES = ["cat", "dog", "fox"]
@@ -464,48 +466,61 @@ def test_open_size_model_exports_at_the_given_size(tmp_path):
     assert report["exports"][0]["max_abs_diff"] <= 1e-5
 
 
-# ---------------------------------------------------------------- 3. read_model_info
+# ---------------------------------------------------------------- 3. load_model (old run folders)
 
 
-def test_read_model_info_from_a_run_folder(tmp_path):
+def test_load_model_gives_an_old_run_folders_model_its_record(tmp_path):
+    """A best.keras saved before models carried their record gets it from metrics.json."""
     run = tmp_path / "run"
     run.mkdir()
     tiny_model().save(run / "best.keras")
     (run / "metrics.json").write_text(json.dumps(
         {"final": {"preprocessing": "caffe", "class_names": NAMES, "val_accuracy": 0.9}}))
     (run / "class_names.txt").write_text("not\nthese\nnames\n")  # metrics.json wins
-    model, info = read_model_info(run)
-    assert info == {"preprocessing": "caffe", "class_names": NAMES}
-    assert isinstance(model, keras.Model) and model.output_shape == (None, 3)
-    assert read_model_info(run / "best.keras")[1] == info
+    model = load_model(run)
+    assert isinstance(model, VGGModel) and model.output_shape == (None, 3)
+    assert (model.preprocessing.mode, model.class_names) == ("caffe", NAMES)
+    assert record_of(load_model(run / "best.keras")) == record_of(model)
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(model.predict_on_batch(images),
+                                  keras.saving.load_model(run / "best.keras").predict_on_batch(images))
 
 
-def test_read_model_info_class_names_txt(tmp_path):
+def test_load_model_class_names_txt(tmp_path):
     tiny_model().save(tmp_path / "model.keras")
     (tmp_path / "class_names.txt").write_text("cat\ndog\nfox\n")
-    model, info = read_model_info(tmp_path / "model.keras")
-    assert info == {"class_names": NAMES}
+    model = load_model(tmp_path / "model.keras")
+    assert record_of(model) == {"variant": None, "preprocessing": None, "class_names": NAMES}
     assert model.input_shape == (None, 8, 8, 3)
 
 
 # Regression: class_names.txt is read with split("\n")[:-1], which assumes a trailing newline; a
 # hand-written file without one ("cat\ndog\nfox") loses its last class ("fox"), and the export
 # then fails with a confusing "Expected 3 `class_names`" (labels.txt in load_predictor, too).
-def test_read_model_info_class_names_txt_without_trailing_newline(tmp_path):
+def test_load_model_class_names_txt_without_trailing_newline(tmp_path):
     tiny_model().save(tmp_path / "model.keras")
     (tmp_path / "class_names.txt").write_text("cat\ndog\nfox")
-    assert read_model_info(tmp_path / "model.keras")[1] == {"class_names": NAMES}
+    assert load_model(tmp_path / "model.keras").class_names == NAMES
+
+
+def test_read_model_info_still_works_and_names_its_replacement(tmp_path):
+    tiny_model().save(tmp_path / "model.keras")
+    (tmp_path / "class_names.txt").write_text("cat\ndog\nfox\n")
+    with pytest.warns(DeprecationWarning, match=r"keras_vgg.load_model\(path\)"):
+        from keras_vgg.export import read_model_info
+    model, info = read_model_info(tmp_path / "model.keras")
+    assert info == {"class_names": NAMES} and model.output_shape == (None, 3)
 
 
 @pytest.mark.parametrize("name", ["model.h5", "model.weights.h5", "missing.keras", "empty_dir"])
-def test_read_model_info_refuses_other_paths(tmp_path, name):
+def test_load_model_refuses_other_paths(tmp_path, name):
     path = tmp_path / name
     if name == "empty_dir":
         path.mkdir()
     elif name != "missing.keras":
         path.write_bytes(b"not a keras file")
     with pytest.raises(ValueError, match="Expected a .keras file or a run folder"):
-        read_model_info(path)
+        load_model(path)
 
 
 # ---------------------------------------------------------------- 4. keras-vgg export
@@ -557,7 +572,7 @@ def test_cli_export_needs_preprocessing_without_metrics(lone_keras, tmp_path, ca
     code = cli.main(["export", str(lone_keras), "--format", "tflite", "-o", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("keras-vgg export: Expected --preprocessing")
+    assert err.startswith("keras-vgg export: Expected `preprocessing` (--preprocessing)")
     assert str(lone_keras) in err
     assert not (tmp_path / "o").exists()
 
@@ -625,8 +640,9 @@ def test_cli_min_agreement_needs_real_images(run_dir, tmp_path, capsys):
                      "-o", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("keras-vgg export: Expected --sample-data DIR|tfds:NAME")
-    assert "Received: --min-agreement 0.9" in err
+    assert err.startswith(
+        "keras-vgg export: Expected `sample_data` (--sample-data DIR|tfds:NAME, real images)")
+    assert "Received: min_agreement=0.9" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -635,8 +651,9 @@ def test_cli_int8_without_data_names_the_flag(run_dir, tmp_path, capsys):
                      "-o", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("keras-vgg export: Expected --representative-data DIR|tfds:NAME")
-    assert "--quantize int8" in err and f"Received: {run_dir} brings no data" in err
+    assert err.startswith("keras-vgg export: Expected `representative_data` "
+                          "(--representative-data DIR|tfds:NAME")
+    assert "quantize int8" in err and f"Received: {run_dir} brings no data" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -742,6 +759,46 @@ def test_export_takes_preprocessing_and_class_names_from_the_model(tmp_path):
     assert not (tmp_path / "bare").exists()
 
 
+def test_predict_from_python_gives_what_the_cli_prints(cli_bundle, run_dir, photos):
+    """keras_vgg.export.predict is the library call behind `keras-vgg predict`: paths of a
+    run folder, a .tflite or a loaded model, on image files or arrays of any size."""
+    from keras_vgg.export import predict
+
+    files = [str(p) for p in photos]
+    for model in (run_dir, cli_bundle["out"] / FLOAT32, load_model(run_dir)):
+        results = predict(model, files, top_k=2)
+        assert [(r.image, r.classes) for r in results] == [
+            (files[0], ["cat", "fox"]), (files[1], ["dog", "fox"])]
+        np.testing.assert_allclose(results[0].scores, [0.7856, 0.1753], atol=2e-3)
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in photos]  # 32x32 and 48x40
+    results = predict(load_model(run_dir), arrays, top_k=1)
+    assert [(r.image, r.classes) for r in results] == [("0", ["cat"]), ("1", ["dog"])]
+    with pytest.raises(ValueError, match=r"Expected `top_k` to be an int >= 1. Received: top_k=0"):
+        predict(run_dir, arrays, top_k=0)
+
+
+def test_predict_with_names_that_do_not_fit_warns_and_gives_indices(photos):
+    from keras_vgg.export import predict
+
+    model = VGGModel.from_config({**tiny_model((32, 32)).get_config(), "preprocessing": "tf",
+                                  "class_names": ["only", "two"]})
+    with pytest.warns(UserWarning, match=r"class names \(2\) do not match the model's 3"):
+        (result,) = predict(model, [str(photos[0])], top_k=3)
+    assert sorted(result.classes) == ["0", "1", "2"]
+
+
+def test_cli_predict_without_the_export_extra_names_it(cli_bundle, photos, monkeypatch, capsys):
+    """A missing ai-edge-litert is one line naming the extra (exit 2), not a traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    assert cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(photos[0])]) == 2
+    err = capsys.readouterr().err
+    assert "keras-vgg predict: ai-edge-litert is not installed" in err
+    assert 'pip install "keras-vgg[export]"' in err
+
+
 def test_cli_predict_on_an_export_folder_and_a_folder_of_images(cli_bundle, photos, capsys):
     folder = photos[0].parent
     assert cli.main(["predict", str(cli_bundle["out"]), str(folder), "--top-k", "1"]) == 0
@@ -773,9 +830,10 @@ def test_cli_predict_not_an_image(cli_bundle, photos, tmp_path, capsys):
 
 
 def test_cli_predict_top_k_zero(cli_bundle, photos, capsys):
-    code = cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(photos[0]), "--top-k", "0"])
-    assert code == 2
-    assert "expected --top-k >= 1. Received: 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(photos[0]), "--top-k", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --top-k: expected an int >= 1; received '0'" in capsys.readouterr().err
 
 
 # Regression: load_predictor reads labels.txt with split("\n")[:-1] too: a hand-written labels.txt

@@ -122,3 +122,30 @@ def test_dense_keras_round_trip(tmp_path):
 def test_dense_needs_the_top():
     with pytest.raises(ValueError, match="model="):
         to_dense(keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3)))
+
+
+def test_extractor_and_dense_keep_the_record_through_a_keras_file(tmp_path):
+    """Both return a VGGModel with the source's record: decode_predictions finds the dense
+    model's class names, and a saved extractor still says its preprocessing."""
+    from keras_vgg import decode_predictions
+    from keras_vgg.saving import record_of
+    from keras_vgg.vgg_model import VGGModel
+
+    model = keras_vgg.VGG11(input_shape=(32, 32, 3), classes=3, adaptive_pool=1)
+    model.preprocessing, model.class_names = "torch", ["cat", "dog", "fox"]
+    dense = to_dense(model)
+    assert isinstance(dense, VGGModel)
+    assert record_of(dense) == record_of(model)
+    scores = dense.predict_on_batch(images(1, 32)).reshape(1, 3)
+    assert {name for _, name, _ in decode_predictions(scores, model=dense, top=3)[0]} == {
+        "cat", "dog", "fox"}
+    extractor = feature_extractor(model, layers=["block2_pool"], as_dict=True)
+    assert isinstance(extractor, VGGModel)
+    assert record_of(extractor) == {"variant": "vgg11", "preprocessing": model.preprocessing,
+                                    "class_names": None}  # features, not classes
+    extractor.save(tmp_path / "features.keras")
+    loaded = keras.saving.load_model(tmp_path / "features.keras")
+    assert (type(loaded).__name__, loaded.variant, loaded.preprocessing.mode) == (
+        "VGGModel", "vgg11", "torch")
+    np.testing.assert_allclose(loaded(images(1, 32))["block2_pool"],
+                               extractor(images(1, 32))["block2_pool"], atol=1e-5)

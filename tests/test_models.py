@@ -9,9 +9,8 @@ import pytest
 
 import keras_vgg
 from keras_vgg import build_vgg, describe, get_model, list_models
-from keras_vgg.configs import Conv, get_config, layer_names
+from keras_vgg.configs import Conv, layer_names
 from keras_vgg.models import BUILDERS
-from keras_vgg.vgg_model import VGGModel
 
 from test_configs import FAST_NET_POOLS, PARAMS
 
@@ -102,27 +101,7 @@ def test_keras_applications_weights_load_unchanged(tmp_path, name, suffix, inclu
                                rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_keras_file_round_trip_safe_mode(tmp_path, name):
-    model = build_vgg(name, input_shape=SMALL, classes=10)
-    path = tmp_path / f"{name}.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
-    x = images()
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-6, atol=1e-7)
-    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
-
-
-@pytest.mark.parametrize("name", list_models())
-def test_config_round_trip(name):
-    model = build_vgg(name, include_top=False, input_shape=SMALL, pooling="avg")
-    clone = type(model).from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    assert clone.get_config() == model.get_config()
-    assert type(clone) is VGGModel and clone.variant == get_config(name).name
-    x = images()
-    np.testing.assert_allclose(clone(x), model(x), rtol=1e-6, atol=1e-6)
+# The .keras and config round trips of every variant: tests/test_contract.py.
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -267,8 +267,36 @@ def test_converted_keras_file_keeps_its_variant_preprocessing_and_classes(tmp_pa
     np.testing.assert_allclose(info["preprocessing"].mean, [120.0, 115.0, 100.0])
     model = build_vgg("vgg_m", include_top=False, weights=out, input_shape=(64, 64, 3))
     assert model.class_names == ["cat", "dog"] and model.preprocessing.mode == "mean_image"
-    with pytest.raises(ValueError, match="converted for vgg_m, not vgg_s"):
+    with pytest.raises(ValueError, match="is for vgg_m, not vgg_s"):
         build_vgg("vgg_s", include_top=False, weights=out, input_shape=(64, 64, 3))
+
+
+def test_a_keras_file_as_weights_brings_its_record(tmp_path):
+    """A VGGModel's .keras file used as `weights` gives the new model its preprocessing and
+    class names, refuses another variant, and counts for preprocessing='auto' in a recipe."""
+    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.saving import read_keras_record
+
+    source = build_vgg("vgg11", input_shape=SIZE, classes=3, adaptive_pool=1)
+    source.preprocessing, source.class_names = "tf", ["cat", "dog", "fox"]
+    source.save(tmp_path / "m.keras")
+    assert read_keras_record(tmp_path / "m.keras") == {
+        "variant": "vgg11", "preprocessing": Preprocessing("tf"),
+        "class_names": ["cat", "dog", "fox"]}
+    model = build_vgg("vgg11", weights=str(tmp_path / "m.keras"), input_shape=SIZE, classes=3,
+                      adaptive_pool=1)
+    assert (model.preprocessing.mode, model.class_names) == ("tf", ["cat", "dog", "fox"])
+    for a, b in zip(source.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="is for vgg11, not vgg13"):
+        build_vgg("vgg13", weights=str(tmp_path / "m.keras"), input_shape=SIZE, classes=3,
+                  adaptive_pool=1)
+    Recipe(weights=str(tmp_path / "m.keras"), preprocessing="auto").validate()
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    plain.save(tmp_path / "plain.keras")
+    assert read_keras_record(tmp_path / "plain.keras") is None
+    with pytest.raises(ValueError, match="preprocessing"):
+        Recipe(weights=str(tmp_path / "plain.keras"), preprocessing="auto").validate()
 
 
 def test_pth_without_torch_says_what_to_do(monkeypatch, tmp_path):

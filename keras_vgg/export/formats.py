@@ -11,6 +11,8 @@ Example:
     0.05
 """
 
+from keras_vgg._helpers import expected
+
 FORMATS = ("saved_model", "tflite")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
 INT8_IO = ("uint8", "int8")
@@ -32,5 +34,5 @@ class ExportError(RuntimeError):
 def one_of(name, value, allowed):
     """``value``, or a ValueError naming the argument ``name`` and what is ``allowed``."""
     if value not in allowed:
-        raise ValueError(f"Expected `{name}` to be one of {allowed}. Received: {name}={value!r}")
+        raise expected(f"`{name}` to be one of {allowed}", **{name: value})
     return value

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_vgg._extras import MissingExtra, require
-from keras_vgg._helpers import format_table
+from keras_vgg._helpers import expected, format_table
 from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export.formats import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
@@ -349,13 +349,13 @@ def _check_type(recipe: Recipe, key: str):
         return
     if value is None and key in ("weights", "image_key", "label_key", "data_dir"):
         return
-    expected = type(default) if default is not None else str
-    ok = isinstance(value, _TYPES[expected]) and not (
-        expected in (int, float) and isinstance(value, bool)
+    wanted = type(default) if default is not None else str
+    ok = isinstance(value, _TYPES[wanted]) and not (
+        wanted in (int, float) and isinstance(value, bool)
     )
     if not ok:
         raise ValueError(
-            f"Expected `{key}` to be {expected.__name__}. Received: {key}={value!r}"
+            f"Expected `{key}` to be {wanted.__name__}. Received: {key}={value!r}"
         )
 
 
@@ -379,7 +379,7 @@ def _no_weights(value):
 def _one_of(recipe, key, allowed, value=None):
     value = getattr(recipe, key) if value is None else value
     if value not in allowed:
-        raise ValueError(f"Expected `{key}` to be one of {list(allowed)}. Received: {key}={value!r}")
+        raise expected(f"`{key}` to be one of {list(allowed)}", **{key: value})
 
 
 def _at_least(recipe, key, low):

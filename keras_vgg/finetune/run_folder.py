@@ -157,7 +157,8 @@ def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing
     names = record["class_names"] or data_names
     if labels is not None and data_names != names:
         raise ValueError(f"The data's classes {data_names} are not the model's {names}; "
-                         "expected sample data with the classes the model was trained on.")
+                         "expected `sample_data` (--sample-data) with the classes the model "
+                         f"was trained on. Received: sample_data={sample_data!r}")
     return export(loaded, out, formats, quantize, preprocessing=preprocessing,
                   class_names=names, image_size=image_size,
                   representative_data=representative, sample=sample, sample_labels=labels,

@@ -28,7 +28,6 @@ Example (a tiny run on the built-in shapes):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
