@@ -212,7 +212,9 @@ def _top(x, config, classes, classifier_activation, dropout, adaptive_pool):
         x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-    return layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+    # float32 whatever the dtype policy: a softmax in bfloat16/float16 loses the small classes.
+    return layers.Dense(classes, activation=classifier_activation, name="predictions",
+                        dtype="float32")(x)
 
 
 def build_graph(

@@ -190,6 +190,7 @@ def print_recipe(recipe) -> int:
 
 def add_export_parsers(commands):
     from keras_vgg.export.formats import FORMATS, INT8_IO, QUANTIZE
+    from keras_vgg.precision import PRECISIONS
     from keras_vgg.finetune.run_folder import SAMPLE_IMAGES
     from keras_vgg.preprocessing import MODES
 
@@ -221,6 +222,10 @@ def add_export_parsers(commands):
     export.add_argument("--min-agreement", type=float,
                         help="refuse an export whose top-1 agreement with Keras on the "
                         "real images is lower")
+    export.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="what the SavedModel computes in (default: float32, which runs "
+                        "well everywhere; auto: this machine's fastest, bfloat16 on CPUs "
+                        "with AMX); TFLite files are float32 or quantized")
     export.add_argument("--overwrite", action="store_true",
                         help="replace an existing -o/--output folder")
     predict = commands.add_parser(
@@ -229,6 +234,9 @@ def add_export_parsers(commands):
     predict.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files, or folders of them")
     predict.add_argument("--top-k", type=positive_int, default=5,
                          help="classes to print (default: 5)")
+    predict.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="what a Keras model computes in (default: auto, this machine's "
+                         "fastest: bfloat16 on CPUs with AMX, else float32)")
 
 
 def export_command(args) -> int:
@@ -237,7 +245,8 @@ def export_command(args) -> int:
     export_run(args.model, args.output, args.format, args.quantize,
                preprocessing=args.preprocessing, image_size=args.image_size,
                representative_data=args.representative_data, sample_data=args.sample_data,
-               int8_io=args.int8_io, min_agreement=args.min_agreement, overwrite=args.overwrite)
+               int8_io=args.int8_io, min_agreement=args.min_agreement,
+               precision=args.precision, overwrite=args.overwrite)
     print(f"Exported to {args.output} (report: {args.output}/export_report.json)")
     return 0
 
@@ -249,7 +258,8 @@ def predict_command(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        predictions = predict(args.model, args.images, top_k=args.top_k)
+        predictions = predict(args.model, args.images, top_k=args.top_k,
+                              precision=args.precision)
     for warning in caught:
         print(f"keras-vgg predict: {warning.message}", file=sys.stderr)
     for p in predictions:

@@ -19,6 +19,7 @@ import keras
 
 from keras_vgg._helpers import find_nested
 from keras_vgg.models import build_vgg
+from keras_vgg.precision import with_precision
 from keras_vgg.saving import record_of
 from keras_vgg.vgg_model import VGGModel
 
@@ -35,7 +36,8 @@ def block_outputs(model: keras.Model) -> list[str]:
     return [last[i] for i in sorted(last)]
 
 
-def feature_extractor(model_or_name, layers=None, as_dict=False, **build_kwargs) -> keras.Model:
+def feature_extractor(model_or_name, layers=None, as_dict=False, precision=None,
+                      **build_kwargs) -> keras.Model:
     """A model returning the outputs of the named layers, for perceptual/style losses or Grad-CAM.
 
     Args:
@@ -44,6 +46,9 @@ def feature_extractor(model_or_name, layers=None, as_dict=False, **build_kwargs)
             ``build_kwargs``).
         layers: layer names; default the output of every block (``block_outputs``).
         as_dict: return ``{layer name: tensor}`` instead of a list in the order of ``layers``.
+        precision: what it computes in, ``"auto"`` (the fastest here), ``"float32"``,
+            ``"bfloat16"``, ``"float16"``; None (default): the source model's. Another
+            precision than the source's gives a copy (its own weights, in float32).
         **build_kwargs: passed to ``build_vgg`` when a name is given (``input_shape``, ``weights``).
 
     Returns:
@@ -94,7 +99,8 @@ def feature_extractor(model_or_name, layers=None, as_dict=False, **build_kwargs)
     if as_dict:
         outputs = dict(zip(layers, outputs))
     record = {**record_of(base), "class_names": None}  # features, not classes
-    return VGGModel(base.input, outputs, name=f"{base.name}_features", **record)
+    extractor = VGGModel(base.input, outputs, name=f"{base.name}_features", **record)
+    return with_precision(extractor, precision)
 
 
 def to_dense(model: keras.Model) -> keras.Model:

@@ -20,6 +20,7 @@ from keras_vgg._helpers import expected
 from keras_vgg.builder import build_graph, check_arguments, resolve_config, resolve_input_shape
 from keras_vgg.configs import LRN, Conv, get_config
 from keras_vgg.convert import SOURCE_SUFFIXES
+from keras_vgg.precision import precision_scope
 from keras_vgg.weights import NAMES, find_weights, load_weights
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
@@ -76,6 +77,7 @@ def build_vgg(
     batch_norm=False,
     dropout=0.5,
     adaptive_pool=None,
+    precision=None,
 ):
     """Build any VGG variant as a Keras Functional model.
 
@@ -101,6 +103,10 @@ def build_vgg(
         adaptive_pool: with include_top, an int n: average-pool the last feature map to n x n
             before ``flatten`` (layer ``avgpool``), as torchvision's ``AdaptiveAvgPool2d``
             does, so its classifier (n=7) runs at any input size. None: no such layer.
+        precision: what the layers compute in: ``"float32"``, ``"bfloat16"``, ``"float16"``
+            (mixed precision: the weights stay float32, the classifier computes in float32),
+            or ``"auto"``, the fastest this machine runs well (``keras_vgg.precision``).
+            None (default): Keras's global dtype policy, float32 unless set.
 
     Returns:
         A ``keras.Model``.
@@ -120,10 +126,11 @@ def build_vgg(
         _check_published_input(weights, config, include_top, shape)
     elif weights is not None:
         _check_weights_path(weights)
-    model = build_graph(config, include_top=include_top, input_tensor=input_tensor,
-                        input_shape=input_shape, pooling=pooling, classes=classes,
-                        classifier_activation=classifier_activation, name=name,
-                        dropout=dropout, adaptive_pool=adaptive_pool)
+    with precision_scope(precision):
+        model = build_graph(config, include_top=include_top, input_tensor=input_tensor,
+                            input_shape=input_shape, pooling=pooling, classes=classes,
+                            classifier_activation=classifier_activation, name=name,
+                            dropout=dropout, adaptive_pool=adaptive_pool)
     if weights is not None:
         load_weights(model, weights, config.name, include_top)
     return model
@@ -140,6 +147,7 @@ Args:
     batch_norm: add BatchNormalization after every conv (A-E only).
     dropout: Dropout rate after fc1 and fc2 (paper: 0.5).
     adaptive_pool: average-pool to n x n before flatten (torchvision's classifier: 7).
+    precision: None (Keras's dtype policy), "auto", "float32", "bfloat16" or "float16".
 
 Returns:
     A ``keras.Model``.
@@ -176,6 +184,7 @@ def _public_builder(func_name: str, variant: str, summary: str):
         batch_norm=False,
         dropout=0.5,
         adaptive_pool=None,
+        precision=None,
     ):
         return build_vgg(
             variant,
@@ -190,6 +199,7 @@ def _public_builder(func_name: str, variant: str, summary: str):
             batch_norm=batch_norm,
             dropout=dropout,
             adaptive_pool=adaptive_pool,
+            precision=precision,
         )
 
     builder.__name__ = builder.__qualname__ = func_name

@@ -18,7 +18,7 @@ LAYERS = [
     ("keras_vgg.configs",),
     ("keras_vgg.layers",),
     ("keras_vgg.preprocessing", "keras_vgg.labels"),
-    ("keras_vgg.vgg_model",),  # a Functional model that carries a Preprocessing
+    ("keras_vgg.vgg_model", "keras_vgg.precision"),  # the model class; what models compute in
     ("keras_vgg.saving",),  # reading .keras files and run folders with their record
     ("keras_vgg.builder",),
     ("keras_vgg.convert",),

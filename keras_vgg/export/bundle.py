@@ -39,6 +39,7 @@ from keras_vgg.export.formats import (
     RANDOM_IMAGES,
     REPORT,
     TFLITE_FILES,
+    TFLITE_PRECISION,
     one_of,
 )
 from keras_vgg.export.report import format_report, row_summary
@@ -47,14 +48,15 @@ from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
 from keras_vgg._helpers import recorded
+from keras_vgg.precision import resolve_precision, with_precision
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
 
 
 @float32_policy()
 def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
            class_names=None, image_size=None, representative_data=None, sample=None,
-           sample_labels=None, int8_io="uint8", min_agreement=None, overwrite=False,
-           latency_repeats=10, verbose=True) -> dict:
+           sample_labels=None, int8_io="uint8", min_agreement=None, precision="float32",
+           overwrite=False, latency_repeats=10, verbose=True) -> dict:
     """Export ``model`` into the folder ``out``, check every file, and report.
 
     Args:
@@ -78,6 +80,9 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
         int8_io: ``"uint8"`` or ``"int8"`` input and output of the int8 model.
         min_agreement: refuse an export whose top-1 agreement with Keras on ``sample``
             is lower (needs ``sample``).
+        precision: what the SavedModel computes in: ``"float32"``, ``"bfloat16"``,
+            ``"float16"`` or ``"auto"`` (this machine's fastest, see ``keras_vgg.precision``);
+            checked against the float32 Keras model. TFLite files are float32 or quantized.
     """
     targets = _targets(formats, quantize, int8_io)
     out = Path(out)
@@ -87,6 +92,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
         preprocessing = model_preprocessing(model)
     if class_names is None:
         class_names = recorded(model, "class_names")
+    precision = resolve_precision(precision)
     serving = serving_model(model, preprocessing, image_size)
     size = tuple(serving.input_shape[1:3])
     class_names = _class_names(class_names, serving.output_shape[-1])
@@ -104,7 +110,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
     report = _report(model, size, preprocessing, len(class_names), keras_figures,
                      {"images": len(sample), "source": source, "labels": labels is not None})
     write = functools.partial(
-        _write_and_check, serving, class_names=class_names, representative=representative_data,
+        _write_and_check, serving, precision=precision, class_names=class_names, representative=representative_data,
         int8_io=int8_io, sample=sample, reference=reference, labels=labels,
         real=source == "given", min_agreement=min_agreement, repeats=latency_repeats)
     _in_place(out, lambda folder: _write_bundle(folder, targets, write, report, class_names,
@@ -164,24 +170,25 @@ def _report(model, size, preprocessing, classes, keras_figures, sample) -> dict:
     }
 
 
-def _write_and_check(serving, folder, target, *, class_names, representative, int8_io,
-                     sample, reference, labels, real, min_agreement, repeats) -> dict:
+def _write_and_check(serving, folder, target, *, precision, class_names, representative,
+                     int8_io, sample, reference, labels, real, min_agreement, repeats) -> dict:
     """One ``(format, quantize)`` file written into ``folder``, run on the sample and checked
     against ``reference`` (the Keras model's outputs): its report row."""
     fmt, q = target
     name = "saved_model" if fmt == "saved_model" else TFLITE_FILES[q]
     started = time.perf_counter()
     if fmt == "saved_model":
-        write_saved_model(serving, folder / name, class_names)
+        write_saved_model(with_precision(serving, precision), folder / name, class_names)
         run, ops = SavedModelRunner(folder / name), None
     else:
         ops = write_tflite(serving, folder / name, q, representative, int8_io, class_names)
         run = TFLiteRunner(folder / name)
     row = {"format": fmt, "quantize": q, "file": name, "size_bytes": _size(folder / name),
+           "precision": precision if fmt == "saved_model" else TFLITE_PRECISION[q],
            "seconds": round(time.perf_counter() - started, 1),
            "checked_on": "real images" if real else "random images",
-           **supported_figures(compare(reference, run(sample), labels), q, real),
            "latency_ms": median_ms(run, sample[0], repeats)}
+    row.update(supported_figures(compare(reference, run(sample), labels), row, real))
     if ops is not None:
         row["ops"] = ops
         if q == "int8":

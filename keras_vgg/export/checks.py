@@ -11,7 +11,7 @@ Example:
 
 import numpy as np
 
-from keras_vgg.export.formats import TOLERANCE, ExportError
+from keras_vgg.export.formats import TOLERANCE, ExportError, tolerance_key
 from keras_vgg.preprocessing import resize_uint8
 
 
@@ -35,19 +35,18 @@ def compare(reference, outputs, labels=None) -> dict:
     return row
 
 
-def supported_figures(row, quantize, real):
-    """The figures of ``compare`` that the sample supports: on random images, only the max
-    abs difference of the exports that are gated on it (SavedModel, float32, float16)."""
+def supported_figures(figures, row, real):
+    """The ``figures`` of ``compare`` that the sample supports for the export of ``row``: on
+    random images, only the max abs difference of the exports gated on it (SavedModel,
+    float32, float16)."""
     if real:
-        return row
-    return {"max_abs_diff": row["max_abs_diff"]} if (quantize or "saved_model") in TOLERANCE \
-        else {}
+        return figures
+    return {"max_abs_diff": figures["max_abs_diff"]} if tolerance_key(row) in TOLERANCE else {}
 
 
 def check_row(row, min_agreement):
     """Raises ExportError when ``row`` is past its tolerance or below ``min_agreement``."""
-    key = row["quantize"] or "saved_model"
-    limit = TOLERANCE.get(key)
+    limit = TOLERANCE.get(tolerance_key(row))
     if limit is not None and not row["max_abs_diff"] <= limit:
         raise ExportError(f"{row['file']} differs from the Keras model by "
                           f"{row['max_abs_diff']:.3g} (allowed {limit:g}); nothing was written.")

@@ -69,15 +69,15 @@ def read_image(path) -> np.ndarray:
     return image.numpy()
 
 
-def _runner(model):
+def _runner(model, precision):
     """``(run, class names)`` for a Keras model or a path (see ``load_predictor``)."""
     if isinstance(model, keras.Model):
-        serving = serving_model(model, model_preprocessing(model))
+        serving = serving_model(model, model_preprocessing(model), precision=precision)
         return KerasRunner(serving), recorded(model, "class_names")
-    return load_predictor(model)
+    return load_predictor(model, precision)
 
 
-def predict(model, images, top_k=5) -> list[Prediction]:
+def predict(model, images, top_k=5, precision="auto") -> list[Prediction]:
     """The ``top_k`` classes of each image, by ``model``'s own preprocessing and names.
 
     Args:
@@ -87,13 +87,16 @@ def predict(model, images, top_k=5) -> list[Prediction]:
         images: image files and folders of them, or uint8 RGB images ``(N, H, W, 3)`` (or a
             list of ``(H, W, 3)`` arrays of any sizes); each is resized to the model's input.
         top_k: how many classes per image.
+        precision: what a Keras model computes in: ``"auto"`` (this machine's fastest,
+            bfloat16 on CPUs with AMX; see ``keras_vgg.precision``), ``"float32"``,
+            ``"bfloat16"``, ``"float16"``. An exported file computes in its own (``"auto"``).
 
     Returns:
         One :class:`Prediction` per image, in order (a folder's files sorted).
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise expected("`top_k` to be an int >= 1", top_k=top_k)
-    run, names = _runner(model)
+    run, names = _runner(model, precision)
     if isinstance(images, (str, Path)) or (isinstance(images, (list, tuple))
                                            and all(isinstance(i, (str, Path)) for i in images)):
         sources = image_paths([images] if isinstance(images, (str, Path)) else images)

@@ -2,7 +2,7 @@
 
 Example:
     >>> from keras_vgg.export.report import format_report
-    >>> row = {"file": "model_float32.tflite", "size_bytes": 2_000_000, "size_vs_float32": 1.0,
+    >>> row = {"file": "model_float32.tflite", "quantize": "none", "size_bytes": 2_000_000, "size_vs_float32": 1.0,
     ...        "max_abs_diff": 2e-7, "top1_agreement": 1.0, "accuracy": 0.9, "latency_ms": 0.5}
     >>> print(format_report({"keras": {"latency_ms": 1.25, "accuracy": 0.9}, "exports": [row],
     ...                      "sample": {"images": 10, "source": "given"},
@@ -25,7 +25,10 @@ def format_report(report) -> str:
     rows = [("keras", "", "", "", "", _pct(keras_row.get("accuracy")),
              f"{keras_row['latency_ms']:.2f}")]
     for r in report["exports"]:
-        rows.append((r["file"], f"{r['size_bytes'] / 1e6:.2f}",
+        precision = r.get("precision", "float32")
+        name = r["file"] if r["quantize"] or precision == "float32" else \
+            f"{r['file']} ({precision})"
+        rows.append((name, f"{r['size_bytes'] / 1e6:.2f}",
                      f"{r['size_vs_float32']:.3f}" if "size_vs_float32" in r else "",
                      f"{r['max_abs_diff']:.2g}" if "max_abs_diff" in r else "",
                      _pct(r.get("top1_agreement")), _pct(r.get("accuracy")),

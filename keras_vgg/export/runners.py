@@ -22,9 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vgg._extras import require
-from keras_vgg._helpers import recorded
+from keras_vgg._helpers import expected, recorded
 from keras_vgg.export.flatbuffer import tflite_labels
 from keras_vgg.export.serving import serving_model
+from keras_vgg.precision import resolve_precision
 from keras_vgg.preprocessing import resize_uint8
 from keras_vgg.saving import load_model
 
@@ -38,7 +39,7 @@ class KerasRunner:
 
     def __call__(self, images):
         pixels = np.asarray(resize_uint8(images, self.image_size), dtype="float32")
-        return self.serving.predict_on_batch(pixels)
+        return np.asarray(self.serving.predict_on_batch(pixels), dtype="float32")
 
 
 class TFLiteRunner:
@@ -95,10 +96,11 @@ def median_ms(run, image, repeats=10) -> float:
     return 1000 * statistics.median(times)
 
 
-def load_predictor(path):
+def load_predictor(path, precision="auto"):
     """``(run, class_names)`` for a ``.keras`` file or run folder, a SavedModel folder, an
     export folder (its ``saved_model/``) or a ``.tflite`` file; ``run`` maps uint8 RGB images
-    of any size to probabilities."""
+    of any size to probabilities. A Keras model computes in ``precision`` (see
+    ``keras_vgg.precision``); an exported file in what it was exported in."""
     path = Path(path)
     if (path / "saved_model" / "saved_model.pb").is_file():  # an export bundle
         path = path / "saved_model"
@@ -106,6 +108,10 @@ def load_predictor(path):
     labels_file = next((f / "labels.txt" for f in (folder, folder.parent)
                         if (f / "labels.txt").is_file()), None)
     names = labels_file.read_text().splitlines() if labels_file else None
+    if path.suffix == ".tflite" or (path / "saved_model.pb").is_file():
+        _exported_precision(path, precision)
+    else:
+        resolve_precision(precision)  # a bad value fails before the model loads
     if path.suffix == ".tflite":
         runner = TFLiteRunner(path)
         names = tflite_labels(runner.model_bytes) or names
@@ -122,5 +128,13 @@ def load_predictor(path):
         raise ValueError(f"{path} does not say its preprocessing (a model built with "
                          "weights=None, saved outside a run); export it with an explicit "
                          "preprocessing first.")
-    return KerasRunner(serving_model(model, preprocessing)), \
+    return KerasRunner(serving_model(model, preprocessing, precision=precision)), \
         recorded(model, "class_names") or names
+
+
+def _exported_precision(path, precision):
+    """An exported file computes in the precision it was exported in: asking for one is an
+    error, not a silent no-op."""
+    if precision != "auto":
+        raise expected(f"`precision` 'auto' (--precision auto) for an exported file: {path} "
+                       "computes in the precision it was exported in", precision=precision)

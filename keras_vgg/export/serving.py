@@ -1,4 +1,4 @@
-"""The serving graph: raw pixels in, the model's preprocessing inside, float32 throughout.
+"""The serving graph: raw pixels in, the model's preprocessing inside, float32 in and out.
 
 Example:
     >>> import keras
@@ -16,7 +16,7 @@ import contextlib
 
 import keras
 
-from keras_vgg.export.formats import LOW_PRECISION
+from keras_vgg.precision import with_precision
 from keras_vgg.preprocessing import as_preprocessing, preprocessing_affine
 
 
@@ -35,46 +35,28 @@ def float32_policy():
         keras.config.set_dtype_policy(previous)
 
 
-def _float32_config(config):
-    """A serialized model with every low-precision ``dtype`` replaced by float32."""
-    if isinstance(config, list):
-        return [_float32_config(item) for item in config]
-    if not isinstance(config, dict):
-        return config
-    fixed = {key: _float32_config(value) for key, value in config.items()}
-    dtype = config.get("dtype")
-    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
-    if name in LOW_PRECISION:
-        fixed["dtype"] = "float32"
-    return fixed
-
-
-@float32_policy()
 def float32_model(model) -> keras.Model:
     """``model`` itself, or a float32 copy of it (same weights) when any of its layers
-    computes in mixed or low precision: TFLite builtins have no bfloat16 kernels."""
+    computes in mixed or low precision: TFLite builtins have no bfloat16 kernels. A model
+    without a config is exported as it is."""
     try:
-        config = keras.saving.serialize_keras_object(model)
-    except Exception:  # a model without a config: exported as it is
+        return with_precision(model, "float32")
+    except ValueError:
         return model
-    fixed = _float32_config(config)
-    if fixed == config:
-        return model
-    copy = keras.saving.deserialize_keras_object(fixed)
-    copy.set_weights(model.get_weights())  # mixed precision keeps float32 variables
-    return copy
 
 
 @float32_policy()
-def serving_model(model, preprocessing, image_size=None) -> keras.Model:
-    """``pixels (float 0-255) -> preprocessing -> model`` as one float32 Keras model.
+def serving_model(model, preprocessing, image_size=None, precision="float32") -> keras.Model:
+    """``pixels (float 0-255) -> preprocessing -> model`` as one Keras model, float32 in
+    and out.
 
     The preprocessing is a frozen 1x1 convolution (see ``preprocessing_affine``).
-    ``image_size`` is needed only when the model's own input size is open. A model
-    built under a mixed-precision policy is copied to float32 (``float32_model``).
+    ``image_size`` is needed only when the model's own input size is open. The model
+    computes in ``precision`` (``float32``, ``bfloat16``, ``float16``; a model built under
+    a mixed-precision policy is copied, ``with_precision``); its classifier stays float32.
     """
     preprocessing = as_preprocessing(preprocessing)
-    model = float32_model(model)
+    model = with_precision(model, precision)
     if len(model.output_shape) != 2:
         raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
                          f"or a pooled base. Received output shape {model.output_shape}.")

@@ -80,7 +80,11 @@ class Recipe:
     export_formats: list = field(default_factory=list)  # at the end: saved_model, tflite
     export_quantize: list = field(default_factory=lambda: ["none"])  # tflite: none|float16|dynamic|int8
     strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG) | tpu
-    mixed_precision: bool = False  # mixed_float16 on GPU, mixed_bfloat16 on CPU/TPU
+    # auto: mixed precision where the hardware computes it fast (keras_vgg.precision: bfloat16
+    # on CPUs with AMX/AVX512-BF16 and bf16 GPUs, float16 on older tensor-core GPUs); true:
+    # always (mixed_float16 on a GPU, mixed_bfloat16 elsewhere); false: float32 throughout,
+    # the feature cache and evaluation included.
+    mixed_precision: str = "auto"
     jit_compile: bool = False  # XLA-compile the train and predict steps
 
     def to_dict(self) -> dict:
@@ -120,6 +124,7 @@ def _check_choices(recipe):
     for key, allowed in (("head", HEADS), ("cache", CACHES), ("class_weight", ("balanced", "none")),
                          ("feature_cache", ("auto", "true", "false")),
                          ("bn_training", ("auto", "true", "false")),
+                         ("mixed_precision", ("auto", "true", "false")),
                          ("preprocessing", ("auto",) + NAMED_MODES), ("strategy", STRATEGIES)):
         _one_of(recipe, key, allowed)
     for key, allowed in (("augment", AUGMENTATIONS), ("export_formats", FORMATS),
@@ -336,7 +341,7 @@ _TYPES = {bool: (bool,), int: (int,), float: (int, float), str: (str,), list: (l
 def _check_type(recipe: Recipe, key: str):
     value = getattr(recipe, key)
     default = getattr(Recipe(), key)
-    if key in ("feature_cache", "bn_training") and isinstance(value, bool):
+    if key in ("feature_cache", "bn_training", "mixed_precision") and isinstance(value, bool):
         setattr(recipe, key, str(value).lower())
         return
     if key in LIST_KEYS and isinstance(value, str):

@@ -23,13 +23,14 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_vgg.precision import detect_precision, precision_scope
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -63,19 +64,26 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"Expected `strategy` to be one of {STRATEGIES}. Received: strategy={name!r}")
 
 
-@contextlib.contextmanager
-def precision(mixed: bool):
-    """Keras's global dtype policy for the block: ``mixed_float16`` on a GPU,
-    ``mixed_bfloat16`` elsewhere (CPUs and TPUs compute bfloat16), float32 when not ``mixed``.
-    The previous policy comes back afterwards."""
-    previous = keras.config.dtype_policy()
-    if mixed:
-        keras.config.set_dtype_policy(
-            "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
+def training_precision(mixed) -> str:
+    """What a recipe's ``mixed_precision`` trains in: ``"auto"`` (or None) the fast precision
+    this machine has (``keras_vgg.precision.detect_precision``), ``"true"`` (or True)
+    float16 on a GPU and bfloat16 elsewhere (CPUs and TPUs compute bfloat16), ``"false"``
+    (or False) float32."""
+    if mixed in ("auto", None):
+        return detect_precision().precision
+    if mixed in (True, "true"):
+        return "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
+    if mixed in (False, "false"):
+        return "float32"
+    raise ValueError("Expected `mixed_precision` to be one of ['auto', 'true', 'false']. "
+                     f"Received: mixed_precision={mixed!r}")
+
+
+def precision(mixed):
+    """Keras's global dtype policy for the block, as ``training_precision(mixed)`` says
+    (``mixed_bfloat16``, ``mixed_float16`` or ``float32``); the previous one comes back
+    afterwards."""
+    return precision_scope(training_precision(mixed))
 
 
 def fit(model, train, *, validation_data, epochs, initial_epoch, callbacks, class_weight,

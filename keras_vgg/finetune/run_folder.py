@@ -113,14 +113,14 @@ SAMPLE_IMAGES = 1000  # the most sample_data images an export is checked on
 
 def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
                image_size=None, representative_data=None, sample_data=None, int8_io="uint8",
-               min_agreement=None, overwrite=False, verbose=True) -> dict:
+               min_agreement=None, precision="float32", overwrite=False, verbose=True) -> dict:
     """``keras-vgg export``: a run folder's ``best.keras`` (or any ``.keras`` file) exported
     with ``keras_vgg.export.export``, on the data the run names.
 
     Args:
         model: a run folder or a ``.keras`` file.
-        out, formats, quantize, image_size, int8_io, min_agreement, overwrite, verbose: as
-            ``keras_vgg.export.export``.
+        out, formats, quantize, image_size, int8_io, min_agreement, precision, overwrite,
+            verbose: as ``keras_vgg.export.export``.
         preprocessing: the weights' mode; default what the model records.
         representative_data: a folder or ``tfds:NAME`` of training images to calibrate int8;
             default the run's training split.
@@ -162,7 +162,8 @@ def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing
     return export(loaded, out, formats, quantize, preprocessing=preprocessing,
                   class_names=names, image_size=image_size,
                   representative_data=representative, sample=sample, sample_labels=labels,
-                  int8_io=int8_io, min_agreement=min_agreement, overwrite=overwrite,
+                  int8_io=int8_io, min_agreement=min_agreement, precision=precision,
+                  overwrite=overwrite,
                   verbose=verbose)
 
 

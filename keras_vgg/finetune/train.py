@@ -55,6 +55,7 @@ from keras_vgg.finetune.report import (
     plot_history,
     read_log,
 )
+from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import Preprocessing, model_preprocessing
 from keras_vgg.weights import find_weights
 
@@ -84,6 +85,12 @@ def preprocessing_mode(recipe, model=None) -> Preprocessing:
                                           recipe.weights).preprocessing)
     found = model_preprocessing(model)
     return found if found.mean is None else Preprocessing(found.mode, found.mean_pixel())
+
+
+def inference_precision(recipe) -> str:
+    """What the feature cache and the evaluation compute in: the fast precision this machine
+    has (``auto``), unless the recipe says ``mixed_precision: false`` (float32 throughout)."""
+    return "float32" if recipe.mixed_precision in (False, "false") else "auto"
 
 
 def uses_feature_cache(recipe) -> bool:
@@ -150,7 +157,7 @@ def cached_features(model, splits, recipe, mode, run_dir):
     """The base's outputs for train and val, computed once and kept as .npy files."""
     folder = run_dir / "feature_cache"
     folder.mkdir(exist_ok=True)
-    base = model.get_layer("base")
+    base = with_precision(model.get_layer("base"), inference_precision(recipe))
     out = {}
     for split in ("train", "val"):
         path = folder / f"{split}.npy"
@@ -230,6 +237,10 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     saved_recipe = recipe  # recipe.json keeps the per-replica batch size
     recipe = dataclasses.replace(recipe, batch_size=recipe.batch_size
                                  * strategy.num_replicas_in_sync)
+    if verbose:
+        print(f"Precision: trains in {distribute.training_precision(recipe.mixed_precision)} "
+              f"(mixed_precision={recipe.mixed_precision}; this machine: "
+              f"{detect_precision()}).", flush=True)
     with distribute.precision(recipe.mixed_precision):
         return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
                          callbacks, verbose)
@@ -298,7 +309,9 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
     tmp = run_dir / ".best.tmp.keras"
     best.save(tmp)
     os.replace(tmp, run_dir / "best.keras")
-    probabilities = best.predict(data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
+    precision = inference_precision(recipe)
+    probabilities = with_precision(best, precision).predict(
+        data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
     metrics = classification_metrics(splits.val_labels, probabilities.argmax(-1),
                                      splits.class_names)
     rows = read_log(run_dir / "training_log.csv")
@@ -309,6 +322,8 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
     best_epoch = logged.index(max(logged)) + 1 if logged else None  # the first best, as saved
     return {"final": {"val_accuracy": metrics["accuracy"], "model": "best.keras",
                       "best_epoch": best_epoch, "epochs_run": len(rows),
-                      "preprocessing": mode.to_json(), "class_names": splits.class_names},
+                      "preprocessing": mode.to_json(), "class_names": splits.class_names,
+                      "evaluated_in": resolve_precision(precision),
+                      "trained_in": distribute.training_precision(recipe.mixed_precision)},
             "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
             "epochs": rows}

@@ -1,0 +1,207 @@
+"""Precision: which float type a model computes in, and ``auto`` = the fastest the hardware
+runs well, detected (not guessed).
+
+``float32``, ``bfloat16`` and ``float16`` are Keras's ``float32``, ``mixed_bfloat16`` and
+``mixed_float16`` dtype policies: variables (the weights) stay float32, so a model loads and
+saves its weights in float32 whatever it computes in. ``auto`` is:
+
+- ``bfloat16`` on a CPU with AMX or AVX512-BF16 under the TensorFlow backend (oneDNN runs VGG
+  there about 6x faster than in float32, measured in ``benchmarks/precision_inference.py``);
+- ``bfloat16`` on a GPU with bfloat16 tensor cores (compute capability 8.0 and up), ``float16``
+  on one with float16 tensor cores only (7.x);
+- ``float32`` elsewhere, and wherever the environment variable ``KERAS_VGG_PRECISION`` says
+  ``float32`` (``KERAS_VGG_PRECISION`` names the precision ``auto`` gives).
+
+Example:
+    >>> import keras_vgg
+    >>> from keras_vgg.precision import with_precision
+    >>> model = keras_vgg.VGG11(input_shape=(32, 32, 3), classes=10, adaptive_pool=1)
+    >>> fast = with_precision(model, "bfloat16")
+    >>> fast.get_layer("block1_conv1").compute_dtype, fast.get_layer("predictions").compute_dtype
+    ('bfloat16', 'float32')
+    >>> model.get_layer("block1_conv1").compute_dtype  # the model itself is not changed
+    'float32'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import keras
+
+from keras_vgg._helpers import expected
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+ENVIRONMENT = "KERAS_VGG_PRECISION"
+CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs that compute bfloat16
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What ``auto`` means on this machine, and why."""
+
+    precision: str
+    reason: str
+
+    def __str__(self):
+        return f"{self.precision} ({self.reason})"
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (Linux's /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def gpu_capability() -> tuple[int, int] | None:
+    """The first GPU's compute capability (major, minor) under the Keras backend, or None."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+    elif backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if gpus and getattr(gpus[0], "compute_capability", None):
+            return tuple(int(part) for part in str(gpus[0].compute_capability).split(".")[:2])
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_capability(0)
+    return None
+
+
+def detect_precision() -> Detected:
+    """The precision ``auto`` gives here: see the module's docstring for the rule."""
+    forced = os.environ.get(ENVIRONMENT, "").strip()
+    if forced:
+        if forced not in POLICIES:
+            raise expected(f"{ENVIRONMENT} to be one of {sorted(POLICIES)}",
+                           **{ENVIRONMENT: forced})
+        return Detected(forced, f"{ENVIRONMENT}={forced}")
+    capability = gpu_capability()
+    if capability is not None:
+        if tuple(capability) >= (8, 0):
+            return Detected("bfloat16", f"GPU with compute capability {capability}")
+        if tuple(capability) >= (7, 0):
+            return Detected("float16", f"GPU with compute capability {capability}")
+        return Detected("float32", f"GPU with compute capability {capability}: no tensor cores")
+    flags = sorted(set(CPU_FLAGS) & cpu_flags())
+    if not flags:
+        return Detected("float32", "CPU without AMX or AVX512-BF16")
+    if keras.backend.backend() != "tensorflow":
+        return Detected("float32", f"CPU with {', '.join(flags)}, but bfloat16 is measured "
+                        f"faster only under the tensorflow backend")
+    return Detected("bfloat16", f"CPU with {', '.join(flags)}")
+
+
+def resolve_precision(precision: str | None, argument: str = "precision") -> str:
+    """``float32``, ``bfloat16`` or ``float16``: ``precision`` itself, or what ``auto`` detects.
+    None means the precision of Keras's global dtype policy."""
+    if precision is None:
+        policy = keras.config.dtype_policy().name
+        return {policy_name: name for name, policy_name in POLICIES.items()}.get(policy, "float32")
+    if precision not in PRECISIONS:
+        raise expected(f"`{argument}` to be one of {list(PRECISIONS)}", **{argument: precision})
+    return detect_precision().precision if precision == "auto" else precision
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str | None):
+    """Keras's global dtype policy for ``precision`` (see ``resolve_precision``) inside the
+    block, for the layers built there; the previous policy comes back after. None: as it is.
+
+    >>> with precision_scope("bfloat16"):
+    ...     keras.layers.Dense(2).compute_dtype
+    'bfloat16'
+    """
+    if precision is None:
+        yield
+        return
+    policy = POLICIES[resolve_precision(precision)]
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def precision_of(model) -> str:
+    """``bfloat16`` or ``float16`` when any of ``model``'s layers computes in it, else
+    ``float32``."""
+    dtypes = {layer.compute_dtype for layer in model._flatten_layers(recursive=True)}
+    return next((name for name in ("bfloat16", "float16") if name in dtypes), "float32")
+
+
+CONVOLUTIONS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+def _output_names(inner: dict) -> set[str]:
+    """The names of the layers a serialized Functional (or Sequential) model outputs."""
+    if "output_layers" not in inner:
+        return {inner["layers"][-1]["config"]["name"]} if inner.get("layers") else set()
+    names, stack = set(), [inner["output_layers"]]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list) and len(item) == 3 and isinstance(item[0], str):
+            names.add(item[0])
+        elif isinstance(item, list):
+            stack.extend(item)
+    return names
+
+
+def _with_policy(config: dict, policy: str, float32_outputs: bool) -> dict:
+    """A serialized layer or model computing in ``policy``; with ``float32_outputs`` a model's
+    output layers compute in float32 (the classifier: a softmax in bfloat16 loses the small
+    classes), except convolutions (a feature extractor's conv outputs come in ``policy``)."""
+    inner = dict(config.get("config") or {})
+    if isinstance(inner.get("layers"), list):  # a model: its layers, outputs kept float32
+        outputs = _output_names(inner) if float32_outputs else set()
+        inner["layers"] = [_with_policy(layer, policy, layer["config"]["name"] in outputs)
+                           for layer in inner["layers"]]
+    elif "dtype" in inner and config.get("class_name") != "InputLayer":
+        keep = float32_outputs and config.get("class_name") not in CONVOLUTIONS
+        inner["dtype"] = "float32" if keep else policy
+    return {**config, "config": inner}
+
+
+def with_precision(model, precision: str | None = "auto") -> keras.Model:
+    """``model`` itself when it already computes in ``precision``, else a copy (the same
+    weights, in float32 variables) whose layers compute in it; the classifier stays float32.
+
+    Args:
+        model: a Keras model with a config (any keras_vgg model, a fine-tuned model).
+        precision: ``auto``, ``float32``, ``bfloat16``, ``float16``; None keeps the model.
+    """
+    if precision is None:
+        return model
+    precision = resolve_precision(precision)
+    if precision_of(model) == precision:
+        return model
+    try:
+        config = keras.saving.serialize_keras_object(model)
+    except Exception as error:  # a subclassed model without get_config
+        raise ValueError(f"Expected a model with a config to copy into {precision}. Received: "
+                         f"{model.name!r}, which cannot be serialized ({error}).") from error
+    config = _with_policy(config, POLICIES[precision], True)
+    with precision_scope("float32"):  # for layers without a dtype in their config
+        copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
