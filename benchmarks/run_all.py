@@ -1,6 +1,7 @@
-"""Runs every benchmark and regenerates docs/benchmarks.md and docs/throughput.png.
+"""Runs every benchmark and regenerates docs/benchmarks.md, docs/throughput.png and
+docs/precision.png.
 
-Sections: inference, fine-tuning, precision, export, memory, each at its script's default settings
+Sections: inference, fine-tuning, precision, bfloat16 inference, export, memory, each at its script's default settings
 (--quick: the tiniest settings, for a smoke run). The section "Export: what LRN's float
 island costs a full-int8 model" (benchmarks/export_lrn.py, with its written reading) is kept
 verbatim from the existing file; only if it is missing does export_lrn run to make it.
@@ -26,6 +27,7 @@ import inference
 import matplotlib
 import memory
 import precision
+import precision_inference
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -40,6 +42,9 @@ QUICK = {
                    "--quantize", "none", "int8"],
     memory: ["--variants", "vgg_f", "--size", "48"],
     precision: ["--image-size", "32", "--repeats", "1", "--forms", "mixed precision"],
+    precision_inference: ["--size", "48", "--batch", "1", "--repeats", "1", "--gemm", "256",
+                          "--variants", "vgg11", "vgg_f", "--cache-size", "32",
+                          "--cache-images", "2"],
 }
 
 
@@ -110,7 +115,8 @@ def main(argv=None):
     start, load = time.perf_counter(), os.getloadavg()[0]
     lrn = lrn_section(args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
     sections = []
-    for module in (inference, finetune_speed, precision, export_speed, memory):
+    for module in (inference, finetune_speed, precision, precision_inference, export_speed,
+                   memory):
         began = time.perf_counter()
         sections.append(module.main(QUICK[module] if args.quick else []))
         print(f"[{module.__name__}: {time.perf_counter() - began:.0f} s]\n", flush=True)
@@ -118,6 +124,7 @@ def main(argv=None):
     extra = sections[0].extra
     plot(extra["swept"], extra["sweep_peak_gflops_s"], args.docs / "throughput.png",
          extra["sweep_settings"])
+    precision_inference.plot(sections[3].rows, args.docs / "precision.png")
     seconds = time.perf_counter() - start
     (args.docs / "benchmarks.md").write_text(
         compose(sections, common.machine(), seconds, load, lrn))

@@ -71,9 +71,12 @@ class LocalResponseNormalization(keras.layers.Layer):
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            return tf.nn.local_response_normalization(
-                inputs, self.depth_radius, self.bias, self.alpha, self.beta
+            # TensorFlow's CPU kernel has no bfloat16 form: bfloat16 runs it in float32.
+            x = tf.cast(inputs, "float32") if inputs.dtype == tf.bfloat16 else inputs
+            y = tf.nn.local_response_normalization(
+                x, self.depth_radius, self.bias, self.alpha, self.beta
             )
+            return tf.cast(y, inputs.dtype)
         return local_response_normalization(
             inputs, self.depth_radius, self.bias, self.alpha, self.beta
         )

@@ -20,7 +20,8 @@ import common  # noqa: E402
 import run_all  # noqa: E402
 
 SCRIPTS = {name: getattr(run_all, name) for name in
-           ("inference", "finetune_speed", "precision", "export_speed", "memory")}
+           ("inference", "finetune_speed", "precision", "precision_inference", "export_speed",
+            "memory")}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,22 @@ def test_smoke_precision(sections):
         assert_positive(row, ("epoch_s", "speedup"))
     assert_columns(section.body, ("form", "base computes in", "epoch s",
                                   "float32 / this (speed-up)"))
+
+
+def test_smoke_precision_inference(sections, tmp_path):
+    section = sections["precision_inference"]
+    assert [r["model"] for r in section.rows] == ["vgg11", "vgg_f"]
+    for row in section.rows:
+        assert_positive(row, ("gflops_per_image", "float32_images_s", "bfloat16_images_s",
+                              "speedup", "float32_of_peak", "bfloat16_of_peak"))
+        assert row["max_abs_diff"] <= 0.05  # bfloat16 vs float32 softmax, random weights
+    assert_columns(section.body, ("variant", "GFLOP/img", "float32 img/s", "bfloat16 img/s",
+                                  "speed-up", "float32 of its GEMM", "bfloat16 of its GEMM",
+                                  "max abs diff"))
+    assert "feature cache: VGG16 base" in section.body and "fine-tune epoch" in section.body
+    assert {t.name for t in section.targets} == {"A-E", "feature cache", "fine-tune epoch"}
+    run_all.precision_inference.plot(section.rows, tmp_path / "precision.png")
+    assert (tmp_path / "precision.png").stat().st_size > 0
 
 
 def test_smoke_export_speed(sections):

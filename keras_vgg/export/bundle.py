@@ -178,7 +178,8 @@ def _write_and_check(serving, folder, target, *, precision, class_names, represe
     name = "saved_model" if fmt == "saved_model" else TFLITE_FILES[q]
     started = time.perf_counter()
     if fmt == "saved_model":
-        write_saved_model(with_precision(serving, precision), folder / name, class_names)
+        write_saved_model(with_precision(serving, precision, inference=True), folder / name,
+                          class_names)
         run, ops = SavedModelRunner(folder / name), None
     else:
         ops = write_tflite(serving, folder / name, q, representative, int8_io, class_names)

@@ -56,7 +56,7 @@ def serving_model(model, preprocessing, image_size=None, precision="float32") ->
     a mixed-precision policy is copied, ``with_precision``); its classifier stays float32.
     """
     preprocessing = as_preprocessing(preprocessing)
-    model = with_precision(model, precision)
+    model = with_precision(model, precision, inference=True)
     if len(model.output_shape) != 2:
         raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
                          f"or a pooled base. Received output shape {model.output_shape}.")

@@ -157,7 +157,7 @@ def cached_features(model, splits, recipe, mode, run_dir):
     """The base's outputs for train and val, computed once and kept as .npy files."""
     folder = run_dir / "feature_cache"
     folder.mkdir(exist_ok=True)
-    base = with_precision(model.get_layer("base"), inference_precision(recipe))
+    base = with_precision(model.get_layer("base"), inference_precision(recipe), inference=True)
     out = {}
     for split in ("train", "val"):
         path = folder / f"{split}.npy"
@@ -310,7 +310,7 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
     best.save(tmp)
     os.replace(tmp, run_dir / "best.keras")
     precision = inference_precision(recipe)
-    probabilities = with_precision(best, precision).predict(
+    probabilities = with_precision(best, precision, inference=True).predict(
         data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
     metrics = classification_metrics(splits.val_labels, probabilities.argmax(-1),
                                      splits.class_names)
