@@ -154,6 +154,22 @@ def test_bfloat16_agrees_with_float32_on_the_builtin_held_out_split(builtin_run)
     assert metrics["final"]["evaluated_in"] in ("float32", "bfloat16")
 
 
+@pytest.mark.slow
+def test_a_runs_bfloat16_saved_model_agrees_on_its_held_out_split(builtin_run, tmp_path):
+    from keras_vgg.cli import main
+
+    run, _ = builtin_run
+    out = tmp_path / "exported"
+    assert main(["export", str(run), "--format", "saved_model", "--precision", "bfloat16",
+                 "-o", str(out)]) == 0
+    report = json.loads((out / "export_report.json").read_text())
+    (row,) = report["exports"]
+    assert report["sample"] == {"images": 120, "source": "given", "labels": True}
+    assert row["precision"] == "bfloat16" and row["checked_on"] == "real images"
+    assert row["top1_agreement"] >= 0.99 and row["max_abs_diff"] <= 5e-2  # measured 100%
+    assert report["machine"]["auto_precision"] == str(detect_precision())
+
+
 def test_predict_in_each_precision_and_an_exported_file_keeps_its_own(tmp_path):
     from keras_vgg.export import export
     from keras_vgg.export.predict import predict

@@ -48,7 +48,7 @@ from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
 from keras_vgg._helpers import recorded
-from keras_vgg.precision import resolve_precision, with_precision
+from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
 
 
@@ -165,7 +165,7 @@ def _report(model, size, preprocessing, classes, keras_figures, sample) -> dict:
         "classes": classes, "sample": sample, "keras": keras_figures,
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "cores": os.cpu_count(), "tensorflow": tf.__version__,
-                    "keras": keras.__version__},
+                    "keras": keras.__version__, "auto_precision": str(detect_precision())},
         "exports": [],
     }
 
