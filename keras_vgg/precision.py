@@ -209,3 +209,15 @@ def with_precision(model, precision: str | None = "auto", inference=False) -> ke
         copy = keras.saving.deserialize_keras_object(config)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def with_float32_outputs(model) -> keras.Model:
+    """``model``, or a model sharing its layers whose outputs are cast to float32: what
+    predictions gathered across workers need (``MultiWorkerMirroredStrategy``'s gather has no
+    bfloat16), and what a feature cache stores."""
+    outputs = keras.tree.flatten(model.outputs)
+    if all(keras.backend.standardize_dtype(o.dtype) == "float32" for o in outputs):
+        return model
+    cast = [keras.layers.Activation("linear", dtype="float32")(o) for o in outputs]
+    return keras.Model(model.inputs, cast if len(cast) > 1 else cast[0],
+                       name=f"{model.name}_float32_outputs")

