@@ -93,7 +93,8 @@ def test_smoke_precision_inference(sections, tmp_path):
                                   "speed-up", "float32 of its GEMM", "bfloat16 of its GEMM",
                                   "max abs diff"))
     assert "feature cache: VGG16 base" in section.body and "fine-tune epoch" in section.body
-    assert {t.name for t in section.targets} == {"A-E", "feature cache", "fine-tune epoch"}
+    assert {t.name for t in section.targets} == {
+        "bfloat16 A-E", "bfloat16 feature cache", "bfloat16 fine-tune epoch"}
     run_all.precision_inference.plot(section.rows, tmp_path / "precision.png")
     assert (tmp_path / "precision.png").stat().st_size > 0
 
