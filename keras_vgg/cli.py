@@ -124,8 +124,10 @@ def add_finetune_parser(commands):
     finetune.add_argument("--strategy", help="default | mirrored | multi_worker (TF_CONFIG) | tpu; "
                           "--batch-size is per replica")
     finetune.add_argument("--mixed-precision", action="store_const", const="true",
-                          help="mixed_float16 on a GPU, mixed_bfloat16 on CPU/TPU (the "
-                          "classifier stays float32)")
+                          help="always: mixed_float16 on a GPU, mixed_bfloat16 on CPU/TPU "
+                          "(the classifier stays float32); the default, mixed_precision=auto, "
+                          "does so where the hardware is fast at it; mixed_precision=false "
+                          "forces float32")
     finetune.add_argument("--jit-compile", action="store_const", const="true",
                           help="XLA-compile the training step")
     finetune.add_argument("--run-dir", help="where outputs go (default: a new runs/NAME[-N])")
