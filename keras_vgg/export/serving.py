@@ -12,11 +12,9 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 
-from keras_vgg.precision import with_precision
+from keras_vgg.precision import precision_scope, with_precision
 from keras_vgg.preprocessing import as_preprocessing, preprocessing_affine
 
 
@@ -24,15 +22,10 @@ def _pair(size):
     return (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
 
 
-@contextlib.contextmanager
 def float32_policy():
-    """Keras's global dtype policy is float32 inside; the previous one comes back after."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
+    """Keras's global dtype policy is float32 inside; the previous one comes back after
+    (``precision_scope("float32")``, usable as a decorator)."""
+    return precision_scope("float32")
 
 
 def float32_model(model) -> keras.Model:
