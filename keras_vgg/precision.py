@@ -3,7 +3,8 @@ runs well, detected (not guessed).
 
 ``float32``, ``bfloat16`` and ``float16`` are Keras's ``float32``, ``mixed_bfloat16`` and
 ``mixed_float16`` dtype policies: variables (the weights) stay float32, so a model loads and
-saves its weights in float32 whatever it computes in. ``auto`` is:
+saves its weights in float32 whatever it computes in (a copy made for predicting only,
+``with_precision(..., inference=True)``, holds them in its precision). ``auto`` is:
 
 - ``bfloat16`` on a CPU with AMX or AVX512-BF16 under the TensorFlow backend (oneDNN runs VGG
   there about 6x faster than in float32, measured in ``benchmarks/precision_inference.py``);
@@ -182,6 +183,18 @@ def _with_policy(config: dict, policy: str, float32_outputs: bool) -> dict:
     return {**config, "config": inner}
 
 
+def _computes_in(model, precision, inference) -> bool:
+    """``model`` computes in ``precision`` already, and with ``inference`` (and a low
+    precision) also holds its convolution kernels in it (not a mixed model)."""
+    if precision_of(model) != precision:
+        return False
+    if not inference or precision == "float32":
+        return True
+    convs = [layer for layer in model._flatten_layers(recursive=True)
+             if isinstance(layer, keras.layers.Conv2D)]
+    return not convs or keras.backend.standardize_dtype(convs[0].kernel.dtype) == precision
+
+
 def with_precision(model, precision: str | None = "auto", inference=False) -> keras.Model:
     """``model`` itself when it already computes in ``precision``, else a copy (the same
     weights) whose layers compute in it; the classifier stays float32.
@@ -197,7 +210,7 @@ def with_precision(model, precision: str | None = "auto", inference=False) -> ke
     if precision is None:
         return model
     precision = resolve_precision(precision)
-    if precision_of(model) == precision:
+    if _computes_in(model, precision, inference):
         return model
     try:
         config = keras.saving.serialize_keras_object(model)
