@@ -31,7 +31,7 @@ from keras_vgg.configs import (
     min_input_size,
 )
 from keras_vgg._helpers import expected as _error
-from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
+from keras_vgg.layers import CeilMaxPooling2D, Conv2D, LocalResponseNormalization
 from keras_vgg.vgg_model import VGGModel
 
 POOLINGS = (None, "avg", "max")
@@ -115,7 +115,7 @@ def _conv_block(x, conv: Conv, name: str, batch_norm: bool):
         if conv.pad:  # symmetric zero padding, as Caffe/PyTorch (Keras "same" is asymmetric)
             x = layers.ZeroPadding2D(conv.pad, name=f"{name}_pad")(x)
     activation = None if batch_norm else "relu"
-    x = layers.Conv2D(
+    x = Conv2D(
         conv.filters, conv.kernel, strides=conv.stride, padding=padding,
         activation=activation, name=name,
     )(x)

@@ -152,6 +152,8 @@ def preprocess_input(x, mode: str = "caffe", *, mean=None, model=None):
     mean = _check_mean(mean, mode)
     if isinstance(x, (np.ndarray, list, tuple)):
         x = np.array(x, dtype="float32")  # a copy: Keras's function writes into NumPy input
+    elif _is_tf_tensor(x) and keras.backend.backend() != "tensorflow":
+        return _tf_preprocess(x, mode, mean)  # a tf.data map under jax or torch
     else:
         x = keras.ops.cast(x, "float32")
     if mode != "mean_image":
@@ -159,6 +161,28 @@ def preprocess_input(x, mode: str = "caffe", *, mean=None, model=None):
     if mean.ndim == 3 and tuple(mean.shape[:2]) != tuple(x.shape[-3:-1]):
         mean = keras.ops.image.resize(mean[None], tuple(x.shape[-3:-1]))[0]
         mean = keras.ops.convert_to_numpy(mean) if isinstance(x, np.ndarray) else mean
+    return x - mean
+
+
+def _is_tf_tensor(x) -> bool:
+    return type(x).__module__.startswith("tensorflow")
+
+
+def _tf_preprocess(x, mode, mean):
+    """``preprocess_input`` in TensorFlow ops, for tf tensors whatever the Keras backend
+    (Keras's function computes with the backend); the same formulas, in the same order."""
+    import tensorflow as tf
+
+    x = tf.cast(x, "float32")
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "torch":
+        return (x / 255.0 - tf.constant(TORCH_MEAN)) / tf.constant(TORCH_STD)
+    if mode == "caffe":
+        return x[..., ::-1] - tf.constant(CAFFE_MEAN_BGR)
+    mean = tf.constant(mean, "float32")
+    if mean.shape.rank == 3 and tuple(mean.shape[:2]) != tuple(x.shape[-3:-1]):
+        mean = tf.image.resize(mean[None], tuple(x.shape[-3:-1]))[0]
     return x - mean
 
 

@@ -402,8 +402,13 @@ def _splits(train, val, class_names, train_labels, val_labels, report) -> Splits
     return Splits(train, val, list(class_names), train_labels, val_labels, report)
 
 
-def augmenter(recipe) -> keras.Sequential | None:
-    """Keras preprocessing layers for the recipe's augmentations (training split only)."""
+def augmenter(recipe) -> list:
+    """Keras preprocessing layers for the recipe's augmentations (training split only).
+
+    They run inside ``tf.data`` on every backend: each of these layers computes with
+    TensorFlow when it is called in a ``tf.data`` map, whatever ``KERAS_BACKEND`` is. (A
+    ``keras.Sequential`` of them does not: it computes with the backend and fails on jax
+    and torch, keras-team/keras#19895; so they are called one by one.)"""
     factor, seed = recipe.augment_factor, recipe.seed
     layers = {
         "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
@@ -411,18 +416,25 @@ def augmenter(recipe) -> keras.Sequential | None:
         "zoom": lambda: keras.layers.RandomZoom(factor, seed=seed),
         "contrast": lambda: keras.layers.RandomContrast(factor, seed=seed),
     }
-    if not recipe.augment:
-        return None
-    return keras.Sequential([layers[name]() for name in recipe.augment], name="augment")
+    return [layers[name]() for name in recipe.augment]
+
+
+def _augmented(layers):
+    def augment(x, y):
+        x = tf.cast(x, tf.float32)
+        for layer in layers:
+            x = layer(x, training=True)
+        return x, y
+    return augment
 
 
 def train_pipeline(ds, recipe, mode, augment=True, shuffle=True):
-    """Shuffled (seeded, reshuffled each epoch), batched, augmented, preprocessed."""
+    """Shuffled (seeded, reshuffled each epoch), batched, augmented, preprocessed: TensorFlow
+    ops only, so the same pipeline feeds a model on every Keras backend."""
     ds = shuffle_batch(ds, recipe) if shuffle else ds.batch(recipe.batch_size)
-    layers = augmenter(recipe) if augment else None
-    if layers is not None:
-        ds = ds.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y),
-                    tf.data.AUTOTUNE)
+    layers = augmenter(recipe) if augment else []
+    if layers:
+        ds = ds.map(_augmented(layers), tf.data.AUTOTUNE)
     preprocess = as_preprocessing(mode)
     return ds.map(lambda x, y: (preprocess(x), y),
                   tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

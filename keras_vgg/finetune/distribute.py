@@ -1,14 +1,28 @@
-"""Training on several devices and machines with tf.distribute, and the precision switches.
+"""Training on several devices and machines, on each Keras backend, and the precision switches.
 
-``strategy`` (a recipe key, ``--strategy``):
+``strategy`` (a recipe key, ``--strategy``), per ``KERAS_BACKEND``:
 
-- ``default``: one device (TensorFlow's default strategy).
-- ``mirrored``: ``MirroredStrategy`` over this machine's GPUs (or its CPU devices).
-- ``multi_worker``: ``MultiWorkerMirroredStrategy`` over the machines listed in ``TF_CONFIG``.
-- ``tpu``: ``TPUStrategy`` on the TPU found by ``TPUClusterResolver``.
+============  ==========================================  ======================================
+strategy      tensorflow (``tf.distribute``)               jax (``keras.distribution``)
+============  ==========================================  ======================================
+default       one device (the default strategy)            one device
+mirrored      ``MirroredStrategy``: this machine's GPUs     ``DataParallel`` over this machine's
+              (or its CPU devices)                         devices (``keras.distribution.list_devices()``)
+multi_worker  ``MultiWorkerMirroredStrategy`` over the     ``keras.distribution.initialize()``
+              machines in ``TF_CONFIG``                    (``KERAS_DISTRIBUTION_JOB_ADDRESS``,
+                                                           ``_NUM_PROCESSES``, ``_PROCESS_ID``), then
+                                                           ``DataParallel`` over every process's
+                                                           devices
+tpu           ``TPUStrategy`` (``TPUClusterResolver``)     ``DataParallel`` over the TPU cores
+============  ==========================================  ======================================
+
+On torch only ``default`` runs (one device; Keras 3.15 has no ``keras.distribution`` for
+torch and does not drive torch's DDP): the others fail with what to use instead.
 
 The model and its optimizer are built in the strategy's scope, and the recipe's
-``batch_size`` is per replica: the global batch is ``batch_size x replicas``.
+``batch_size`` is per replica: the global batch is ``batch_size x replicas``. A JAX
+``DataParallel`` is in force for the whole run (:func:`running`): ``fit`` splits each global
+batch across the devices, and across processes each one reads its own share of the data.
 
 Keras 3's ``fit`` does not work under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585;
 here it fails with "Attempt to convert a value (PerReplica...)"). :func:`fit` therefore runs
@@ -23,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -30,12 +45,68 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.precision import detect_precision, precision_scope
+from keras_vgg.precision import detect_precision, gpu_capability, precision_scope
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
+class KerasDistribution:
+    """A ``keras.distribution`` (or one device, ``None``) with the two members a run uses of
+    a ``tf.distribute`` strategy: ``scope()`` and ``num_replicas_in_sync``."""
+
+    def __init__(self, distribution=None):
+        self.distribution = distribution
+
+    @property
+    def num_replicas_in_sync(self) -> int:
+        return 1 if self.distribution is None else int(self.distribution.device_mesh.devices.size)
+
+    def scope(self):
+        return contextlib.nullcontext() if self.distribution is None else self.distribution.scope()
+
+
+def running(strategy):
+    """The context a whole run goes in: a ``keras.distribution`` is set for all of it (``fit``
+    and ``predict`` read it); a ``tf.distribute`` strategy only around building and compiling."""
+    return strategy.scope() if isinstance(strategy, KerasDistribution) else contextlib.nullcontext()
+
+
+def make_strategy(name: str):
+    """What a recipe's ``strategy`` names on this Keras backend (see the module docstring)."""
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Expected `strategy` to be one of {STRATEGIES}. Received: strategy={name!r}")
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tf_strategy(name)
+    if name == "default":
+        return KerasDistribution()
+    if backend != "jax":
+        raise ValueError(
+            f"Expected strategy='default' under KERAS_BACKEND={backend}: Keras "
+            f"{keras.__version__} distributes training on tensorflow (tf.distribute) and jax "
+            f"(keras.distribution) only. Received: strategy={name!r}. Use one device, or run "
+            f"with KERAS_BACKEND=jax or tensorflow.")
+    return KerasDistribution(_jax_data_parallel(name))
+
+
+def _jax_data_parallel(name):
+    distribution = keras.distribution
+    if name == "multi_worker":
+        if not os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESS"):
+            raise ValueError(
+                "Expected KERAS_DISTRIBUTION_JOB_ADDRESS (the coordinator's host:port, or every "
+                "process's, comma-separated), KERAS_DISTRIBUTION_NUM_PROCESSES and "
+                "KERAS_DISTRIBUTION_PROCESS_ID for strategy='multi_worker' under "
+                "KERAS_BACKEND=jax. Received: KERAS_DISTRIBUTION_JOB_ADDRESS unset")
+        distribution.initialize()
+    devices = distribution.list_devices()
+    if name == "tpu" and not all(device.lower().startswith("tpu") for device in devices):
+        raise ValueError(f"strategy='tpu' found no TPU under KERAS_BACKEND=jax: devices {devices}")
+    return distribution.DataParallel(devices=devices)
+
+
+def _tf_strategy(name: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy a recipe's ``strategy`` names."""
     if name == "default":
         return tf.distribute.get_strategy()
@@ -53,15 +124,13 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
                 f"Received: TF_CONFIG={os.environ.get('TF_CONFIG')!r}"
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.OpError) as error:
-            raise ValueError(f"strategy='tpu' found no TPU: {error}") from error
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"Expected `strategy` to be one of {STRATEGIES}. Received: strategy={name!r}")
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError) as error:
+        raise ValueError(f"strategy='tpu' found no TPU: {error}") from error
+    return tf.distribute.TPUStrategy(resolver)
 
 
 def training_precision(mixed) -> str:
@@ -72,7 +141,7 @@ def training_precision(mixed) -> str:
     if mixed in ("auto", None):
         return detect_precision().precision
     if mixed in (True, "true"):
-        return "float16" if tf.config.list_logical_devices("GPU") else "bfloat16"
+        return "float16" if gpu_capability() is not None else "bfloat16"
     if mixed in (False, "false"):
         return "float32"
     raise ValueError("Expected `mixed_precision` to be one of ['auto', 'true', 'false']. "

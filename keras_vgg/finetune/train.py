@@ -200,7 +200,7 @@ def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), 
               strategy=None):
     """One phase: freeze, compile (in the strategy's scope), fit (resuming from its backup
     when there is one). ``recipe.batch_size`` here is the global batch."""
-    strategy = strategy or tf.distribute.get_strategy()
+    strategy = strategy or distribute.make_strategy("default")
     epochs = getattr(recipe, f"{phase}_epochs")
     freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
     use_cache = phase == "phase1" and uses_feature_cache(recipe)
@@ -247,7 +247,7 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
         print(f"Precision: trains in {distribute.training_precision(recipe.mixed_precision)} "
               f"(mixed_precision={recipe.mixed_precision}; this machine: "
               f"{detect_precision()}).", flush=True)
-    with distribute.precision(recipe.mixed_precision):
+    with distribute.precision(recipe.mixed_precision), distribute.running(strategy):
         return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
                          callbacks, verbose)
 
