@@ -174,8 +174,12 @@ class CeilMaxPooling2D(keras.layers.Layer):
     def call(self, inputs):
         extra = self.strides - 1
         if extra:
+            # TensorFlow: the input's minimum (TFLite quantises it, not an infinity); jax and
+            # torch: -inf (torch's pad takes a number, not a tensor). Every window holds at
+            # least one real pixel, so either pad never wins a max.
+            value = ops.min(inputs) if keras.backend.backend() == "tensorflow" else float("-inf")
             inputs = ops.pad(
-                inputs, [[0, 0], [0, extra], [0, extra], [0, 0]], constant_values=ops.min(inputs)
+                inputs, [[0, 0], [0, extra], [0, extra], [0, 0]], constant_values=value
             )
         return ops.max_pool(inputs, self.pool_size, self.strides, padding="valid")
 

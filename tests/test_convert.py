@@ -373,6 +373,7 @@ def test_read_state_dict_returns_the_saved_arrays(state_dict_file, suffix):
         np.testing.assert_array_equal(read[key], value, err_msg=key)
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors", ".npz"])
 @pytest.mark.parametrize("variant", ["vgg11", "vgg11_bn"])
 def test_headless_torchvision_features_equal_numpy_reference(state_dict_file, variant, suffix):
@@ -391,6 +392,7 @@ def test_headless_torchvision_features_equal_numpy_reference(state_dict_file, va
 # map replicated to 7x7 for timm.
 
 
+@pytest.mark.backend
 def test_torchvision_logits_at_64_through_adaptive_pool_equal_reference(vgg11_top):
     # The 2x2 feature map -> 7x7: windows [floor(i*2/7), ceil((i+1)*2/7)), row 3 averages both.
     state, path = vgg11_top
@@ -404,6 +406,7 @@ def test_torchvision_logits_at_64_through_adaptive_pool_equal_reference(vgg11_to
     assert model.class_names is None
 
 
+@pytest.mark.backend
 def test_timm_logits_at_32_through_adaptive_pool_equal_reference(vgg11_top, tmp_path):
     # The 1x1 feature map is replicated to 7x7 (timm's ConvMlp pools small maps up to 7x7).
     state = timm_state_dict(vgg11_top[0])
@@ -511,6 +514,7 @@ def test_read_matconvnet_returns_layers_mean_and_class_names(tmp_path):
     ("vgg_s", 31, False),
     ("vgg_f", 39, False),
 ])
+@pytest.mark.backend
 def test_matconvnet_logits_equal_reference(tmp_path, variant, size, per_pixel_mean):
     layers = matconvnet_layers(variant, size)
     rng = np.random.default_rng(4)
@@ -531,6 +535,7 @@ def test_matconvnet_logits_equal_reference(tmp_path, variant, size, per_pixel_me
     assert_close(keras_out(model, inputs), expected.reshape(BATCH, 10))
 
 
+@pytest.mark.backend
 def test_headless_vgg_f_from_matconvnet_equals_reference_pool5(tmp_path):
     layers = matconvnet_layers("vgg_f", 71)
     average = np.array([[[122.8, 115.6, 102.4]]], dtype=np.float32)

@@ -116,6 +116,7 @@ def test_lrn_layer_matches_tf_and_numpy(params, scale, channels):
     assert np.max(np.abs(out - x)) > 1e-3
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("channels", [3, 16])
 @pytest.mark.parametrize("params,scale", LRN_PARAMS)
 def test_lrn_keras_ops_function_matches_numpy(params, scale, channels):
@@ -171,6 +172,7 @@ def test_caffe_reference_matches_hand_computed_value():
     np.testing.assert_array_equal(out, [[14, 16, 17], [26, 28, 29], [32, 34, 35]])
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("sign", ["mixed", "negative"])
 @pytest.mark.parametrize("k,s,h", POOL_CASES)
 def test_ceil_max_pool_matches_caffe(k, s, h, sign):
@@ -305,6 +307,7 @@ def _tiny_input(batch=2):
     return (np.random.default_rng(5).normal(size=(batch, 13, 13, 4)) * 60.0 - 20.0).astype("float32")
 
 
+@pytest.mark.backend
 def test_tiny_model_matches_references():
     model = _tiny_model()
     assert tuple(model.output.shape) == (None, 6, 6, 4)
@@ -313,6 +316,7 @@ def test_tiny_model_matches_references():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), ref, rtol=F32_RTOL, atol=1e-6)
 
 
+@pytest.mark.backend
 def test_keras_file_round_trip_safe_mode(tmp_path):
     model = _tiny_model()
     path = tmp_path / "m.keras"

@@ -53,6 +53,19 @@ from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
 
 
 @float32_policy()
+def check_backend(what="export"):
+    """SavedModel and TFLite files are written by TensorFlow: an error, saying what to do,
+    under another Keras backend."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ValueError(
+            f"Expected KERAS_BACKEND=tensorflow for {what} (SavedModel and TFLite files are "
+            f"written by TensorFlow). Received: KERAS_BACKEND={backend}. Save the model as "
+            f".keras (a run's best.keras is one) and export it with `KERAS_BACKEND=tensorflow "
+            f"keras-vgg export MODEL.keras`: a model trained on jax or torch exports there, "
+            f"the same weights, checked against Keras.")
+
+
 def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
            class_names=None, image_size=None, representative_data=None, sample=None,
            sample_labels=None, int8_io="uint8", min_agreement=None, precision="float32",
@@ -84,6 +97,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
             ``"float16"`` or ``"auto"`` (this machine's fastest, see ``keras_vgg.precision``);
             checked against the float32 Keras model. TFLite files are float32 or quantized.
     """
+    check_backend("export")
     targets = _targets(formats, quantize, int8_io)
     out = Path(out)
     if out.exists() and not overwrite:

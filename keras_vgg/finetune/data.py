@@ -431,7 +431,8 @@ def _augmented(layers):
 def train_pipeline(ds, recipe, mode, augment=True, shuffle=True):
     """Shuffled (seeded, reshuffled each epoch), batched, augmented, preprocessed: TensorFlow
     ops only, so the same pipeline feeds a model on every Keras backend."""
-    ds = shuffle_batch(ds, recipe) if shuffle else ds.batch(recipe.batch_size)
+    ds = shuffle_batch(ds, recipe) if shuffle else ds.batch(recipe.batch_size,
+                                                             drop_remainder=_sharded())
     layers = augmenter(recipe) if augment else []
     if layers:
         ds = ds.map(_augmented(layers), tf.data.AUTOTUNE)
@@ -448,7 +449,17 @@ def eval_pipeline(ds, recipe, mode):
 def shuffle_batch(ds, recipe):
     """The one shuffle (seeded, reshuffled each epoch) and batching both training paths use."""
     return ds.shuffle(4096, seed=recipe.seed, reshuffle_each_iteration=True).batch(
-        recipe.batch_size)
+        recipe.batch_size, drop_remainder=_sharded())
+
+
+def _sharded() -> bool:
+    """Whether a JAX ``keras.distribution`` splits batches over several devices: then every
+    batch must divide evenly, and the last, partial one of an epoch is left out (a run's
+    final evaluation and feature cache run on one device and see every image)."""
+    if keras.backend.backend() != "jax":
+        return False
+    distribution = keras.distribution.distribution()
+    return distribution is not None and distribution.device_mesh.devices.size > 1
 
 
 def export_arrays(splits: Splits, seed=0, calibration=200, sample=1000):

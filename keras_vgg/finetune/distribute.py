@@ -71,6 +71,18 @@ def running(strategy):
     return strategy.scope() if isinstance(strategy, KerasDistribution) else contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def one_device():
+    """No ``keras.distribution`` inside the block (the run's own comes back after): for the
+    steps that must see every image, such as the final evaluation."""
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
 def make_strategy(name: str):
     """What a recipe's ``strategy`` names on this Keras backend (see the module docstring)."""
     if name not in STRATEGIES:

@@ -125,6 +125,10 @@ def require_extras(recipe):
         require("tensorboard", "finetune")
     if "tflite" in recipe.export_formats:
         require("ai_edge_litert", "export", package="ai-edge-litert")
+    if recipe.export_formats:
+        from keras_vgg.export.bundle import check_backend
+
+        check_backend(f"export_formats={list(recipe.export_formats)}")
 
 
 class _CheckpointFullModel(keras.callbacks.ModelCheckpoint):
@@ -180,11 +184,13 @@ def cached_features(model, splits, recipe, mode, run_dir):
 
 def _phase_data(recipe, splits, mode, model, run_dir, use_cache):
     if use_cache:
-        features = cached_features(model, splits, recipe, mode, run_dir)
+        with distribute.one_device():
+            features = cached_features(model, splits, recipe, mode, run_dir)
         train = data_lib.shuffle_batch(
             tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)), recipe)
         val = tf.data.Dataset.from_tensor_slices(
-            (features["val"], splits.val_labels)).batch(recipe.batch_size)
+            (features["val"], splits.val_labels)).batch(recipe.batch_size,
+                                                        drop_remainder=data_lib._sharded())
         return train, val
     return (data_lib.train_pipeline(splits.train, recipe, mode),
             data_lib.eval_pipeline(splits.val, recipe, mode))
@@ -279,7 +285,8 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
                                    callbacks, verbose, strategy)
         model.save_weights(run_dir / f"{phase}.weights.h5")
         write_json(run_dir / "state.json", state)
-    metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts)
+    with distribute.one_device():
+        metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts)
     metrics["final"]["stopped_early"] = state.get("stopped_early", [])
     metrics["final"]["epochs_planned"] = recipe.phase1_epochs + recipe.phase2_epochs
     metrics["feature_cache"] = feature_cache

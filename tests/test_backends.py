@@ -1,0 +1,148 @@
+"""Every Keras backend: the layers, a fine-tune run with resume, and the strategies.
+
+The whole module is marked ``backend``: CI runs it (with the other ``backend`` tests) under
+``KERAS_BACKEND`` = tensorflow, jax and torch. The JAX ``DataParallel`` test starts its own
+jax processes (two CPU devices forced by XLA_FLAGS) and then exports their model, so it runs
+once, from the tensorflow session.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vgg.finetune import Recipe, finetune
+from keras_vgg.finetune.distribute import make_strategy
+from keras_vgg.finetune.report import read_log
+from keras_vgg.layers import Conv2D, _small_map_conv
+
+pytestmark = pytest.mark.backend
+BACKEND = keras.backend.backend()
+
+
+def tiny(**overrides):
+    values = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
+                  builtin_images_per_class=4, batch_size=8, augment=["flip", "rotation"],
+                  phase1_epochs=1, phase2_epochs=1, phase2_lr=1e-3, tensorboard=False,
+                  early_stopping_patience=0, reduce_lr_patience=0)
+    values.update(overrides)
+    return Recipe(**values).validate()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (2, 5), (4, 4)])
+def test_small_map_convolution_equals_the_convolution(size):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, *size, 16)).astype("float32")
+    kernel = rng.normal(size=(3, 3, 16, 8)).astype("float32")
+    expected = keras.ops.convert_to_numpy(keras.ops.conv(x, kernel, padding="same"))
+    got = keras.ops.convert_to_numpy(_small_map_conv(x, kernel))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    layer = Conv2D(8, 3, padding="same")
+    layer.build(x.shape)
+    layer.kernel.assign(kernel)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)),
+                               expected + keras.ops.convert_to_numpy(layer.bias),
+                               rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    takes_detour = BACKEND == "jax" and min(size) < 3
+    assert layer._small_map(keras.ops.convert_to_tensor(x)) == takes_detour
+
+
+def test_fine_tune_runs_and_resumes_on_this_backend(tmp_path):
+    """Both phases with augmentation, class weights and a kill in phase 2, then --resume."""
+    from tests.test_finetune_train import Interrupt
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(tiny(phase2_epochs=2), run_dir=run, callbacks=[Interrupt(2, 1)], verbose=0)
+    result = finetune(None, run_dir=run, resume=True, verbose=0)
+    assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1, 2]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["final"]["val_accuracy"] <= 1.0
+    assert (run / "history.png").exists() and (run / "confusion_matrix.png").exists()
+    best = keras.saving.load_model(result.best_model)
+    assert best.class_names == ["circle", "cross", "square", "stripes", "triangle"]
+
+
+def test_feature_cache_phase_on_this_backend(tmp_path):
+    result = finetune(tiny(feature_cache="true", augment=[], phase2_epochs=0),
+                      run_dir=tmp_path / "run", verbose=0)
+    assert result.feature_cache and result.epochs == 1
+
+
+def test_strategies_this_backend_has():
+    assert make_strategy("default").num_replicas_in_sync == 1
+    if BACKEND == "torch":
+        with pytest.raises(ValueError, match="strategy='default' under KERAS_BACKEND=torch"):
+            make_strategy("mirrored")
+    with pytest.raises(ValueError, match="Expected `strategy` to be one of"):
+        make_strategy("several")
+
+
+DATA_PARALLEL = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from keras_vgg.finetune import Recipe, finetune
+    recipe = Recipe(name="dp", data="builtin", model="vgg11", image_size=32,
+                    builtin_images_per_class=10, batch_size=4, augment=[], head_dropout=0.0,
+                    phase1_epochs=0, phase2_epochs=1, phase2_lr=1e-3, tensorboard=False,
+                    early_stopping_patience=0, reduce_lr_patience=0, class_weight="none",
+                    mixed_precision="false", strategy=sys.argv[1])
+    result = finetune(recipe, run_dir=sys.argv[2], verbose=0)
+    import keras
+    model = keras.saving.load_model(result.best_model)
+    images = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
+    np.save(sys.argv[3], model.predict(images, verbose=0))
+""")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="starts its own jax processes: run once, "
+                    "from the tensorflow session")
+def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
+    """strategy=mirrored on jax: keras.distribution.DataParallel over 2 forced CPU devices,
+    global batch 8 (4 per device; 40 training images, so no batch is left out), against one
+    device with batch 8: the same model (its
+    class probabilities on 16 images agree to 1e-3; Adam's first steps magnify float
+    rounding in a few of the 9.2M weights to just over 1e-3)."""
+    pytest.importorskip("jax")
+    script = tmp_path / "dp.py"
+    script.write_text(DATA_PARALLEL)
+    probabilities = {}
+    for strategy, devices, batch in (("mirrored", 2, 4), ("default", 1, 8)):
+        env = dict(os.environ, KERAS_BACKEND="jax",
+                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        code = DATA_PARALLEL.replace("batch_size=4", f"batch_size={batch}")
+        script.write_text(code)
+        out = tmp_path / f"{strategy}.npy"
+        done = subprocess.run([sys.executable, str(script), strategy, str(tmp_path / strategy),
+                               str(out)], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        recipe = json.loads((tmp_path / strategy / "recipe.json").read_text())
+        assert recipe["strategy"] == strategy
+        probabilities[strategy] = np.load(out)
+    np.testing.assert_allclose(probabilities["mirrored"], probabilities["default"], atol=1e-3)
+    from keras_vgg.export import export  # a .keras trained on jax exports on tensorflow
+
+    model = keras.saving.load_model(tmp_path / "default" / "best.keras")
+    report = export(model, tmp_path / "export", ["saved_model", "tflite"], ["none"],
+                    latency_repeats=1, verbose=False)
+    assert report["preprocessing"] == "torch" and report["classes"] == 5
+    assert [row["file"] for row in report["exports"]] == ["saved_model", "model_float32.tflite"]
+    assert max(row["max_abs_diff"] for row in report["exports"]) <= 1e-4
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="export runs on tensorflow")
+def test_export_on_another_backend_says_to_use_tensorflow(tmp_path):
+    from keras_vgg import VGG11
+    from keras_vgg.export import export
+
+    model = VGG11(weights=None, input_shape=(32, 32, 3), classes=3)
+    with pytest.raises(ValueError, match=f"Received: KERAS_BACKEND={BACKEND}"):
+        export(model, tmp_path / "out", preprocessing="caffe")
+    with pytest.raises(ValueError, match=r"export_formats=\['tflite'\]"):
+        finetune(tiny(export_formats=["tflite"]), run_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
