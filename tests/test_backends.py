@@ -88,7 +88,8 @@ DATA_PARALLEL = textwrap.dedent("""
     import numpy as np
     from keras_vgg.finetune import Recipe, finetune
     recipe = Recipe(name="dp", data="builtin", model="vgg11", image_size=32,
-                    builtin_images_per_class=10, batch_size=4, augment=[], head_dropout=0.0,
+                    builtin_images_per_class=10, batch_size=int(sys.argv[4]), augment=[],
+                    head_dropout=0.0,
                     phase1_epochs=0, phase2_epochs=1, phase2_lr=1e-3, tensorboard=False,
                     early_stopping_patience=0, reduce_lr_patience=0, class_weight="none",
                     mixed_precision="false", strategy=sys.argv[1])
@@ -105,9 +106,9 @@ DATA_PARALLEL = textwrap.dedent("""
 def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
     """strategy=mirrored on jax: keras.distribution.DataParallel over 2 forced CPU devices,
     global batch 8 (4 per device; 40 training images, so no batch is left out), against one
-    device with batch 8: the same model (its
-    class probabilities on 16 images agree to 1e-3; Adam's first steps magnify float
-    rounding in a few of the 9.2M weights to just over 1e-3)."""
+    device with batch 8: the same model (its class probabilities on 16 images agree to 1e-3;
+    Adam's first steps magnify float rounding in a few of the 9.2M weights to just over
+    1e-3)."""
     pytest.importorskip("jax")
     script = tmp_path / "dp.py"
     script.write_text(DATA_PARALLEL)
@@ -115,11 +116,9 @@ def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
     for strategy, devices, batch in (("mirrored", 2, 4), ("default", 1, 8)):
         env = dict(os.environ, KERAS_BACKEND="jax",
                    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-        code = DATA_PARALLEL.replace("batch_size=4", f"batch_size={batch}")
-        script.write_text(code)
         out = tmp_path / f"{strategy}.npy"
         done = subprocess.run([sys.executable, str(script), strategy, str(tmp_path / strategy),
-                               str(out)], env=env, capture_output=True, text=True)
+                               str(out), str(batch)], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
         recipe = json.loads((tmp_path / strategy / "recipe.json").read_text())
         assert recipe["strategy"] == strategy

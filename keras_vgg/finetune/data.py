@@ -432,7 +432,7 @@ def train_pipeline(ds, recipe, mode, augment=True, shuffle=True):
     """Shuffled (seeded, reshuffled each epoch), batched, augmented, preprocessed: TensorFlow
     ops only, so the same pipeline feeds a model on every Keras backend."""
     ds = shuffle_batch(ds, recipe) if shuffle else ds.batch(recipe.batch_size,
-                                                             drop_remainder=_sharded())
+                                                             drop_remainder=sharded())
     layers = augmenter(recipe) if augment else []
     if layers:
         ds = ds.map(_augmented(layers), tf.data.AUTOTUNE)
@@ -449,10 +449,10 @@ def eval_pipeline(ds, recipe, mode):
 def shuffle_batch(ds, recipe):
     """The one shuffle (seeded, reshuffled each epoch) and batching both training paths use."""
     return ds.shuffle(4096, seed=recipe.seed, reshuffle_each_iteration=True).batch(
-        recipe.batch_size, drop_remainder=_sharded())
+        recipe.batch_size, drop_remainder=sharded())
 
 
-def _sharded() -> bool:
+def sharded() -> bool:
     """Whether a JAX ``keras.distribution`` splits batches over several devices: then every
     batch must divide evenly, and the last, partial one of an epoch is left out (a run's
     final evaluation and feature cache run on one device and see every image)."""

@@ -190,7 +190,7 @@ def _phase_data(recipe, splits, mode, model, run_dir, use_cache):
             tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)), recipe)
         val = tf.data.Dataset.from_tensor_slices(
             (features["val"], splits.val_labels)).batch(recipe.batch_size,
-                                                        drop_remainder=data_lib._sharded())
+                                                        drop_remainder=data_lib.sharded())
         return train, val
     return (data_lib.train_pipeline(splits.train, recipe, mode),
             data_lib.eval_pipeline(splits.val, recipe, mode))
