@@ -1,14 +1,15 @@
 """Runs every benchmark and regenerates docs/benchmarks.md, docs/throughput.png and
 docs/precision.png.
 
-Sections: inference, fine-tuning, precision, bfloat16 inference, export, memory, each at its script's default settings
+Sections: inference, fine-tuning, precision, bfloat16 inference, export, memory, backends,
+each at its script's default settings
 (--quick: the tiniest settings, for a smoke run). The section "Export: what LRN's float
 island costs a full-int8 model" (benchmarks/export_lrn.py, with its written reading) is kept
 verbatim from the existing file; only if it is missing does export_lrn run to make it.
 Prints the total wall time, which the docs record too.
 
 Usage:
-    python benchmarks/run_all.py                 # about 8.5 minutes on 2 CPU cores
+    python benchmarks/run_all.py                 # about 25 minutes on 2 CPU cores
     python benchmarks/run_all.py --quick --docs /tmp/bench_docs
 """
 
@@ -19,6 +20,7 @@ import re
 import time
 from pathlib import Path
 
+import backends
 import common
 import export_lrn
 import export_speed
@@ -42,6 +44,8 @@ QUICK = {
                    "--quantize", "none", "int8"],
     memory: ["--variants", "vgg_f", "--size", "48"],
     precision: ["--image-size", "32", "--repeats", "1", "--forms", "mixed precision"],
+    backends: ["--size", "32", "--batch", "1", "--repeats", "1", "--epochs", "1",
+               "--images-per-class", "4"],
     precision_inference: ["--size", "48", "--batch", "1", "--repeats", "1", "--gemm", "256",
                           "--variants", "vgg11", "vgg_f", "--cache-size", "32",
                           "--cache-images", "2"],
@@ -106,7 +110,7 @@ def compose(sections, machine, seconds, load, lrn) -> str:
 
 
 def main(argv=None):
-    """Runs the five benchmarks, writes the docs, prints the total wall time."""
+    """Runs the benchmarks, writes the docs, prints the total wall time."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--quick", action="store_true", help="tiniest settings")
     arg_parser.add_argument("--docs", type=Path, default=common.ROOT / "docs",
@@ -116,7 +120,7 @@ def main(argv=None):
     lrn = lrn_section(args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
     sections = []
     for module in (inference, finetune_speed, precision, precision_inference, export_speed,
-                   memory):
+                   memory, backends):
         began = time.perf_counter()
         sections.append(module.main(QUICK[module] if args.quick else []))
         print(f"[{module.__name__}: {time.perf_counter() - began:.0f} s]\n", flush=True)

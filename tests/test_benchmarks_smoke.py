@@ -152,3 +152,36 @@ def test_smoke_bad_arguments_are_argparse_errors(capsys):
     with pytest.raises(SystemExit):
         SCRIPTS["export_speed"].main(["--model", "vgg_m", "--size", "32"])
     assert "minimum input size 41" in capsys.readouterr().err
+
+
+def test_smoke_backends_worker_and_table():
+    """One worker (tensorflow, the quick settings) through the real subprocess path; the
+    ratios against tensorflow are then 1 by construction."""
+    quick = run_all.QUICK[run_all.backends]
+    section = run_all.backends.main(["--backends", "tensorflow", *quick])
+    (row,) = section.rows
+    assert row["backend"] == "tensorflow"
+    assert_positive(row, ("float32_images_s", "bfloat16_images_s", "epoch_float32_s",
+                          "epoch_auto_s"))
+    assert row["float32_vs_tf"] == row["epoch_float32_tf_speed"] == 1.0
+    assert row["epoch_float32_precision"] == "float32"
+    assert_columns(section.body, ("backend", "float32 img/s", "vs tensorflow", "bfloat16 img/s",
+                                  "vs tensorflow", "bfloat16 / float32"))
+    assert_columns(section.body, ("backend", "float32 epoch s", "speed vs tensorflow",
+                                  "auto trains in", "auto epoch s", "speed vs tensorflow's auto"))
+    assert "--worker" not in section.command and "--backends tensorflow" in section.command
+
+
+def test_backends_ratios_are_against_tensorflow():
+    def result(backend, images_s, epoch_s):
+        return {"backend": backend, "version": "0",
+                "inference": {"float32": images_s, "bfloat16": 2 * images_s},
+                "finetune": {m: {"precision": "float32", "epoch_s": epoch_s}
+                             for m in ("false", "auto")}}
+
+    rounds = [[result("tensorflow", 10.0, 2.0), result("jax", 5.0, 4.0)],
+              [result("jax", 7.0, 8.0), result("tensorflow", 10.0, 2.0)]]
+    tf_row, jax_row = run_all.backends.rows_of(run_all.backends.combine(rounds))
+    assert jax_row["float32_images_s"] == 6.0 and jax_row["float32_vs_tf"] == 0.6
+    assert jax_row["bfloat16_vs_tf"] == 0.6 and jax_row["epoch_float32_tf_speed"] == 1 / 3
+    assert tf_row["float32_vs_tf"] == 1.0
