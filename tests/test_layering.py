@@ -25,6 +25,8 @@ LAYERS = [
     ("keras_vgg.weights",),
     ("keras_vgg.models",),
     ("keras_vgg.features",),
+    # what people use the features for; pixels: images in, model inputs out
+    ("keras_vgg.pixels", "keras_vgg.losses", "keras_vgg.gradcam", "keras_vgg.embeddings"),
     ("keras_vgg",),
     ("keras_vgg.export",),  # and its modules
     ("keras_vgg.finetune", "keras_vgg.recipes"),  # the engine, and the old name's shim
