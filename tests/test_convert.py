@@ -622,6 +622,7 @@ def assert_same_preprocessing_and_classes(a, b):
     assert a.class_names == b.class_names
 
 
+@pytest.mark.backend
 def test_convert_matconvnet_round_trip_gives_identical_outputs(tmp_path):
     # 1000 classes, as every published file (convert builds the default classes=1000 model).
     names = [f"class {k}, synonym {k}" for k in range(1000)]
@@ -640,6 +641,7 @@ def test_convert_matconvnet_round_trip_gives_identical_outputs(tmp_path):
     assert converted.class_names == names
 
 
+@pytest.mark.backend
 def test_convert_state_dict_round_trip_gives_identical_outputs(state_dict_file, tmp_path):
     _, source = state_dict_file("vgg11_bn", ".safetensors")
     output = convert(source, "vgg11_bn", tmp_path / "vgg11_bn.weights.h5", include_top=False)

@@ -271,6 +271,7 @@ def test_converted_keras_file_keeps_its_variant_preprocessing_and_classes(tmp_pa
         build_vgg("vgg_s", include_top=False, weights=out, input_shape=(64, 64, 3))
 
 
+@pytest.mark.backend
 def test_a_keras_file_as_weights_brings_its_record(tmp_path):
     """A VGGModel's .keras file used as `weights` gives the new model its preprocessing and
     class names, refuses another variant, and counts for preprocessing='auto' in a recipe."""
@@ -340,6 +341,7 @@ def test_mean_image_mode_needs_a_mean(mean, message):
         preprocess_input(np.zeros((1, 2, 2, 3)), "mean_image", mean=mean)
 
 
+@pytest.mark.backend
 def test_model_knows_its_preprocessing_also_when_nested(tmp_path):
     np.savez(tmp_path / "w.npz", **torch_state("vgg11"))
     base = build_vgg("vgg11", include_top=False, weights=str(tmp_path / "w.npz"),
@@ -371,6 +373,7 @@ def test_imagenet_class_index_ships_with_the_package():
     assert [wnid for wnid, _ in classes] == sorted(wnid for wnid, _ in classes)
 
 
+@pytest.mark.backend
 def test_decode_predictions_imagenet_and_file_class_names(tmp_path):
     scores = np.zeros((2, 1000), "float32")
     scores[0, [1, 2]] = [0.7, 0.2]
