@@ -74,6 +74,16 @@ def test_feature_cache_phase_on_this_backend(tmp_path):
     assert result.feature_cache and result.epochs == 1
 
 
+def test_tfds_data_fine_tunes_on_this_backend(tiny_tfds_prepared, tmp_path):
+    """A real (tiny) tfds dataset through the recipe, augmentation on, both phases."""
+    data = tiny_tfds_prepared
+    result = finetune(tiny(data=f"tfds:{data.name}", train_split="train", val_split="test",
+                           data_dir=str(data.data_dir), augment=["flip"]),
+                      run_dir=tmp_path / "run", verbose=0)
+    assert result.epochs == 2
+    assert keras.saving.load_model(result.best_model).class_names == data.classes
+
+
 def test_strategies_this_backend_has():
     assert make_strategy("default").num_replicas_in_sync == 1
     if BACKEND == "torch":
