@@ -14,6 +14,9 @@ Examples:
     $ keras-vgg predict exported/model_int8.tflite photo.jpg
     $ keras-vgg weights                       # which published weights exist per variant
     $ keras-vgg convert vgg11_bn-6002323d.pth --model vgg11_bn -o vgg11_bn.weights.h5
+    $ keras-vgg explain runs/builtin photo.png -o explained/   # Grad-CAM pictures
+    $ keras-vgg embed vgg16 photos/ -o embeddings.npz        # retrieval embeddings
+    $ keras-vgg nearest embeddings.npz photos/cat.jpg -k 5
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_parser(commands)
     add_export_parsers(commands)
     add_convert_parser(commands)
+    add_feature_parsers(commands)
     return parser
 
 
@@ -315,6 +319,86 @@ COMMANDS = {"list": printing(variant_table), "weights": printing(weights_table),
             "summary": summary_command, "recipes": recipes_command,
             "finetune": finetune_command, "export": export_command,
             "predict": predict_command, "convert": convert_command}
+
+
+def add_feature_parsers(commands):
+    """``explain`` (Grad-CAM pictures), ``embed`` (a folder's embeddings) and ``nearest``."""
+    from keras_vgg.precision import PRECISIONS
+    from keras_vgg.preprocessing import MODES
+
+    explain = commands.add_parser(
+        "explain", help="Grad-CAM: write each image beside its heatmap, with the top classes",
+        description="Grad-CAM pictures of images for a classifier (a run folder or a .keras "
+        "file): each image, its heatmap overlaid, and the top classes, as PNGs in -o DIR.")
+    explain.add_argument("model", help="a run folder or a .keras classifier")
+    explain.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files, or folders of them")
+    explain.add_argument("-o", "--output", required=True, help="the folder of PNGs to create")
+    explain.add_argument("--top-k", type=positive_int, default=3,
+                         help="classes written under each picture (default: 3)")
+    explain.add_argument("--layer", help="the conv-side layer (default: the last conv)")
+    explain.add_argument("--preprocessing", choices=MODES,
+                         help="the weights' mode (default: what the model records)")
+    explain.add_argument("--overwrite", action="store_true",
+                         help="replace an existing -o/--output folder")
+    embed = commands.add_parser(
+        "embed", help="embeddings of a folder of images (pooled VGG features, L2-normalised) "
+        "into an .npz", description="Embed images for retrieval: the pooled, L2-normalised "
+        "features of each file, with the file names, in one .npz (query it with nearest).")
+    embed.add_argument("model", help="a run folder, a .keras file, or a variant name (vgg16: "
+                       "ImageNet weights, downloaded once)")
+    embed.add_argument("images", nargs="+", help="folders of images, or image files")
+    embed.add_argument("-o", "--output", required=True, help="the .npz file to write")
+    embed.add_argument("--layer", help="the layer pooled (default: the last block output)")
+    embed.add_argument("--batch-size", type=positive_int, default=32,
+                       help="images per step (default: 32)")
+    embed.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="what the VGG computes in (default: auto, this machine's fastest)")
+    embed.add_argument("--preprocessing", choices=MODES,
+                       help="the weights' mode (default: what the model records)")
+    embed.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
+    nearest = commands.add_parser(
+        "nearest", help="the files most like each query image (cosine) in an embed .npz")
+    nearest.add_argument("embeddings", help="an .npz written by keras-vgg embed")
+    nearest.add_argument("images", nargs="+", help="query images (in the file or not)")
+    nearest.add_argument("-k", type=positive_int, default=5, help="neighbours (default: 5)")
+    nearest.add_argument("--model", help="embeds queries not in the file (default: the "
+                         "model the file records)")
+    nearest.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="what the VGG computes in (default: auto)")
+
+
+def explain_command(args) -> int:
+    from keras_vgg.export.explain import explain
+
+    for e in explain(args.model, args.images, args.output, top_k=args.top_k, layer=args.layer,
+                     preprocessing=args.preprocessing, overwrite=args.overwrite):
+        print(f"{e.image} -> {e.output}: " + ", ".join(
+            f"{name} {score:.1%}" for name, score in zip(e.classes, e.scores)))
+    return 0
+
+
+def embed_command(args) -> int:
+    from keras_vgg.export.embed import embed_files
+
+    saved = embed_files(args.model, args.images, args.output, layer=args.layer,
+                        batch_size=args.batch_size, precision=args.precision,
+                        preprocessing=args.preprocessing, overwrite=args.overwrite)
+    print(f"Wrote {args.output}: {len(saved.names)} images, {saved.vectors.shape[1]} "
+          f"features each ({saved.layer}, average-pooled, L2-normalised)")
+    return 0
+
+
+def nearest_command(args) -> int:
+    from keras_vgg.export.embed import nearest_files
+
+    for query in nearest_files(args.embeddings, args.images, k=args.k, model=args.model,
+                               precision=args.precision):
+        print(f"{query.image}: " + ", ".join(
+            f"{name} {score:.3f}" for name, score in zip(query.names, query.scores)))
+    return 0
+
+
+COMMANDS.update(explain=explain_command, embed=embed_command, nearest=nearest_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

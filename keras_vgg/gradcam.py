@@ -123,13 +123,13 @@ def _single(tensors):
 
 
 def _call_of(child, parent):
-    """The node of ``child``'s one call inside ``parent``'s graph (a Sequential keeps its
-    graph in ``_functional``)."""
+    """The node of ``child``'s one call inside ``parent``'s graph, whatever other graphs
+    call it too (a Sequential keeps its graph in ``_functional``)."""
     graph = getattr(parent, "_functional", None) or parent
     nodes = [node for nodes in graph._nodes_by_depth.values() for node in nodes
              if node.operation is child]
     if len(nodes) != 1:
-        raise expected(f"the VGG called once inside {parent.name}", calls=len(nodes))
+        raise expected(f"{child.name} called once inside {parent.name}", calls=len(nodes))
     return nodes[0]
 
 
@@ -137,7 +137,7 @@ def _cut(model, name):
     """``(head, tail)``: models from ``model``'s input to layer ``name``'s output and on to
     ``model``'s output, through every nested model between them."""
     path = _path_to(model, name)
-    cut = _single(path[-1].get_layer(name).output)
+    cut = _single(_call_of(path[-1].get_layer(name), path[-1]).output_tensors)
     heads = [keras.Model(path[-1].inputs[0], cut)]
     tails = [keras.Model(cut, _single(path[-1].outputs))]
     for parent, child in zip(path[-2::-1], path[:0:-1]):

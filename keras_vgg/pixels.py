@@ -80,8 +80,8 @@ def model_inputs(model, images, preprocessing=None, argument: str = "images") ->
         batch = [check_pixels(image, argument) for image in images]
     else:
         batch = [check_pixels(images, argument)]
-    preprocess = (model_preprocessing(model) if preprocessing is None
-                  else as_preprocessing(preprocessing))
+    preprocess = as_preprocessing(model_preprocessing(model) if preprocessing is None
+                                  else preprocessing)
     size = model_size(model, batch)
     resized = [np.asarray(resize_uint8(b, size)) if b.shape[1:3] != size else b for b in batch]
     return np.asarray(preprocess(np.concatenate(resized).astype("float32")), "float32")

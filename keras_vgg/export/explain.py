@@ -1,0 +1,136 @@
+"""``explain``: Grad-CAM pictures of image files, for a classifier or a saved one (a
+``.keras`` file or a run folder): each image beside its heatmap overlay, with the top
+classes written under them, as PNGs.
+
+Example:
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from keras_vgg import VGG11
+    >>> from keras_vgg.export.explain import explain
+    >>> model = VGG11(input_shape=(32, 32, 3), classes=2, adaptive_pool=1)
+    >>> model.preprocessing, model.class_names = "torch", ["cat", "dog"]
+    >>> folder = tempfile.mkdtemp()
+    >>> Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(f"{folder}/grey.png")
+    >>> [e] = explain(model, [f"{folder}/grey.png"], f"{folder}/out", top_k=2)
+    >>> e.output.endswith("out/grey.png"), sorted(e.classes)
+    (True, ['cat', 'dog'])
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_vgg._extras import require
+from keras_vgg._helpers import expected, recorded
+from keras_vgg.export.predict import image_paths, read_image
+from keras_vgg.gradcam import grad_cam, overlay, vgg_base
+from keras_vgg.saving import load_model
+
+SIDE = 256  # pixels of each picture in a written PNG
+BATCH = 16  # images per Grad-CAM call
+
+
+@dataclass
+class Explained:
+    """One image's picture: ``image`` its file, ``output`` the PNG written, ``classes``
+    and ``scores`` its top classes (the first is the one the heatmap explains)."""
+
+    image: str
+    output: str
+    classes: list
+    scores: list
+
+
+def _picture(pixels, heatmap, lines):
+    """The image and its overlay side by side, scaled to ``SIDE``, text lines below."""
+    Image = require("PIL.Image", "finetune", package="pillow")
+    ImageDraw = require("PIL.ImageDraw", "finetune", package="pillow")
+
+    scale = SIDE / max(pixels.shape[:2])
+    size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+    left = Image.fromarray(pixels).resize(size, Image.BILINEAR)
+    right = Image.fromarray(overlay(pixels, heatmap)).resize(size, Image.BILINEAR)
+    line_height = 16
+    canvas = Image.new("RGB", (2 * size[0] + 8, size[1] + 8 + line_height * len(lines)),
+                       (255, 255, 255))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (size[0] + 8, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((4, size[1] + 4 + i * line_height), line, fill=(0, 0, 0))
+    return canvas
+
+
+def _output_names(sources) -> list[str]:
+    """A PNG name per image (its file's stem; ``_2``, ``_3``... where stems repeat)."""
+    names, seen = [], {}
+    for source in sources:
+        stem = Path(source).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}.png")
+    return names
+
+
+def explain(model, images, output, top_k=3, layer=None, preprocessing=None,
+            overwrite=False) -> list[Explained]:
+    """Writes a Grad-CAM picture of each image into the folder ``output``.
+
+    Args:
+        model: a keras_vgg classifier, or the path of a ``.keras`` file or a run folder.
+        images: image files (JPEG/PNG/BMP/GIF) and folders of them.
+        output: the folder to create; it appears whole once every picture is made, or not at
+            all.
+        top_k: classes written under each picture.
+        layer: the conv-side layer to explain from (default the last conv block's output).
+        preprocessing: a mode such as ``"caffe"``; default the model's own.
+        overwrite: replace an existing ``output`` folder.
+
+    Returns:
+        One :class:`Explained` per image, in order (a folder's files sorted).
+    """
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise expected("`top_k` to be an int >= 1", top_k=top_k)
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists. Expected a new folder, or overwrite=True "
+                              "(--overwrite) to replace it.")
+    model = model if isinstance(model, keras.Model) else load_model(model, compile=False)
+    vgg_base(model)
+    sources = image_paths([images] if isinstance(images, (str, Path)) else images)
+    pixels = [read_image(path) for path in sources]
+    maps = [grad_cam(model, pixels[i:i + BATCH], layer, preprocessing=preprocessing)
+            for i in range(0, len(pixels), BATCH)]
+    heatmaps = np.concatenate([m.heatmaps for m in maps])
+    scores = np.concatenate([m.scores for m in maps])
+    names = recorded(model, "class_names")
+    if not names or len(names) != scores.shape[1]:
+        names = [str(i) for i in range(scores.shape[1])]
+    temporary = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=_parent(output)))
+    try:
+        results = []
+        for source, name, image, heatmap, row in zip(sources, _output_names(sources), pixels,
+                                                      heatmaps, scores):
+            top = np.argsort(-row, kind="stable")[:top_k]
+            classes, top_scores = [names[i] for i in top], [float(row[i]) for i in top]
+            lines = [f"Grad-CAM of {classes[0]} at {maps[0].layer}"] + [
+                f"{c}: {s:.1%}" for c, s in zip(classes, top_scores)]
+            _picture(image, heatmap, lines).save(temporary / name)
+            results.append(Explained(source, str(output / name), classes, top_scores))
+        if output.exists():
+            shutil.rmtree(output)
+        temporary.rename(output)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return results
+
+
+def _parent(output: Path) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return output.parent
