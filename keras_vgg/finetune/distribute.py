@@ -9,7 +9,7 @@ default       one device (the default strategy)            one device
 mirrored      ``MirroredStrategy``: this machine's GPUs     ``DataParallel`` over this machine's
               (or its CPU devices)                         devices (``keras.distribution.list_devices()``)
 multi_worker  ``MultiWorkerMirroredStrategy`` over the     ``keras.distribution.initialize()``
-              machines in ``TF_CONFIG``                    (``KERAS_DISTRIBUTION_JOB_ADDRESS``,
+              machines in ``TF_CONFIG``                    (``KERAS_DISTRIBUTION_JOB_ADDRESSES``,
                                                            ``_NUM_PROCESSES``, ``_PROCESS_ID``), then
                                                            ``DataParallel`` over every process's
                                                            devices
@@ -105,12 +105,12 @@ def make_strategy(name: str):
 def _jax_data_parallel(name):
     distribution = keras.distribution
     if name == "multi_worker":
-        if not os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESS"):
+        if not os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
             raise ValueError(
-                "Expected KERAS_DISTRIBUTION_JOB_ADDRESS (the coordinator's host:port, or every "
+                "Expected KERAS_DISTRIBUTION_JOB_ADDRESSES (the coordinator's host:port, or every "
                 "process's, comma-separated), KERAS_DISTRIBUTION_NUM_PROCESSES and "
                 "KERAS_DISTRIBUTION_PROCESS_ID for strategy='multi_worker' under "
-                "KERAS_BACKEND=jax. Received: KERAS_DISTRIBUTION_JOB_ADDRESS unset")
+                "KERAS_BACKEND=jax. Received: KERAS_DISTRIBUTION_JOB_ADDRESSES unset")
         distribution.initialize()
     devices = distribution.list_devices()
     if name == "tpu" and not all(device.lower().startswith("tpu") for device in devices):
