@@ -18,6 +18,9 @@ if _quiet.launched_as_cli():  # before TensorFlow loads: its native log lines go
 
 from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
 from keras_vgg.features import block_outputs, feature_extractor, to_dense
+from keras_vgg.embeddings import embed, nearest
+from keras_vgg.gradcam import grad_cam
+from keras_vgg.losses import PerceptualLoss, StyleLoss
 from keras_vgg.labels import decode_predictions
 from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
 from keras_vgg.models import (
@@ -63,6 +66,11 @@ __all__ = [
     "feature_extractor",
     "block_outputs",
     "to_dense",
+    "PerceptualLoss",
+    "StyleLoss",
+    "grad_cam",
+    "embed",
+    "nearest",
     "load_model",
     "preprocess_input",
     "decode_predictions",

@@ -42,18 +42,19 @@ def test_heat_lies_on_the_shape_for_most_held_out_images():
     """The trained shapes classifier (a fine-tuned model: its VGG nested) at block3_conv2
     (8x8 maps at 32x32 input; block5's are 2x2, each cell seeing the whole image).
 
-    Measured when written: held-out accuracy 96%; the shape's box (re-derived from the
-    pixels, 32% of the image on average) holds more than half the heat for 73% of the 100
-    held-out images, 59% of the heat on average, and holds the hottest pixel for 87%.
+    Measured when written: held-out accuracy 93%; the shape's box (re-derived from the
+    pixels, 34% of the image on average) holds more than half the heat for 75% of the 100
+    held-out images, 59% of the heat on average, and holds the hottest pixel for 89%.
     Asserted with margin for thread-order differences: >= 60%, >= 0.5, >= 75%."""
     model, images, labels = trained_shapes_classifier()
     assert isinstance(model.get_layer("base"), keras.Model)  # nested
     cam = grad_cam(model, images, layer="block3_conv2_relu")
-    assert (cam.classes == labels).mean() >= 0.85
+    accuracy = (cam.classes == labels).mean()
+    assert accuracy >= 0.85
     boxes = shape_boxes(images)
     share = (cam.heatmaps * boxes).sum(axis=(1, 2)) / cam.heatmaps.sum(axis=(1, 2))
     hottest = np.array([box.flat[np.argmax(h)] for box, h in zip(boxes, cam.heatmaps)])
-    print(f"box area {boxes.mean():.0%}; heat share inside the box: mean {share.mean():.0%}, "
+    print(f"accuracy {accuracy:.0%}; box area {boxes.mean():.0%}; heat share inside the box: mean {share.mean():.0%}, "
           f"> 50% for {(share > 0.5).mean():.0%} of images; hottest pixel inside for "
           f"{hottest.mean():.0%}")
     assert boxes.mean() < 0.4
