@@ -125,8 +125,10 @@ def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
     script.write_text(DATA_PARALLEL)
     probabilities = {}
     for strategy, devices, batch in (("mirrored", 2, 4), ("default", 1, 8)):
+        # XLA aborts a run whose devices miss an all-reduce for 40 s (seen on a loaded machine)
         env = dict(os.environ, KERAS_BACKEND="jax",
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
+                             "--xla_cpu_collective_call_terminate_timeout_seconds=600")
         out = tmp_path / f"{strategy}.npy"
         done = subprocess.run([sys.executable, str(script), strategy, str(tmp_path / strategy),
                                str(out), str(batch)], env=env, capture_output=True, text=True)
