@@ -7,7 +7,8 @@ saves its weights in float32 whatever it computes in (a copy made for predicting
 ``with_precision(..., inference=True)``, holds them in its precision). ``auto`` is:
 
 - ``bfloat16`` on a CPU with AMX or AVX512-BF16 under the TensorFlow backend (oneDNN runs VGG
-  there about 6x faster than in float32, measured in ``benchmarks/precision_inference.py``);
+  there about 6x faster than in float32, measured in ``benchmarks/precision_inference.py``),
+  and for predicting (not training) under torch (``CPU_BFLOAT16`` says what was measured);
 - ``bfloat16`` on a GPU with bfloat16 tensor cores (compute capability 8.0 and up), ``float16``
   on one with float16 tensor cores only (7.x);
 - ``float32`` elsewhere, and wherever the environment variable ``KERAS_VGG_PRECISION`` says
@@ -38,6 +39,11 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 ENVIRONMENT = "KERAS_VGG_PRECISION"
 CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs that compute bfloat16
+# Whether bfloat16 beats float32 on such a CPU, per Keras backend: (predicting, training).
+# Measured on a 2-core Xeon with AMX (benchmarks/precision_inference.py, benchmarks/backends.py):
+# tensorflow (oneDNN) VGG16 4-6x, the builtin recipe's epoch 1.3x; torch VGG16 2.4x, but a
+# mixed-bfloat16 epoch 0.7x; jax (XLA's CPU kernels) VGG16 1.0x.
+CPU_BFLOAT16 = {"tensorflow": (True, True), "torch": (True, False), "jax": (False, False)}
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,9 @@ def gpu_capability() -> tuple[int, int] | None:
     return None
 
 
-def detect_precision() -> Detected:
-    """The precision ``auto`` gives here: see the module's docstring for the rule."""
+def detect_precision(training: bool = False) -> Detected:
+    """The precision ``auto`` gives here, for predicting or (``training=True``) for training:
+    see the module's docstring for the rule."""
     forced = os.environ.get(ENVIRONMENT, "").strip()
     if forced:
         if forced not in POLICIES:
@@ -104,9 +111,11 @@ def detect_precision() -> Detected:
     flags = sorted(set(CPU_FLAGS) & cpu_flags())
     if not flags:
         return Detected("float32", "CPU without AMX or AVX512-BF16")
-    if keras.backend.backend() != "tensorflow":
-        return Detected("float32", f"CPU with {', '.join(flags)}, but bfloat16 is measured "
-                        f"faster only under the tensorflow backend")
+    backend = keras.backend.backend()
+    if not CPU_BFLOAT16.get(backend, (False, False))[training]:
+        work = "trains" if training else "predicts"
+        return Detected("float32", f"CPU with {', '.join(flags)}, but bfloat16 {work} no "
+                        f"faster than float32 under the {backend} backend (measured)")
     return Detected("bfloat16", f"CPU with {', '.join(flags)}")
 
 

@@ -44,6 +44,22 @@ def test_auto_follows_the_hardware(monkeypatch, flags, gpu, expected):
     assert detected.reason in str(detected)
 
 
+@pytest.mark.parametrize("backend, predicting, training", [
+    ("tensorflow", "bfloat16", "bfloat16"),
+    ("torch", "bfloat16", "float32"),  # VGG16 2.4x, but a mixed-bfloat16 epoch 0.7x
+    ("jax", "float32", "float32"),  # XLA's CPU kernels: bfloat16 no faster
+])
+def test_auto_on_a_bf16_cpu_follows_what_each_backend_measured(monkeypatch, backend, predicting,
+                                                                training):
+    machine(monkeypatch, {"amx_bf16"})
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    assert detect_precision().precision == predicting
+    assert detect_precision(training=True).precision == training
+    if training == "float32":
+        assert f"bfloat16 trains no faster than float32 under the {backend} backend" in str(
+            detect_precision(training=True))
+
+
 def test_auto_falls_back_to_float32_without_bf16_and_is_forced_by_the_environment(monkeypatch):
     machine(monkeypatch, {"avx2", "avx512f"})
     assert str(detect_precision()) == "float32 (CPU without AMX or AVX512-BF16)"

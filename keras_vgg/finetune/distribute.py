@@ -151,7 +151,7 @@ def training_precision(mixed) -> str:
     float16 on a GPU and bfloat16 elsewhere (CPUs and TPUs compute bfloat16), ``"false"``
     (or False) float32."""
     if mixed in ("auto", None):
-        return detect_precision().precision
+        return detect_precision(training=True).precision
     if mixed in (True, "true"):
         return "float16" if gpu_capability() is not None else "bfloat16"
     if mixed in (False, "false"):

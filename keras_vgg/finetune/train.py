@@ -252,7 +252,7 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     if verbose:
         print(f"Precision: trains in {distribute.training_precision(recipe.mixed_precision)} "
               f"(mixed_precision={recipe.mixed_precision}; this machine: "
-              f"{detect_precision()}).", flush=True)
+              f"{detect_precision(training=True)}).", flush=True)
     with distribute.precision(recipe.mixed_precision), distribute.running(strategy):
         return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
                          callbacks, verbose)
