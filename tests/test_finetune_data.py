@@ -18,7 +18,9 @@ from keras_vgg.finetune import builtin
 from keras_vgg.finetune.builtin import SHAPES, make_shapes
 from keras_vgg.finetune.config import Recipe, load_recipe
 from keras_vgg.finetune.data import (
+    UNDECODABLE,
     check_image,
+    decode_once,
     eval_pipeline,
     feature_keys,
     load_data,
@@ -114,17 +116,25 @@ def test_bad_files_are_skipped_with_their_reason_and_hidden_ones_ignored(tmp_pat
 
     scan = scan_folder(root)
 
+    # The scan reads headers: a JPEG cut short after its header passes it...
     assert scan.class_names == ["a", "b"]
     assert scan.files == [str(root / "a" / "good1.png"), str(root / "a" / "good2.jpg"),
-                          str(root / "b" / "good1.png"), str(root / "b" / "good2.png")]
-    assert scan.labels == [0, 0, 1, 1]
+                          str(root / "b" / "good1.png"), str(root / "b" / "good2.png"),
+                          str(root / "b" / "trunc.jpg")]
+    assert scan.labels == [0, 0, 1, 1, 1]
     skipped = [(Path(f).relative_to(root).as_posix(), r) for f, r in scan.skipped]
     assert [f for f, _ in skipped] == ["a/corrupt.jpg", "a/labels.csv", "a/notes.txt",
-                                       "a/trunc.png", "b/trunc.jpg"]
+                                       "a/trunc.png"]
     assert [r for _, r in skipped[:3]] == ["not an image"] * 3
-    for _, reason in skipped[3:]:
-        assert reason.startswith("corrupt or truncated (") and reason.endswith(")")
+    assert skipped[3][1].startswith("corrupt or truncated (") and skipped[3][1].endswith(")")
     assert scan.converted == [] and scan.dropped_classes == []
+
+    # ...and the pipeline's one decode skips and counts it.
+    splits = decode_once(load_folder(root, make_recipe(root, validation_split=0.5)))
+    assert splits.report["decode"]["failed"] == 1
+    assert splits.report["skipped"][-1] == {"file": str(root / "b" / "trunc.jpg"),
+                                            "reason": UNDECODABLE}
+    assert len(splits.train_labels) + len(splits.val_labels) == 4
 
 
 def test_check_image_reasons(tmp_path):
@@ -133,11 +143,14 @@ def test_check_image_reasons(tmp_path):
     text = tmp_path / "x.jpg"
     text.write_text("hello")
     assert check_image(text) == (False, "not an image", None)
-    jpeg = encoded(noise_image(), "JPEG")
-    cut = tmp_path / "cut.jpg"
-    cut.write_bytes(jpeg[: len(jpeg) // 2])
+    png = encoded(noise_image(), "PNG")
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(png[: len(png) // 2])
     ok, reason, mode = check_image(cut)
     assert (ok, mode) == (False, None) and reason.startswith("corrupt or truncated (")
+    jpeg = encoded(noise_image((64, 64)), "JPEG")  # whole header, half the data: the decode's
+    (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    assert check_image(tmp_path / "cut.jpg") == (True, "", "RGB")
     tiff = write(tmp_path / "x.tif", solid("RGB", RED), "TIFF")
     assert check_image(tiff) == (
         False, "TIFF images are not readable by tf.io.decode_image", None)

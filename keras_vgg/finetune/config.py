@@ -33,7 +33,7 @@ RECIPES_PACKAGE = "keras_vgg._recipes"  # the repository's recipes/ folder, inst
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
 HEADS = ("avg", "max", "flatten", "fc")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
-CACHES = ("memory", "disk", "none")
+CACHES = ("auto", "memory", "disk", "none")
 LIST_KEYS = ("augment", "export_formats", "export_quantize")
 NO_WEIGHTS = ("", "none", "null")  # what `weights` accepts as "no weights" on a command line
 # What a recipe made for pretrained weights switches to when run with weights=none.
@@ -64,7 +64,10 @@ class Recipe:
     augment: list = field(default_factory=lambda: list(AUGMENTATIONS))
     augment_factor: float = 0.1
     batch_size: int = 32
-    cache: str = "memory"  # decoded, resized images: memory | disk (run dir) | none
+    # decoded, resized images: auto (memory when they fit a share of the RAM, else disk) |
+    # memory | disk (the run folder) | none (decoded every epoch)
+    cache: str = "auto"
+    tfrecords: str | None = None  # folders: write them once as TFRecords here, train from them
     phase1_epochs: int = 5
     phase1_lr: float = 1e-3
     phase1_freeze: str = "all"
@@ -352,7 +355,10 @@ def _check_type(recipe: Recipe, key: str):
     if key == "weights" and value is not None and _no_weights(value) is None:
         setattr(recipe, key, None)  # --weights none, weights=null, weights=
         return
-    if value is None and key in ("weights", "image_key", "label_key", "data_dir"):
+    if key == "tfrecords" and isinstance(value, str) and _no_weights(value) is None:
+        setattr(recipe, key, None)  # tfrecords=none, tfrecords=
+        return
+    if value is None and key in ("weights", "image_key", "label_key", "data_dir", "tfrecords"):
         return
     wanted = type(default) if default is not None else str
     ok = isinstance(value, _TYPES[wanted]) and not (

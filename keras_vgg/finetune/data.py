@@ -5,10 +5,19 @@ resized to image_size, int label)`` datasets for train and validation, decoded
 and cached once. :func:`train_pipeline` and :func:`eval_pipeline` then batch,
 augment (train only) and preprocess with the weights' mode.
 
-Folders are scanned first: a file that is not an image, or that is corrupt or
-truncated, is skipped and reported; grayscale, palette and RGBA images are
-converted to RGB when decoded; an empty class folder is dropped and reported.
-The run fails only when fewer than two usable classes are left.
+Folders are scanned first (:mod:`keras_vgg.finetune.scan`: a cheap header check on every
+core, remembered in a manifest): a file that is not an image, or whose header or structure
+is broken, is skipped and reported; grayscale, palette and RGBA images are converted to RGB
+when decoded; an empty class folder is dropped and reported. Each image is then decoded once,
+in the pipeline (:func:`decode_once`, the first full pass), where a file that still fails,
+such as a JPEG cut short, is skipped and counted. The run fails only when fewer than two
+usable classes are left.
+
+``cache: auto`` keeps the decoded images in memory when they fit a share of the RAM, else on
+disk in the run folder (:func:`choose_cache`). Under several workers each one reads and
+decodes only its own share (``shard``, :func:`worker_share`). A folder can be written once as
+sharded TFRecords (the recipe's ``tfrecords``, :mod:`keras_vgg.finetune.tfrecords`) and read
+from there, on local disk or a bucket.
 
 Example:
     >>> import tempfile
@@ -25,6 +34,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 import urllib.error
 import urllib.parse
 from dataclasses import dataclass, field
@@ -35,27 +45,20 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vgg._extras import require
+from keras_vgg._helpers import expected
+from keras_vgg.finetune import tfrecords
+from keras_vgg.finetune.scan import DECODABLE, Scan, check_image, scan_folder  # noqa: F401
 from keras_vgg.preprocessing import as_preprocessing, resize_uint8
-
-# Formats whose failures mean a damaged file rather than an unsupported format.
-DECODABLE = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
-
-
-@dataclass
-class Scan:
-    """A folder's usable images and what was left out, with the reason."""
-
-    class_names: list
-    files: list
-    labels: list
-    skipped: list = field(default_factory=list)  # [(path, reason)]
-    converted: list = field(default_factory=list)  # [(path, "L -> RGB")]
-    dropped_classes: list = field(default_factory=list)  # [(name, reason)]
 
 
 @dataclass
 class Splits:
-    """Unbatched (uint8 HxWx3, label) train and validation datasets, ready to pipeline."""
+    """Unbatched (uint8 HxWx3, label) train and validation datasets, ready to pipeline.
+
+    For folders and TFRecords, ``pending`` holds what :func:`decode_once` still has to do:
+    the first full pass, which decodes every image once (filling the cache) and finds the
+    files that do not decode; until it has run, ``train_labels``/``val_labels`` are what
+    the scan found."""
 
     train: tf.data.Dataset
     val: tf.data.Dataset
@@ -63,71 +66,10 @@ class Splits:
     train_labels: np.ndarray
     val_labels: np.ndarray
     report: dict
-
-
-def check_image(path: Path):
-    """(ok, reason, mode) for one file: Pillow identifies and fully decodes it, and so does
-    ``tf.io.decode_image``, the decoder the pipeline uses (it rejects some files Pillow
-    accepts, such as a PNG missing its last chunk)."""
-    Image = require("PIL.Image", "finetune", package="pillow")
-    UnidentifiedImageError = Image.UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            fmt, mode = image.format, image.mode
-            image.load()  # a truncated file fails here
-    except UnidentifiedImageError:
-        return False, "not an image", None
-    except (OSError, SyntaxError, ValueError) as error:
-        return False, f"corrupt or truncated ({error})", None
-    if fmt == "BMP" and mode in ("P", "1"):
-        return False, ("BMP with a colour table: tf.io.decode_image would read its palette "
-                       "indices as grey levels; save it as PNG"), None
-    try:
-        _decode_rgb(str(path))
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        message = str(error).splitlines()[0][:120]
-        if fmt in DECODABLE:
-            return False, f"corrupt or truncated ({message})", None
-        return False, f"{fmt} images are not readable by tf.io.decode_image", None
-    return True, "", mode
-
-
-def scan_folder(root) -> Scan:
-    """Class names from the sub-folders of ``root`` (sorted), and every usable image."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(
-            f"Expected `data` to be 'builtin', 'tfds:NAME' or a folder of class sub-folders. "
-            f"Received: data={str(root)!r} (not a folder)"
-        )
-    scan = Scan([], [], [])
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        usable = []
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if any(part.startswith(".") for part in path.relative_to(folder).parts):
-                continue  # hidden files and folders (thumbnails, .DS_Store...)
-            ok, reason, mode = check_image(path)
-            if not ok:
-                scan.skipped.append((str(path), reason))
-                continue
-            usable.append(str(path))
-            if mode != "RGB":
-                scan.converted.append((str(path), f"{mode} -> RGB"))
-        if not usable:
-            scan.dropped_classes.append((folder.name, "no usable images"))
-            continue
-        scan.files += usable
-        scan.labels += [len(scan.class_names)] * len(usable)
-        scan.class_names.append(folder.name)
-    if len(scan.class_names) < 2:
-        found = f"usable classes {scan.class_names}" if scan.class_names else "no usable images"
-        detail = f"; skipped {len(scan.skipped)} file(s)" if scan.skipped else ""
-        raise ValueError(
-            f"Expected a folder with at least two class sub-folders holding images. "
-            f"Received: data={str(root)!r} with {found}{detail}."
-        )
-    return scan
+    cache: str = "memory"  # what the datasets keep decoded images in: memory | disk | none
+    shard: tuple | None = None  # (worker, workers) when each worker reads its own share
+    all_train_labels: np.ndarray | None = None  # every worker's (class weights): before sharding
+    pending: dict = field(default_factory=dict)
 
 
 def stratified_split(labels, fraction: float, seed: int):
@@ -144,11 +86,6 @@ def stratified_split(labels, fraction: float, seed: int):
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
 
 
-def _decode_rgb(path):
-    """The pipeline's decoder (the scan runs it too, so what the scan keeps decodes)."""
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-
-
 def _rgb(image):
     """Grayscale -> RGB, RGBA -> RGB (tfds images keep their own channel count)."""
     channels = image.shape[-1]
@@ -157,38 +94,238 @@ def _rgb(image):
     return image[..., :3] if channels == 4 else image
 
 
-def _cached(ds, recipe, cache_dir, split):
-    """Decoded images kept after the first epoch: in memory, or in files under ``cache_dir``
+# -- the cache: memory when it fits, else the run folder's disk ------------------------------
+
+MEMORY_SHARE = 0.5  # cache: auto keeps images in memory up to this share of available RAM...
+MEMORY_CAP = 2 * 2**30  # ...and this many bytes (past it the disk cache, read back through
+#                         the OS page cache, runs as fast and the memory stays the kernel's)
+FIT_SHARE = 0.8  # cache: memory fails early past this share of available RAM
+
+
+def available_memory():
+    """Bytes of RAM available to a new allocation (MemAvailable of /proc/meminfo, else
+    psutil's figure when psutil is installed), or None when neither says."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def _gb(n):
+    return f"{n / 1e9:.2f} GB"
+
+
+def choose_cache(cache, images, image_size, cache_dir=None, budget=None, available=None):
+    """``(choice, reason, figures)``: where ``images`` decoded images at ``image_size`` go.
+
+    ``cache`` is the recipe's: ``memory``, ``disk`` and ``none`` are kept (``memory`` fails
+    early when the images need more than 80% of the available RAM, naming the figure and the
+    alternatives); ``auto`` estimates the decoded size (height x width x 3 bytes an image)
+    and keeps it in memory when it fits ``budget`` (default: half the available RAM, at most
+    2 GiB), else on disk under ``cache_dir`` (the run folder), else (no ``cache_dir``)
+    decodes every epoch (``none``). ``available``: bytes of free RAM (default: measured)."""
+    estimate = int(images) * int(image_size) ** 2 * 3
+    available = available_memory() if available is None else available
+    figures = {"images": int(images), "estimate_bytes": estimate, "available_bytes": available}
+    if cache == "memory":
+        if available is not None and estimate > FIT_SHARE * available:
+            raise expected(
+                f"`cache` to fit in memory: {images:,} images at {image_size}x{image_size} "
+                f"decode to {_gb(estimate)}, over {FIT_SHARE:.0%} of the "
+                f"{_gb(available)} of RAM available. Use cache=auto (memory when it fits, "
+                f"else a disk cache in the run folder), cache=disk or cache=none (decode every "
+                f"epoch), or a smaller image_size", cache="memory")
+        return "memory", "cache=memory", figures
+    if cache in ("disk", "none"):
+        return (cache if cache_dir is not None or cache == "none" else "memory"), \
+            f"cache={cache}", figures
+    if cache != "auto":
+        raise expected("`cache` to be one of ['auto', 'memory', 'disk', 'none']", cache=cache)
+    if budget is None:
+        budget = MEMORY_CAP if available is None else min(MEMORY_SHARE * available, MEMORY_CAP)
+    figures["budget_bytes"] = int(budget)
+    size = f"{images:,} images at {image_size}x{image_size} decode to {_gb(estimate)}"
+    if estimate <= budget:
+        return "memory", f"cache=auto: {size}, within the memory budget {_gb(budget)}", figures
+    if cache_dir is not None:
+        return "disk", (f"cache=auto: {size}, over the memory budget {_gb(budget)}: a disk "
+                        f"cache in {cache_dir}"), figures
+    return "none", (f"cache=auto: {size}, over the memory budget {_gb(budget)} and no run "
+                    "folder to cache in: decoded every epoch"), figures
+
+
+def _cached(ds, choice, cache_dir, split):
+    """Decoded images kept after the first pass: in memory, or in files under ``cache_dir``
     (which must exist before the first iteration)."""
-    if recipe.cache == "memory" or (recipe.cache == "disk" and cache_dir is None):
+    if choice == "memory":
         return ds.cache()
-    if recipe.cache == "disk":
+    if choice == "disk":
         return ds.cache(str(Path(cache_dir) / split))
     return ds
 
 
-def load_folder(root, recipe, cache_dir=None) -> Splits:
-    scan = scan_folder(root)
-    train_idx, val_idx = stratified_split(scan.labels, recipe.validation_split, recipe.seed)
-    files, labels = np.array(scan.files), np.array(scan.labels, dtype="int32")
+# -- decoding, once, in the pipeline ---------------------------------------------------------
 
-    def dataset(indices, split):
-        ds = tf.data.Dataset.from_tensor_slices((files[indices], labels[indices]))
-        ds = ds.map(lambda p, y: (resize_uint8(_decode_rgb(p), recipe.image_size), y),
-                    tf.data.AUTOTUNE)
-        return _cached(ds, recipe, cache_dir, split)
+DECODE_PROGRESS_FROM = 1000  # images to decode before the first pass shows a progress bar
+UNDECODABLE = "corrupt or truncated (tf.io.decode_image failed in the pipeline)"
 
+
+def _decode(encoded):
+    """The pipeline's decoder: any format tf.io.decode_image reads, as RGB."""
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def _decode_rgb(path):
+    """A file decoded as the pipeline decodes it."""
+    return _decode(tf.io.read_file(path))
+
+
+def worker_share(indices, worker, workers, seed):
+    """The ``worker``-th of ``workers`` disjoint shares of ``indices`` that together cover
+    them: a seeded permutation dealt round-robin (sizes differ by at most one), sorted."""
+    indices = np.asarray(indices, dtype=int)
+    order = np.random.default_rng([int(seed), 18]).permutation(len(indices))
+    return np.sort(indices[order[worker::workers]])
+
+
+def _decoded(encoded_ds, image_size):
+    """(encoded, label, index) -> (uint8 image, label, index); an element that fails to
+    decode is dropped (``ignore_errors``) and counted by :func:`decode_once`."""
+    ds = encoded_ds.map(lambda e, y, i: (resize_uint8(_decode(e), image_size), y, i),
+                        tf.data.AUTOTUNE)
+    return ds.ignore_errors()
+
+
+def _per_worker(ds, shard):
+    """A dataset that already holds only this worker's share: tf.distribute must not shard
+    it again (auto-sharding off)."""
+    if shard is None:
+        return ds
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options)
+
+
+def per_worker(ds, splits):
+    """``ds`` (e.g. cached features of this worker's images) marked as this worker's share
+    when ``splits`` is sharded, so tf.distribute does not shard it again."""
+    return _per_worker(ds, splits.shard)
+
+
+def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, encoded,
+                     shard=None, budget=None, verbose=0) -> Splits:
+    """The splits of a scanned source: ``labels`` of every item, ``encoded(indices)`` a
+    dataset of (encoded bytes, label, index) for those items (any order)."""
+    labels = np.asarray(labels, dtype="int32")
+    train_idx, val_idx = stratified_split(labels, recipe.validation_split, recipe.seed)
+    all_train = labels[train_idx]
+    if shard is not None:
+        worker, workers = shard
+        train_idx = worker_share(train_idx, worker, workers, recipe.seed)
+        val_idx = worker_share(val_idx, worker, workers, recipe.seed)
+        report["worker_share"] = {
+            "worker": worker, "workers": workers, "seed": recipe.seed,
+            "train": [source[i] for i in train_idx], "val": [source[i] for i in val_idx]}
+    choice, reason, figures = choose_cache(recipe.cache, len(train_idx) + len(val_idx),
+                                           recipe.image_size, cache_dir, budget)
+    report["cache"] = dict(choice=choice, reason=reason, **figures)
+    if verbose:
+        print(f"Cache: {choice} ({reason}).", flush=True)
+    pending, datasets = {}, {}
+    for split, indices in (("train", train_idx), ("val", val_idx)):
+        indexed = _cached(_decoded(encoded(indices), recipe.image_size), choice, cache_dir,
+                          split)
+        pending[split] = dict(indexed=indexed, indices=indices, encoded=encoded)
+        datasets[split] = _per_worker(indexed.map(lambda x, y, i: (x, y)), shard)
+    splits = _splits(datasets["train"], datasets["val"], class_names, labels[train_idx],
+                     labels[val_idx], report)
+    splits.cache, splits.shard, splits.all_train_labels = choice, shard, all_train
+    splits.pending = dict(pending, source=source, labels=labels, image_size=recipe.image_size)
+    return splits
+
+
+def decode_once(splits: Splits, verbose=0) -> Splits:
+    """The first full pass over a folder's or TFRecords' splits: every image decoded once
+    (filling the cache); files that fail to decode are skipped and counted. Updates the
+    labels, the counts and ``splits.report`` (``skipped``, ``decode``); a no-op for tfds
+    data and after the first call. A disk cache needs its folder to exist first."""
+    if not splits.pending:
+        return splits
+    pending, started = splits.pending, time.perf_counter()
+    source, labels, total, failed = pending["source"], pending["labels"], 0, []
+    for split in ("train", "val"):
+        step, indices = pending[split], pending[split]["indices"]
+        total += len(indices)
+        bar = keras.utils.Progbar(len(indices), unit_name="image") if (
+            verbose and len(indices) >= DECODE_PROGRESS_FROM) else None
+        if bar is not None:
+            print(f"Decoding the {split} split once ({splits.cache} cache):", flush=True)
+        kept = []
+        for batch in step["indexed"].map(lambda x, y, i: i).batch(256).as_numpy_iterator():
+            kept.extend(batch.tolist())
+            if bar is not None:
+                bar.add(len(batch))
+        kept = np.array(kept, dtype=int)
+        lost = sorted(set(indices.tolist()) - set(kept.tolist()))
+        failed += lost
+        if splits.cache == "none" and lost:  # decoded again every epoch: leave them out
+            keep = np.isin(indices, kept)
+            indexed = _decoded(step["encoded"](indices[keep]), pending["image_size"])
+        else:
+            indexed = step["indexed"]
+        ds = indexed.map(lambda x, y, i: (x, y))
+        if splits.cache != "none":
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
+        setattr(splits, split, _per_worker(ds, splits.shard))
+        setattr(splits, f"{split}_labels", labels[kept] if len(kept) else labels[:0])
+    seconds = time.perf_counter() - started
+    splits.report["skipped"] += [{"file": source[i], "reason": UNDECODABLE} for i in failed]
+    splits.report["decode"] = {"images": total, "failed": len(failed),
+                               "seconds": round(seconds, 2),
+                               "images_per_s": round(total / max(seconds, 1e-9), 1)}
+    splits.pending = {}
+    if verbose:
+        print(f"Decoded {total:,} images once in {seconds:.1f} s"
+              + (f"; {len(failed)} failed to decode and are skipped (data_report.json)"
+                 if failed else "") + ".", flush=True)
+    _splits(splits.train, splits.val, splits.class_names, splits.train_labels,
+            splits.val_labels, splits.report)
+    return splits
+
+
+def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:
+    """A folder of class sub-folders: scanned (:mod:`keras_vgg.finetune.scan`), split per
+    class, shared out among workers (``shard``: (worker, workers)), decoded in the pipeline."""
+    scan = scan_folder(root, verbose=verbose)
+    files = np.array(scan.files)
     report = {
         "source": str(root),
         "skipped": [{"file": f, "reason": r} for f, r in scan.skipped],
         "converted": [{"file": f, "change": c} for f, c in scan.converted],
         "dropped_classes": [{"class": c, "reason": r} for c, r in scan.dropped_classes],
+        "scan": {"files": scan.listed, "checked": scan.checked,
+                 "seconds": round(scan.seconds, 2), "manifest": scan.manifest},
     }
-    return _splits(dataset(train_idx, "train"), dataset(val_idx, "val"), scan.class_names,
-                   labels[train_idx], labels[val_idx], report)
+
+    def encoded(indices):
+        ds = tf.data.Dataset.from_tensor_slices(
+            (files[indices], np.asarray(scan.labels, dtype="int32")[indices],
+             np.asarray(indices, dtype="int64")))
+        return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), tf.data.AUTOTUNE)
+
+    return _pipeline_splits(list(scan.files), scan.labels, scan.class_names, recipe, cache_dir,
+                            report, encoded, shard, budget, verbose)
 
 
-def load_tfds(name, recipe, cache_dir=None) -> Splits:
+def load_tfds(name, recipe, cache_dir=None, budget=None, verbose=0) -> Splits:
     """A tensorflow-datasets image classification set; image/label keys from its features.
 
     The recipe's ``data_dir`` (when set) is the folder tfds keeps prepared datasets in;
@@ -219,12 +356,20 @@ def load_tfds(name, recipe, cache_dir=None) -> Splits:
                              dtype="int32")
         ds = ds.map(lambda ex: (resize_uint8(_rgb(ex[image_key]), recipe.image_size),
                                 tf.cast(ex[label_key], tf.int32)), tf.data.AUTOTUNE)
-        return _cached(ds, recipe, cache_dir, split_key), labels
+        return ds, labels
 
     (train, train_labels), (val, val_labels) = dataset("train_split"), dataset("val_split")
+    choice, reason, figures = choose_cache(recipe.cache, len(train_labels) + len(val_labels),
+                                           recipe.image_size, cache_dir, budget)
+    if verbose:
+        print(f"Cache: {choice} ({reason}).", flush=True)
+    train, val = _cached(train, choice, cache_dir, "train"), _cached(val, choice, cache_dir, "val")
     report = {"source": f"tfds:{name}", "image_key": image_key, "label_key": label_key,
-              "skipped": [], "converted": [], "dropped_classes": []}
-    return _splits(train, val, class_names, train_labels, val_labels, report)
+              "skipped": [], "converted": [], "dropped_classes": [],
+              "cache": dict(choice=choice, reason=reason, **figures)}
+    splits = _splits(train, val, class_names, train_labels, val_labels, report)
+    splits.cache, splits.all_train_labels = choice, train_labels
+    return splits
 
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for a dataset's download host before calling it offline
@@ -372,22 +517,63 @@ def feature_keys(features, image_key=None, label_key=None):
             find(tfds.features.ClassLabel, label_key, "label", "label_key"))
 
 
-def load_builtin(recipe, cache_dir=None) -> Splits:
+def load_builtin(recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:
     from keras_vgg.finetune.builtin import make_shapes
 
-    splits = load_folder(make_shapes(images_per_class=recipe.builtin_images_per_class),
-                         recipe, cache_dir)
+    root = make_shapes(images_per_class=recipe.builtin_images_per_class)
+    splits = _load_files(root, recipe, cache_dir, shard, budget, verbose)
     splits.report["source"] = "builtin shapes"
     return splits
 
 
-def load_data(recipe, cache_dir=None) -> Splits:
-    """The recipe's data as :class:`Splits`."""
+def load_data(recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:
+    """The recipe's data as :class:`Splits`.
+
+    Args:
+        recipe: the run's recipe (``data``, ``tfrecords``, ``cache``, ``image_size``...).
+        cache_dir: the folder a disk cache goes in (a run's ``cache/``); None: no disk cache.
+        shard: ``(worker, workers)``: this worker's share of a folder or TFRecords (each
+            worker lists and decodes only its own), or None for all of it.
+        budget: bytes ``cache: auto`` may keep in memory (default: from the available RAM).
+        verbose: 1 prints the scan, the cache chosen and progress bars.
+
+    Folders and TFRecords are decoded on their first full pass: :func:`decode_once` runs it
+    (the run does, before training) and counts the files that fail to decode.
+    """
     if recipe.data == "builtin":
-        return load_builtin(recipe, cache_dir)
+        return load_builtin(recipe, cache_dir, shard, budget, verbose)
     if recipe.data.startswith("tfds:"):
-        return load_tfds(recipe.data[len("tfds:"):], recipe, cache_dir)
-    return load_folder(recipe.data, recipe, cache_dir)
+        if recipe.tfrecords:
+            raise expected("`tfrecords` unset with tfds data (tfds keeps its own TFRecords); it "
+                           "writes folders", tfrecords=recipe.tfrecords, data=recipe.data)
+        return load_tfds(recipe.data[len("tfds:"):], recipe, cache_dir, budget, verbose)
+    return _load_files(recipe.data, recipe, cache_dir, shard, budget, verbose)
+
+
+def _load_files(root, recipe, cache_dir, shard, budget, verbose) -> Splits:
+    """A folder, a folder written as TFRecords (``recipe.tfrecords``), or TFRecords."""
+    if tfrecords.is_tfrecords(root):
+        return load_tfrecords(root, recipe, cache_dir, shard, budget, verbose)
+    if recipe.tfrecords:
+        scan = scan_folder(root, verbose=verbose)
+        tfrecords.write_tfrecords(scan, root, recipe.tfrecords, verbose=verbose)
+        splits = load_tfrecords(recipe.tfrecords, recipe, cache_dir, shard, budget, verbose)
+        splits.report["source"] = str(root)
+        splits.report["tfrecords"] = recipe.tfrecords
+        return splits
+    return load_folder(root, recipe, cache_dir, shard, budget, verbose)
+
+
+def load_tfrecords(path, recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:
+    """A folder written by :func:`keras_vgg.finetune.tfrecords.write_tfrecords` (a local path
+    or any path tf.io.gfile reads: ``gs://``, ``s3://``), split and shared out as a folder."""
+    index = tfrecords.read_index(path)
+    report = {"source": str(path), "skipped": list(index["skipped"]),
+              "converted": list(index["converted"]), "dropped_classes": list(index["dropped"])}
+    files = index["files"]
+    return _pipeline_splits(files, index["labels"], index["class_names"], recipe, cache_dir,
+                            report, lambda indices: tfrecords.records(path, index, indices),
+                            shard, budget, verbose)
 
 
 def _splits(train, val, class_names, train_labels, val_labels, report) -> Splits:

@@ -145,6 +145,34 @@ def _tf_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
+def input_shard(strategy):
+    """``(worker, workers)`` when ``strategy`` spans several worker processes that should each
+    read their own share of the data (TensorFlow's multi-worker strategy), else None."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
+    resolver = strategy.cluster_resolver
+    workers = resolver.cluster_spec().num_tasks("worker") if resolver else 1
+    return (int(resolver.task_id), int(workers)) if workers > 1 else None
+
+
+def sum_over_workers(strategy, array):
+    """``array`` (e.g. a confusion matrix of this worker's share) summed over every worker of
+    a multi-worker strategy; itself elsewhere."""
+    shard = input_shard(strategy)
+    if shard is None:
+        return np.asarray(array)
+    value = tf.constant(np.asarray(array, dtype="float64"))
+    local = strategy.num_replicas_in_sync // shard[1]
+
+    def per_replica(context):  # one replica of each worker contributes its worker's array
+        first = context.replica_id_in_sync_group % local == 0
+        return value if first else tf.zeros_like(value)
+
+    values = strategy.experimental_distribute_values_from_function(per_replica)
+    total = strategy.reduce("SUM", values, axis=None)
+    return np.rint(total.numpy()).astype(np.asarray(array).dtype)
+
+
 def training_precision(mixed) -> str:
     """What a recipe's ``mixed_precision`` trains in: ``"auto"`` (or None) the fast precision
     this machine has (``keras_vgg.precision.detect_precision``), ``"true"`` (or True)

@@ -162,7 +162,7 @@ def _callbacks(recipe, run_dir, model, phase, best_so_far):
     return checkpoint, callbacks
 
 
-def cached_features(model, splits, recipe, mode, run_dir):
+def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
     """The base's outputs for train and val, computed once and kept as .npy files."""
     folder = run_dir / "feature_cache"
     folder.mkdir(exist_ok=True)
@@ -174,7 +174,8 @@ def cached_features(model, splits, recipe, mode, run_dir):
         if not path.exists():
             images = data_lib.eval_pipeline(getattr(splits, split), recipe, mode)
             # float32 on disk whatever the compute dtype (np.save cannot store bfloat16).
-            features = np.asarray(base.predict(images, verbose=0), dtype="float32")
+            features = np.asarray(base.predict(images, verbose=1 if verbose else 0),
+                                  dtype="float32")
             tmp = folder / f".{split}.tmp.npy"
             np.save(tmp, features)
             os.replace(tmp, path)
@@ -182,18 +183,24 @@ def cached_features(model, splits, recipe, mode, run_dir):
     return out
 
 
-def _phase_data(recipe, splits, mode, model, run_dir, use_cache):
+def _phase_data(recipe, splits, mode, model, run_dir, use_cache, verbose=0):
     if use_cache:
         with distribute.one_device():
-            features = cached_features(model, splits, recipe, mode, run_dir)
-        train = data_lib.shuffle_batch(
-            tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)), recipe)
-        val = tf.data.Dataset.from_tensor_slices(
-            (features["val"], splits.val_labels)).batch(recipe.batch_size,
-                                                        drop_remainder=data_lib.sharded())
+            features = cached_features(model, splits, recipe, mode, run_dir, verbose)
+        train = data_lib.shuffle_batch(data_lib.per_worker(
+            tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)),
+            splits), recipe)
+        val = data_lib.per_worker(tf.data.Dataset.from_tensor_slices(
+            (features["val"], splits.val_labels)), splits).batch(
+                recipe.batch_size, drop_remainder=data_lib.sharded())
         return train, val
     return (data_lib.train_pipeline(splits.train, recipe, mode),
             data_lib.eval_pipeline(splits.val, recipe, mode))
+
+
+def _all_train_labels(splits):
+    """Every worker's training labels (the class weights must agree across workers)."""
+    return splits.train_labels if splits.all_train_labels is None else splits.all_train_labels
 
 
 def _best_so_far(run_dir):
@@ -215,14 +222,14 @@ def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), 
         target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                        jit_compile=recipe.jit_compile)
-    train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache)
+    train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache, verbose)
     checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase, _best_so_far(run_dir))
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
     start = state["epoch"]
     history = distribute.fit(
         target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
-        class_weight=class_weights(recipe, splits.train_labels, len(splits.class_names)),
+        class_weight=class_weights(recipe, _all_train_labels(splits), len(splits.class_names)),
         callbacks=phase_callbacks + list(callbacks), strategy=strategy, verbose=verbose,
     )
     target._initial_epoch = None
@@ -261,7 +268,8 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
 def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, callbacks,
               verbose) -> RunResult:
     # Data and model first: a bad folder or model leaves no run directory behind.
-    splits = data_lib.load_data(recipe, cache_dir=run_dir / "cache")
+    splits = data_lib.load_data(recipe, cache_dir=run_dir / "cache",
+                                shard=distribute.input_shard(strategy), verbose=verbose)
     with strategy.scope():
         model = build_finetune_model(recipe, len(splits.class_names), splits.class_names)
     mode = preprocessing_mode(recipe, model)
@@ -270,8 +278,9 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
         shutil.rmtree(run_dir / "cache", ignore_errors=True)
     else:
         start_run_dir(run_dir, saved_recipe)
-    if recipe.cache == "disk":
+    if splits.cache == "disk":
         (run_dir / "cache").mkdir(exist_ok=True)
+    data_lib.decode_once(splits, verbose)  # fills the cache; skips what fails to decode
     write_json(run_dir / "data_report.json", splits.report)
     phase_starts, feature_cache = [], False
     for phase in PHASES:
@@ -286,7 +295,7 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
         model.save_weights(run_dir / f"{phase}.weights.h5")
         write_json(run_dir / "state.json", state)
     with distribute.one_device():
-        metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts)
+        metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts, strategy)
     metrics["final"]["stopped_early"] = state.get("stopped_early", [])
     metrics["final"]["epochs_planned"] = recipe.phase1_epochs + recipe.phase2_epochs
     metrics["feature_cache"] = feature_cache
@@ -314,7 +323,7 @@ def export_finished_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
                   sample=sample, sample_labels=labels, overwrite=True, verbose=bool(verbose))
 
 
-def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
+def evaluate_run(run_dir, splits, recipe, mode, phase_starts=(), strategy=None) -> dict:
     """Loads best.keras, scores the validation split, writes the two pictures. best.keras is
     written anew without optimizer state (a third of the size; resuming uses the run's own
     backups, and a later fine-tune compiles afresh)."""
@@ -325,8 +334,15 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=()) -> dict:
     precision = inference_precision(recipe)
     probabilities = with_precision(best, precision, inference=True).predict(
         data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
-    metrics = classification_metrics(splits.val_labels, probabilities.argmax(-1),
-                                     splits.class_names)
+    labels, predicted = splits.val_labels, probabilities.argmax(-1)
+    if splits.shard is not None:  # each worker scored its own share: combine them
+        k = len(splits.class_names)
+        matrix = np.zeros((k, k), dtype="int64")
+        np.add.at(matrix, (labels, predicted), 1)
+        matrix = distribute.sum_over_workers(strategy, matrix)
+        rows, cols = np.nonzero(matrix)
+        labels, predicted = np.repeat(rows, matrix[rows, cols]), np.repeat(cols, matrix[rows, cols])
+    metrics = classification_metrics(labels, predicted, splits.class_names)
     rows = read_log(run_dir / "training_log.csv")
     plot_history(rows, run_dir / "history.png", phase_starts=phase_starts[1:])
     plot_confusion(metrics["confusion_matrix"], splits.class_names,
