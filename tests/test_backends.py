@@ -165,6 +165,29 @@ def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
     assert max(row["max_abs_diff"] for row in report["exports"]) <= 1e-4
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="starts its own torch process: run once, "
+                    "from the tensorflow session")
+def test_a_torch_trained_keras_file_exports_on_tensorflow(tmp_path):
+    """A run trained under KERAS_BACKEND=torch: its best.keras exports here, checked."""
+    pytest.importorskip("torch")
+    script = tmp_path / "train.py"
+    script.write_text(DATA_PARALLEL)
+    done = subprocess.run([sys.executable, str(script), "default", str(tmp_path / "run"),
+                           str(tmp_path / "p.npy"), "8"], capture_output=True, text=True,
+                          env=dict(os.environ, KERAS_BACKEND="torch"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    from keras_vgg.export import export
+
+    model = keras.saving.load_model(tmp_path / "run" / "best.keras")
+    images = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(images, verbose=0), np.load(tmp_path / "p.npy"),
+                               atol=1e-5)  # tensorflow computes what torch computed
+    report = export(model, tmp_path / "export", ["saved_model", "tflite"], ["none"],
+                    latency_repeats=1, verbose=False)
+    assert report["preprocessing"] == "torch" and report["classes"] == 5
+    assert max(row["max_abs_diff"] for row in report["exports"]) <= 1e-4
+
+
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="export runs on tensorflow")
 def test_export_on_another_backend_says_to_use_tensorflow(tmp_path):
     from keras_vgg import VGG11
