@@ -118,6 +118,22 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
     assert len(log) == 3 and all(np.isfinite(log))
     assert log == losses(tmp_path / "worker1")
 
+    # Each worker listed and decoded only its share: disjoint, and together every file.
+    reports = [json.loads((tmp_path / run / "data_report.json").read_text())
+               for run in ("worker0", "worker1")]
+    for split, total in (("train", 30), ("val", 10)):  # 5 classes x 8 images, a fifth held out
+        shares = [set(r["worker_share"][split]) for r in reports]
+        assert not shares[0] & shares[1]
+        assert len(shares[0] | shares[1]) == total == sum(r[f"{split}_counts"][i] for r in reports
+                                                          for i in range(5))
+    assert [r["worker_share"]["worker"] for r in reports] == [0, 1]
+    assert [r["decode"]["images"] for r in reports] == [20, 20]
+    # The validation set is scored once, its shares combined: both workers report all of it.
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text())
+               for run in ("worker0", "worker1")]
+    assert metrics[0]["confusion_matrix"] == metrics[1]["confusion_matrix"]
+    assert sum(map(sum, metrics[0]["confusion_matrix"])) == 10
+
 
 # -- the multi-worker loop against fit ---------------------------------------------------------
 # One process runs the recipe under strategy="multi_worker" with a one-worker TF_CONFIG (so the
