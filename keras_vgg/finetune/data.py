@@ -234,6 +234,10 @@ def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, enc
         report["worker_share"] = {
             "worker": worker, "workers": workers, "seed": recipe.seed,
             "train": [source[i] for i in train_idx], "val": [source[i] for i in val_idx]}
+    if len(train_idx) > shuffle_buffer(recipe.image_size):
+        # More images than the shuffle holds: decode (and cache) them in a seeded random
+        # order, so that the buffer does not see one class at a time.
+        train_idx = np.random.default_rng([recipe.seed, 20]).permutation(train_idx)
     choice, reason, figures = choose_cache(recipe.cache, len(train_idx) + len(val_idx),
                                            recipe.image_size, cache_dir, budget)
     report["cache"] = dict(choice=choice, reason=reason, **figures)
@@ -312,7 +316,7 @@ def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0
         "converted": [{"file": f, "change": c} for f, c in scan.converted],
         "dropped_classes": [{"class": c, "reason": r} for c, r in scan.dropped_classes],
         "scan": {"files": scan.listed, "checked": scan.checked,
-                 "seconds": round(scan.seconds, 2), "manifest": scan.manifest},
+                 "seconds": round(scan.seconds, 4), "manifest": scan.manifest},
     }
 
     def encoded(indices):
@@ -632,10 +636,20 @@ def eval_pipeline(ds, recipe, mode):
     return train_pipeline(ds, recipe, mode, augment=False, shuffle=False)
 
 
+SHUFFLE_IMAGES = 4096  # the shuffle buffer, in images...
+SHUFFLE_BYTES = 256 * 2**20  # ...holding at most this many decoded bytes (1,706 at 224x224)
+
+
+def shuffle_buffer(image_size) -> int:
+    """Images the training shuffle holds: 4096, fewer for big images (256 MB at most)."""
+    return int(min(SHUFFLE_IMAGES, max(256, SHUFFLE_BYTES // (int(image_size) ** 2 * 3))))
+
+
 def shuffle_batch(ds, recipe):
     """The one shuffle (seeded, reshuffled each epoch) and batching both training paths use."""
-    return ds.shuffle(4096, seed=recipe.seed, reshuffle_each_iteration=True).batch(
-        recipe.batch_size, drop_remainder=sharded())
+    return ds.shuffle(shuffle_buffer(recipe.image_size), seed=recipe.seed,
+                      reshuffle_each_iteration=True).batch(recipe.batch_size,
+                                                           drop_remainder=sharded())
 
 
 def sharded() -> bool:
