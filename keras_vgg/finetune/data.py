@@ -229,11 +229,18 @@ def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, enc
     all_train = labels[train_idx]
     if shard is not None:
         worker, workers = shard
-        train_idx = worker_share(train_idx, worker, workers, recipe.seed)
-        val_idx = worker_share(val_idx, worker, workers, recipe.seed)
+        shares = {}
+        for split, indices in (("train", train_idx), ("val", val_idx)):
+            share = worker_share(indices, worker, workers, recipe.seed)
+            # Every worker must run the same number of steps (a collective waits for all):
+            # a share one image short repeats its first image.
+            pad = -(-len(indices) // workers) - len(share)
+            shares[split] = (share, np.concatenate([share, share[:pad]]) if pad else share, pad)
+        (_, train_idx, _), (_, val_idx, _) = shares["train"], shares["val"]
         report["worker_share"] = {
             "worker": worker, "workers": workers, "seed": recipe.seed,
-            "train": [source[i] for i in train_idx], "val": [source[i] for i in val_idx]}
+            **{split: [source[i] for i in share] for split, (share, _, _) in shares.items()},
+            "repeated": {split: int(pad) for split, (_, _, pad) in shares.items()}}
     if len(train_idx) > shuffle_buffer(recipe.image_size):
         # More images than the shuffle holds: decode (and cache) them in a seeded random
         # order, so that the buffer does not see one class at a time.

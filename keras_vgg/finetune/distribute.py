@@ -196,18 +196,29 @@ def precision(mixed):
 
 
 def fit(model, train, *, validation_data, epochs, initial_epoch, callbacks, class_weight,
-        strategy, verbose):
+        strategy, verbose, batch_size=None):
     """``model.fit`` under every strategy except multi-worker, which gets :func:`_loop_fit`."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model.fit(train, validation_data=validation_data, epochs=epochs,
                          initial_epoch=initial_epoch, shuffle=False, class_weight=class_weight,
                          callbacks=callbacks, verbose=verbose)
     return _loop_fit(model, train, validation_data, epochs, initial_epoch, callbacks,
-                     class_weight, strategy, verbose)
+                     class_weight, strategy, verbose, batch_size)
+
+
+def _distribute(strategy, ds, batch_size):
+    """``ds`` spread over the replicas. A dataset that holds only this worker's share
+    (auto-sharding off), batched with the global ``batch_size``, is cut into per-replica
+    batches here, so that the last, partial batch leaves no replica an empty one."""
+    off = tf.data.experimental.AutoShardPolicy.OFF
+    if batch_size and ds.options().experimental_distribute.auto_shard_policy == off:
+        per_replica = ds.rebatch(max(1, batch_size // strategy.num_replicas_in_sync))
+        return strategy.distribute_datasets_from_function(lambda context: per_replica)
+    return strategy.experimental_distribute_dataset(ds)
 
 
 def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight, strategy,
-              verbose):
+              verbose, batch_size=None):
     """What ``fit`` does for the recipes (sparse cross-entropy, accuracy, class weights,
     callbacks, ``stop_training``), as a custom loop under ``strategy``.
 
@@ -219,8 +230,8 @@ def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight,
     (train, epoch, batch, test) and logs, and an epoch restored by BackupAndRestore is where
     it starts."""
     train_step, val_step = _steps(model, strategy, class_weight)
-    train_data = strategy.experimental_distribute_dataset(train)
-    val_data = None if val is None else strategy.experimental_distribute_dataset(val)
+    train_data = _distribute(strategy, train, batch_size)
+    val_data = None if val is None else _distribute(strategy, val, batch_size)
     steps = int(train.cardinality())
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,

@@ -231,6 +231,7 @@ def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), 
         target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
         class_weight=class_weights(recipe, _all_train_labels(splits), len(splits.class_names)),
         callbacks=phase_callbacks + list(callbacks), strategy=strategy, verbose=verbose,
+        batch_size=recipe.batch_size,
     )
     target._initial_epoch = None
     state["epoch"] = history.epoch[-1] + 1 if history.epoch else start + epochs
