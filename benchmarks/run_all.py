@@ -5,7 +5,8 @@ Sections: inference, fine-tuning, precision, bfloat16 inference, export, memory,
 each at its script's default settings
 (--quick: the tiniest settings, for a smoke run). The section "Export: what LRN's float
 island costs a full-int8 model" (benchmarks/export_lrn.py, with its written reading) is kept
-verbatim from the existing file; only if it is missing does export_lrn run to make it.
+verbatim from the existing file; only if it is missing does export_lrn run to make it. The
+section of benchmarks/data_scale.py (6 minutes, `--write` updates it) is kept verbatim too.
 Prints the total wall time, which the docs record too.
 
 Usage:
@@ -35,6 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LRN_TITLE = "## Export: what LRN's float island costs a full-int8 model"
+DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
 QUICK = {
     inference: ["--size", "32", "--batch", "1", "--repeats", "1", "--gemm", "256",
                 "--sweep-size", "48", "--sweep-batch", "1", "--sweep-repeats", "1",
@@ -52,13 +54,21 @@ QUICK = {
 }
 
 
-def lrn_section(*files: Path) -> str:
-    """The LRN section of the first file holding it, verbatim; else made by export_lrn."""
+def kept_section(title: str, *files: Path) -> str:
+    """The section ``title`` of the first file holding it, verbatim; "" if none does."""
     for path in files:
         text = path.read_text() if path.is_file() else ""
-        match = re.search(rf"^{re.escape(LRN_TITLE)}\n.*?(?=^## |\Z)", text, re.S | re.M)
+        match = re.search(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", text, re.S | re.M)
         if match:
             return match.group(0).rstrip() + "\n"
+    return ""
+
+
+def lrn_section(*files: Path) -> str:
+    """The LRN section of the first file holding it, verbatim; else made by export_lrn."""
+    kept = kept_section(LRN_TITLE, *files)
+    if kept:
+        return kept
     size, repeats = 224, 20
     return (f"{LRN_TITLE}\n\nCommand: `python benchmarks/export_lrn.py` ({size}x{size}).\n\n"
             f"{export_lrn.table(export_lrn.measure(size, repeats), size, repeats)}\n")
@@ -117,7 +127,9 @@ def main(argv=None):
                             help="where benchmarks.md and throughput.png go")
     args = arg_parser.parse_args(argv)
     start, load = time.perf_counter(), os.getloadavg()[0]
-    lrn = lrn_section(args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
+    docs = (args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
+    # kept verbatim after it: the data-at-scale section (benchmarks/data_scale.py --write)
+    lrn = lrn_section(*docs) + ("\n" + kept_section(DATA_TITLE, *docs)).rstrip() + "\n"
     sections = []
     for module in (inference, finetune_speed, precision, precision_inference, export_speed,
                    memory, backends):
