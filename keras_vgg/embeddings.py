@@ -33,6 +33,7 @@ import numpy as np
 from keras_vgg._helpers import expected, find_nested
 from keras_vgg.features import block_outputs, feature_extractor
 from keras_vgg.pixels import model_inputs
+from keras_vgg.precision import with_precision
 
 
 def check_layer(model, layer) -> str:
@@ -64,12 +65,13 @@ def embed(model, images, layer=None, batch_size=32, precision="auto", preprocess
     Args:
         model: a keras_vgg model (headless, with its top, or fine-tuned).
         images: RGB pixels in [0, 255] (see ``keras_vgg.pixels``): an array
-            ``(N, H, W, 3)``, or any sequence of ``(H, W, 3)`` images (a list, or one that
+            ``(N, H, W, 3)``, one image ``(H, W, 3)``, or any sequence of ``(H, W, 3)`` images (a list, or one that
             reads files as it is indexed); each is resized to the model's input size.
         layer: the layer whose output is pooled; default the VGG's last block output.
         batch_size: images per step.
         precision: what the VGG computes in: ``"auto"`` (this machine's fastest, bfloat16
-            where the hardware has it; see ``keras_vgg.precision``), ``"float32"``, ...
+            where the hardware has it; see ``keras_vgg.precision``), ``"float32"``, ...;
+            the weights too are held in it (a copy for predicting, as ``predict`` makes).
         preprocessing: a mode such as ``"caffe"``; default the model's own.
         verbose: 1 shows a progress bar (``keras.utils.Progbar``), 0 none.
 
@@ -79,10 +81,13 @@ def embed(model, images, layer=None, batch_size=32, precision="auto", preprocess
     layer = check_layer(model, layer)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise expected("`batch_size` to be an int >= 1", batch_size=batch_size)
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = images[None]  # one image
     total = len(images)
     if total == 0:
         raise expected("`images` to hold at least one image", images=images)
-    extractor = feature_extractor(model, layers=[layer], precision=precision)
+    extractor = with_precision(feature_extractor(model, layers=[layer]), precision,
+                               inference=True)
     bar = keras.utils.Progbar(total, verbose=verbose, unit_name="image")
     rows = []
     for start in range(0, total, batch_size):

@@ -154,8 +154,9 @@ def _cut(model, name):
 
 
 def _output_activation(config) -> str | None:
-    """Sets the activation of the serialized model's output Dense layer (in nested models
-    too) to linear and returns what it was, or None when the output is no such layer."""
+    """Sets the activation of the serialized model's output layer (a Dense, or an
+    Activation after one; in nested models too) to linear and returns what it was, or None
+    when the output is no such layer."""
     inner = config.get("config", {})
     if isinstance(inner.get("layers"), list):
         if "output_layers" in inner:
@@ -165,7 +166,8 @@ def _output_activation(config) -> str | None:
             name = inner["layers"][-1]["config"]["name"] if inner["layers"] else None
         found = [item for item in inner["layers"] if item["config"].get("name") == name]
         return _output_activation(found[0]) if found else None
-    if config.get("class_name") == "Dense" and inner.get("activation") not in (None, "linear"):
+    if (config.get("class_name") in ("Dense", "Activation")
+            and inner.get("activation") not in (None, "linear")):
         activation, inner["activation"] = inner["activation"], "linear"
         return activation
     return None
@@ -173,7 +175,7 @@ def _output_activation(config) -> str | None:
 
 def with_logits(model):
     """``(a model giving logits, the output activation)``: ``model`` itself when its output
-    has no activation, else a copy (same weights) whose output Dense is linear."""
+    has no activation, else a copy (same weights) whose output layer is linear."""
     config = keras.saving.serialize_keras_object(model)
     activation = _output_activation(config)
     if activation is None:
@@ -205,7 +207,27 @@ def _maps(features, grads, size):
     return np.clip(keras.ops.convert_to_numpy(resized)[..., 0], 0.0, 1.0)
 
 
-def grad_cam(model, images, layer=None, classes=None, preprocessing=None) -> GradCam:
+def _batch_cam(head, tail, x, chosen):
+    """``(maps, classes, logits)`` of one batch ``x`` of model inputs; ``chosen`` None
+    explains each image's top class."""
+    # no autodiff graph kept through the head (torch would hold all its activations)
+    features = keras.ops.stop_gradient(head(keras.ops.convert_to_tensor(x)))
+    logits = keras.ops.convert_to_numpy(tail(features)).astype("float32")
+    if chosen is None:
+        chosen = np.argmax(logits, axis=-1).astype("int32")
+    picked = keras.ops.convert_to_tensor(chosen[:, None])
+
+    def score(f):
+        return keras.ops.sum(keras.ops.take_along_axis(tail(f), picked, axis=1))
+
+    grads = gradients(score, features)
+    maps = _maps(keras.ops.convert_to_numpy(features).astype("float32"),
+                 keras.ops.convert_to_numpy(grads).astype("float32"), x.shape[1:3])
+    return maps, chosen, logits
+
+
+def grad_cam(model, images, layer=None, classes=None, preprocessing=None,
+             batch_size=16) -> GradCam:
     """Grad-CAM heatmaps of ``images`` for a keras_vgg classifier.
 
     Args:
@@ -218,30 +240,25 @@ def grad_cam(model, images, layer=None, classes=None, preprocessing=None) -> Gra
         classes: the class to explain, per image or one for all; default each image's top
             class.
         preprocessing: a mode such as ``"caffe"``; default the model's own.
+        batch_size: images per forward and backward pass.
 
     Returns:
         A :class:`GradCam` (heatmaps, classes, scores, layer).
     """
     base = vgg_base(model)
     layer = check_layer(base, layer)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise expected("`batch_size` to be an int >= 1", batch_size=batch_size)
     x = model_inputs(model, images, preprocessing)
-    logits_model, activation = with_logits(model)
+    chosen = _check_classes(classes, len(x), model.outputs[0].shape[-1])
+    logits_model, activation = with_logits(model)  # one copy, whatever the number of images
     head, tail = _cut(logits_model, layer)
-    features = head(keras.ops.convert_to_tensor(x))
-    logits = tail(features)
-    chosen = _check_classes(classes, len(x), logits.shape[-1])
-    if chosen is None:
-        chosen = np.argmax(keras.ops.convert_to_numpy(logits), axis=-1).astype("int32")
-    picked = keras.ops.convert_to_tensor(chosen[:, None])
-
-    def score(f):
-        return keras.ops.sum(keras.ops.take_along_axis(tail(f), picked, axis=1))
-
-    grads = gradients(score, features)
-    scores = keras.activations.get(activation)(logits)
-    maps = _maps(keras.ops.convert_to_numpy(features).astype("float32"),
-                 keras.ops.convert_to_numpy(grads).astype("float32"), x.shape[1:3])
-    return GradCam(maps, chosen, keras.ops.convert_to_numpy(scores).astype("float32"), layer)
+    parts = [_batch_cam(head, tail, x[i:i + batch_size],
+                        None if chosen is None else chosen[i:i + batch_size])
+             for i in range(0, len(x), batch_size)]
+    maps, picked, logits = (np.concatenate(part) for part in zip(*parts))
+    scores = keras.ops.convert_to_numpy(keras.activations.get(activation)(logits))
+    return GradCam(maps, picked, scores.astype("float32"), layer)
 
 
 def colorize(heatmap) -> np.ndarray:

@@ -78,6 +78,19 @@ def test_a_nested_vgg_gives_the_maps_of_the_same_flat_graph():
     chosen = grad_cam(nested, pixels, classes=[0, 1, 2])
     np.testing.assert_array_equal(chosen.classes, [0, 1, 2])
     assert chosen.heatmaps.shape == (3, 32, 32) and 0 <= chosen.heatmaps.min() <= 1
+    # in batches of 2, and with the softmax as its own layer after a linear Dense: the same
+    in_twos = grad_cam(nested, pixels, classes=[0, 1, 2], batch_size=2)
+    np.testing.assert_allclose(in_twos.heatmaps, chosen.heatmaps, atol=1e-5)
+    np.testing.assert_allclose(in_twos.scores, chosen.scores, atol=1e-6)
+    base, pool, dense = nested.layers
+    linear = keras.layers.Dense(dense.units)
+    split = keras.Sequential([keras.Input((32, 32, 3)), base, pool, linear,
+                              keras.layers.Activation("softmax")])
+    linear.set_weights(dense.get_weights())
+    split.preprocessing = "caffe"
+    apart = grad_cam(split, pixels, classes=[0, 1, 2])
+    np.testing.assert_allclose(apart.heatmaps, chosen.heatmaps, atol=1e-4)
+    np.testing.assert_allclose(apart.scores, chosen.scores, atol=1e-5)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="the reference uses tf.GradientTape")

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,12 +50,13 @@ class ImageFiles:
 
 
 def _model(model):
-    """``(a Keras model, what to record as its source)`` from a model, the path of a
-    ``.keras`` file or run folder, or a variant name (headless, ImageNet weights, 224x224)."""
+    """``(a Keras model, what to record as its source)`` from a model (recorded as "": it
+    cannot be found again), the path of a ``.keras`` file or run folder (recorded absolute),
+    or a variant name (headless, ImageNet weights, 224x224)."""
     if isinstance(model, keras.Model):
-        return model, model.name
+        return model, ""
     if Path(model).exists():
-        return load_model(model, compile=False), str(model)
+        return load_model(model, compile=False), os.path.abspath(model)
     try:
         get_config(str(model))
     except ValueError:
@@ -77,7 +79,8 @@ def embed_files(model, images, output=None, layer=None, batch_size=32, precision
         overwrite: replace an existing ``output``.
 
     Returns:
-        The :class:`Embeddings`, names being the files' paths.
+        The :class:`Embeddings`, names being the files' paths as given, ``model`` the variant
+        name or the model file's absolute path ("" for a model passed in memory).
     """
     if output is not None and Path(output).exists() and not overwrite:
         raise FileExistsError(f"{output} exists. Expected a new file, or overwrite=True "
@@ -104,25 +107,29 @@ class Neighbours:
 
 def nearest_files(embeddings, images, k=5, model=None, precision="auto") -> list[Neighbours]:
     """The ``k`` nearest files in ``embeddings`` (a file written by ``embed_files``) of each
-    query image. A query that is in the file is looked up (and is not its own neighbour);
-    others are embedded by ``model`` (as ``embed_files`` takes it), by default the model
-    the file records (a path or a variant name), at the file's layer."""
+    query image. A query that is in the file (the same path, relative or absolute) is looked
+    up, and is not its own neighbour; others are embedded by ``model`` (as ``embed_files``
+    takes it), by default the model the file records (a path or a variant name), at the
+    file's layer."""
     saved = Embeddings.load(embeddings)
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k < len(saved.names):
-        raise expected(f"`k` to be an int in [1, {len(saved.names) - 1}]", k=k)
     queries = image_paths([images] if isinstance(images, (str, Path)) else images)
-    index = {name: i for i, name in enumerate(saved.names)}
-    missing = [q for q in queries if q not in index]
-    vectors = {}
+    index = {os.path.abspath(name): i for i, name in enumerate(saved.names)}
+    found = [index.get(os.path.abspath(query)) for query in queries]
+    most = len(saved.names) - (0 if None in found and len(set(found)) == 1 else 1)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= most:
+        raise expected(f"`k` to be an int in [1, {most}]", k=k)
+    missing = [q for q, row in zip(queries, found) if row is None]
     if missing:
-        found = embed_files(saved.model if model is None else model, missing,
-                            layer=saved.layer, precision=precision, verbose=0)
-        vectors = dict(zip(missing, found.vectors))
+        if model is None and not saved.model:
+            raise expected(f"`model` to embed the queries not in {embeddings} (it was written "
+                           "from a model in memory, so it records none)", model=model)
+        new = embed_files(saved.model if model is None else model, missing,
+                          layer=saved.layer, precision=precision, verbose=0)
+        vectors = iter(new.vectors)
     results = []
-    for query in queries:
-        vector = vectors[query] if query in vectors else saved.vectors[index[query]]
-        rows, scores = nearest(saved.vectors, vector, k + 1)
-        kept = [(saved.names[r], float(s)) for r, s in zip(rows[0], scores[0])
-                if r != index.get(query)][:k]
+    for query, row in zip(queries, found):
+        vector = next(vectors) if row is None else saved.vectors[row]
+        rows, scores = nearest(saved.vectors, vector, min(k + 1, len(saved.names)))
+        kept = [(saved.names[r], float(s)) for r, s in zip(rows[0], scores[0]) if r != row][:k]
         results.append(Neighbours(query, [n for n, _ in kept], [s for _, s in kept]))
     return results

@@ -102,13 +102,11 @@ def explain(model, images, output, top_k=3, layer=None, preprocessing=None,
         raise FileExistsError(f"{output} exists. Expected a new folder, or overwrite=True "
                               "(--overwrite) to replace it.")
     model = model if isinstance(model, keras.Model) else load_model(model, compile=False)
-    vgg_base(model)
+    vgg_base(model)  # before any file is read
     sources = image_paths([images] if isinstance(images, (str, Path)) else images)
     pixels = [read_image(path) for path in sources]
-    maps = [grad_cam(model, pixels[i:i + BATCH], layer, preprocessing=preprocessing)
-            for i in range(0, len(pixels), BATCH)]
-    heatmaps = np.concatenate([m.heatmaps for m in maps])
-    scores = np.concatenate([m.scores for m in maps])
+    cam = grad_cam(model, pixels, layer, preprocessing=preprocessing, batch_size=BATCH)
+    scores = cam.scores
     names = recorded(model, "class_names")
     if not names or len(names) != scores.shape[1]:
         names = [str(i) for i in range(scores.shape[1])]
@@ -116,15 +114,17 @@ def explain(model, images, output, top_k=3, layer=None, preprocessing=None,
     try:
         results = []
         for source, name, image, heatmap, row in zip(sources, _output_names(sources), pixels,
-                                                      heatmaps, scores):
+                                                      cam.heatmaps, scores):
             top = np.argsort(-row, kind="stable")[:top_k]
             classes, top_scores = [names[i] for i in top], [float(row[i]) for i in top]
-            lines = [f"Grad-CAM of {classes[0]} at {maps[0].layer}"] + [
+            lines = [f"Grad-CAM of {classes[0]} at {cam.layer}"] + [
                 f"{c}: {s:.1%}" for c, s in zip(classes, top_scores)]
             _picture(image, heatmap, lines).save(temporary / name)
             results.append(Explained(source, str(output / name), classes, top_scores))
-        if output.exists():
+        if output.is_dir():
             shutil.rmtree(output)
+        elif output.exists():
+            output.unlink()
         temporary.rename(output)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
