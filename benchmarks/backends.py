@@ -80,17 +80,14 @@ def worker(args) -> dict:
     """What this process's backend measures (run with KERAS_BACKEND set)."""
     import keras
 
-    result = {"backend": keras.backend.backend(), "version": _version(keras.backend.backend()),
+    backend = keras.backend.backend()
+    result = {"backend": backend, "version": common._version(backend),  # the package's name
               "inference": {p: inference(p, args.size, args.batch, args.repeats)
                             for p in PRECISIONS},
               "finetune": {m: finetune_epoch(m, args.images_per_class, args.epochs)
                            for m in ("false", "auto")}}
     print(MARK + json.dumps(result), flush=True)
     return result
-
-
-def _version(backend: str) -> str:
-    return common._version({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
 
 
 def run_worker(backend: str, argv) -> dict:
