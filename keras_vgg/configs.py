@@ -91,6 +91,32 @@ class VGGConfig:
             isinstance(layer, LRN) for block in self.blocks for layer in block
         )
 
+    @property
+    def conv_widths(self) -> tuple[int, ...]:
+        """The filters of every conv, in table order."""
+        return tuple(layer.filters for block in self.blocks for layer in block
+                     if isinstance(layer, Conv))
+
+    def with_widths(self, widths) -> "VGGConfig":
+        """The same variant with other conv widths (one int per conv, in table order), as
+        structured pruning leaves it; the name stays the variant's.
+
+        Example:
+            >>> get_config("vgg11").with_widths((8, 16, 32, 32, 64, 64, 64, 64)).conv_widths[:3]
+            (8, 16, 32)
+        """
+        widths = tuple(widths) if isinstance(widths, (list, tuple)) else widths
+        if (not isinstance(widths, tuple) or len(widths) != len(self.conv_widths)
+                or not all(is_int(w) and w > 0 for w in widths)):
+            raise ValueError(
+                f"Expected `widths` to be {len(self.conv_widths)} positive ints, one per conv "
+                f"of {self.name} (its own: {list(self.conv_widths)}). Received: widths={widths!r}")
+        widths = iter(int(w) for w in widths)
+        blocks = tuple(tuple(dataclasses.replace(layer, filters=next(widths))
+                             if isinstance(layer, Conv) else layer for layer in block)
+                       for block in self.blocks)
+        return dataclasses.replace(self, blocks=blocks)
+
     def with_batch_norm(self) -> "VGGConfig":
         """The batch-norm form: a BatchNormalization after every conv."""
         return dataclasses.replace(

@@ -78,6 +78,7 @@ def build_vgg(
     dropout=0.5,
     adaptive_pool=None,
     precision=None,
+    widths=None,
 ):
     """Build any VGG variant as a Keras Functional model.
 
@@ -107,6 +108,8 @@ def build_vgg(
             (mixed precision: the weights stay float32, the classifier computes in float32),
             or ``"auto"``, the fastest this machine runs well (``keras_vgg.precision``).
             None (default): Keras's global dtype policy, float32 unless set.
+        widths: the filters of every conv, in order, for a pruned model's narrower graph
+            (``model.widths`` of a model ``keras_vgg.prune`` made); None: the variant's own.
 
     Returns:
         A ``keras.Model``.
@@ -116,11 +119,14 @@ def build_vgg(
         >>> model.get_layer("flatten").input.shape
         (None, 1, 1, 512)
     """
-    config = resolve_config(variant, batch_norm)
+    config = resolve_config(variant, batch_norm, widths)
     check_arguments(config, include_top, pooling, classes, classifier_activation, dropout,
                     adaptive_pool)
     published = isinstance(weights, str) and weights in NAMES
     if published:
+        if widths is not None:
+            raise expected(f"`widths=None` with `weights={weights!r}` (published weights are "
+                           "of the full width)", widths=widths)
         _check_published(weights, config, include_top, classes, classifier_activation)
         shape = resolve_input_shape(config, include_top, input_tensor, input_shape)
         _check_published_input(weights, config, include_top, shape)

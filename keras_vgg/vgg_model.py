@@ -22,20 +22,24 @@ import keras
 
 from keras_vgg.preprocessing import Preprocessing, as_preprocessing
 
-INFO_KEYS = ("variant", "preprocessing", "class_names")
+INFO_KEYS = ("variant", "preprocessing", "class_names", "widths")
 
 
 @keras.saving.register_keras_serializable(package="keras_vgg")
 class VGGModel(keras.Model):
     """``keras.Model(inputs, outputs)`` plus ``variant`` (a config name), ``preprocessing``
     (a :class:`Preprocessing`, a mode name or ``{"mode", "mean"}``) and ``class_names``;
-    each may be None (a model built with ``weights=None`` does not know its preprocessing)."""
+    each may be None (a model built with ``weights=None`` does not know its preprocessing);
+    and ``widths``, the filters of every conv when they are not the variant's own (a pruned
+    model, ``keras_vgg.prune``), else None."""
 
-    def __init__(self, *args, variant=None, preprocessing=None, class_names=None, **kwargs):
+    def __init__(self, *args, variant=None, preprocessing=None, class_names=None, widths=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.variant = variant
         self.preprocessing = preprocessing
         self.class_names = class_names
+        self.widths = None if widths is None else tuple(int(w) for w in widths)
 
     @property
     def preprocessing(self) -> Preprocessing | None:
@@ -64,6 +68,7 @@ class VGGModel(keras.Model):
             variant=self.variant,
             preprocessing=None if preprocessing is None else preprocessing.to_json(),
             class_names=self.class_names,
+            widths=None if self.widths is None else list(self.widths),
         )
         return config
 

@@ -236,6 +236,7 @@ def _load_keras_file(model, path, variant, include_top):
             f"The weights file is for {metadata['variant']}, not {variant} (same shapes "
             f"do not make the same network). Received: weights={path!r}"
         )
+    _check_widths(model, metadata, path)
     before = model.get_weights()
     try:
         model.load_weights(path)
@@ -253,6 +254,25 @@ def _load_keras_file(model, path, variant, include_top):
     if metadata is not None:
         model.preprocessing = metadata["preprocessing"]
         model.class_names = metadata["class_names"]
+
+
+def _check_widths(model, metadata, path):
+    """A pruned model's file into a model of other widths: an error saying how to load it."""
+    ours = getattr(model, "widths", None)
+    theirs = None if metadata is None else metadata.get("widths")
+    if metadata is None or (tuple(ours or ()) == tuple(theirs or ())):
+        return
+    variant = metadata["variant"]
+    if theirs is not None:
+        raise ValueError(
+            f"The weights file holds a pruned {variant} (conv widths {list(theirs)}), not the "
+            f"widths of this model ({'the full ones' if ours is None else list(ours)}). Expected "
+            f"keras_vgg.load_model({os.fspath(path)!r}), or build_vgg({variant!r}, "
+            f"widths={list(theirs)}, weights=...). Received: weights={os.fspath(path)!r}")
+    raise ValueError(
+        f"The weights file holds a full-width {variant}; this model is pruned to conv widths "
+        f"{list(ours)}. Expected a file of a model with those widths. "
+        f"Received: weights={os.fspath(path)!r}")
 
 
 def _short_reason(message: str) -> str:
