@@ -37,9 +37,12 @@ from keras_vgg.vgg_model import VGGModel
 POOLINGS = (None, "avg", "max")
 
 
-def resolve_config(variant, batch_norm: bool) -> VGGConfig:
-    """The variant's config, switched to its batch-norm form when asked."""
+def resolve_config(variant, batch_norm: bool, widths=None) -> VGGConfig:
+    """The variant's config, switched to its batch-norm form when asked, with ``widths``
+    (one int per conv) when given."""
     config = get_config(variant)
+    if widths is not None:
+        config = config.with_widths(widths)
     if not isinstance(batch_norm, bool):
         raise _error("`batch_norm` to be True or False", batch_norm=batch_norm)
     if batch_norm and not config.batch_norm:
@@ -229,6 +232,7 @@ def build_graph(
     batch_norm=False,
     dropout=0.5,
     adaptive_pool=None,
+    widths=None,
 ):
     """Check the arguments and build the variant's layers as a Functional model, weights
     as Keras initialises them. Arguments as ``keras_vgg.build_vgg`` (less ``weights``).
@@ -238,7 +242,7 @@ def build_graph(
         ...     "flatten").input.shape
         (None, 1, 1, 512)
     """
-    config = resolve_config(variant, batch_norm)
+    config = resolve_config(variant, batch_norm, widths)
     classes, dropout = check_arguments(config, include_top, pooling, classes,
                                        classifier_activation, dropout, adaptive_pool)
     input_shape = resolve_input_shape(config, include_top, input_tensor, input_shape)
@@ -257,7 +261,14 @@ def build_graph(
         model_inputs = keras.utils.get_source_inputs(input_tensor)
         if len(model_inputs) == 1:
             model_inputs = model_inputs[0]
-    return VGGModel(model_inputs, x, name=name or config.name, variant=config.name)
+    return VGGModel(model_inputs, x, name=name or config.name, variant=config.name,
+                    widths=pruned_widths(config))
+
+
+def pruned_widths(config: VGGConfig):
+    """``config``'s conv widths when they differ from its variant's in the table, else None."""
+    widths = config.conv_widths
+    return None if widths == get_config(config.name).conv_widths else widths
 
 
 def __getattr__(name):
