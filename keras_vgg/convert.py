@@ -428,6 +428,7 @@ def save_converted(model: keras.Model, output: str, variant: str, source: str = 
                 "variant": get_config(variant).name,
                 "source": os.path.basename(source),
                 "preprocessing": None if preprocessing is None else preprocessing.mode,
+                "widths": None if getattr(model, "widths", None) is None else list(model.widths),
             })
             if preprocessing is not None and preprocessing.mean is not None:
                 group.create_dataset("mean", data=preprocessing.mean)
@@ -463,12 +464,13 @@ def read_metadata(path) -> dict | None:
 
 
 def convert(source, variant, output, *, include_top=True, input_shape=None, classes=1000,
-            adaptive_pool=None, overwrite=False) -> str:
+            adaptive_pool=None, widths=None, overwrite=False) -> str:
     """Convert a torchvision/timm/MatConvNet file into a Keras ``.weights.h5`` for ``variant``.
 
     ``build_vgg(variant, weights=output, ...)`` (same ``include_top``/``input_shape``/
     ``classes``/``adaptive_pool``) then loads it, preprocessing and class names included.
-    ``classes`` other than 1000 is for your own fine-tuned checkpoints.
+    ``classes`` other than 1000 is for your own fine-tuned checkpoints; ``widths`` (one int
+    per conv) for a pruned network's file.
     """
     output = os.fspath(output)
     if not output.endswith(".weights.h5"):
@@ -480,6 +482,6 @@ def convert(source, variant, output, *, include_top=True, input_shape=None, clas
     if not os.path.isfile(source):
         raise _expected("`source` to be an existing file to convert", source=os.fspath(source))
     model = build_graph(variant, include_top=include_top, input_shape=input_shape,
-                        classes=classes, adaptive_pool=adaptive_pool)
+                        classes=classes, adaptive_pool=adaptive_pool, widths=widths)
     assign(model, read_source(source), get_config(variant).name)
     return save_converted(model, output, variant, os.fspath(source))
