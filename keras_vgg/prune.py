@@ -98,6 +98,12 @@ def conv_names(model) -> list[str]:
     return [layer.name for layer in _chain(model) if isinstance(layer, keras.layers.Conv2D)]
 
 
+def conv_widths(model) -> tuple[int, ...]:
+    """The filters of each conv pruning acts on, in order."""
+    return tuple(int(layer.kernel.shape[-1]) for layer in _chain(model)
+                 if isinstance(layer, keras.layers.Conv2D))
+
+
 def _batch_norm_after(layers, i):
     after = layers[i + 1] if i + 1 < len(layers) else None
     return after if isinstance(after, keras.layers.BatchNormalization) else None
@@ -168,8 +174,7 @@ def plan_widths(model, flops=None, params=None) -> tuple[int, ...]:
             or not 0 < fraction <= 1:
         raise expected(f"`{arg}` to be the fraction to keep, in (0, 1] (0.3 keeps 30%)",
                        **{arg: fraction})
-    full = [layer.kernel.shape[-1] for layer in _chain(model)
-            if isinstance(layer, keras.layers.Conv2D)]
+    full = conv_widths(model)
 
     def widths(share):
         return tuple(max(1, round(share * n)) for n in full)
@@ -223,8 +228,7 @@ def prune(model, flops=None, params=None, widths=None, criterion="auto") -> kera
 
 
 def _checked_widths(widths, names, model):
-    full = [layer.kernel.shape[-1] for layer in _chain(model)
-            if isinstance(layer, keras.layers.Conv2D)]
+    full = list(conv_widths(model))
     try:
         widths = tuple(widths)
     except TypeError:

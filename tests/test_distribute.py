@@ -185,7 +185,7 @@ def sgd_step_check(strategy):
 
     from keras_vgg.finetune import Recipe, distribute
     from keras_vgg.finetune.data import shuffle_batch
-    from keras_vgg.finetune.train import class_weights
+    from keras_vgg.finetune.phase import class_weights
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(22, 16)).astype("float32")

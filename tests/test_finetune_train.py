@@ -11,7 +11,8 @@ from keras_vgg.finetune import Recipe, finetune, load_recipe
 from keras_vgg.finetune.builtin import make_shapes
 from keras_vgg.finetune.model import build_finetune_model, freeze
 from keras_vgg.finetune.report import read_log
-from keras_vgg.finetune.train import class_weights, preprocessing_mode
+from keras_vgg.finetune.phase import class_weights
+from keras_vgg.finetune.train import preprocessing_mode
 
 
 def tiny(**overrides):
@@ -212,7 +213,7 @@ def test_feature_cache_trains_the_same_head_as_the_plain_path(tmp_path):
 
 
 def test_feature_cache_auto_only_when_frozen_and_not_augmented(tmp_path):
-    from keras_vgg.finetune.train import uses_feature_cache
+    from keras_vgg.finetune.phase import uses_feature_cache
 
     assert uses_feature_cache(tiny(augment=[]))
     assert not uses_feature_cache(tiny(augment=["flip"]))

@@ -246,7 +246,7 @@ def test_the_cli_takes_precision(tmp_path, capsys):
 def test_a_recipe_trains_in_what_mixed_precision_says(monkeypatch):
     from keras_vgg.finetune.config import Recipe
     from keras_vgg.finetune.distribute import training_precision
-    from keras_vgg.finetune.train import inference_precision
+    from keras_vgg.finetune.phase import inference_precision
 
     assert Recipe().mixed_precision == "auto"
     assert Recipe(mixed_precision=True).validate().mixed_precision == "true"

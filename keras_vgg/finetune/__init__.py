@@ -3,8 +3,10 @@
 Modules: ``config`` (the :class:`Recipe` record, :func:`load_recipe`, the shipped recipes),
 ``data`` (tfds, folders, the built-in shapes), ``builtin`` (drawing those shapes), ``model``
 (head surgery, freezing by block), ``run_folder`` (naming, checking and starting run
-folders; ``export_run``, a run's model exported on its own data), ``train`` (the two
-phases, resuming), ``report`` (metrics, pictures, the run's summary), ``distribute``
+folders; ``export_run``, a run's model exported on its own data), ``phase`` (one phase:
+freeze, compile, fit with the recipe's callbacks), ``compress`` (a run's model pruned,
+fine-tuned again, exported and compared; ``compress_report``), ``train`` (the two phases,
+resuming), ``report`` (metrics, pictures, the run's summary), ``distribute``
 (tf.distribute and precision). It needs
 the finetune extra: ``pip install "keras-vgg[finetune]"``. The library (``keras_vgg``) never
 imports this package; it imports the library.
@@ -17,7 +19,8 @@ Example:
 
 from keras_vgg.finetune.config import Recipe, load_recipe, shipped_recipes
 from keras_vgg.finetune.run_folder import export_run, new_run_dir
+from keras_vgg.finetune.compress import compress
 from keras_vgg.finetune.train import RunResult, finetune
 
-__all__ = ["Recipe", "RunResult", "export_run", "finetune", "load_recipe", "new_run_dir",
+__all__ = ["Recipe", "RunResult", "compress", "export_run", "finetune", "load_recipe", "new_run_dir",
            "shipped_recipes"]

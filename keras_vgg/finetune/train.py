@@ -36,7 +36,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_vgg._extras import require
 from keras_vgg.finetune import data as data_lib
@@ -48,19 +47,15 @@ from keras_vgg.finetune.run_folder import (
     start_run_dir,
     write_json,
 )
-from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
+from keras_vgg.finetune.model import build_finetune_model
+from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.report import (
     classification_metrics,
     plot_confusion,
     plot_history,
     read_log,
 )
-from keras_vgg.precision import (
-    detect_precision,
-    resolve_precision,
-    with_float32_outputs,
-    with_precision,
-)
+from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import Preprocessing, model_preprocessing
 from keras_vgg.weights import find_weights
 
@@ -92,26 +87,6 @@ def preprocessing_mode(recipe, model=None) -> Preprocessing:
     return found if found.mean is None else Preprocessing(found.mode, found.mean_pixel())
 
 
-def inference_precision(recipe) -> str:
-    """What the feature cache and the evaluation compute in: the fast precision this machine
-    has (``auto``), unless the recipe says ``mixed_precision: false`` (float32 throughout)."""
-    return "float32" if recipe.mixed_precision in (False, "false") else "auto"
-
-
-def uses_feature_cache(recipe) -> bool:
-    if recipe.feature_cache != "auto":
-        return recipe.feature_cache == "true" and recipe.phase1_epochs > 0
-    return recipe.phase1_epochs > 0 and recipe.phase1_freeze == "all" and not recipe.augment
-
-
-def class_weights(recipe, labels, num_classes):
-    """Keras ``class_weight``: n / (k * count) per class ("balanced"), or None."""
-    if recipe.class_weight == "none":
-        return None
-    counts = np.bincount(labels, minlength=num_classes)
-    return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
-
-
 def require_extras(recipe):
     """Every optional package the run will need, imported before it starts (a missing one is
     an error naming its extra, not a lost run): pillow or tfds for the data, matplotlib for
@@ -129,116 +104,6 @@ def require_extras(recipe):
         from keras_vgg.export.bundle import check_backend
 
         check_backend(f"export_formats={list(recipe.export_formats)}")
-
-
-class _CheckpointFullModel(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint that saves the full model while only its head is being fit."""
-
-    def __init__(self, full_model, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._full_model = full_model
-
-    def set_model(self, model):
-        super().set_model(self._full_model)
-
-
-def _callbacks(recipe, run_dir, model, phase, best_so_far):
-    checkpoint = _CheckpointFullModel(
-        model, str(run_dir / "best.keras"), monitor="val_accuracy", mode="max",
-        save_best_only=True, initial_value_threshold=best_so_far,
-    )
-    callbacks = [checkpoint, keras.callbacks.CSVLogger(str(run_dir / "training_log.csv"),
-                                                       append=True)]
-    if recipe.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=recipe.early_stopping_patience,
-            restore_best_weights=True))
-    if recipe.reduce_lr_patience:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.2, patience=recipe.reduce_lr_patience, min_lr=1e-7))
-    if recipe.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)))
-    return checkpoint, callbacks
-
-
-def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
-    """The base's outputs for train and val, computed once and kept as .npy files."""
-    folder = run_dir / "feature_cache"
-    folder.mkdir(exist_ok=True)
-    base = with_float32_outputs(with_precision(model.get_layer("base"),
-                                               inference_precision(recipe), inference=True))
-    out = {}
-    for split in ("train", "val"):
-        path = folder / f"{split}.npy"
-        if not path.exists():
-            images = data_lib.eval_pipeline(getattr(splits, split), recipe, mode)
-            # float32 on disk whatever the compute dtype (np.save cannot store bfloat16).
-            features = np.asarray(base.predict(images, verbose=1 if verbose else 0),
-                                  dtype="float32")
-            tmp = folder / f".{split}.tmp.npy"
-            np.save(tmp, features)
-            os.replace(tmp, path)
-        out[split] = np.load(path)
-    return out
-
-
-def _phase_data(recipe, splits, mode, model, run_dir, use_cache, verbose=0):
-    if use_cache:
-        with distribute.one_device():
-            features = cached_features(model, splits, recipe, mode, run_dir, verbose)
-        train = data_lib.shuffle_batch(data_lib.per_worker(
-            tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)),
-            splits), recipe)
-        val = data_lib.per_worker(tf.data.Dataset.from_tensor_slices(
-            (features["val"], splits.val_labels)), splits).batch(
-                recipe.batch_size, drop_remainder=data_lib.sharded())
-        return train, val
-    return (data_lib.train_pipeline(splits.train, recipe, mode),
-            data_lib.eval_pipeline(splits.val, recipe, mode))
-
-
-def _all_train_labels(splits):
-    """Every worker's training labels (the class weights must agree across workers)."""
-    return splits.train_labels if splits.all_train_labels is None else splits.all_train_labels
-
-
-def _best_so_far(run_dir):
-    values = [row["val_accuracy"] for row in read_log(run_dir / "training_log.csv")
-              if "val_accuracy" in row]
-    return max(values) if values else None
-
-
-def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), verbose=2,
-              strategy=None):
-    """One phase: freeze, compile (in the strategy's scope), fit (resuming from its backup
-    when there is one). ``recipe.batch_size`` here is the global batch."""
-    strategy = strategy or distribute.make_strategy("default")
-    epochs = getattr(recipe, f"{phase}_epochs")
-    freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
-    use_cache = phase == "phase1" and uses_feature_cache(recipe)
-    target = model.get_layer("head") if use_cache else model
-    with strategy.scope():
-        target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
-                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                       jit_compile=recipe.jit_compile)
-    train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache, verbose)
-    checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase, _best_so_far(run_dir))
-    # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
-    target._initial_epoch = None
-    start = state["epoch"]
-    history = distribute.fit(
-        target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
-        class_weight=class_weights(recipe, _all_train_labels(splits), len(splits.class_names)),
-        callbacks=phase_callbacks + list(callbacks), strategy=strategy, verbose=verbose,
-        batch_size=recipe.batch_size,
-    )
-    target._initial_epoch = None
-    state["epoch"] = history.epoch[-1] + 1 if history.epoch else start + epochs
-    if state["epoch"] < start + epochs:  # EarlyStopping ended the phase
-        state.setdefault("stopped_early", []).append(phase)
-    state["phases_done"].append(phase)
-    return use_cache
 
 
 def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume=False,

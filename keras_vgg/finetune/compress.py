@@ -1,0 +1,222 @@
+"""Compress a fine-tuned run: prune its model (``keras_vgg.prune``), fine-tune it again on
+the run's own data, export both models and report what pruning gained.
+
+One-shot (``steps=1``): prune to the target, fine-tune. Iterative (``steps=N``): N steps,
+each pruning to the next of N targets spaced geometrically down to the final one and
+fine-tuning (as Li et al. 2017 retrain after each round). Each step is a phase of its own
+with the recipe's callbacks (best checkpoint by val_accuracy, CSV log, early stopping,
+learning-rate schedule, BackupAndRestore), in its own folder; ``resume=True`` continues
+an interrupted compress where it stopped.
+
+``OUT`` (default ``RUN/compressed``) holds ``best.keras`` (the pruned, fine-tuned model),
+``step1/``..., ``export/`` (its TFLite files and export report), ``reference_export/``
+(the unpruned model's, on the same images), ``compress_report.json``, ``widths.png`` and
+``state.json``. Every argument is checked, and the target planned, before anything is
+written.
+
+Example (a tiny run on the built-in shapes):
+    >>> import tempfile
+    >>> from keras_vgg.finetune import compress, finetune, load_recipe
+    >>> recipe = load_recipe("builtin", ["phase1_epochs=0", "phase2_epochs=1",
+    ...                                  "builtin_images_per_class=8", "tensorboard=false"])
+    >>> run = finetune(recipe, run_dir=tempfile.mkdtemp() + "/run", verbose=0).run_dir
+    >>> report = compress(run, flops=0.3, epochs=1, quantize=["none"], verbose=0)
+    >>> report["flops"]["after"] / report["flops"]["before"] <= 0.3
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_vgg.export import QUANTIZE, export
+from keras_vgg.finetune import data as data_lib
+from keras_vgg.finetune.compress_report import format_compress_report, plot_widths
+from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.phase import inference_precision, run_phase
+from keras_vgg.finetune.run_folder import write_json
+from keras_vgg.precision import with_precision
+from keras_vgg.preprocessing import model_preprocessing
+from keras_vgg.prune import CRITERIA, conv_names, conv_widths, model_cost, plan_widths, prune
+from keras_vgg.saving import load_model
+
+REPORT = "compress_report.json"
+
+
+def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
+             criterion="auto", quantize=("none", "int8"), overwrite=False, resume=False,
+             callbacks=(), verbose=2) -> dict:
+    """Prune ``run``'s best.keras to a target, fine-tune, export, report; returns the report.
+
+    Args:
+        run: a finished fine-tune run folder (``recipe.json`` and ``best.keras``).
+        out: the output folder; default ``run/compressed``.
+        flops, params: the fraction of the model's FLOPs or parameters to keep (one of them).
+        steps: pruning steps to reach it (1: one-shot).
+        epochs: fine-tune epochs after each step (default the recipe's ``phase2_epochs``).
+        lr: their learning rate (default the recipe's ``phase2_lr``).
+        criterion: how filters are ranked: ``"auto"``, ``"l1"``, ``"bn_scale"``.
+        quantize: the TFLite modes exported and compared (``keras_vgg.export.QUANTIZE``).
+        overwrite, resume: replace an existing ``out``, or continue an interrupted one.
+        callbacks: more Keras callbacks for each step's fit.
+    """
+    run = Path(run)
+    recipe, model = _run_of(run)
+    out = Path(out) if out is not None else run / "compressed"
+    settings = _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quantize)
+    state = _open_out(out, settings, overwrite, resume)
+    started = time.time()
+    splits = data_lib.load_data(recipe, cache_dir=out / "cache", verbose=verbose)
+    (out / "cache").mkdir(exist_ok=True)
+    data_lib.decode_once(splits, verbose)
+    mode = model_preprocessing(model)
+    step_recipe = dataclasses.replace(
+        recipe, phase2_epochs=settings["epochs"], phase2_lr=settings["lr"],
+        phase2_freeze="none", feature_cache="false")
+    pruned = model
+    for k, widths in enumerate(settings["plan"], start=1):
+        pruned = _step(k, pruned, widths, state, out, splits, step_recipe, mode, settings,
+                       callbacks, verbose)
+    shutil.copyfile(out / f"step{len(settings['plan'])}" / "best.keras", out / "best.keras")
+    report = _report(run, model, pruned, settings, splits, recipe, mode, out, verbose)
+    report["seconds"] = round(time.time() - started, 1)
+    write_json(out / REPORT, report)
+    state["complete"] = True
+    write_json(out / "state.json", state)
+    shutil.rmtree(out / "cache", ignore_errors=True)
+    if verbose:
+        print(format_compress_report(report))
+        print(f"Compressed model: {out / 'best.keras'}; report: {out / REPORT}")
+    return report
+
+
+def _run_of(run: Path):
+    """The run's recipe and its best.keras (with its record)."""
+    if not (run / "recipe.json").is_file() or not (run / "best.keras").is_file():
+        raise ValueError("Expected `run` to be a finished fine-tune run folder (recipe.json and "
+                         f"best.keras). Received: run={str(run)!r}")
+    recipe = Recipe.from_dict(json.loads((run / "recipe.json").read_text()),
+                              source=str(run / "recipe.json"))
+    return recipe, load_model(run)
+
+
+def _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quantize) -> dict:
+    """Every argument checked and the widths of each step planned (nothing written yet)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"Expected `steps` to be a positive int. Received: steps={steps!r}")
+    epochs = recipe.phase2_epochs if epochs is None else epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"Expected `epochs` to be an int >= 0. Received: epochs={epochs!r}")
+    lr = recipe.phase2_lr if lr is None else lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"Expected `lr` to be a positive number. Received: lr={lr!r}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"Expected `criterion` to be one of {list(CRITERIA)}. "
+                         f"Received: criterion={criterion!r}")
+    quantize = list(quantize)
+    if not quantize or any(q not in QUANTIZE for q in quantize):
+        raise ValueError(f"Expected `quantize` to be TFLite modes from {list(QUANTIZE)}. "
+                         f"Received: quantize={quantize!r}")
+    final = plan_widths(model, flops=flops, params=params)  # checks the target
+    arg, fraction = ("flops", flops) if flops is not None else ("params", params)
+    plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
+    return {"target": {arg: fraction}, "steps": steps, "epochs": epochs, "lr": float(lr),
+            "criterion": criterion, "quantize": quantize,
+            "plan": [list(w) for w in plan] + [list(final)]}
+
+
+def _open_out(out: Path, settings, overwrite, resume) -> dict:
+    """A fresh ``out`` with its state, or the state of the one to resume."""
+    if overwrite and resume:
+        raise ValueError("Expected at most one of `overwrite` and `resume`. Received both.")
+    state_file = out / "state.json"
+    if resume:
+        if not state_file.is_file():
+            raise ValueError(f"Nothing to resume: expected a compress folder with state.json. "
+                             f"Received: out={str(out)!r}")
+        state = json.loads(state_file.read_text())
+        if state["settings"] != settings:
+            raise ValueError(f"A resumed compress keeps its settings ({state['settings']}). "
+                             "Resume with the same arguments, or start another `out`.")
+        if state.get("complete"):
+            raise ValueError(f"The compress in {out} is complete; there is nothing to resume.")
+        return state
+    if out.exists() and not overwrite:
+        raise ValueError(f"Expected `out` not to exist (pass overwrite=True, --overwrite, to "
+                         f"replace it, or resume=True, --resume). Received: out={str(out)!r}")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    state = {"settings": settings, "steps_done": 0, "complete": False}
+    write_json(state_file, state)
+    return state
+
+
+def _step(k, model, widths, state, out, splits, recipe, mode, settings, callbacks, verbose):
+    """Pruning step ``k``: the model pruned to ``widths`` and fine-tuned in ``out/stepK``;
+    a step done before (resume) is read back."""
+    folder = out / f"step{k}"
+    if state["steps_done"] >= k:
+        return load_model(folder / "best.keras")
+    pruned = prune(model, widths=widths, criterion=settings["criterion"])
+    pruned.preprocessing = mode
+    folder.mkdir(exist_ok=True)
+    if verbose:
+        print(f"Step {k}/{settings['steps']}: conv widths {list(widths)}, fine-tuning "
+              f"{settings['epochs']} epochs.", flush=True)
+    if settings["epochs"]:
+        phase_state = {"epoch": 0, "phases_done": []}
+        run_phase("phase2", pruned, splits, recipe, mode, folder, phase_state, callbacks,
+                  verbose)
+        pruned = load_model(folder / "best.keras")
+    else:
+        pruned.save(folder / "best.keras")
+    state["steps_done"] = k
+    write_json(out / "state.json", state)
+    return pruned
+
+
+def _accuracy(model, splits, recipe, mode) -> float:
+    """Top-1 accuracy on the validation split, computed as the run's evaluation does."""
+    fast = with_precision(model, inference_precision(recipe), inference=True)
+    predicted = fast.predict(data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
+    return float(np.mean(predicted.argmax(-1) == splits.val_labels))
+
+
+def _report(run, model, pruned, settings, splits, recipe, mode, out, verbose) -> dict:
+    """Both models scored and exported on the same images; the figures side by side."""
+    representative, sample, labels = data_lib.export_arrays(splits, recipe.seed)
+    exports = {}
+    for name, which in (("reference_export", model), ("export", pruned)):
+        exports[name] = export(which, out / name, ["tflite"], settings["quantize"],
+                               preprocessing=mode, class_names=splits.class_names,
+                               representative_data=representative, sample=sample,
+                               sample_labels=labels, overwrite=True, verbose=bool(verbose))
+    names = conv_names(model)
+    before, after = model_cost(model), model_cost(pruned)
+    widths = {"names": names, "before": list(conv_widths(model)),
+              "after": list(conv_widths(pruned))}
+    plot_widths(names, widths["before"], widths["after"], out / "widths.png")
+    rows = []
+    for old, new in zip(exports["reference_export"]["exports"], exports["export"]["exports"]):
+        rows.append({"file": new["file"], "quantize": new["quantize"],
+                     "size_before": old["size_bytes"], "size_after": new["size_bytes"],
+                     "latency_before_ms": old["latency_ms"], "latency_after_ms": new["latency_ms"],
+                     "agreement_before": old["top1_agreement"],
+                     "agreement_after": new["top1_agreement"],
+                     "max_abs_diff_after": new["max_abs_diff"],
+                     "accuracy_before": old.get("accuracy"), "accuracy_after": new.get("accuracy")})
+    return {"run": str(run), "model": str(out / "best.keras"), **{
+                k: settings[k] for k in ("target", "steps", "epochs", "lr", "criterion")},
+            "widths": widths,
+            "params": {"before": before.params, "after": after.params},
+            "flops": {"before": before.flops, "after": after.flops},
+            "accuracy": {"before": _accuracy(model, splits, recipe, mode),
+                         "after": _accuracy(pruned, splits, recipe, mode)},
+            "held_out_images": len(splits.val_labels), "exports": rows}
+
