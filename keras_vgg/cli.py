@@ -12,6 +12,7 @@ Examples:
     $ keras-vgg export runs/builtin --format saved_model tflite \\
           --quantize none float16 dynamic int8 -o exported/
     $ keras-vgg predict exported/model_int8.tflite photo.jpg
+    $ keras-vgg compress runs/builtin --flops 0.3  # prune, fine-tune, export, compare
     $ keras-vgg weights                       # which published weights exist per variant
     $ keras-vgg convert vgg11_bn-6002323d.pth --model vgg11_bn -o vgg11_bn.weights.h5
     $ keras-vgg explain runs/builtin photo.png -o explained/   # Grad-CAM pictures
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_parser(commands)
     add_export_parsers(commands)
     add_convert_parser(commands)
+    add_compress_parser(commands)
     add_feature_parsers(commands)
     return parser
 
@@ -399,6 +401,63 @@ def nearest_command(args) -> int:
 
 
 COMMANDS.update(explain=explain_command, embed=embed_command, nearest=nearest_command)
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1] such as 0.3; "
+                                         f"received {text!r}")
+    return value
+
+
+def add_compress_parser(commands):
+    from keras_vgg.export.formats import QUANTIZE
+    from keras_vgg.prune import CRITERIA
+
+    compress = commands.add_parser(
+        "compress", help="prune a fine-tuned run's model, fine-tune it again, export and "
+        "compare (size, FLOPs, accuracy, TFLite size and latency)",
+        description="Structured filter pruning of a run's best.keras: every conv keeps its "
+        "strongest filters (L1 norm; BN scale in the BN forms), the same share of each, as "
+        "many as the target allows; the narrower model is fine-tuned on the run's data, "
+        "exported to TFLite beside the unpruned one, and both are compared in "
+        "compress_report.json.")
+    compress.add_argument("run", help="a finished fine-tune run folder")
+    target = compress.add_mutually_exclusive_group(required=True)
+    target.add_argument("--flops", type=fraction, help="the fraction of FLOPs to keep (0.3: "
+                        "3.3x fewer)")
+    target.add_argument("--params", type=fraction, help="the fraction of parameters to keep")
+    compress.add_argument("-o", "--output", help="the folder to create (default RUN/compressed)")
+    compress.add_argument("--steps", type=positive_int, default=1,
+                          help="pruning steps, each followed by fine-tuning (default 1: "
+                          "one-shot)")
+    compress.add_argument("--epochs", type=int, help="fine-tune epochs per step (default: the "
+                          "run's phase2_epochs)")
+    compress.add_argument("--lr", type=float, help="their learning rate (default: the run's "
+                          "phase2_lr)")
+    compress.add_argument("--criterion", choices=CRITERIA, default="auto",
+                          help="filter ranking (auto: BN scale where there is BN, else L1)")
+    compress.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none", "int8"],
+                          help="TFLite modes to export and compare (default: none int8)")
+    resume = compress.add_mutually_exclusive_group()
+    resume.add_argument("--overwrite", action="store_true", help="replace the output folder")
+    resume.add_argument("--resume", action="store_true", help="continue an interrupted one")
+
+
+def compress_command(args) -> int:
+    from keras_vgg.finetune.compress import compress
+
+    compress(args.run, args.output, flops=args.flops, params=args.params, steps=args.steps,
+             epochs=args.epochs, lr=args.lr, criterion=args.criterion,
+             quantize=args.quantize, overwrite=args.overwrite, resume=args.resume)
+    return 0
+
+
+COMMANDS["compress"] = compress_command
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -138,8 +138,8 @@ def _open_out(out: Path, settings, overwrite, resume) -> dict:
     state_file = out / "state.json"
     if resume:
         if not state_file.is_file():
-            raise ValueError(f"Nothing to resume: expected a compress folder with state.json. "
-                             f"Received: out={str(out)!r}")
+            raise ValueError("Nothing to resume: expected `out` (-o/--output) to be a compress "
+                             f"folder with state.json. Received: out={str(out)!r}")
         state = json.loads(state_file.read_text())
         if state["settings"] != settings:
             raise ValueError(f"A resumed compress keeps its settings ({state['settings']}). "
@@ -148,8 +148,9 @@ def _open_out(out: Path, settings, overwrite, resume) -> dict:
             raise ValueError(f"The compress in {out} is complete; there is nothing to resume.")
         return state
     if out.exists() and not overwrite:
-        raise ValueError(f"Expected `out` not to exist (pass overwrite=True, --overwrite, to "
-                         f"replace it, or resume=True, --resume). Received: out={str(out)!r}")
+        raise ValueError(f"Expected `out` (-o/--output) not to exist (pass overwrite=True, "
+                         "--overwrite, to replace it, or resume=True, --resume). "
+                         f"Received: out={str(out)!r}")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     state = {"settings": settings, "steps_done": 0, "complete": False}
