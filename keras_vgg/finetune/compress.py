@@ -59,8 +59,8 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
         out: the output folder; default ``run/compressed``.
         flops, params: the fraction of the model's FLOPs or parameters to keep (one of them).
         steps: pruning steps to reach it (1: one-shot).
-        epochs: fine-tune epochs after each step (default the recipe's ``phase2_epochs``).
-        lr: their learning rate (default the recipe's ``phase2_lr``).
+        epochs: fine-tune epochs after each step (default the recipe's ``compress_epochs``).
+        lr: their learning rate (default the recipe's ``compress_lr``).
         criterion: how filters are ranked: ``"auto"``, ``"l1"``, ``"bn_scale"``.
         quantize: the TFLite modes exported and compared (``keras_vgg.export.QUANTIZE``).
         overwrite, resume: replace an existing ``out``, or continue an interrupted one.
@@ -96,6 +96,20 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
     return report
 
 
+def compress_phase(run_dir: Path, recipe, resume=False, callbacks=(), verbose=2):
+    """The recipe's compress phase (``compress_flops`` or ``compress_params`` set) into
+    ``run_dir/compressed``; None when the recipe has none."""
+    if not (recipe.compress_flops or recipe.compress_params):
+        return None
+    out = Path(run_dir) / "compressed"
+    resume = resume and (out / "state.json").is_file()
+    quantize = recipe.export_quantize if "tflite" in recipe.export_formats else ("none", "int8")
+    return compress(run_dir, out, flops=recipe.compress_flops or None,
+                    params=recipe.compress_params or None, steps=recipe.compress_steps,
+                    criterion=recipe.compress_criterion, quantize=quantize,
+                    overwrite=not resume, resume=resume, callbacks=callbacks, verbose=verbose)
+
+
 def _run_of(run: Path):
     """The run's recipe and its best.keras (with its record)."""
     if not (run / "recipe.json").is_file() or not (run / "best.keras").is_file():
@@ -110,10 +124,10 @@ def _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quanti
     """Every argument checked and the widths of each step planned (nothing written yet)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Expected `steps` to be a positive int. Received: steps={steps!r}")
-    epochs = recipe.phase2_epochs if epochs is None else epochs
+    epochs = recipe.compress_epochs if epochs is None else epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"Expected `epochs` to be an int >= 0. Received: epochs={epochs!r}")
-    lr = recipe.phase2_lr if lr is None else lr
+    lr = recipe.compress_lr if lr is None else lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"Expected `lr` to be a positive number. Received: lr={lr!r}")
     if criterion not in CRITERIA:

@@ -26,6 +26,7 @@ from keras_vgg._helpers import expected, format_table
 from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export.formats import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
+from keras_vgg.prune import CRITERIA
 from keras_vgg.finetune.distribute import STRATEGIES
 from keras_vgg.weights import NAMES as WEIGHTS_NAMES
 
@@ -89,6 +90,14 @@ class Recipe:
     # the feature cache and evaluation included.
     mixed_precision: str = "auto"
     jit_compile: bool = False  # XLA-compile the train and predict steps
+    # After the run, a compress phase (keras_vgg.finetune.compress) when one of these is set:
+    # the fraction of FLOPs (or parameters) the pruned model keeps; 0: no compress phase.
+    compress_flops: float = 0.0
+    compress_params: float = 0.0
+    compress_steps: int = 1  # prune + fine-tune rounds to reach it (1: one-shot)
+    compress_epochs: int = 5  # fine-tune epochs after each round
+    compress_lr: float = 1e-4
+    compress_criterion: str = "auto"  # auto (BN scale where there is BN, else L1) | l1 | bn_scale
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -128,7 +137,8 @@ def _check_choices(recipe):
                          ("feature_cache", ("auto", "true", "false")),
                          ("bn_training", ("auto", "true", "false")),
                          ("mixed_precision", ("auto", "true", "false")),
-                         ("preprocessing", ("auto",) + NAMED_MODES), ("strategy", STRATEGIES)):
+                         ("preprocessing", ("auto",) + NAMED_MODES), ("strategy", STRATEGIES),
+                         ("compress_criterion", CRITERIA)):
         _one_of(recipe, key, allowed)
     for key, allowed in (("augment", AUGMENTATIONS), ("export_formats", FORMATS),
                          ("export_quantize", QUANTIZE)):
@@ -159,12 +169,27 @@ def _check_numbers(recipe):
             f"Expected `validation_split` in (0, 1). Received: "
             f"validation_split={recipe.validation_split}"
         )
+    _check_compress(recipe)
     smallest = min_input_size(recipe.model)
     if recipe.image_size < smallest:
         raise ValueError(
             f"Expected `image_size` >= {smallest} for {recipe.model}. Received: "
             f"image_size={recipe.image_size}"
         )
+
+
+def _check_compress(recipe):
+    for key in ("compress_flops", "compress_params"):
+        if not 0 <= getattr(recipe, key) <= 1:
+            raise ValueError(f"Expected `{key}` to be the fraction to keep, in (0, 1], or 0 for "
+                             f"no compress phase. Received: {key}={getattr(recipe, key)}")
+    if recipe.compress_flops and recipe.compress_params:
+        raise ValueError("Expected one of `compress_flops` and `compress_params`. Received: "
+                         f"compress_flops={recipe.compress_flops}, "
+                         f"compress_params={recipe.compress_params}")
+    _at_least(recipe, "compress_steps", 1)
+    _at_least(recipe, "compress_epochs", 0)
+    _positive(recipe, "compress_lr")
 
 
 def _check_weights(recipe):

@@ -40,6 +40,7 @@ import numpy as np
 from keras_vgg._extras import require
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
+from keras_vgg.finetune.compress import compress_phase
 from keras_vgg.finetune.config import Recipe
 from keras_vgg.finetune.run_folder import (
     open_run_dir,
@@ -70,6 +71,7 @@ class RunResult:
     epochs: int
     feature_cache: bool
     export_report: dict | None = None
+    compress_report: dict | None = None  # the compress phase's, when the recipe asks for one
 
 
 def preprocessing_mode(recipe, model=None) -> Preprocessing:
@@ -169,12 +171,13 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
     write_json(run_dir / "metrics.json", metrics)
     export_report = export_finished_run(run_dir, splits, recipe, mode, verbose) if recipe.export_formats \
         else None
+    compress_report = compress_phase(run_dir, recipe, resume, callbacks, verbose)
     state["complete"] = True
     write_json(run_dir / "state.json", state)
     for scratch in ("backup", "cache"):  # nothing left to resume: drop the scratch copies
         shutil.rmtree(run_dir / scratch, ignore_errors=True)
     return RunResult(run_dir, run_dir / "best.keras", metrics, state["epoch"], feature_cache,
-                     export_report)
+                     export_report, compress_report)
 
 
 def export_finished_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
