@@ -205,6 +205,8 @@ def test_a_pruned_model_exports_and_agrees(tmp_path):
     sample = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     report = export(small, tmp_path / "bundle", ["tflite"], ["none", "int8"],
                     representative_data=sample, sample=sample, verbose=False)
+    assert (report["params"], report["flops"], report["widths"]) == (
+        small.count_params(), model_cost(small).flops, list(small.widths))
     rows = {row["quantize"]: row for row in report["exports"]}
     assert rows["none"]["max_abs_diff"] < 1e-4 and rows["none"]["top1_agreement"] == 1.0
     assert rows["int8"]["size_bytes"] < rows["none"]["size_bytes"] / 3

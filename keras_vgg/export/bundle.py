@@ -48,6 +48,7 @@ from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
 from keras_vgg._helpers import recorded
+from keras_vgg.prune import conv_widths, model_cost
 from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
 
@@ -174,7 +175,7 @@ def _sample(sample, sample_labels, size, min_agreement):
 def _report(model, size, preprocessing, classes, keras_figures, sample) -> dict:
     """The report before any export: the model, its sample, Keras's figures, the machine."""
     return {
-        "model": model.name, "image_size": list(size),
+        "model": model.name, "image_size": list(size), **_cost(model),
         "preprocessing": as_preprocessing(preprocessing).to_json(),
         "classes": classes, "sample": sample, "keras": keras_figures,
         "machine": {"cpu": platform.processor() or platform.machine(),
@@ -182,6 +183,16 @@ def _report(model, size, preprocessing, classes, keras_figures, sample) -> dict:
                     "keras": keras.__version__, "auto_precision": str(detect_precision())},
         "exports": [],
     }
+
+
+def _cost(model) -> dict:
+    """A keras_vgg model's parameters, FLOPs and conv widths (``keras_vgg.prune``); {} for
+    another model or an open input size."""
+    try:
+        cost = model_cost(model)
+    except ValueError:
+        return {}
+    return {"params": cost.params, "flops": cost.flops, "widths": list(conv_widths(model))}
 
 
 def _write_and_check(serving, folder, target, *, precision, class_names, representative,

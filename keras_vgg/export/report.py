@@ -34,6 +34,10 @@ def format_report(report) -> str:
                      _pct(r.get("top1_agreement")), _pct(r.get("accuracy")),
                      f"{r['latency_ms']:.2f}"))
     lines = [format_table(header, rows, right=range(1, len(header)))]
+    if "params" in report:
+        lines.append(f"Model: {report['params'] / 1e6:.2f}M parameters, "
+                     f"{report['flops'] / 1e9:.3f} GFLOPs per image, conv widths "
+                     f"{report['widths']}.")
     sample = report["sample"]
     lines.append(f"Sample: {sample['images']} {sample['source']} images at "
                  f"{report['image_size'][0]}x{report['image_size'][1]}; latency is the "

@@ -12,14 +12,14 @@ Example:
     ...                        "latency_after_ms": 0.3, "agreement_before": 0.99,
     ...                        "agreement_after": 0.98}]}
     >>> print(format_compress_report(report))
-    figure                         before     after  before/after
-    -----------------------------  ------  --------  ------------
-    params (M)                       9.00      2.00         4.50x
-    GFLOPs                           0.60      0.18         3.33x
-    held-out accuracy               97.0%     96.5%     -0.5 pts
-    model_int8.tflite MB             9.10      2.10         4.33x
-    model_int8.tflite ms/image       0.90      0.30         3.00x
-    model_int8.tflite top-1 agree   99.0%     98.0%
+    figure                         before  after  before/after
+    -----------------------------  ------  -----  ------------
+    params (M)                       9.00   2.00         4.50x
+    GFLOPs                           0.60   0.18         3.33x
+    held-out accuracy               97.0%  96.5%      -0.5 pts
+    model_int8.tflite MB             9.10   2.10         4.33x
+    model_int8.tflite ms/image       0.90   0.30         3.00x
+    model_int8.tflite top-1 agree   99.0%  98.0%
     Top-1 agreement: each export against its own Keras model, on the held-out images.
 """
 
