@@ -191,3 +191,15 @@ def report(section: Section) -> Section:
         print(f"Target {target.name}: {target.goal}; measured {target.measured}: "
               f"{met(target.met)}", flush=True)
     return section
+
+
+def write_section(section: Section, path=ROOT / "docs" / "benchmarks.md"):
+    """``section`` put into the docs: replaces its earlier text, else goes at the end."""
+    text, new = path.read_text(), section.markdown()
+    start = text.find(f"## {section.title}")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + new
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + new + ("" if end < 0 else text[end:])
+    path.write_text(text)

@@ -345,18 +345,6 @@ def plot(rows, path):
     plt.close(fig)
 
 
-def write_section(section, path=common.ROOT / "docs" / "benchmarks.md"):
-    """This section put into the docs: replaces its earlier text, else goes at the end."""
-    text, new = path.read_text(), section.markdown()
-    start = text.find(f"## {TITLE}")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + new
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + new + ("" if end < 0 else text[end:])
-    path.write_text(text)
-
-
 def main(argv=None):
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--sizes", type=common.positive_int, nargs="+",
@@ -383,7 +371,7 @@ def main(argv=None):
     common.report(section)
     if args.write:
         plot(rows, PLOT)
-        write_section(section)
+        common.write_section(section)
     return section
 
 

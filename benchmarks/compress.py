@@ -1,0 +1,173 @@
+"""Structured pruning end to end: the built-in run compressed, against itself.
+
+Trains the README's main job (VGG11-BN on the built-in shapes at 32x32; or reads a
+finished run with --run DIR), compresses it with ``keras_vgg.finetune.compress`` (prune to
+--flops of the FLOPs, fine-tune --epochs per step, --steps rounds), then times the unpruned
+and the pruned TFLite file of each mode side by side in this process: one image at a time,
+the two files alternating, 1 thread and every thread.
+
+Targets (issue 17): >= 3x fewer FLOPs; an int8 file >= 3x smaller than the unpruned int8;
+held-out accuracy within 1 point of the unpruned model; int8 latency >= 2.5x lower.
+
+Usage:
+    python benchmarks/compress.py                          # about 6 minutes on 2 CPU cores
+    python benchmarks/compress.py --run runs/builtin --flops 0.3 --steps 1
+    python benchmarks/compress.py --quick                  # a smoke run
+    python benchmarks/compress.py --write                  # also update docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+TITLE = "Compress: structured pruning of the built-in run, end to end"
+MODES = ("none", "float16", "dynamic", "int8")
+
+
+def interleaved_ms(paths, image, repeats, threads) -> list[float]:
+    """Median ms per image of each file, the files run in turn so that load hits all."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runs = []
+    for path in paths:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        x = image[None].astype(detail["dtype"])
+        runs.append((interpreter, detail["index"], x))
+    times = [[] for _ in paths]
+    for repeat in range(repeats + 5):  # the first 5 warm up
+        for i, (interpreter, index, x) in enumerate(runs):
+            start = time.perf_counter()
+            interpreter.set_tensor(index, x)
+            interpreter.invoke()
+            if repeat >= 5:
+                times[i].append(time.perf_counter() - start)
+    return [1000 * statistics.median(t) for t in times]
+
+
+def train_run(root: Path, overrides) -> Path:
+    from keras_vgg.finetune import finetune, load_recipe
+
+    started = time.time()
+    result = finetune(load_recipe("builtin", overrides), run_dir=root / "run", verbose=0)
+    print(f"trained {result.run_dir} in {time.time() - started:.0f} s: "
+          f"{result.metrics['final']['val_accuracy']:.1%}", flush=True)
+    return result.run_dir
+
+
+def measure(args) -> dict:
+    """Train (or read) the run, compress it, and time both models' files side by side."""
+    import keras_vgg
+    from keras_vgg.export import TFLITE_FILES
+    from keras_vgg.finetune import compress
+
+    root = Path(tempfile.mkdtemp(prefix="compress_bench_"))
+    run = Path(args.run) if args.run else train_run(root, args.set)
+    started = time.time()
+    report = compress(run, root / "compressed", flops=args.flops, steps=args.steps,
+                      epochs=args.epochs, quantize=args.quantize, verbose=0)
+    report["compress_seconds"] = round(time.time() - started, 1)
+    size = keras_vgg.load_model(run).input_shape[1:3]
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    for row in report["exports"]:
+        name = TFLITE_FILES[row["quantize"]]
+        paths = [root / "compressed" / folder / name for folder in ("reference_export", "export")]
+        for threads in sorted({1, os.cpu_count() or 1}):
+            row[f"ms_{threads}"] = interleaved_ms(paths, image, args.repeats, threads)
+    report["image_size"] = list(size)
+    return report
+
+
+def table(report, repeats) -> str:
+    """The figures before and after, and each target."""
+    ratio = lambda before, after: before / after  # noqa: E731
+    lines = ["| figure | unpruned | pruned | unpruned / pruned |", "|---|---:|---:|---:|",
+             f"| parameters | {report['params']['before']:,} | {report['params']['after']:,} | "
+             f"{ratio(report['params']['before'], report['params']['after']):.2f}x |",
+             f"| MFLOPs per image | {report['flops']['before'] / 1e6:.1f} | "
+             f"{report['flops']['after'] / 1e6:.1f} | "
+             f"{ratio(report['flops']['before'], report['flops']['after']):.2f}x |",
+             f"| held-out accuracy | {report['accuracy']['before']:.1%} | "
+             f"{report['accuracy']['after']:.1%} | "
+             f"{100 * (report['accuracy']['after'] - report['accuracy']['before']):+.1f} pts |"]
+    threads = sorted({1, os.cpu_count() or 1})
+    for row in report["exports"]:
+        lines.append(f"| {row['file']} MB | {row['size_before'] / 1e6:.2f} | "
+                     f"{row['size_after'] / 1e6:.2f} | "
+                     f"{ratio(row['size_before'], row['size_after']):.2f}x |")
+        for n in threads:
+            before, after = row[f"ms_{n}"]
+            lines.append(f"| {row['file']} ms, {n} thread{'s' if n > 1 else ''} | "
+                         f"{before:.3f} | {after:.3f} | {ratio(before, after):.2f}x |")
+        lines.append(f"| {row['file']} top-1 agreement with its Keras model | "
+                     f"{row['agreement_before']:.1%} | {row['agreement_after']:.1%} | |")
+    size = report["image_size"]
+    lines += ["", f"Pruned conv widths: {report['widths']['after']} (from "
+              f"{report['widths']['before']}); {report['steps']} step(s) of {report['epochs']} "
+              f"fine-tune epochs at lr {report['lr']}, criterion {report['criterion']}; "
+              f"held-out split: {report['held_out_images']} images. Latency: median of "
+              f"{repeats} single-image runs at {size[0]}x{size[1]}, the two files alternating. "
+              f"Compress took {report['compress_seconds']:.0f} s."]
+    return "\n".join(lines)
+
+
+def targets(report) -> list[common.Target]:
+    int8 = next((r for r in report["exports"] if r["quantize"] == "int8"), None)
+    flops = report["flops"]["before"] / report["flops"]["after"]
+    drop = 100 * (report["accuracy"]["before"] - report["accuracy"]["after"])
+    found = [common.Target("pruned FLOPs", ">= 3x fewer", f"{flops:.2f}x", flops >= 3),
+             common.Target("held-out accuracy", "within 1 point", f"{-drop:+.1f} pts",
+                           drop <= 1)]
+    if int8 is not None:
+        smaller = int8["size_before"] / int8["size_after"]
+        faster = {k: v[0] / v[1] for k, v in int8.items() if k.startswith("ms_")}
+        found += [common.Target("int8 file", ">= 3x smaller", f"{smaller:.2f}x", smaller >= 3),
+                  common.Target("int8 latency", ">= 2.5x lower", ", ".join(
+                      f"{v:.2f}x ({k[3:]} thread)" for k, v in faster.items()),
+                      max(faster.values()) >= 2.5)]
+    return found
+
+
+def main(argv=None) -> common.Section:
+    parser = common.parser(__doc__)
+    parser.add_argument("--run", help="a finished run folder (default: train the main job)")
+    parser.add_argument("--flops", type=float, default=0.3, help="the fraction kept")
+    parser.add_argument("--steps", type=common.positive_int, default=1)
+    parser.add_argument("--epochs", type=int, default=5, help="fine-tune epochs per step")
+    parser.add_argument("--quantize", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--repeats", type=common.positive_int, default=200)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recipe overrides of the trained run (builtin recipe)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, a smoke run")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.set += ["builtin_images_per_class=8", "phase1_epochs=0", "phase2_epochs=1",
+                     "tensorboard=false"]
+        args.epochs, args.repeats, args.quantize = 1, 3, ["none", "int8"]
+    report = measure(args)
+    command = "python benchmarks/compress.py " + " ".join(argv if argv is not None
+                                                          else sys.argv[1:])
+    found = targets(report)
+    body = table(report, args.repeats) + "\n\n" + "\n".join(
+        f"- {t.name}: {t.goal}; measured {t.measured} ({'met' if t.met else 'not met'})"
+        for t in found)
+    section = common.report(common.Section(TITLE, command.strip(), body, targets=found,
+                                           extra=report))
+    if args.write:
+        common.write_section(section)
+    return section
+
+
+if __name__ == "__main__":
+    main()
