@@ -141,7 +141,7 @@ def targets(report) -> list[common.Target]:
 def main(argv=None) -> common.Section:
     parser = common.parser(__doc__)
     parser.add_argument("--run", help="a finished run folder (default: train the main job)")
-    parser.add_argument("--flops", type=float, default=0.3, help="the fraction kept")
+    parser.add_argument("--flops", type=float, default=0.25, help="the fraction kept")
     parser.add_argument("--steps", type=common.positive_int, default=1)
     parser.add_argument("--epochs", type=int, default=5, help="fine-tune epochs per step")
     parser.add_argument("--quantize", nargs="+", choices=MODES, default=list(MODES))

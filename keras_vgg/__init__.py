@@ -40,6 +40,7 @@ from keras_vgg.models import (
     get_model,
 )
 from keras_vgg.preprocessing import Preprocessing, preprocess_input
+from keras_vgg.pruning import model_cost, plan_widths, prune
 from keras_vgg.saving import load_model
 
 __version__ = "0.1.0"
@@ -72,6 +73,9 @@ __all__ = [
     "embed",
     "nearest",
     "load_model",
+    "prune",
+    "plan_widths",
+    "model_cost",
     "preprocess_input",
     "decode_predictions",
     "Preprocessing",

@@ -416,7 +416,7 @@ def fraction(text: str) -> float:
 
 def add_compress_parser(commands):
     from keras_vgg.export.formats import QUANTIZE
-    from keras_vgg.prune import CRITERIA
+    from keras_vgg.pruning import CRITERIA
 
     compress = commands.add_parser(
         "compress", help="prune a fine-tuned run's model, fine-tune it again, export and "

@@ -109,7 +109,7 @@ def build_vgg(
             or ``"auto"``, the fastest this machine runs well (``keras_vgg.precision``).
             None (default): Keras's global dtype policy, float32 unless set.
         widths: the filters of every conv, in order, for a pruned model's narrower graph
-            (``model.widths`` of a model ``keras_vgg.prune`` made); None: the variant's own.
+            (``model.widths`` of a model ``keras_vgg.pruning`` made); None: the variant's own.
 
     Returns:
         A ``keras.Model``.

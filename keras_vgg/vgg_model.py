@@ -31,7 +31,7 @@ class VGGModel(keras.Model):
     (a :class:`Preprocessing`, a mode name or ``{"mode", "mean"}``) and ``class_names``;
     each may be None (a model built with ``weights=None`` does not know its preprocessing);
     and ``widths``, the filters of every conv when they are not the variant's own (a pruned
-    model, ``keras_vgg.prune``), else None."""
+    model, ``keras_vgg.pruning``), else None."""
 
     def __init__(self, *args, variant=None, preprocessing=None, class_names=None, widths=None,
                  **kwargs):

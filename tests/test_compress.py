@@ -11,7 +11,7 @@ import pytest
 import keras_vgg
 from keras_vgg.cli import main
 from keras_vgg.finetune import Recipe, compress, finetune, load_recipe
-from keras_vgg.prune import model_cost, plan_widths
+from keras_vgg.pruning import model_cost, plan_widths
 from test_finetune_train import Interrupt
 
 TINY = ["phase1_epochs=0", "phase2_epochs=1", "builtin_images_per_class=8",

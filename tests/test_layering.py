@@ -26,7 +26,7 @@ LAYERS = [
     ("keras_vgg.models",),
     ("keras_vgg.features",),
     # model surgery: BatchNorm folded into the convs, structured pruning
-    ("keras_vgg.batch_norm", "keras_vgg.prune"),
+    ("keras_vgg.batch_norm", "keras_vgg.pruning"),
     # what people use the features for; pixels: images in, model inputs out
     ("keras_vgg.pixels", "keras_vgg.losses", "keras_vgg.gradcam", "keras_vgg.embeddings"),
     ("keras_vgg",),

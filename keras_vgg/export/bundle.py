@@ -48,7 +48,7 @@ from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
 from keras_vgg._helpers import recorded
-from keras_vgg.prune import conv_widths, model_cost
+from keras_vgg.pruning import conv_widths, model_cost
 from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
 
@@ -186,7 +186,7 @@ def _report(model, size, preprocessing, classes, keras_figures, sample) -> dict:
 
 
 def _cost(model) -> dict:
-    """A keras_vgg model's parameters, FLOPs and conv widths (``keras_vgg.prune``); {} for
+    """A keras_vgg model's parameters, FLOPs and conv widths (``keras_vgg.pruning``); {} for
     another model or an open input size."""
     try:
         cost = model_cost(model)

@@ -1,4 +1,4 @@
-"""Compress a fine-tuned run: prune its model (``keras_vgg.prune``), fine-tune it again on
+"""Compress a fine-tuned run: prune its model (``keras_vgg.pruning``), fine-tune it again on
 the run's own data, export both models and report what pruning gained.
 
 One-shot (``steps=1``): prune to the target, fine-tune. Iterative (``steps=N``): N steps,
@@ -43,7 +43,7 @@ from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.run_folder import write_json
 from keras_vgg.precision import with_precision
 from keras_vgg.preprocessing import model_preprocessing
-from keras_vgg.prune import CRITERIA, conv_names, conv_widths, model_cost, plan_widths, prune
+from keras_vgg.pruning import CRITERIA, conv_names, conv_widths, model_cost, plan_widths, prune
 from keras_vgg.saving import load_model
 
 REPORT = "compress_report.json"

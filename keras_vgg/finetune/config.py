@@ -26,7 +26,7 @@ from keras_vgg._helpers import expected, format_table
 from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.export.formats import FORMATS, QUANTIZE
 from keras_vgg.preprocessing import NAMED_MODES
-from keras_vgg.prune import CRITERIA
+from keras_vgg.pruning import CRITERIA
 from keras_vgg.finetune.distribute import STRATEGIES
 from keras_vgg.weights import NAMES as WEIGHTS_NAMES
 

@@ -17,7 +17,7 @@ that keeps every filter computes what the original computed. An LRN's channel wi
 
 Example:
     >>> import keras_vgg
-    >>> from keras_vgg.prune import model_cost, prune
+    >>> from keras_vgg.pruning import model_cost, prune
     >>> model = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3), pooling="avg")
     >>> small = prune(model, flops=0.3)
     >>> small.widths

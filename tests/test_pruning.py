@@ -1,4 +1,4 @@
-"""Structured filter pruning (keras_vgg.prune): widths planned for a target, the narrower
+"""Structured filter pruning (keras_vgg.pruning): widths planned for a target, the narrower
 model rebuilt with the weights cut, equal to the original where nothing (or only zeroed
 filters) went; saved, loaded, converted and exported like any other; clear errors."""
 
@@ -9,7 +9,7 @@ import keras
 import keras_vgg
 from keras_vgg.finetune.config import Recipe
 from keras_vgg.finetune.model import build_finetune_model
-from keras_vgg.prune import conv_names, filter_scores, model_cost, plan_widths, prune
+from keras_vgg.pruning import conv_names, filter_scores, model_cost, plan_widths, prune
 
 pytestmark = pytest.mark.backend
 
@@ -27,7 +27,7 @@ def outputs(model, x):
 def with_random_bn(model, seed=0):
     """Every BatchNormalization gets random gamma, beta and statistics (not the identity)."""
     rng = np.random.default_rng(seed)
-    for layer in keras_vgg.prune._leaves(model):
+    for layer in keras_vgg.pruning._leaves(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
                                for w in layer.get_weights()])
@@ -78,7 +78,7 @@ def test_pruned_model_equals_the_original_with_those_filters_zeroed(variant, hea
     small = prune(model, flops=0.4)
     assert small.widths == small.get_layer("base").widths != VGG11_WIDTHS
     scores = filter_scores(model)
-    leaves = list(keras_vgg.prune._leaves(model))
+    leaves = list(keras_vgg.pruning._leaves(model))
     for name, width in zip(conv_names(model), small.widths):
         gone = np.argsort(-scores[name], kind="stable")[width:]
         conv = next(layer for layer in leaves if layer.name == name)
