@@ -132,7 +132,7 @@ def table(report, repeats) -> str:
 def targets(report) -> list[common.Target]:
     int8 = next((r for r in report["exports"] if r["quantize"] == "int8"), None)
     flops = report["flops"]["before"] / report["flops"]["after"]
-    drop = 100 * (min(report["accuracy"]["before"], report["control_accuracy"])
+    drop = 100 * (max(report["accuracy"]["before"], report["control_accuracy"])
                   - report["accuracy"]["after"])
     found = [common.Target("pruned FLOPs", ">= 3x fewer", f"{flops:.2f}x", flops >= 3),
              common.Target("held-out accuracy", "within 1 point", f"{-drop:+.1f} pts",
