@@ -154,6 +154,7 @@ Args:
     dropout: Dropout rate after fc1 and fc2 (paper: 0.5).
     adaptive_pool: average-pool to n x n before flatten (torchvision's classifier: 7).
     precision: None (Keras's dtype policy), "auto", "float32", "bfloat16" or "float16".
+    widths: one int per conv, a pruned network's widths (None: the variant's own).
 
 Returns:
     A ``keras.Model``.
@@ -191,6 +192,7 @@ def _public_builder(func_name: str, variant: str, summary: str):
         dropout=0.5,
         adaptive_pool=None,
         precision=None,
+        widths=None,
     ):
         return build_vgg(
             variant,
@@ -206,6 +208,7 @@ def _public_builder(func_name: str, variant: str, summary: str):
             dropout=dropout,
             adaptive_pool=adaptive_pool,
             precision=precision,
+            widths=widths,
         )
 
     builder.__name__ = builder.__qualname__ = func_name

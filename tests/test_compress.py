@@ -142,3 +142,18 @@ def test_compress_of_the_main_job_keeps_its_accuracy(builtin_run, tmp_path):
     assert report["accuracy"]["after"] >= report["accuracy"]["before"] - 0.05
     assert np.isclose(report["accuracy"]["before"], json.loads(
         (run / "metrics.json").read_text())["final"]["val_accuracy"], atol=0.02)
+
+
+def test_a_pruned_base_file_fine_tunes_as_a_recipes_weights(tmp_path):
+    """A pruned headless model saved as .keras is a recipe's `weights`: the run's base takes
+    its widths and its weights."""
+    base = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3), batch_norm=True)
+    base.preprocessing = "torch"
+    small = keras_vgg.prune(base, flops=0.3)
+    small.save(tmp_path / "small.keras")
+    recipe = load_recipe("builtin", TINY + [f"weights={tmp_path / 'small.keras'}",
+                                            "phase2_freeze=none"])
+    result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
+    trained = keras_vgg.load_model(result.best_model)
+    assert trained.get_layer("base").widths == small.widths
+    assert trained.get_layer("base").get_layer("block5_conv2").filters == small.widths[-1]

@@ -19,26 +19,38 @@ Example:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import keras
 
 from keras_vgg.configs import get_config
 from keras_vgg.models import get_model
 from keras_vgg.vgg_model import VGGModel
+from keras_vgg.weights import NAMES as WEIGHTS_NAMES, file_record
 from keras_vgg.finetune.config import freeze_blocks
 
 
+def weights_widths(weights):
+    """The conv widths a weights file records (a pruned model's), else None."""
+    if weights is None or weights in WEIGHTS_NAMES or not Path(weights).is_file():
+        return None
+    return (file_record(weights) or {}).get("widths")
+
+
 def build_base(recipe) -> keras.Model:
-    """The pretrained part: headless for avg/max/flatten heads, up to fc2 for the "fc" head."""
+    """The pretrained part: headless for avg/max/flatten heads, up to fc2 for the "fc" head.
+    A pruned model's file as ``weights`` gives the base its widths."""
     shape = (recipe.image_size, recipe.image_size, 3)
+    widths = weights_widths(recipe.weights)
     if recipe.head != "fc":
         return get_model(recipe.model, include_top=False, weights=recipe.weights,
-                         input_shape=shape, name="base")
-    full = get_model(recipe.model, include_top=True, weights=recipe.weights, input_shape=shape)
+                         input_shape=shape, name="base", widths=widths)
+    full = get_model(recipe.model, include_top=True, weights=recipe.weights, input_shape=shape,
+                     widths=widths)
     # what the weights said (preprocessing, class names) travels with them
     return VGGModel(full.input, full.get_layer("predictions").input, name="base",
                     variant=full.variant, preprocessing=full.preprocessing,
-                    class_names=full.class_names)
+                    class_names=full.class_names, widths=full.widths)
 
 
 def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
