@@ -70,9 +70,11 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
     recipe, model = _run_of(run)
     out = Path(out) if out is not None else run / "compressed"
     settings = _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quantize)
-    state = _open_out(out, settings, overwrite, resume)
     started = time.time()
+    _check_out(out, settings, overwrite, resume)
+    # the data before any folder: a run whose data is gone leaves nothing behind
     splits = data_lib.load_data(recipe, cache_dir=out / "cache", verbose=verbose)
+    state = _open_out(out, settings, overwrite, resume)
     (out / "cache").mkdir(exist_ok=True)
     data_lib.decode_once(splits, verbose)
     mode = model_preprocessing(model)
@@ -145,8 +147,9 @@ def _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quanti
             "plan": [list(w) for w in plan] + [list(final)]}
 
 
-def _open_out(out: Path, settings, overwrite, resume) -> dict:
-    """A fresh ``out`` with its state, or the state of the one to resume."""
+def _check_out(out: Path, settings, overwrite, resume):
+    """``out`` may be used: new (or ``overwrite``), or an unfinished one to resume with the
+    same settings."""
     if overwrite and resume:
         raise ValueError("Expected at most one of `overwrite` and `resume`. Received both.")
     state_file = out / "state.json"
@@ -160,15 +163,21 @@ def _open_out(out: Path, settings, overwrite, resume) -> dict:
                              "Resume with the same arguments, or start another `out`.")
         if state.get("complete"):
             raise ValueError(f"The compress in {out} is complete; there is nothing to resume.")
-        return state
-    if out.exists() and not overwrite:
+    elif out.exists() and not overwrite:
         raise ValueError(f"Expected `out` (-o/--output) not to exist (pass overwrite=True, "
                          "--overwrite, to replace it, or resume=True, --resume). "
                          f"Received: out={str(out)!r}")
+
+
+def _open_out(out: Path, settings, overwrite, resume) -> dict:
+    """A fresh ``out`` with its state, or the state of the one to resume (``_check_out``
+    passed)."""
+    if resume:
+        return json.loads((out / "state.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     state = {"settings": settings, "steps_done": 0, "complete": False}
-    write_json(state_file, state)
+    write_json(out / "state.json", state)
     return state
 
 
