@@ -58,7 +58,7 @@ def finetune_epoch(mixed_precision: str, images_per_class: int, repeats: int) ->
     from keras_vgg.finetune import data as data_lib
     from keras_vgg.finetune import distribute
     from keras_vgg.finetune.config import load_recipe
-    from keras_vgg.finetune.train import class_weights
+    from keras_vgg.finetune.phase import class_weights
 
     recipe = load_recipe("builtin", [f"mixed_precision={mixed_precision}",
                                      f"builtin_images_per_class={images_per_class}"])

@@ -34,12 +34,8 @@ from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.config import load_recipe, shipped_recipes
 from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
-from keras_vgg.finetune.train import (
-    cached_features,
-    class_weights,
-    preprocessing_mode,
-    uses_feature_cache,
-)
+from keras_vgg.finetune.phase import cached_features, class_weights, uses_feature_cache
+from keras_vgg.finetune.train import preprocessing_mode
 
 
 class EpochTimer(keras.callbacks.Callback):

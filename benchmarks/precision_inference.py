@@ -73,7 +73,8 @@ def cache_clocks(size, per_class):
     from keras_vgg.finetune import distribute
     from keras_vgg.finetune.config import load_recipe
     from keras_vgg.finetune.model import build_finetune_model
-    from keras_vgg.finetune.train import cached_features, preprocessing_mode
+    from keras_vgg.finetune.phase import cached_features
+    from keras_vgg.finetune.train import preprocessing_mode
 
     recipe = load_recipe("builtin", [f"image_size={size}", "model=vgg16", "weights=none",
                                      f"builtin_images_per_class={per_class}", "augment=none"])
