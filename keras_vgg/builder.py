@@ -183,13 +183,19 @@ def resolve_input_shape(config, include_top, input_tensor=None, input_shape=None
 
 
 def _features(x, config):
+    # Whether x is >= 0: a conv block ends in a ReLU; LRN (x times a positive factor) and
+    # max pooling keep the sign. A ceil pool pads a non-negative input with 0 (exact, one
+    # TFLite PAD) and any other input with its minimum (a REDUCE_MIN and a PADV2).
+    non_negative = False
     for layer_name, layer in layer_names(config):
         if isinstance(layer, Conv):
             x = _conv_block(x, layer, layer_name, config.batch_norm)
+            non_negative = True
         elif isinstance(layer, LRN):
             x = LocalResponseNormalization(**dataclasses.asdict(layer), name=layer_name)(x)
         elif isinstance(layer, Pool) and layer.ceil:
-            x = CeilMaxPooling2D(layer.size, layer.stride, name=layer_name)(x)
+            pad_value = 0.0 if non_negative else None
+            x = CeilMaxPooling2D(layer.size, layer.stride, pad_value=pad_value, name=layer_name)(x)
         else:
             x = layers.MaxPooling2D(layer.size, layer.stride, name=layer_name)(x)
     return x
