@@ -1,29 +1,50 @@
-"""What LRN's float island costs a full-int8 TFLite model.
+"""LRN as TFLite builtins: what a full-int8 file of an LRN variant gains, side by side.
 
-TFLite's LOCAL_RESPONSE_NORMALIZATION kernel is float32 only, so in a full-int8 model of an
-LRN variant the converter puts a DEQUANTIZE before each LRN and a QUANTIZE after it (a float
-island). VGG11 (A) and VGG11-LRN (A-LRN) have the same convolutions and differ by that one
-LRN after conv1, so timing both, side by side in one run, float32 and int8, isolates it:
+keras_vgg writes LRN with builtins that have int8 kernels (MUL, a banded 1x1 CONV_2D, LOG,
+EXP) instead of TFLite's LOCAL_RESPONSE_NORMALIZATION, which is float32 only (a float
+island between DEQUANTIZE and QUANTIZE in an int8 file) and which XNNPACK does not take.
+All files below are timed in one process, in alternating rounds (batch 1, all CPU threads):
 
-    LRN cost = LRN model / plain model, per mode.
+- VGG11 (A) and VGG11-LRN (A-LRN) have the same convolutions and differ by one LRN after
+  conv1, so LRN model / plain isolates the LRN, per mode (target: int8 within 1.3x).
+- VGG-F, VGG-M, VGG-S: int8 against their float32 export (target: int8 >= 3x faster).
+- Float islands: DEQUANTIZE ops in each int8 file (0 when int8 end to end).
+- Keras on TensorFlow (VGG-F, batch 8): the layer's builtin graph against
+  tf.nn.local_response_normalization, forward and a training step, float32 and mixed
+  bfloat16 (what decided that the layer keeps one implementation).
+
+Models are headless with global average pooling and a 10-class head, random weights,
+caffe preprocessing inside the file (conv1 outputs in the hundreds, as with real weights).
 
 Usage:
-    python benchmarks/export_lrn.py               # 224x224, 20 timed runs per model
-    python benchmarks/export_lrn.py --size 64 --repeats 5
+    python benchmarks/export_lrn.py               # 224x224, 20 rounds (about 6 minutes)
+    python benchmarks/export_lrn.py --size 64 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 from pathlib import Path
 
+import common  # noqa: F401  (first: it quiets TensorFlow's logs)
 import keras
 import numpy as np
+import tensorflow as tf
+from common import alternate, median, paired, wall
 
 from keras_vgg import get_model
-from keras_vgg.export import TFLiteRunner, median_ms, serving_model, tflite_ops, write_tflite
+from keras_vgg.export import TFLiteRunner, serving_model, tflite_ops, write_tflite
+from keras_vgg.layers import LocalResponseNormalization
+
+PAIR = ("vgg11", "vgg11_lrn")
+FAST = ("vgg_f", "vgg_m", "vgg_s")
+MODES = {"none": "float32", "int8": "int8"}
+NAMES = {"vgg11": "VGG11", "vgg11_lrn": "VGG11-LRN", "vgg_f": "VGG-F", "vgg_m": "VGG-M",
+         "vgg_s": "VGG-S"}
+KERAS_BATCH = 8
 
 
 def classifier(variant, size, classes=10):
@@ -33,39 +54,123 @@ def classifier(variant, size, classes=10):
     return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(base(inputs)))
 
 
+def tflite_rows(size, repeats, images, tmp):
+    """Per (variant, quantize): median ms per image, MB, DEQUANTIZE count, op counts."""
+    runners, rows = {}, {}
+    for variant in PAIR + FAST:
+        serving = serving_model(classifier(variant, size), "caffe")
+        for quantize in MODES:
+            path = Path(tmp) / f"{variant}_{quantize}.tflite"
+            ops = write_tflite(serving, path, quantize, representative=images)
+            runners[variant, quantize] = TFLiteRunner(path)
+            rows[variant, quantize] = {"mb": path.stat().st_size / 1e6, "ops": ops,
+                                       "islands": ops.get("DEQUANTIZE", 0)}
+        keras.backend.clear_session()
+    image = images[:1]
+    seconds = alternate({key: wall(lambda r=runner: r(image)) for key, runner in runners.items()},
+                        repeats)
+    for key, row in rows.items():
+        row["ms"] = 1000 * median(seconds[key])
+        row["seconds"] = seconds[key]
+    return rows
+
+
+def _tf_nn_call(self, inputs):
+    x = tf.cast(inputs, "float32")  # tf.nn's CPU kernel has no bfloat16 form
+    y = tf.nn.local_response_normalization(x, self.depth_radius, self.bias, self.alpha,
+                                           self.beta)
+    return tf.cast(y, inputs.dtype)
+
+
+@contextlib.contextmanager
+def tf_nn_lrn():
+    """LocalResponseNormalization computed by tf.nn.local_response_normalization inside."""
+    own = LocalResponseNormalization.call
+    LocalResponseNormalization.call = _tf_nn_call
+    try:
+        yield
+    finally:
+        LocalResponseNormalization.call = own
+
+
+def keras_rows(size, repeats):
+    """Seconds per round of VGG-F's forward pass and training step (input gradients and
+    weight gradients), the layer's own graph and tf.nn's, float32 and mixed bfloat16."""
+    x = tf.constant(np.random.default_rng(0).uniform(-120, 130, (KERAS_BATCH, size, size, 3)),
+                    "float32")
+    clocks = {}
+    previous = keras.config.dtype_policy().name
+    try:
+        for policy in ("float32", "mixed_bfloat16"):
+            keras.config.set_dtype_policy(policy)
+            model = get_model("vgg_f", include_top=False, input_shape=(size, size, 3),
+                              pooling="avg")
+
+            def train(x, model=model):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.cast(model(x, training=True), "float32") ** 2)
+                return tape.gradient(loss, model.trainable_variables)
+
+            for form in ("layer", "tf.nn"):
+                with tf_nn_lrn() if form == "tf.nn" else contextlib.nullcontext():
+                    forward = tf.function(lambda x, model=model: model(x, training=False))
+                    step = tf.function(train)
+                    forward(x), step(x)  # traced with this form's graph
+                for mode, fn in (("forward", forward), ("train step", step)):
+                    clocks[policy, mode, form] = wall(
+                        lambda fn=fn: [t.numpy() for t in tf.nest.flatten(fn(x))])
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return alternate(clocks, repeats)
+
+
 def measure(size, repeats):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, size, size, 3), dtype=np.uint8)
-    rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in ("vgg11", "vgg11_lrn"):
-            serving = serving_model(classifier(variant, size), "caffe")
-            for quantize in ("none", "int8"):
-                path = Path(tmp) / f"{variant}_{quantize}.tflite"
-                write_tflite(serving, path, quantize, representative=images)
-                ops = tflite_ops(path.read_bytes())
-                runner = TFLiteRunner(path)
-                rows[variant, quantize] = {
-                    "ms": median_ms(runner, images[0], repeats),
-                    "mb": path.stat().st_size / 1e6,
-                    "islands": ops.get("DEQUANTIZE", 0) if quantize == "int8" else 0,
-                }
-            keras.backend.clear_session()
+        rows = tflite_rows(size, repeats, images, tmp)
+    rows["keras"] = keras_rows(size, repeats)
+    keras.backend.clear_session()
     return rows
 
 
 def table(rows, size, repeats) -> str:
-    lines = [f"TFLite latency per image (batch 1, median of {repeats}), {size}x{size}, "
-             f"{os.cpu_count()} CPU threads:", "",
+    ratio = {key: paired(rows[key[0], key[1]]["seconds"], rows[key[2], key[3]]["seconds"])
+             for key in [(v, "none", v, "int8") for v in PAIR + FAST]
+             + [(PAIR[1], q, PAIR[0], q) for q in MODES]}
+    lines = [f"TFLite latency per image (batch 1, median of {repeats} alternating rounds), "
+             f"{size}x{size}, {os.cpu_count()} CPU threads; ratios are medians of per-round "
+             "ratios:", "",
              "| mode | VGG11 ms | VGG11-LRN ms | LRN model / plain | float islands |",
              "|---|---:|---:|---:|---:|"]
-    for quantize, label in (("none", "float32"), ("int8", "full int8")):
-        plain, lrn = rows["vgg11", quantize], rows["vgg11_lrn", quantize]
+    for quantize, label in MODES.items():
+        plain, lrn = rows[PAIR[0], quantize], rows[PAIR[1], quantize]
         lines.append(f"| {label} | {plain['ms']:.1f} | {lrn['ms']:.1f} | "
-                     f"{lrn['ms'] / plain['ms']:.3f} | {lrn['islands']} |")
-    int8_speedup = {v: rows[v, "none"]["ms"] / rows[v, "int8"]["ms"] for v in ("vgg11", "vgg11_lrn")}
-    lines += ["", f"int8 speed-up over float32: VGG11 {int8_speedup['vgg11']:.2f}x, "
-              f"VGG11-LRN {int8_speedup['vgg11_lrn']:.2f}x."]
+                     f"{ratio[PAIR[1], quantize, PAIR[0], quantize]:.2f} | {lrn['islands']} |")
+    lines += ["", "| model | float32 ms | int8 ms | int8 speed-up | int8 MB | float islands |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for variant in PAIR + FAST:
+        f32, int8 = rows[variant, "none"], rows[variant, "int8"]
+        lines.append(f"| {NAMES[variant]} | {f32['ms']:.1f} | {int8['ms']:.1f} | "
+                     f"{ratio[variant, 'none', variant, 'int8']:.2f}x | {int8['mb']:.1f} | "
+                     f"{int8['islands']} |")
+    lrn_cost = ratio[PAIR[1], "int8", PAIR[0], "int8"]
+    fast = {v: ratio[v, "none", v, "int8"] for v in FAST}
+    lines += ["", f"Target VGG11-LRN int8 within 1.3x of VGG11 int8: {lrn_cost:.2f}x, "
+              f"{'met' if lrn_cost <= 1.3 else 'not met'}.",
+              "Target VGG-F/M/S int8 >= 3x faster than float32: "
+              + ", ".join(f"{NAMES[v]} {s:.2f}x" for v, s in fast.items())
+              + f", {'met' if min(fast.values()) >= 3 else 'not met'}."]
+    seconds = rows["keras"]
+    lines += ["", f"Keras on TensorFlow, VGG-F at {size}x{size}, batch {KERAS_BATCH} "
+              "(tf.function, no XLA), ms per batch:", "",
+              "| precision | pass | layer (builtins) | tf.nn LRN | layer / tf.nn |",
+              "|---|---|---:|---:|---:|"]
+    for policy in ("float32", "mixed_bfloat16"):
+        for mode in ("forward", "train step"):
+            own, tf_nn = seconds[policy, mode, "layer"], seconds[policy, mode, "tf.nn"]
+            lines.append(f"| {policy} | {mode} | {1000 * median(own):.1f} | "
+                         f"{1000 * median(tf_nn):.1f} | {paired(own, tf_nn):.3f} |")
     return "\n".join(lines)
 
 

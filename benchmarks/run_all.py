@@ -35,7 +35,7 @@ import precision_inference
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LRN_TITLE = "## Export: what LRN's float island costs a full-int8 model"
+LRN_TITLE = "## Export: LRN as TFLite builtins, int8 end to end"
 DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
 QUICK = {
     inference: ["--size", "32", "--batch", "1", "--repeats", "1", "--gemm", "256",
