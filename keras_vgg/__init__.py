@@ -16,6 +16,7 @@ _onednn.prefer_onednn()  # before TensorFlow loads: its fast CPU kernels
 if _quiet.launched_as_cli():  # before TensorFlow loads: its native log lines go nowhere
     _quiet.silence_native_logs()
 
+from keras_vgg.batch_norm import fold_batch_norm
 from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
 from keras_vgg.features import block_outputs, feature_extractor, to_dense
 from keras_vgg.embeddings import embed, nearest
@@ -76,6 +77,7 @@ __all__ = [
     "prune",
     "plan_widths",
     "model_cost",
+    "fold_batch_norm",
     "preprocess_input",
     "decode_predictions",
     "Preprocessing",

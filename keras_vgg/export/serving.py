@@ -1,4 +1,5 @@
-"""The serving graph: raw pixels in, the model's preprocessing inside, float32 in and out.
+"""The serving graph: raw pixels in, the model's preprocessing inside, float32 in and out,
+BatchNorm folded into the convs (``keras_vgg.fold_batch_norm``).
 
 Example:
     >>> import keras
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_vgg.batch_norm import fold_batch_norm
 from keras_vgg.precision import precision_scope, with_precision
 from keras_vgg.preprocessing import as_preprocessing, preprocessing_affine
 
@@ -38,6 +40,15 @@ def float32_model(model) -> keras.Model:
         return model
 
 
+def folded_model(model) -> keras.Model:
+    """``model`` with its BatchNormalization folded into the convs before them
+    (``fold_batch_norm``); a model without a config is served as it is."""
+    try:
+        return fold_batch_norm(model)
+    except ValueError:
+        return model
+
+
 @float32_policy()
 def serving_model(model, preprocessing, image_size=None, precision="float32") -> keras.Model:
     """``pixels (float 0-255) -> preprocessing -> model`` as one Keras model, float32 in
@@ -47,9 +58,11 @@ def serving_model(model, preprocessing, image_size=None, precision="float32") ->
     ``image_size`` is needed only when the model's own input size is open. The model
     computes in ``precision`` (``float32``, ``bfloat16``, ``float16``; a model built under
     a mixed-precision policy is copied, ``with_precision``); its classifier stays float32.
+    A BatchNormalization after a conv is folded into it (``folded_model``): the BN forms
+    serve at the plain forms' cost, SavedModel, TFLite and the Keras runner alike.
     """
     preprocessing = as_preprocessing(preprocessing)
-    model = with_precision(model, precision, inference=True)
+    model = with_precision(folded_model(model), precision, inference=True)
     if len(model.output_shape) != 2:
         raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
                          f"or a pooled base. Received output shape {model.output_shape}.")
