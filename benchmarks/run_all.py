@@ -6,7 +6,8 @@ each at its script's default settings
 (--quick: the tiniest settings, for a smoke run). The section "Export: what LRN's float
 island costs a full-int8 model" (benchmarks/export_lrn.py, with its written reading) is kept
 verbatim from the existing file; only if it is missing does export_lrn run to make it. The
-section of benchmarks/data_scale.py (6 minutes, `--write` updates it) is kept verbatim too.
+sections of benchmarks/fold_bn.py (with its written reading) and benchmarks/data_scale.py
+(6 minutes, `--write` updates it) are kept verbatim too.
 Prints the total wall time, which the docs record too.
 
 Usage:
@@ -26,6 +27,7 @@ import common
 import export_lrn
 import export_speed
 import finetune_speed
+import fold_bn
 import inference
 import matplotlib
 import memory
@@ -36,6 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LRN_TITLE = "## Export: LRN as TFLite builtins, int8 end to end"
+FOLD_TITLE = f"## {fold_bn.TITLE}"
 DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
 QUICK = {
     inference: ["--size", "32", "--batch", "1", "--repeats", "1", "--gemm", "256",
@@ -128,8 +131,10 @@ def main(argv=None):
     args = arg_parser.parse_args(argv)
     start, load = time.perf_counter(), os.getloadavg()[0]
     docs = (args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
-    # kept verbatim after it: the data-at-scale section (benchmarks/data_scale.py --write)
-    lrn = lrn_section(*docs) + ("\n" + kept_section(DATA_TITLE, *docs)).rstrip() + "\n"
+    # kept verbatim after it: BN folding (fold_bn.py), data at scale (data_scale.py --write)
+    kept = [kept_section(title, *docs) for title in (FOLD_TITLE, DATA_TITLE)]
+    lrn = lrn_section(*docs) + "".join("\n" + section for section in kept if section).rstrip() \
+        + "\n"
     sections = []
     for module in (inference, finetune_speed, precision, precision_inference, export_speed,
                    memory, backends):

@@ -185,3 +185,26 @@ def test_backends_ratios_are_against_tensorflow():
     assert jax_row["float32_images_s"] == 6.0 and jax_row["float32_vs_tf"] == 0.6
     assert jax_row["bfloat16_vs_tf"] == 0.6 and jax_row["epoch_float32_tf_speed"] == 1 / 3
     assert tf_row["float32_vs_tf"] == 1.0
+
+
+def test_smoke_fold_bn(tmp_path):
+    """Three serving models side by side (plain, BN, BN folded); the fold is exact and the
+    TFLite files have the plain form's ops; run_all keeps the section verbatim."""
+    fold_bn = run_all.fold_bn
+    section = fold_bn.main(["--quick"])
+    assert [row["pass"] for row in section.rows] == [
+        "Keras float32, batch 1", "Keras float32, batch 8", "Keras bfloat16, batch 1",
+        "Keras bfloat16, batch 8", "TFLite float32", "TFLite int8"]
+    for row in section.rows:
+        assert_positive(row, ("plain_ms", "bn_ms", "folded_ms", "bn_ratio", "folded_ratio"))
+    assert section.extra["max_abs_diff"] <= 1e-4
+    ops = section.extra["ops"]
+    assert ops["float32", "folded"] == ops["float32", "plain"] == ops["float32", "bn"]
+    assert_columns(section.body, ("pass", "vgg11 ms", "vgg11_bn ms", "vgg11_bn folded ms",
+                                  "BN / plain", "folded / plain"))
+    (target,) = section.targets
+    assert target.goal == "within 1.05x of vgg11 (Keras and TFLite)"
+    assert "--quick" not in section.command and "--size 32" in section.command
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{section.markdown()}\n## Next\n")
+    assert run_all.kept_section(run_all.FOLD_TITLE, doc) == section.markdown()

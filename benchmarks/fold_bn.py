@@ -1,0 +1,160 @@
+"""BatchNorm folded: the BN form served against the plain form, side by side.
+
+Three serving models (``keras_vgg.export.serving_model``: raw pixels in, caffe
+preprocessing inside) of the same architecture, timed in one process in alternating rounds:
+the plain form (VGG16), the BN form with its BatchNormalization layers (VGG16-BN, the fold
+switched off) and the BN form as it is served (folded into the convs,
+``keras_vgg.fold_batch_norm``). Keras: ``predict_on_batch`` of the serving model (what the
+export report times), batch 1 and batch 8, float32 and bfloat16 (the serving model's
+``precision``); TFLite: the float32 and int8 files of each serving model, batch 1, all CPU
+threads. Ratios are the medians of per-round ratios against the plain form.
+
+Models: headless, global average pooling, a 10-class softmax head, random weights, the BN
+forms with random statistics (not the identity); int8 calibrated on random images.
+
+Usage:
+    python benchmarks/fold_bn.py                  # VGG16 at 224x224, 10 rounds
+    python benchmarks/fold_bn.py --size 64 --repeats 3
+    python benchmarks/fold_bn.py --quick          # VGG11 at 32x32, 2 rounds: a smoke run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+import common
+import keras
+import numpy as np
+from export_lrn import classifier
+
+from keras_vgg.export import KerasRunner, TFLiteRunner, serving_model, write_tflite
+from keras_vgg.export import serving as serving_module
+
+TITLE = "BatchNorm folded: BN forms at the plain forms' speed"
+FORMS = ("plain", "bn", "folded")
+KERAS = [(precision, batch) for precision in ("float32", "bfloat16") for batch in (1, 8)]
+TFLITE = {"none": "float32", "int8": "int8"}
+TARGET = 1.05
+
+
+@contextlib.contextmanager
+def unfolded():
+    """serving_model without the fold: the BN form with its BatchNormalization layers."""
+    own = serving_module.folded_model
+    serving_module.folded_model = lambda model: model
+    try:
+        yield
+    finally:
+        serving_module.folded_model = own
+
+
+def models(variant, size):
+    """``{form: classifier}``: the plain form and the BN form with random statistics."""
+    bn = classifier(f"{variant}_bn", size)
+    rng = np.random.default_rng(0)
+    for layer in bn._flatten_layers(recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.5, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+    return {"plain": classifier(variant, size), "bn": bn}
+
+
+def served(model, form, precision):
+    with unfolded() if form == "bn" else contextlib.nullcontext():
+        return serving_model(model, "caffe", precision=precision)
+
+
+def measure(variant, size, repeats, calibration):
+    """Seconds per round of each (pass, form), the TFLite files' op counts, and the largest
+    difference between the folded and unfolded float32 Keras models' outputs."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (max(8, calibration), size, size, 3), dtype=np.uint8)
+    built = models(variant, size)
+    clocks, ops, servings = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for form in FORMS:
+            model = built["plain" if form == "plain" else "bn"]
+            for precision, batch in KERAS:
+                if (precision, form) not in servings:
+                    servings[precision, form] = served(model, form, precision)
+                run = KerasRunner(servings[precision, form])
+                clocks[f"Keras {precision}, batch {batch}", form] = common.wall(
+                    lambda run=run, x=images[:batch]: run(x))
+            for quantize, label in TFLITE.items():
+                path = Path(tmp) / f"{form}_{quantize}.tflite"
+                ops[label, form] = write_tflite(servings["float32", form], path, quantize,
+                                                representative=images[:calibration])
+                run = TFLiteRunner(path)
+                clocks[f"TFLite {label}", form] = common.wall(lambda run=run: run(images[:1]))
+        outputs = {form: KerasRunner(servings["float32", form])(images) for form in FORMS[1:]}
+        seconds = common.alternate(clocks, repeats)
+    keras.backend.clear_session()
+    return {"seconds": seconds, "ops": ops,
+            "max_abs_diff": float(np.abs(outputs["folded"] - outputs["bn"]).max())}
+
+
+def rows_of(measured):
+    seconds, rows = measured["seconds"], []
+    for name in dict.fromkeys(key[0] for key in seconds):
+        row = {"pass": name, **{f"{form}_ms": 1000 * common.median(seconds[name, form])
+                                for form in FORMS}}
+        for form in FORMS[1:]:
+            row[f"{form}_ratio"] = common.paired(seconds[name, form], seconds[name, "plain"])
+        rows.append(row)
+    return rows
+
+
+def body(args, rows, measured) -> str:
+    names = {"plain": args.model, "bn": f"{args.model}_bn", "folded": f"{args.model}_bn folded"}
+    table = common.table(
+        ("pass", *(f"{names[f]} ms" for f in FORMS), "BN / plain", "folded / plain"),
+        [(r["pass"], *(f"{r[f'{f}_ms']:.1f}" for f in FORMS), f"{r['bn_ratio']:.3f}",
+          f"{r['folded_ratio']:.3f}") for r in rows])
+    same_ops = all(measured["ops"][label, "bn"] == measured["ops"][label, "plain"]
+                   == measured["ops"][label, "folded"] for label in TFLITE.values())
+    return (f"Headless `{args.model}` / `{args.model}_bn` + global average pooling + a "
+            f"10-class softmax, random weights (random BN statistics), {args.size}x{args.size}, "
+            f"the serving model (`caffe` preprocessing inside). ms: median of {args.repeats} "
+            "alternating rounds (Keras `predict_on_batch` of the serving model, ms per batch; "
+            "TFLite batch 1, all CPU threads); ratios: medians of the per-round ratios.\n\n"
+            f"{table}\n\nFolded vs unfolded float32 Keras outputs: max abs difference "
+            f"{measured['max_abs_diff']:.1e}. TFLite op counts "
+            f"{'the same in all three files' if same_ops else 'differ'} per mode: "
+            + "; ".join(f"{label} {measured['ops'][label, 'bn']}"
+                        for label in TFLITE.values()) + ".")
+
+
+def targets(model, rows) -> list[common.Target]:
+    worst = max(rows, key=lambda r: r["folded_ratio"])
+    return [common.Target(
+        f"{model}_bn served", f"within {TARGET}x of {model} (Keras and TFLite)",
+        f"{worst['folded_ratio']:.3f}x at worst ({worst['pass']})",
+        worst["folded_ratio"] <= TARGET,
+        "" if worst["folded_ratio"] <= TARGET else "see the reading under the table")]
+
+
+def main(argv=None) -> common.Section:
+    arg_parser = common.parser(__doc__)
+    arg_parser.add_argument("--model", default="vgg16", choices=("vgg11", "vgg13", "vgg16",
+                                                                "vgg19"),
+                            help="the plain form; its BN form is MODEL_bn")
+    arg_parser.add_argument("--size", type=common.positive_int, default=224)
+    arg_parser.add_argument("--repeats", type=common.positive_int, default=10)
+    arg_parser.add_argument("--calibration", type=common.positive_int, default=8,
+                            help="random images to calibrate int8")
+    arg_parser.add_argument("--quick", action="store_true",
+                            help="--model vgg11 --size 32 --repeats 2 --calibration 2")
+    args = arg_parser.parse_args(argv)
+    if vars(args).pop("quick"):  # the command line then spells the settings out
+        args.model, args.size, args.repeats, args.calibration = "vgg11", 32, 2, 2
+    measured = measure(args.model, args.size, args.repeats, args.calibration)
+    rows = rows_of(measured)
+    return common.report(common.Section(
+        TITLE, common.command("fold_bn.py", args, arg_parser), body(args, rows, measured),
+        rows=rows, targets=targets(args.model, rows), extra=measured))
+
+
+if __name__ == "__main__":
+    main()
