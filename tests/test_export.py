@@ -189,7 +189,9 @@ QUANTISED_BOUNDS = {
     "deep": {"dynamic": (0.03, 0.9), "int8": (0.07, 0.9)},
     "lrn": {"dynamic": (0.05, 0.85), "int8": (0.06, 0.85)},
     "bn": {"dynamic": (0.35, 0.8), "int8": (0.25, 0.85)},
-    "fms": {"dynamic": (0.02, 0.9), "int8": (0.04, 0.9)},
+    # int8 with the LRN in int8 builtins (LOG, EXP): measured 0.227 / 95% (was 0.04 with the
+    # float LRN island); a known loss, noted in issue 17's closing note
+    "fms": {"dynamic": (0.02, 0.9), "int8": (0.25, 0.9)},
 }
 
 
@@ -247,8 +249,10 @@ def test_tflite_files_use_builtin_ops_only(bundle):
         ops = tflite_ops((bundle["out"] / name).read_bytes())
         assert "CUSTOM" not in ops and not [op for op in ops if op.startswith("Flex")], ops
         assert set(ops) >= {"CONV_2D", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}
-        has_lrn = bundle["family"] in ("lrn", "fms")
-        assert ("LOCAL_RESPONSE_NORMALIZATION" in ops) == has_lrn, (quantize, ops)
+        # LRN is written with builtins (keras_vgg.layers): never TFLite's float-only LRN op
+        assert "LOCAL_RESPONSE_NORMALIZATION" not in ops, (quantize, ops)
+        if bundle["family"] in ("lrn", "fms"):
+            assert {"LOG", "EXP"} <= set(ops), (quantize, ops)
 
 
 def test_int8_is_integer_except_the_lrn_float_island(bundle):

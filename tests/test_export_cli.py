@@ -490,7 +490,8 @@ def test_load_model_class_names_txt(tmp_path):
     tiny_model().save(tmp_path / "model.keras")
     (tmp_path / "class_names.txt").write_text("cat\ndog\nfox\n")
     model = load_model(tmp_path / "model.keras")
-    assert record_of(model) == {"variant": None, "preprocessing": None, "class_names": NAMES}
+    assert record_of(model) == {"variant": None, "preprocessing": None, "class_names": NAMES,
+                               "widths": None}
     assert model.input_shape == (None, 8, 8, 3)
 
 

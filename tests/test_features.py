@@ -148,7 +148,7 @@ def test_extractor_and_dense_keep_the_record_through_a_keras_file(tmp_path):
     extractor = feature_extractor(model, layers=["block2_pool"], as_dict=True)
     assert isinstance(extractor, VGGModel)
     assert record_of(extractor) == {"variant": "vgg11", "preprocessing": model.preprocessing,
-                                    "class_names": None}  # features, not classes
+                                    "class_names": None, "widths": None}  # features
     extractor.save(tmp_path / "features.keras")
     loaded = keras.saving.load_model(tmp_path / "features.keras")
     assert (type(loaded).__name__, loaded.variant, loaded.preprocessing.mode) == (

@@ -283,7 +283,7 @@ def test_a_keras_file_as_weights_brings_its_record(tmp_path):
     source.save(tmp_path / "m.keras")
     assert read_keras_record(tmp_path / "m.keras") == {
         "variant": "vgg11", "preprocessing": Preprocessing("tf"),
-        "class_names": ["cat", "dog", "fox"]}
+        "class_names": ["cat", "dog", "fox"], "widths": None}
     model = build_vgg("vgg11", weights=str(tmp_path / "m.keras"), input_shape=SIZE, classes=3,
                       adaptive_pool=1)
     assert (model.preprocessing.mode, model.class_names) == ("tf", ["cat", "dog", "fox"])
