@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 LRN_TITLE = "## Export: LRN as TFLite builtins, int8 end to end"
 FOLD_TITLE = f"## {fold_bn.TITLE}"
+COMPRESS_TITLE = "## Compress: structured pruning of the built-in run, end to end"  # compress.py --write
 DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
 QUICK = {
     inference: ["--size", "32", "--batch", "1", "--repeats", "1", "--gemm", "256",
@@ -132,7 +133,7 @@ def main(argv=None):
     start, load = time.perf_counter(), os.getloadavg()[0]
     docs = (args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
     # kept verbatim after it: BN folding (fold_bn.py), data at scale (data_scale.py --write)
-    kept = [kept_section(title, *docs) for title in (FOLD_TITLE, DATA_TITLE)]
+    kept = [kept_section(title, *docs) for title in (FOLD_TITLE, COMPRESS_TITLE, DATA_TITLE)]
     lrn = lrn_section(*docs) + "".join("\n" + section for section in kept if section).rstrip() \
         + "\n"
     sections = []
