@@ -132,8 +132,9 @@ def main(argv=None):
     args = arg_parser.parse_args(argv)
     start, load = time.perf_counter(), os.getloadavg()[0]
     docs = (args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
-    # kept verbatim after it: BN folding (fold_bn.py), data at scale (data_scale.py --write)
-    kept = [kept_section(title, *docs) for title in (FOLD_TITLE, COMPRESS_TITLE, DATA_TITLE)]
+    # kept verbatim after it, in this order: compress (compress.py --write), BN folding
+    # (fold_bn.py), data at scale (data_scale.py --write)
+    kept = [kept_section(title, *docs) for title in (COMPRESS_TITLE, FOLD_TITLE, DATA_TITLE)]
     lrn = lrn_section(*docs) + "".join("\n" + section for section in kept if section).rstrip() \
         + "\n"
     sections = []
