@@ -3,8 +3,8 @@ docs/precision.png.
 
 Sections: inference, fine-tuning, precision, bfloat16 inference, export, memory, backends,
 each at its script's default settings
-(--quick: the tiniest settings, for a smoke run). The section "Export: what LRN's float
-island costs a full-int8 model" (benchmarks/export_lrn.py, with its written reading) is kept
+(--quick: the tiniest settings, for a smoke run). The section "Export: LRN as TFLite
+builtins, int8 end to end" (benchmarks/export_lrn.py, with its written reading) is kept
 verbatim from the existing file; only if it is missing does export_lrn run to make it. The
 sections of benchmarks/fold_bn.py (with its written reading) and benchmarks/data_scale.py
 (6 minutes, `--write` updates it) are kept verbatim too.

@@ -81,7 +81,7 @@ def test_a_nested_vgg_gives_the_maps_of_the_same_flat_graph():
     # in batches of 2, and with the softmax as its own layer after a linear Dense: the same
     in_twos = grad_cam(nested, pixels, classes=[0, 1, 2], batch_size=2)
     np.testing.assert_allclose(in_twos.heatmaps, chosen.heatmaps, atol=1e-5)
-    np.testing.assert_allclose(in_twos.scores, chosen.scores, atol=1e-6)
+    np.testing.assert_allclose(in_twos.scores, chosen.scores, atol=1e-5)  # torch: batch-size rounding
     base, pool, dense = nested.layers
     linear = keras.layers.Dense(dense.units)
     split = keras.Sequential([keras.Input((32, 32, 3)), base, pool, linear,

@@ -45,8 +45,8 @@ def converter_settings(quantize: str, representative=None, int8_io="uint8") -> d
             for image in representative[:CALIBRATION_IMAGES]:
                 yield [image[None].astype("float32")]
 
-        # Builtins stay allowed beside the int8 kernels: an op with no int8 kernel
-        # (LRN) runs as a float island between QUANTIZE/DEQUANTIZE.
+        # Builtins stay allowed beside the int8 kernels, so an op with no int8 kernel would
+        # run as a float island between QUANTIZE/DEQUANTIZE (our LRN is builtins: it has none).
         settings["target_spec"]["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                                     *builtins]
         settings.update(representative_dataset=calibration, inference_input_type=io_type,
