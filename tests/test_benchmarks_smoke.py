@@ -208,3 +208,26 @@ def test_smoke_fold_bn(tmp_path):
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\n{section.markdown()}\n## Next\n")
     assert run_all.kept_section(run_all.FOLD_TITLE, doc) == section.markdown()
+
+
+def test_smoke_compress(tmp_path):
+    """The built-in run at its tiniest, compressed to a quarter of its FLOPs: the table holds
+    both models' figures and every target; run_all keeps the section verbatim."""
+    import compress
+
+    section = compress.main(["--quick"])
+    report = section.extra
+    assert report["flops"]["before"] / report["flops"]["after"] >= 3.9  # planned: 0.25 kept
+    assert report["params"]["after"] < report["params"]["before"]
+    assert 0 <= report["control_accuracy"] <= 1
+    assert [row["quantize"] for row in report["exports"]] == ["none", "int8"]
+    for row in report["exports"]:
+        assert row["size_after"] < row["size_before"]
+        for key in (k for k in row if k.startswith("ms_")):
+            assert all(math.isfinite(ms) and ms > 0 for ms in row[key]), (key, row)
+    assert [t.name for t in section.targets] == ["pruned FLOPs", "held-out accuracy",
+                                                "int8 file", "int8 latency"]
+    assert "| held-out accuracy, both fine-tuned as long |" in section.body
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{section.markdown()}\n## Next\n")
+    assert run_all.kept_section(run_all.COMPRESS_TITLE, doc) == section.markdown()
