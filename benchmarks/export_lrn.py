@@ -16,9 +16,15 @@ All files below are timed in one process, in alternating rounds (batch 1, all CP
 Models are headless with global average pooling and a 10-class head, random weights,
 caffe preprocessing inside the file (conv1 outputs in the hundreds, as with real weights).
 
+With --ops: where an int8 LRN's time goes. The layer alone on VGG11-LRN's conv1 map
+(size x size x 64), and one-op int8 files of LOG, EXP and MUL on that map, each timed at 1
+thread and at all threads: an op XNNPACK runs gets faster with threads, TFLite's own
+single-threaded kernels do not.
+
 Usage:
     python benchmarks/export_lrn.py               # 224x224, 20 rounds (about 6 minutes)
     python benchmarks/export_lrn.py --size 64 --repeats 3
+    python benchmarks/export_lrn.py --ops         # the LRN's ops alone (about a minute)
 """
 
 from __future__ import annotations
@@ -174,11 +180,58 @@ def table(rows, size, repeats) -> str:
     return "\n".join(lines)
 
 
+OPS = {  # the int8 LRN and its elementwise ops on a positive map, as the layer sees it
+    "LRN layer (all 7 ops)": LocalResponseNormalization(2, 2.0, 1e-4, 0.75),
+    "LOG": keras.layers.Lambda(lambda x: keras.ops.log(x + 2.0)),
+    "EXP": keras.layers.Lambda(lambda x: keras.ops.exp(-0.01 * x)),
+    "MUL (x * x)": keras.layers.Lambda(lambda x: x * x),
+}
+
+
+def op_table(size, repeats, channels=64) -> str:
+    """ms of each of OPS as a full-int8 file on a size x size x channels map, 1 thread and
+    all threads, in alternating rounds."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    rng = np.random.default_rng(0)
+    samples = [np.abs(rng.normal(0, 50, (1, size, size, channels))).astype("float32")
+               for _ in range(8)]
+    clocks = {}
+    for name, layer in OPS.items():
+        inputs = keras.Input((size, size, channels))
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, layer(inputs)))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x] for x in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+        blob = converter.convert()
+        for threads in sorted({1, os.cpu_count() or 1}):
+            interpreter = Interpreter(model_content=blob, num_threads=threads)
+            interpreter.allocate_tensors()
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.set_tensor(index, np.zeros((1, size, size, channels), np.int8))
+            clocks[name, threads] = wall(interpreter.invoke)
+    seconds = alternate(clocks, repeats)
+    threads = sorted({t for _, t in seconds})
+    lines = [f"int8 ops on a {size}x{size}x{channels} map (VGG11-LRN's first LRN), ms per call "
+             f"(median of {repeats} alternating rounds):", "",
+             "| op | " + " | ".join(f"{t} thread{'s' * (t > 1)} ms" for t in threads) + " |",
+             "|---|" + "---:|" * len(threads)]
+    for name in OPS:
+        lines.append(f"| {name} | " + " | ".join(f"{1000 * median(seconds[name, t]):.2f}"
+                                                 for t in threads) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--ops", action="store_true", help="only the int8 LRN's ops, alone")
     args = parser.parse_args(argv)
+    if args.ops:
+        print(op_table(args.size, args.repeats))
+        return
     print(table(measure(args.size, args.repeats), args.size, args.repeats))
 
 
