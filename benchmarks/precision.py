@@ -8,7 +8,8 @@ policy, as the recipe builds it.
 
 Usage:
     python benchmarks/precision.py                    # 64x64, 3 alternating epochs each
-    python benchmarks/precision.py --image-size 32 --repeats 1 --forms "mixed precision"
+    python benchmarks/precision.py --image-size 32 --repeats 1 --forms "mixed precision" \
+        --set builtin_images_per_class=8                 # a smoke run
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def main(argv=None) -> common.Section:
     arg_parser.add_argument("--repeats", type=common.positive_int, default=3)
     arg_parser.add_argument("--forms", nargs="+", choices=list(FORMS), default=list(FORMS),
                             help="float32 always runs: it is the baseline")
+    arg_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                            help="overrides of the builtin recipe")
     args = arg_parser.parse_args(argv)
     forms = ["float32"] + [name for name in args.forms if name != "float32"]
-    recipe = load_recipe("builtin", [f"image_size={args.image_size}"])
+    recipe = load_recipe("builtin", [f"image_size={args.image_size}", *args.set])
     splits = data_lib.load_data(recipe)
     clocks, policies = {}, {}
     for name in forms:
