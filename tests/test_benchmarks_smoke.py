@@ -226,7 +226,10 @@ def test_smoke_compress(tmp_path):
         for key in (k for k in row if k.startswith("ms_")):
             assert all(math.isfinite(ms) and ms > 0 for ms in row[key]), (key, row)
     assert [t.name for t in section.targets] == ["pruned FLOPs", "held-out accuracy",
-                                                "int8 file", "int8 latency"]
+                                                "int8 file", "int8 latency",
+                                                "int8 latency at 64x64"]
+    for before, after in report["large"]["ms"].values():  # the same weights rebuilt at 64
+        assert all(math.isfinite(ms) and ms > 0 for ms in (before, after))
     assert "| held-out accuracy, both fine-tuned as long |" in section.body
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\n{section.markdown()}\n## Next\n")
