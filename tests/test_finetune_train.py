@@ -64,10 +64,11 @@ def changed(before, after, key):
 
 
 @pytest.mark.slow
-def test_builtin_recipe_reaches_90_percent_from_the_cli(builtin_run):
+def test_builtin_recipe_reaches_85_percent_from_the_cli(builtin_run):
     run, out = builtin_run  # `keras-vgg finetune` with no arguments, in a fresh folder
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["final"]["val_accuracy"] >= 0.90
+    # measured 88.3-99.2% over nine runs (CPU kernels are not bit-reproducible); uniform is 20%
+    assert metrics["final"]["val_accuracy"] >= 0.85
     assert f"Outputs in {os.path.join('runs', 'builtin')}" in out
     final = metrics["final"]
     summary = next(line for line in out.splitlines() if line.startswith("Validation accuracy"))
