@@ -364,7 +364,9 @@ def test_fine_tuned_builtin_model_exports_with_int8_agreement(builtin_run, tmp_p
     assert rows["model_dynamic.tflite"]["top1_agreement"] >= 0.95
     keras_accuracy = report["keras"]["accuracy"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert keras_accuracy == pytest.approx(metrics["final"]["val_accuracy"], abs=1e-4)
+    # the report scores in float32, metrics.json in the run's precision (bfloat16 here): one
+    # image of 120 apart on a run that ends near a decision boundary (seen: 85.8% vs 86.7%)
+    assert keras_accuracy == pytest.approx(metrics["final"]["val_accuracy"], abs=1.5 / 120)
     assert abs(rows["model_int8.tflite"]["accuracy"] - keras_accuracy) <= 0.05
     for name in rows:
         assert name in printed
