@@ -232,6 +232,8 @@ def main(argv=None) -> common.Section:
                      "tensorboard=false"]
         args.epochs, args.repeats, args.quantize = 1, 3, ["none", "int8"]
         args.large_size = args.large_size and 64
+    if args.large_size and args.large_size < 32:
+        parser.error(f"--large-size: expected 0 (off) or a size >= 32, got {args.large_size}")
     report = measure(args)
     given = argv if argv is not None else sys.argv[1:]
     command = "python benchmarks/compress.py " + " ".join(a for a in given if a != "--write")
