@@ -14,7 +14,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "keras_vgg"
 
 LAYERS = [
-    ("keras_vgg._helpers", "keras_vgg._quiet", "keras_vgg._onednn", "keras_vgg._extras"),
+    ("keras_vgg._helpers", "keras_vgg._quiet", "keras_vgg._onednn", "keras_vgg._extras",
+     "keras_vgg.stats"),
     ("keras_vgg.configs",),
     ("keras_vgg.layers",),
     ("keras_vgg.preprocessing", "keras_vgg.labels"),
