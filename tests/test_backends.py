@@ -53,20 +53,45 @@ def test_small_map_convolution_equals_the_convolution(size):
     assert layer._small_map(keras.ops.convert_to_tensor(x)) == takes_detour
 
 
-def test_fine_tune_runs_and_resumes_on_this_backend(tmp_path):
-    """Both phases with augmentation, class weights and a kill in phase 2, then --resume."""
+def _weights(model):
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+def _figures(run):
+    """metrics.json without its wall time: every figure a run reports."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.pop("seconds")
+    return metrics
+
+
+def test_fine_tune_resumed_after_a_kill_ends_as_an_uninterrupted_run(tmp_path):
+    """Both phases with augmentation, dropout, class weights and a kill in phase 2, then
+    --resume: the same weights and figures as a run never killed (data order, augmentation
+    and dropout come from (seed, epoch); BackupAndRestore restores the weights)."""
     from tests.test_finetune_train import Interrupt
 
+    recipe = tiny(phase2_epochs=2, builtin_images_per_class=6, test_split=0.34)
+    whole = finetune(recipe, run_dir=tmp_path / "whole", verbose=0)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        finetune(tiny(phase2_epochs=2), run_dir=run, callbacks=[Interrupt(2, 1)], verbose=0)
+        finetune(recipe, run_dir=run, callbacks=[Interrupt(2, 1)], verbose=0)
+    assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1]
     result = finetune(None, run_dir=run, resume=True, verbose=0)
     assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1, 2]
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert 0.0 <= metrics["final"]["val_accuracy"] <= 1.0
+    resumed, uninterrupted = (keras.saving.load_model(r.best_model) for r in (result, whole))
+    final_weights = [_weights(model) for model in (resumed, uninterrupted)]
+    for model, r in zip((resumed, uninterrupted), (result, whole)):
+        model.load_weights(r.run_dir / "phase2.weights.h5")  # the last epoch's, not the best
+    for best_a, best_b, last_a, last_b in zip(*final_weights, _weights(resumed),
+                                              _weights(uninterrupted), strict=True):
+        np.testing.assert_array_equal(best_a, best_b)
+        np.testing.assert_array_equal(last_a, last_b)
+    assert _figures(run) == _figures(whole.run_dir)
+    final = _figures(run)["final"]
+    assert (final["test"]["count"], final["validation"]["count"]) == (10, 5)
+    assert final["reported"] == "test" and final["accuracy"] == final["test"]["accuracy"]
     assert (run / "history.png").exists() and (run / "confusion_matrix.png").exists()
-    best = keras.saving.load_model(result.best_model)
-    assert best.class_names == ["circle", "cross", "square", "stripes", "triangle"]
+    assert resumed.class_names == ["circle", "cross", "square", "stripes", "triangle"]
 
 
 def test_feature_cache_phase_on_this_backend(tmp_path):

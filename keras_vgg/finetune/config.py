@@ -50,6 +50,11 @@ class Recipe:
     train_split: str = "train[:80%]"  # tfds only
     val_split: str = "train[80%:]"  # tfds only
     validation_split: float = 0.2  # folders and builtin: the stratified held-out share
+    # The split that reports (validation only chooses the best epoch): for folders and
+    # builtin the stratified share held out for test (0: none, the figure is then the
+    # validation split's, which chose the epoch); for tfds the split's name ("test"), "" none.
+    test_split: float | str = 0.0
+    test_data: str | None = None  # folders: a separate folder of the same classes to test on
     image_key: str | None = None  # tfds: found from the builder's features when None
     label_key: str | None = None
     data_dir: str | None = None  # tfds: prepared datasets (None: $TFDS_DATA_DIR or ~/tensorflow_datasets)
@@ -80,7 +85,10 @@ class Recipe:
     early_stopping_patience: int = 5  # 0: off
     reduce_lr_patience: int = 2  # 0: off
     tensorboard: bool = True
-    seed: int = 0
+    seed: int = 0  # every random source: weights, data order and augmentation per epoch
+    # Deterministic kernels (TensorFlow's op determinism, torch's deterministic algorithms;
+    # JAX on the CPU already is): the same recipe and seed give the same figures.
+    deterministic: bool = True
     export_formats: list = field(default_factory=list)  # at the end: saved_model, tflite
     export_quantize: list = field(default_factory=lambda: ["none"])  # tflite: none|float16|dynamic|int8
     strategy: str = "default"  # default | mirrored | multi_worker (TF_CONFIG) | tpu
@@ -169,6 +177,7 @@ def _check_numbers(recipe):
             f"Expected `validation_split` in (0, 1). Received: "
             f"validation_split={recipe.validation_split}"
         )
+    _check_test_split(recipe)
     _check_compress(recipe)
     smallest = min_input_size(recipe.model)
     if recipe.image_size < smallest:
@@ -176,6 +185,29 @@ def _check_numbers(recipe):
             f"Expected `image_size` >= {smallest} for {recipe.model}. Received: "
             f"image_size={recipe.image_size}"
         )
+
+
+def _check_test_split(recipe):
+    """``test_split``: a split name for tfds, a share for folders (with room left to train),
+    and ``test_data`` only for folders, instead of a share."""
+    share, tfds = recipe.test_split, recipe.data.startswith("tfds:")
+    if tfds:
+        if recipe.test_data:
+            raise expected("`test_data` unset with tfds data (name its test split with "
+                           "test_split)", test_data=recipe.test_data, data=recipe.data)
+        if not isinstance(share, str) and share != 0:
+            raise expected("`test_split` to name a split of the tfds dataset (e.g. 'test', "
+                           "'train[90%:]') or '' for none", test_split=share)
+        return
+    if isinstance(share, str) or isinstance(share, bool) or not 0 <= share < 1:
+        raise expected("`test_split` to be the share of each class held out for test, in "
+                       "[0, 1) (a split name is for tfds data)", test_split=share)
+    if recipe.validation_split + share >= 1:
+        raise expected("`validation_split` + `test_split` < 1 (images left to train on)",
+                       validation_split=recipe.validation_split, test_split=share)
+    if recipe.test_data and share:
+        raise expected("one of `test_split` and `test_data`", test_split=share,
+                       test_data=recipe.test_data)
 
 
 def _check_compress(recipe):
@@ -383,7 +415,16 @@ def _check_type(recipe: Recipe, key: str):
     if key == "tfrecords" and isinstance(value, str) and _no_weights(value) is None:
         setattr(recipe, key, None)  # tfrecords=none, tfrecords=
         return
-    if value is None and key in ("weights", "image_key", "label_key", "data_dir", "tfrecords"):
+    if key == "test_data" and isinstance(value, str) and _no_weights(value) is None:
+        setattr(recipe, key, None)  # test_data=none, test_data=
+        return
+    if value is None and key in ("weights", "image_key", "label_key", "data_dir", "tfrecords",
+                                 "test_data"):
+        return
+    if key == "test_split":  # a share (folders) or a split name (tfds): _check_test_split
+        if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+            raise expected("`test_split` to be a number (folders) or a split name (tfds)",
+                           test_split=value)
         return
     wanted = type(default) if default is not None else str
     ok = isinstance(value, _TYPES[wanted]) and not (

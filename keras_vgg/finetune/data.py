@@ -47,13 +47,18 @@ import tensorflow as tf
 from keras_vgg._extras import require
 from keras_vgg._helpers import expected
 from keras_vgg.finetune import tfrecords
+from keras_vgg.finetune.augment import augmentation
 from keras_vgg.finetune.scan import DECODABLE, Scan, check_image, scan_folder  # noqa: F401
 from keras_vgg.preprocessing import as_preprocessing, resize_uint8
 
 
 @dataclass
 class Splits:
-    """Unbatched (uint8 HxWx3, label) train and validation datasets, ready to pipeline.
+    """Unbatched (uint8 HxWx3, label) train, validation and test datasets, ready to pipeline.
+
+    Validation chooses (the best epoch, early stopping); ``test``, a split training never
+    sees, reports. ``test`` is None when the recipe holds no test split (``test_split: 0``
+    and no ``test_data``).
 
     For folders and TFRecords, ``pending`` holds what :func:`decode_once` still has to do:
     the first full pass, which decodes every image once (filling the cache) and finds the
@@ -70,6 +75,12 @@ class Splits:
     shard: tuple | None = None  # (worker, workers) when each worker reads its own share
     all_train_labels: np.ndarray | None = None  # every worker's (class weights): before sharding
     pending: dict = field(default_factory=dict)
+    test: tf.data.Dataset | None = None
+    test_labels: np.ndarray | None = None
+
+    def present(self) -> tuple:
+        """The names of the splits this holds: train, val and, when there is one, test."""
+        return ("train", "val", "test") if self.test_labels is not None else ("train", "val")
 
 
 def stratified_split(labels, fraction: float, seed: int):
@@ -84,6 +95,18 @@ def stratified_split(labels, fraction: float, seed: int):
         val += members[:n_val].tolist()
         train += members[n_val:].tolist()
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
+
+
+def three_way_split(labels, validation: float, test: float, seed: int):
+    """Indices (train, val, test): ``test`` of each class held out first, then
+    ``validation`` (a share of the whole) of the rest; stratified, seeded, sorted. With
+    ``test`` 0 the test indices are empty and (train, val) are :func:`stratified_split`'s."""
+    labels = np.asarray(labels)
+    if not test:
+        return (*stratified_split(labels, validation, seed), np.array([], dtype=int))
+    rest, held = stratified_split(labels, test, [int(seed), 21])
+    train, val = stratified_split(labels[rest], min(validation / (1 - test), 0.99), seed)
+    return rest[train], rest[val], held
 
 
 def _rgb(image):
@@ -220,23 +243,39 @@ def per_worker(ds, splits):
     return _per_worker(ds, splits.shard)
 
 
+def folder_test_share(recipe) -> float:
+    """The share of a folder held out for test: ``test_split`` (a fraction for folders and
+    the built-in data; a tfds split name means nothing here), 0 with ``test_data``."""
+    share = recipe.test_split
+    return float(share) if isinstance(share, (int, float)) and not recipe.test_data else 0.0
+
+
 def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, encoded,
-                     shard=None, budget=None, verbose=0) -> Splits:
+                     shard=None, budget=None, verbose=0, test_indices=None) -> Splits:
     """The splits of a scanned source: ``labels`` of every item, ``encoded(indices)`` a
-    dataset of (encoded bytes, label, index) for those items (any order)."""
+    dataset of (encoded bytes, label, index) for those items (any order). ``test_indices``:
+    the items of a separate test folder (else the recipe's ``test_split`` is drawn)."""
     labels = np.asarray(labels, dtype="int32")
-    train_idx, val_idx = stratified_split(labels, recipe.validation_split, recipe.seed)
+    if test_indices is None:
+        train_idx, val_idx, test_idx = three_way_split(
+            labels, recipe.validation_split, folder_test_share(recipe), recipe.seed)
+    else:  # a separate test folder: its items come after the training folder's
+        test_idx = np.asarray(test_indices, dtype=int)
+        first = np.setdiff1d(np.arange(len(labels)), test_idx)
+        train_idx, val_idx = (first[i] for i in stratified_split(
+            labels[first], recipe.validation_split, recipe.seed))
     all_train = labels[train_idx]
     if shard is not None:
         worker, workers = shard
         shares = {}
-        for split, indices in (("train", train_idx), ("val", val_idx)):
+        for split, indices in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
             share = worker_share(indices, worker, workers, recipe.seed)
             # Every worker must run the same number of steps (a collective waits for all):
             # a share one image short repeats its first image.
             pad = -(-len(indices) // workers) - len(share)
             shares[split] = (share, np.concatenate([share, share[:pad]]) if pad else share, pad)
-        (_, train_idx, _), (_, val_idx, _) = shares["train"], shares["val"]
+        (_, train_idx, _), (_, val_idx, _), (_, test_idx, _) = (
+            shares["train"], shares["val"], shares["test"])
         report["worker_share"] = {
             "worker": worker, "workers": workers, "seed": recipe.seed,
             **{split: [source[i] for i in share] for split, (share, _, _) in shares.items()},
@@ -245,19 +284,23 @@ def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, enc
         # More images than the shuffle holds: decode (and cache) them in a seeded random
         # order, so that the buffer does not see one class at a time.
         train_idx = np.random.default_rng([recipe.seed, 20]).permutation(train_idx)
-    choice, reason, figures = choose_cache(recipe.cache, len(train_idx) + len(val_idx),
-                                           recipe.image_size, cache_dir, budget)
+    choice, reason, figures = choose_cache(
+        recipe.cache, len(train_idx) + len(val_idx) + len(test_idx), recipe.image_size,
+        cache_dir, budget)
     report["cache"] = dict(choice=choice, reason=reason, **figures)
     if verbose:
         print(f"Cache: {choice} ({reason}).", flush=True)
     pending, datasets = {}, {}
-    for split, indices in (("train", train_idx), ("val", val_idx)):
+    named = (("train", train_idx), ("val", val_idx)) + ((("test", test_idx),) if len(test_idx)
+                                                         else ())
+    for split, indices in named:
         indexed = _cached(_decoded(encoded(indices), recipe.image_size), choice, cache_dir,
                           split)
         pending[split] = dict(indexed=indexed, indices=indices, encoded=encoded)
         datasets[split] = _per_worker(indexed.map(lambda x, y, i: (x, y)), shard)
     splits = _splits(datasets["train"], datasets["val"], class_names, labels[train_idx],
-                     labels[val_idx], report)
+                     labels[val_idx], report, datasets.get("test"),
+                     labels[test_idx] if len(test_idx) else None)
     splits.cache, splits.shard, splits.all_train_labels = choice, shard, all_train
     splits.pending = dict(pending, source=source, labels=labels, image_size=recipe.image_size)
     return splits
@@ -272,7 +315,7 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
         return splits
     pending, started = splits.pending, time.perf_counter()
     source, labels, total, failed = pending["source"], pending["labels"], 0, []
-    for split in ("train", "val"):
+    for split in splits.present():
         step, indices = pending[split], pending[split]["indices"]
         total += len(indices)
         bar = keras.utils.Progbar(len(indices), unit_name="image") if (
@@ -308,7 +351,7 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
               + (f"; {len(failed)} failed to decode and are skipped (data_report.json)"
                  if failed else "") + ".", flush=True)
     _splits(splits.train, splits.val, splits.class_names, splits.train_labels,
-            splits.val_labels, splits.report)
+            splits.val_labels, splits.report, splits.test, splits.test_labels)
     return splits
 
 
@@ -316,7 +359,6 @@ def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0
     """A folder of class sub-folders: scanned (:mod:`keras_vgg.finetune.scan`), split per
     class, shared out among workers (``shard``: (worker, workers)), decoded in the pipeline."""
     scan = scan_folder(root, verbose=verbose)
-    files = np.array(scan.files)
     report = {
         "source": str(root),
         "skipped": [{"file": f, "reason": r} for f, r in scan.skipped],
@@ -325,15 +367,43 @@ def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0
         "scan": {"files": scan.listed, "checked": scan.checked,
                  "seconds": round(scan.seconds, 4), "manifest": scan.manifest},
     }
+    names, labels, test_indices = list(scan.files), list(scan.labels), None
+    if recipe.test_data:
+        test_scan = _test_folder(recipe.test_data, scan.class_names, verbose)
+        report["test_data"] = str(recipe.test_data)
+        report["skipped"] += [{"file": f, "reason": r} for f, r in test_scan.skipped]
+        report["converted"] += [{"file": f, "change": c} for f, c in test_scan.converted]
+        test_indices = np.arange(len(names), len(names) + len(test_scan.files))
+        names, labels = names + list(test_scan.files), labels + list(test_scan.labels)
+    files = np.array(names)
 
     def encoded(indices):
         ds = tf.data.Dataset.from_tensor_slices(
-            (files[indices], np.asarray(scan.labels, dtype="int32")[indices],
+            (files[indices], np.asarray(labels, dtype="int32")[indices],
              np.asarray(indices, dtype="int64")))
         return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), tf.data.AUTOTUNE)
 
-    return _pipeline_splits(list(scan.files), scan.labels, scan.class_names, recipe, cache_dir,
-                            report, encoded, shard, budget, verbose)
+    return _pipeline_splits(names, labels, scan.class_names, recipe, cache_dir, report,
+                            encoded, shard, budget, verbose, test_indices)
+
+
+def _test_folder(folder, class_names, verbose=0) -> Scan:
+    """The scan of a separate test folder (``test_data``), which must hold the training
+    folder's classes."""
+    if not Path(folder).is_dir():
+        raise expected("`test_data` to be a folder of class sub-folders", test_data=str(folder))
+    scan = scan_folder(folder, verbose=verbose)
+    if list(scan.class_names) != list(class_names):
+        raise expected(f"`test_data` to hold the training data's classes {list(class_names)}",
+                       test_data=f"{folder} (classes {list(scan.class_names)})")
+    return scan
+
+
+def tfds_test_split(recipe) -> str | None:
+    """The tfds split a recipe tests on (its ``test_split`` when that is a split name), else
+    None."""
+    share = recipe.test_split
+    return share if isinstance(share, str) and share else None
 
 
 def load_tfds(name, recipe, cache_dir=None, budget=None, verbose=0) -> Splits:
@@ -370,15 +440,19 @@ def load_tfds(name, recipe, cache_dir=None, budget=None, verbose=0) -> Splits:
         return ds, labels
 
     (train, train_labels), (val, val_labels) = dataset("train_split"), dataset("val_split")
-    choice, reason, figures = choose_cache(recipe.cache, len(train_labels) + len(val_labels),
-                                           recipe.image_size, cache_dir, budget)
+    test, test_labels = dataset("test_split") if tfds_test_split(recipe) else (None, None)
+    images = len(train_labels) + len(val_labels) + (0 if test is None else len(test_labels))
+    choice, reason, figures = choose_cache(recipe.cache, images, recipe.image_size, cache_dir,
+                                           budget)
     if verbose:
         print(f"Cache: {choice} ({reason}).", flush=True)
     train, val = _cached(train, choice, cache_dir, "train"), _cached(val, choice, cache_dir, "val")
+    test = None if test is None else _cached(test, choice, cache_dir, "test")
     report = {"source": f"tfds:{name}", "image_key": image_key, "label_key": label_key,
               "skipped": [], "converted": [], "dropped_classes": [],
               "cache": dict(choice=choice, reason=reason, **figures)}
-    splits = _splits(train, val, class_names, train_labels, val_labels, report)
+    splits = _splits(train, val, class_names, train_labels, val_labels, report, test,
+                     test_labels)
     splits.cache, splits.all_train_labels = choice, train_labels
     return splits
 
@@ -587,76 +661,117 @@ def load_tfrecords(path, recipe, cache_dir=None, shard=None, budget=None, verbos
                             shard, budget, verbose)
 
 
-def _splits(train, val, class_names, train_labels, val_labels, report) -> Splits:
-    if len(train_labels) == 0 or len(val_labels) == 0:
+def _splits(train, val, class_names, train_labels, val_labels, report, test=None,
+            test_labels=None) -> Splits:
+    if len(train_labels) == 0 or len(val_labels) == 0 or (
+            test_labels is not None and len(test_labels) == 0):
+        test_count = "" if test_labels is None else f", {len(test_labels)} for test"
         raise ValueError(
-            f"Expected images in both splits. Received: {len(train_labels)} for training, "
-            f"{len(val_labels)} for validation (from {report['source']})."
+            f"Expected images in every split. Received: {len(train_labels)} for training, "
+            f"{len(val_labels)} for validation{test_count} (from {report['source']})."
         )
     report["classes"] = list(class_names)
     report["train_counts"] = np.bincount(train_labels, minlength=len(class_names)).tolist()
     report["val_counts"] = np.bincount(val_labels, minlength=len(class_names)).tolist()
-    return Splits(train, val, list(class_names), train_labels, val_labels, report)
+    if test_labels is not None:
+        report["test_counts"] = np.bincount(test_labels, minlength=len(class_names)).tolist()
+    return Splits(train, val, list(class_names), train_labels, val_labels, report, test=test,
+                  test_labels=test_labels)
 
 
-def augmenter(recipe) -> list:
-    """Keras preprocessing layers for the recipe's augmentations (training split only).
+class EpochSeed(keras.callbacks.Callback):
+    """The epoch a run's training data and dropout draw their randomness from.
 
-    They run inside ``tf.data`` on every backend: each of these layers computes with
-    TensorFlow when it is called in a ``tf.data`` map, whatever ``KERAS_BACKEND`` is. (A
-    ``keras.Sequential`` of them does not: it computes with the backend and fails on jax
-    and torch, keras-team/keras#19895; so they are called one by one.)"""
-    factor, seed = recipe.augment_factor, recipe.seed
-    layers = {
-        "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
-        "rotation": lambda: keras.layers.RandomRotation(factor, seed=seed),
-        "zoom": lambda: keras.layers.RandomZoom(factor, seed=seed),
-        "contrast": lambda: keras.layers.RandomContrast(factor, seed=seed),
-    }
-    return [layers[name]() for name in recipe.augment]
+    Set at each epoch's start (``fit`` opens an epoch's data iterator after
+    ``on_epoch_begin``): the training pipeline reads it when an epoch's iterator starts, so
+    its order and augmentation come from (seed, epoch); and every seed generator of the
+    model (dropout) restarts at (its seed, epoch). Epoch e is then the same in an
+    uninterrupted run and in one resumed at e (BackupAndRestore restores the weights, not
+    the generators' state)."""
+
+    STEPS = 2**20  # room in a generator's counter for one epoch's draws
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_seed")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+        for state in self.model.variables:  # seed generators' states are among them
+            if state.name == "seed_generator_state":
+                first = keras.ops.convert_to_numpy(state.value)[0]
+                state.assign(np.array([first, epoch * self.STEPS], dtype=state.dtype))
+
+    def tensor(self):
+        """The epoch's seed, an int64 read when an epoch's iterator starts."""
+        return tf.constant(self.seed, tf.int64) * 1_000_003 + self.epoch.read_value()
 
 
-def _augmented(layers):
-    def augment(x, y):
-        x = tf.cast(x, tf.float32)
-        for layer in layers:
-            x = layer(x, training=True)
-        return x, y
-    return augment
+def shuffle_batch(ds, recipe, epoch: EpochSeed | None = None, augment=None):
+    """One epoch per iteration, the same for the same (seed, epoch): ``ds`` shuffled from
+    the epoch's seed, batched, and each batch's images passed through ``augment(images,
+    seed)`` with the stateless seed (epoch seed, batch). ``epoch``: the run's
+    :class:`EpochSeed` (without one, every iteration is epoch 0)."""
+    epoch = epoch or EpochSeed(recipe.seed)
+    drop = sharded()
+    count = int(ds.cardinality())
+
+    def one_epoch(_):
+        seed = epoch.tensor()
+        batches = permuted(ds, seed, shuffle_buffer(recipe.image_size)).batch(
+            recipe.batch_size, drop_remainder=drop)
+        if augment is None:
+            return batches
+        return batches.enumerate().map(
+            lambda i, xy: (augment(xy[0], tf.stack([seed, i])), xy[1]), tf.data.AUTOTUNE)
+
+    batches = tf.data.Dataset.range(1).flat_map(one_epoch)
+    if count >= 0:  # flat_map forgets the length; fit's progress bar and steps need it
+        steps = count // recipe.batch_size if drop else -(-count // recipe.batch_size)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
+    return batches
 
 
-def train_pipeline(ds, recipe, mode, augment=True, shuffle=True):
-    """Shuffled (seeded, reshuffled each epoch), batched, augmented, preprocessed: TensorFlow
-    ops only, so the same pipeline feeds a model on every Keras backend."""
-    ds = shuffle_batch(ds, recipe) if shuffle else ds.batch(recipe.batch_size,
-                                                             drop_remainder=sharded())
-    layers = augmenter(recipe) if augment else []
-    if layers:
-        ds = ds.map(_augmented(layers), tf.data.AUTOTUNE)
+def permuted(ds, seed, window: int):
+    """``ds`` shuffled from ``seed`` (an int64 tensor) alone: each run of ``window`` elements
+    put in the order of stateless random keys drawn from (seed, position), so the same seed
+    gives the same order in any process (a whole permutation when ``ds`` fits one window)."""
+    keyed = ds.enumerate().map(lambda i, element: (
+        tf.random.stateless_uniform([], seed=tf.stack([seed, i])), element))
+
+    def in_key_order(keys, elements):
+        order = tf.argsort(keys)
+        return tf.nest.map_structure(lambda t: tf.gather(t, order), elements)
+
+    return keyed.batch(window).map(in_key_order).unbatch()
+
+
+def train_pipeline(ds, recipe, mode, augment=True, epoch: EpochSeed | None = None):
+    """Shuffled and augmented from (seed, epoch) (:func:`shuffle_batch`, stateless
+    :mod:`~keras_vgg.finetune.augment`), batched, preprocessed: TensorFlow ops only, so the
+    same pipeline feeds a model on every Keras backend."""
+    augmenting = augmentation(recipe.augment, recipe.augment_factor) if augment else None
     preprocess = as_preprocessing(mode)
-    return ds.map(lambda x, y: (preprocess(x), y),
-                  tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return shuffle_batch(ds, recipe, epoch, augmenting).map(
+        lambda x, y: (preprocess(x), y), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_pipeline(ds, recipe, mode):
     """Batched and preprocessed, in order."""
-    return train_pipeline(ds, recipe, mode, augment=False, shuffle=False)
+    preprocess = as_preprocessing(mode)
+    return ds.batch(recipe.batch_size, drop_remainder=sharded()).map(
+        lambda x, y: (preprocess(x), y), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-SHUFFLE_IMAGES = 4096  # the shuffle buffer, in images...
+SHUFFLE_IMAGES = 4096  # the shuffle window, in images...
 SHUFFLE_BYTES = 256 * 2**20  # ...holding at most this many decoded bytes (1,706 at 224x224)
 
 
 def shuffle_buffer(image_size) -> int:
-    """Images the training shuffle holds: 4096, fewer for big images (256 MB at most)."""
+    """Images the training shuffle permutes at once: 4096, fewer for big images (256 MB at
+    most)."""
     return int(min(SHUFFLE_IMAGES, max(256, SHUFFLE_BYTES // (int(image_size) ** 2 * 3))))
-
-
-def shuffle_batch(ds, recipe):
-    """The one shuffle (seeded, reshuffled each epoch) and batching both training paths use."""
-    return ds.shuffle(shuffle_buffer(recipe.image_size), seed=recipe.seed,
-                      reshuffle_each_iteration=True).batch(recipe.batch_size,
-                                                           drop_remainder=sharded())
 
 
 def sharded() -> bool:
@@ -671,7 +786,9 @@ def sharded() -> bool:
 
 def export_arrays(splits: Splits, seed=0, calibration=200, sample=1000):
     """``(representative, sample, sample_labels)`` as uint8 arrays for an export: a shuffled
-    share of the training split to calibrate int8, and the validation split to check on."""
+    share of the training split to calibrate int8, and the test split (else the validation
+    split) to check on."""
     train = [x.numpy() for x, _ in splits.train.shuffle(10_000, seed=seed).take(calibration)]
-    pairs = [(x.numpy(), int(y)) for x, y in splits.val.take(sample)]
+    held_out = splits.val if splits.test is None else splits.test
+    pairs = [(x.numpy(), int(y)) for x, y in held_out.take(sample)]
     return np.stack(train), np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])

@@ -96,18 +96,20 @@ def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
     return out
 
 
-def _phase_data(recipe, splits, mode, model, run_dir, use_cache, verbose=0):
+def _phase_data(recipe, splits, mode, model, run_dir, use_cache, epoch, verbose=0):
+    """(train, validation) datasets of a phase; the training order and augmentation drawn
+    from ``epoch`` (the phase's :class:`~keras_vgg.finetune.data.EpochSeed`)."""
     if use_cache:
         with distribute.one_device():
             features = cached_features(model, splits, recipe, mode, run_dir, verbose)
         train = data_lib.shuffle_batch(data_lib.per_worker(
             tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)),
-            splits), recipe)
+            splits), recipe, epoch)
         val = data_lib.per_worker(tf.data.Dataset.from_tensor_slices(
             (features["val"], splits.val_labels)), splits).batch(
                 recipe.batch_size, drop_remainder=data_lib.sharded())
         return train, val
-    return (data_lib.train_pipeline(splits.train, recipe, mode),
+    return (data_lib.train_pipeline(splits.train, recipe, mode, epoch=epoch),
             data_lib.eval_pipeline(splits.val, recipe, mode))
 
 
@@ -135,8 +137,10 @@ def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), 
         target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                        jit_compile=recipe.jit_compile)
-    train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache, verbose)
+    epoch = data_lib.EpochSeed(recipe.seed)
+    train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache, epoch, verbose)
     checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase, _best_so_far(run_dir))
+    phase_callbacks.insert(0, epoch)
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
     start = state["epoch"]

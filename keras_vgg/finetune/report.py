@@ -19,6 +19,7 @@ import numpy as np
 
 from keras_vgg._extras import require
 from keras_vgg.export.report import format_report
+from keras_vgg.stats import accuracy
 
 
 def classification_metrics(labels, predicted, class_names) -> dict:
@@ -75,7 +76,7 @@ def plot_history(rows, path, phase_starts=()):
     return ticks  # the x ticks drawn, per panel
 
 
-def plot_confusion(matrix, class_names, path):
+def plot_confusion(matrix, class_names, path, title="validation"):
     plt = _pyplot()
 
     matrix = np.asarray(matrix)
@@ -91,7 +92,8 @@ def plot_confusion(matrix, class_names, path):
         for (i, j), count in np.ndenumerate(matrix):
             ax.text(j, i, str(count), ha="center", va="center",
                     color="white" if count > matrix.max() / 2 else "black")
-    ax.set_title(f"validation accuracy {np.trace(matrix) / max(matrix.sum(), 1):.1%}")
+    ax.set_title(f"{title} accuracy {np.trace(matrix) / max(matrix.sum(), 1):.1%} "
+                 f"({int(np.trace(matrix))}/{int(matrix.sum())})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -107,11 +109,19 @@ def format_run(result) -> str:
     """The end of a run: what it scored and when, what the data lost, then where it all is."""
     final = result.metrics["final"]
     stopped = final.get("stopped_early") or []
-    lines = [f"Validation accuracy {final['val_accuracy']:.1%} (best.keras, from epoch "
-             f"{final['best_epoch']} of {final['epochs_run']}"
+    validation = accuracy(final["validation"]["correct"], final["validation"]["count"])
+    chose = (f"best.keras, from epoch {final['best_epoch']} of {final['epochs_run']}"
              + (f"; early stopping ended {' and '.join(stopped)}" if stopped else "")
-             + f") in {result.metrics['seconds']:.0f} s"
-             + (", head trained on cached features" if result.feature_cache else "")]
+             + f"; validation {validation}")
+    if final.get("test"):
+        test = accuracy(final["test"]["correct"], final["test"]["count"])
+        lines = [f"Test accuracy {test} ({chose}) in {result.metrics['seconds']:.0f} s"]
+    else:
+        lines = [f"Validation accuracy {validation} ({chose.rsplit('; validation', 1)[0]}) in "
+                 f"{result.metrics['seconds']:.0f} s. No test split: the same images chose the "
+                 "epoch, so the figure is biased upwards (set test_split or test_data)"]
+    if result.feature_cache:
+        lines[0] += ", head trained on cached features"
     report = json.loads((result.run_dir / "data_report.json").read_text())
     counts = [f"skipped {len(report['skipped'])} file(s)" if report["skipped"] else "",
               f"converted {len(report['converted'])} to RGB" if report["converted"] else "",

@@ -42,6 +42,7 @@ from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.compress import compress_phase
 from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.run_folder import (
     open_run_dir,
     resolve_run_dir,
@@ -58,6 +59,7 @@ from keras_vgg.finetune.report import (
 )
 from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import Preprocessing, model_preprocessing
+from keras_vgg.stats import accuracy_of
 from keras_vgg.weights import find_weights
 
 PHASES = ("phase1", "phase2")
@@ -128,7 +130,8 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
         print(f"Precision: trains in {distribute.training_precision(recipe.mixed_precision)} "
               f"(mixed_precision={recipe.mixed_precision}; this machine: "
               f"{detect_precision(training=True)}).", flush=True)
-    with distribute.precision(recipe.mixed_precision), distribute.running(strategy):
+    with deterministic_kernels(recipe.deterministic), \
+            distribute.precision(recipe.mixed_precision), distribute.running(strategy):
         return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
                          callbacks, verbose)
 
@@ -193,35 +196,55 @@ def export_finished_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
 
 
 def evaluate_run(run_dir, splits, recipe, mode, phase_starts=(), strategy=None) -> dict:
-    """Loads best.keras, scores the validation split, writes the two pictures. best.keras is
-    written anew without optimizer state (a third of the size; resuming uses the run's own
-    backups, and a later fine-tune compiles afresh)."""
+    """Loads best.keras, scores the validation split (which chose it) and the test split
+    (which reports), writes the two pictures. best.keras is written anew without optimizer
+    state (a third of the size; resuming uses the run's own backups, and a later fine-tune
+    compiles afresh)."""
     best = keras.saving.load_model(run_dir / "best.keras", compile=False)
     tmp = run_dir / ".best.tmp.keras"
     best.save(tmp)
     os.replace(tmp, run_dir / "best.keras")
     precision = inference_precision(recipe)
-    probabilities = with_precision(best, precision, inference=True).predict(
-        data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
-    labels, predicted = splits.val_labels, probabilities.argmax(-1)
-    if splits.shard is not None:  # each worker scored its own share: combine them
-        k = len(splits.class_names)
-        matrix = np.zeros((k, k), dtype="int64")
-        np.add.at(matrix, (labels, predicted), 1)
-        matrix = distribute.sum_over_workers(strategy, matrix)
-        rows, cols = np.nonzero(matrix)
-        labels, predicted = np.repeat(rows, matrix[rows, cols]), np.repeat(cols, matrix[rows, cols])
-    metrics = classification_metrics(labels, predicted, splits.class_names)
+    fast = with_precision(best, precision, inference=True)
+    scored = {split: _predicted(fast, splits, split, recipe, mode, strategy)
+              for split in splits.present() if split != "train"}
+    reported = "test" if "test" in scored else "val"
+    metrics = classification_metrics(*scored[reported], splits.class_names)
     rows = read_log(run_dir / "training_log.csv")
     plot_history(rows, run_dir / "history.png", phase_starts=phase_starts[1:])
     plot_confusion(metrics["confusion_matrix"], splits.class_names,
-                   run_dir / "confusion_matrix.png")
+                   run_dir / "confusion_matrix.png",
+                   title="test" if reported == "test" else "validation")
     logged = [row.get("val_accuracy", -1.0) for row in rows]
     best_epoch = logged.index(max(logged)) + 1 if logged else None  # the first best, as saved
-    return {"final": {"val_accuracy": metrics["accuracy"], "model": "best.keras",
+    figures = {split: accuracy_of(*pair) for split, pair in scored.items()}
+    test = figures.get("test")
+    return {"final": {"accuracy": figures[reported].value,
+                      "reported": "test" if test else "validation",
+                      "test_accuracy": None if test is None else test.value,
+                      "test": None if test is None else test.to_json(),
+                      "val_accuracy": figures["val"].value,
+                      "validation": figures["val"].to_json(),
+                      "model": "best.keras",
                       "best_epoch": best_epoch, "epochs_run": len(rows),
                       "preprocessing": mode.to_json(), "class_names": splits.class_names,
                       "evaluated_in": resolve_precision(precision),
                       "trained_in": distribute.training_precision(recipe.mixed_precision)},
             "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
             "epochs": rows}
+
+
+def _predicted(model, splits, split, recipe, mode, strategy=None):
+    """(labels, predicted classes) of ``split`` ("val" or "test"), every worker's share
+    combined when the data is sharded."""
+    probabilities = model.predict(
+        data_lib.eval_pipeline(getattr(splits, split), recipe, mode), verbose=0)
+    labels, predicted = getattr(splits, f"{split}_labels"), probabilities.argmax(-1)
+    if splits.shard is None:
+        return labels, predicted
+    k = len(splits.class_names)
+    matrix = np.zeros((k, k), dtype="int64")
+    np.add.at(matrix, (labels, predicted), 1)
+    matrix = distribute.sum_over_workers(strategy, matrix)
+    rows, cols = np.nonzero(matrix)
+    return np.repeat(rows, matrix[rows, cols]), np.repeat(cols, matrix[rows, cols])
