@@ -63,7 +63,14 @@ class Splits:
     For folders and TFRecords, ``pending`` holds what :func:`decode_once` still has to do:
     the first full pass, which decodes every image once (filling the cache) and finds the
     files that do not decode; until it has run, ``train_labels``/``val_labels`` are what
-    the scan found."""
+    the scan found.
+
+    Under several workers (``shard``) each split holds this worker's share, each image once,
+    followed by ``padding[split]`` repeats of its first images, so that every worker holds
+    as many elements as the others (:func:`worker_share`) and runs as many steps; its
+    elements are then (image, label, weight), the weight 0 on the padding, and its labels
+    include the padding's (they follow the dataset). :meth:`counted` and :meth:`weights`
+    leave the padding out: each image is counted once over all workers."""
 
     train: tf.data.Dataset
     val: tf.data.Dataset
@@ -77,10 +84,23 @@ class Splits:
     pending: dict = field(default_factory=dict)
     test: tf.data.Dataset | None = None
     test_labels: np.ndarray | None = None
+    padding: dict = field(default_factory=dict)  # split -> elements at its end, weight 0
 
     def present(self) -> tuple:
         """The names of the splits this holds: train, val and, when there is one, test."""
         return ("train", "val", "test") if self.test_labels is not None else ("train", "val")
+
+    def counted(self, split) -> np.ndarray:
+        """The labels of ``split``'s own images, each once: its padding left out."""
+        labels = getattr(self, f"{split}_labels")
+        return labels[:len(labels) - self.padding.get(split, 0)]
+
+    def weights(self, split) -> np.ndarray:
+        """float32 weights of ``split``'s elements in the dataset's order: 1 for its own
+        images, 0 for its padding."""
+        weights = np.ones(len(getattr(self, f"{split}_labels")), dtype="float32")
+        weights[len(self.counted(split)):] = 0.0
+        return weights
 
 
 def stratified_split(labels, fraction: float, seed: int):
@@ -685,7 +705,8 @@ class EpochSeed(keras.callbacks.Callback):
     Set at each epoch's start (``fit`` opens an epoch's data iterator after
     ``on_epoch_begin``): the training pipeline reads it when an epoch's iterator starts, so
     its order and augmentation come from (seed, epoch); and every seed generator of the
-    model (dropout) restarts at (its seed, epoch). Epoch e is then the same in an
+    model (dropout) restarts at (its seed, epoch), and on torch, whose Dropout draws from
+    torch's global generator, that generator too. Epoch e is then the same in an
     uninterrupted run and in one resumed at e (BackupAndRestore restores the weights, not
     the generators' state)."""
 
@@ -702,6 +723,10 @@ class EpochSeed(keras.callbacks.Callback):
             if state.name == "seed_generator_state":
                 first = keras.ops.convert_to_numpy(state.value)[0]
                 state.assign(np.array([first, epoch * self.STEPS], dtype=state.dtype))
+        if keras.backend.backend() == "torch":  # its Dropout draws from torch's own generator
+            import torch
+
+            torch.manual_seed(self.seed * 1_000_003 + epoch)
 
     def tensor(self):
         """The epoch's seed, an int64 read when an epoch's iterator starts."""
