@@ -26,6 +26,7 @@ from keras_vgg.finetune.data import (
     load_data,
     load_folder,
     scan_folder,
+    EpochSeed,
     shuffle_batch,
     stratified_split,
     train_pipeline,
@@ -415,14 +416,18 @@ def test_augmentation_only_in_train_pipeline(tmp_path, augment):
     again = [x for x, _ in eval_pipeline(splits.train, recipe, "tf").as_numpy_iterator()]
     for a, b in zip(evaluated, again):
         np.testing.assert_array_equal(a, b)
-    unaugmented = train_pipeline(splits.train, recipe, "tf", augment=False, shuffle=False)
-    for a, (b, _) in zip(evaluated, unaugmented.as_numpy_iterator()):
-        np.testing.assert_array_equal(a, b)
+    unaugmented = train_pipeline(splits.train, recipe, "tf", augment=False)
+    shuffled = [x for x, _ in unaugmented.as_numpy_iterator()]
+    assert sorted(np.concatenate(evaluated).sum((1, 2, 3)).tolist()) == sorted(
+        np.concatenate(shuffled).sum((1, 2, 3)).tolist())  # the same images, reordered
 
-    train = train_pipeline(splits.train, recipe, "tf", shuffle=False)  # same order as eval
+    epoch = EpochSeed(recipe.seed)
+    train = train_pipeline(splits.train, recipe, "tf", epoch=epoch)
+    unaugmented = train_pipeline(splits.train, recipe, "tf", augment=False, epoch=epoch)
     changed = []
-    for _ in range(3):
-        for a, (b, _) in zip(evaluated, train.as_numpy_iterator()):
+    for e in range(3):
+        epoch.epoch.assign(e)
+        for (a, _), (b, _) in zip(unaugmented.as_numpy_iterator(), train.as_numpy_iterator()):
             assert b.shape == a.shape and b.dtype == np.float32
             changed += [bool(np.abs(a[k] - b[k]).max() > 1e-3) for k in range(len(a))]
     assert any(changed)
@@ -430,21 +435,28 @@ def test_augmentation_only_in_train_pipeline(tmp_path, augment):
         assert not all(changed)
 
 
-def test_shuffle_batch_is_seeded(tmp_path):
+def test_shuffle_batch_draws_each_epoch_from_the_seed_and_the_epoch(tmp_path):
     recipe = make_recipe(tmp_path, batch_size=5, seed=3)
 
-    def epochs(recipe, n=2):
-        ds = shuffle_batch(tf.data.Dataset.range(20), recipe)
-        return [np.concatenate(list(ds.as_numpy_iterator())).tolist() for _ in range(n)]
+    def epochs(recipe, order=(0, 1)):
+        epoch = EpochSeed(recipe.seed)
+        ds = shuffle_batch(tf.data.Dataset.range(20), recipe, epoch)
+        out = []
+        for e in order:
+            epoch.epoch.assign(e)
+            out.append(np.concatenate(list(ds.as_numpy_iterator())).tolist())
+        return out
 
     first, second = epochs(recipe), epochs(recipe)
     assert first == second
     assert sorted(first[0]) == list(range(20)) and first[0] != list(range(20))
     assert first[0] != first[1]  # reshuffled each epoch
-    other = epochs(make_recipe(tmp_path, batch_size=5, seed=4), n=1)
+    assert epochs(recipe, order=(1,)) == [first[1]]  # epoch 1 alone: as after epoch 0
+    other = epochs(make_recipe(tmp_path, batch_size=5, seed=4), order=(0,))
     assert other[0] != first[0]
     batches = list(shuffle_batch(tf.data.Dataset.range(20), recipe).as_numpy_iterator())
     assert [len(b) for b in batches] == [5] * 4
+    assert int(shuffle_batch(tf.data.Dataset.range(21), recipe).cardinality()) == 5
 
 
 def test_train_pipeline_order_is_seeded(tmp_path):
@@ -753,7 +765,7 @@ def test_a_split_with_no_images_fails_with_value_error(tmp_path):
     assert (train.tolist(), val.tolist()) == ([0, 1], [])
     assert val.dtype.kind == "i", f"indices of dtype {val.dtype}"
     root = two_classes(tmp_path / "data", n=1)
-    with pytest.raises(ValueError, match=r"Expected images in both splits.*0 for validation"):
+    with pytest.raises(ValueError, match=r"Expected images in every split.*0 for validation"):
         load_data(make_recipe(root))
 
 
