@@ -86,7 +86,7 @@ def command(script: str, args: argparse.Namespace, arg_parser: argparse.Argument
     parts = [f"python benchmarks/{script}"]
     for key, value in vars(args).items():
         default = arg_parser.get_default(key)
-        if value is None or (isinstance(value, list) and value == default):
+        if value is None or value is False or (isinstance(value, list) and value == default):
             continue
         flag = "--" + key.replace("_", "-")
         values = value if isinstance(value, (list, tuple)) else [value]

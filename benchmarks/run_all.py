@@ -24,6 +24,7 @@ from pathlib import Path
 
 import backends
 import common
+import determinism
 import export_lrn
 import export_speed
 import finetune_speed
@@ -41,6 +42,7 @@ LRN_TITLE = "## Export: LRN as TFLite builtins, int8 end to end"
 FOLD_TITLE = f"## {fold_bn.TITLE}"
 COMPRESS_TITLE = "## Compress: structured pruning of the built-in run, end to end"  # compress.py --write
 DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
+DETERMINISM_TITLE = f"## {determinism.TITLE}"  # determinism.py --write
 QUICK = {
     inference: ["--size", "32", "--batch", "1", "--repeats", "1", "--gemm", "256",
                 "--sweep-size", "48", "--sweep-batch", "1", "--sweep-repeats", "1",
@@ -134,8 +136,9 @@ def main(argv=None):
     start, load = time.perf_counter(), os.getloadavg()[0]
     docs = (args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
     # kept verbatim after it, in this order: compress (compress.py --write), BN folding
-    # (fold_bn.py), data at scale (data_scale.py --write)
-    kept = [kept_section(title, *docs) for title in (COMPRESS_TITLE, FOLD_TITLE, DATA_TITLE)]
+    # (fold_bn.py), data at scale (data_scale.py --write), determinism (determinism.py --write)
+    kept = [kept_section(title, *docs) for title in (COMPRESS_TITLE, FOLD_TITLE, DATA_TITLE,
+                                                     DETERMINISM_TITLE)]
     lrn = lrn_section(*docs) + "".join("\n" + section for section in kept if section).rstrip() \
         + "\n"
     sections = []
