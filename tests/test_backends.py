@@ -24,6 +24,10 @@ from keras_vgg.layers import Conv2D, _small_map_conv
 
 pytestmark = pytest.mark.backend
 BACKEND = keras.backend.backend()
+# A fresh process training one tiny run (jax or torch, its own imports): a minute or two; a hung
+# one (a missed all-reduce, a worker waiting for its peer) fails its test at this bound instead
+# of holding CI.
+CHILD_TIMEOUT_S = 600
 
 
 def tiny(**overrides):
@@ -156,7 +160,8 @@ def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
                              "--xla_cpu_collective_call_terminate_timeout_seconds=600")
         out = tmp_path / f"{strategy}.npy"
         done = subprocess.run([sys.executable, str(script), strategy, str(tmp_path / strategy),
-                               str(out), str(batch)], env=env, capture_output=True, text=True)
+                               str(out), str(batch)], env=env, capture_output=True, text=True,
+                              timeout=CHILD_TIMEOUT_S)
         assert done.returncode == 0, done.stderr[-3000:]
         recipe = json.loads((tmp_path / strategy / "recipe.json").read_text())
         assert recipe["strategy"] == strategy
@@ -174,9 +179,15 @@ def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
         env=dict(os.environ, KERAS_BACKEND="jax", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
                  KERAS_DISTRIBUTION_JOB_ADDRESSES=f"localhost:{port}",
                  KERAS_DISTRIBUTION_PROCESS_ID=str(i))) for i in range(2)]
-    for worker in workers:
-        _, err = worker.communicate(timeout=600)
-        assert worker.returncode == 0, err[-3000:]
+    try:
+        for worker in workers:
+            _, err = worker.communicate(timeout=CHILD_TIMEOUT_S)
+            assert worker.returncode == 0, err[-3000:]
+    finally:
+        for worker in workers:  # a hung or failed pair: neither outlives the test
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=CHILD_TIMEOUT_S)
     first, second = (np.load(tmp_path / f"worker{i}.npy") for i in range(2))
     np.testing.assert_array_equal(first, second)  # one model: measured bit for bit
     np.testing.assert_allclose(first, probabilities["default"], atol=1e-3)  # measured 4.5e-8
@@ -199,7 +210,7 @@ def test_a_torch_trained_keras_file_exports_on_tensorflow(tmp_path):
     script.write_text(DATA_PARALLEL)
     done = subprocess.run([sys.executable, str(script), "default", str(tmp_path / "run"),
                            str(tmp_path / "p.npy"), "8"], capture_output=True, text=True,
-                          env=dict(os.environ, KERAS_BACKEND="torch"))
+                          env=dict(os.environ, KERAS_BACKEND="torch"), timeout=CHILD_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
     from keras_vgg.export import export
 

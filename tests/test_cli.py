@@ -8,6 +8,10 @@ import pytest
 
 from keras_vgg import cli, list_models
 
+# A fresh `keras-vgg` or `python -c` process: TensorFlow's import and one small command, about
+# 10 s; a hung one fails its test at this bound instead of holding CI.
+CHILD_TIMEOUT_S = 180
+
 
 def test_list_prints_every_variant_with_figures(capsys):
     assert cli.main(["list"]) == 0
@@ -45,7 +49,7 @@ def test_summary_bad_inputs_exit_2(capsys):
 
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "keras_vgg.cli", "list"], capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=CHILD_TIMEOUT_S)
     assert result.returncode == 0
     assert "vgg19_bn" in result.stdout
 
@@ -56,7 +60,8 @@ def run_command(*argv):
 
     program = shutil.which("keras-vgg")
     assert program, "the keras-vgg console script is installed with the package"
-    return subprocess.run([program, *argv], capture_output=True, text=True, timeout=180)
+    return subprocess.run([program, *argv], capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT_S)
 
 
 def test_quiet_by_default_verbose_on_request():
@@ -94,7 +99,7 @@ def test_onednn_kernels_on_unless_the_user_said_otherwise():
         if user is not None:
             env["TF_ENABLE_ONEDNN_OPTS"] = user
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                timeout=120, env=env)
+                                timeout=CHILD_TIMEOUT_S, env=env)
         assert result.stdout.split()[-2:] == expected.split(), result.stderr[-2000:]
 
 

@@ -26,6 +26,11 @@ TINY = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
             phase2_epochs=1, phase2_lr=1e-5, early_stopping_patience=0, reduce_lr_patience=0,
             class_weight="none", tensorboard=False)
 
+# A fresh process running a tiny recipe or two (TensorFlow's import, a strategy's set-up): about
+# a minute; a hung one (a worker waiting for its peer) fails its test at this bound instead of
+# holding CI.
+CHILD_TIMEOUT_S = 400
+
 RUN = textwrap.dedent("""
     import json, os, sys
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -40,19 +45,20 @@ RUN = textwrap.dedent("""
 """)
 
 
-def run_recipes(runs, timeout=300, **env):
-    """Start a Python process that runs each (run_dir, recipe values) in turn."""
+def run_recipes(runs, **env):
+    """Start a Python process that runs each (run_dir, recipe values) in turn (wait for it
+    with ``finished``)."""
     return subprocess.Popen(
         [sys.executable, "-c", RUN, json.dumps(runs)], env={**os.environ, **env},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finished(process, timeout=300):
+def finished(process, timeout=CHILD_TIMEOUT_S):
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
+        output, _ = process.communicate(timeout=timeout)
         pytest.fail(f"timed out after {timeout} s:\n{output[-3000:]}")
     assert process.returncode == 0, output[-3000:]
     return output
@@ -107,7 +113,7 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
         for i in range(2)
     ]
     for worker in workers:
-        finished(worker, timeout=240)
+        finished(worker)
 
     first, second = (h5_arrays(tmp_path / run / "phase2.weights.h5")
                      for run in ("worker0", "worker1"))
@@ -246,7 +252,7 @@ def test_multi_worker_loop_matches_fit_on_one_worker(tmp_path):
         for name, env in (("multi_worker", {"TF_CONFIG": json.dumps(one_worker)}),
                           ("default", {}))]
     for process in processes:
-        finished(process, timeout=400)
+        finished(process)
     loop, fit = (json.loads((tmp_path / f"{name}.json").read_text())
                  for name in ("multi_worker", "default"))
     # The multi-worker process trained with the loop (two fits before the kill, then the

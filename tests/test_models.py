@@ -15,6 +15,9 @@ from keras_vgg.models import BUILDERS
 from test_configs import FAST_NET_POOLS, PARAMS
 
 SMALL = (64, 64, 3)
+# A fresh Python process loading one small .keras file: about 10 s (TensorFlow's import); a
+# hung one fails its test at this bound instead of holding CI.
+CHILD_TIMEOUT_S = 180
 
 
 def images(n=2, shape=SMALL, seed=0):
@@ -272,7 +275,7 @@ def test_a_keras_file_alone_carries_variant_preprocessing_and_class_names(tmp_pa
             "print(type(m).__name__, m.variant, m.preprocessing.mode, "
             "m.preprocessing.mean.tolist(), m.class_names)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=tmp_path / "alone", timeout=120)
+                            cwd=tmp_path / "alone", timeout=CHILD_TIMEOUT_S)
     assert result.stdout.strip().splitlines()[-1] == (
         "VGGModel vgg_m mean_image [120.5, 110.25, 100.0] ['cat', 'dog']"), result.stderr[-2000:]
 

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# pip building or installing the wheel, or a fresh Python process importing keras_vgg: under a
+# minute each; a hung one fails the test at this bound instead of holding CI.
+CHILD_TIMEOUT_S = 300
 
 
 def pyproject():
@@ -77,7 +80,7 @@ def test_a_wheel_install_finds_every_shipped_recipe_by_name(tmp_path):
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "--disable-pip-version-check", "-q", "-w", str(wheels), str(source)],
-                   check=True, env=env, capture_output=True, timeout=300)
+                   check=True, env=env, capture_output=True, timeout=CHILD_TIMEOUT_S)
     (wheel,) = wheels.glob("keras_vgg-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = shipped_recipes()
@@ -90,11 +93,12 @@ def test_a_wheel_install_finds_every_shipped_recipe_by_name(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q",
                     "--disable-pip-version-check", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+                   check=True, capture_output=True, timeout=CHILD_TIMEOUT_S)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = subprocess.run([sys.executable, "-c", CHECK], cwd=elsewhere, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(target)})
+                            text=True, timeout=CHILD_TIMEOUT_S,
+                            env={**os.environ, "PYTHONPATH": str(target)})
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.splitlines()[-1])
     assert Path(found["file"]).is_relative_to(target)  # the installed copy, not the checkout
