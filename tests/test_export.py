@@ -37,6 +37,9 @@ FAMILIES = {  # family: (variant, input size, preprocessing mode, the int8 file'
     "fms": ("vggs", 48, "caffe", "uint8"),
 }
 CLASSES = list(SHAPES)
+# A fresh process loading a SavedModel without keras_vgg (TensorFlow's import): about 10 s; a
+# hung one fails its test at this bound instead of holding CI.
+CHILD_TIMEOUT_S = 180
 
 
 def small_classifier(variant, size, seed=0):
@@ -162,7 +165,8 @@ def test_saved_model_in_a_fresh_process_without_keras_vgg(bundle, tmp_path):
         np.save({str(tmp_path / "top.npy")!r}, out["top_classes"].numpy().astype(str))
         assert "keras_vgg" not in sys.modules
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path,
+                   timeout=CHILD_TIMEOUT_S)
     reference = bundle["reference"]
     probabilities = np.load(tmp_path / "probabilities.npy")
     # The export's own SavedModel tolerance: that process loads TensorFlow without keras_vgg,

@@ -28,6 +28,9 @@ from keras_vgg.preprocessing import preprocess_input, resize_uint8
 NAMES = ["cat", "dog", "fox"]
 TINY = ["x", "y", "z"]
 FLOAT32 = "model_float32.tflite"
+# A fresh `keras-vgg export` or `predict` process (TensorFlow's import, a TFLite conversion):
+# about 20 s; a hung one fails its test at this bound instead of holding CI.
+CHILD_TIMEOUT_S = 300
 
 
 # ---------------------------------------------------------------- helpers
@@ -737,7 +740,7 @@ def test_a_keras_file_alone_exports_and_predicts_in_a_fresh_process(run_dir, pho
 
     def command(*argv):
         result = subprocess.run([program, *argv], capture_output=True, text=True, cwd=alone,
-                                timeout=300)
+                                timeout=CHILD_TIMEOUT_S)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
