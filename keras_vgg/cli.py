@@ -106,7 +106,7 @@ def printing(table):
 
 
 FINETUNE_FLAGS = ("data", "model", "weights", "image_size", "batch_size", "head", "strategy",
-                  "mixed_precision", "jit_compile")
+                  "mixed_precision", "jit_compile", "seed", "deterministic")
 
 
 def add_finetune_parser(commands):
@@ -136,6 +136,11 @@ def add_finetune_parser(commands):
                           "forces float32")
     finetune.add_argument("--jit-compile", action="store_const", const="true",
                           help="XLA-compile the training step")
+    finetune.add_argument("--seed", type=int, help="seeds the weights, the splits and each "
+                          "epoch's data order, augmentation and dropout (recipe key seed)")
+    finetune.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                          help="deterministic kernels, so the same seed gives the same figures "
+                          "(the default); --no-deterministic leaves the kernels free")
     finetune.add_argument("--run-dir", help="where outputs go (default: a new runs/NAME[-N])")
     finetune.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     finetune.add_argument("--resume", action="store_true",
@@ -177,8 +182,9 @@ def finetune_command(args) -> int:
         result = finetune(None, run_dir=args.run_dir, resume=True)
     else:
         config, overrides = split_recipe(args)
-        flags = [f"{flag}={getattr(args, flag)}" for flag in FINETUNE_FLAGS
-                 if getattr(args, flag) is not None]
+        flags = [f"{flag}={json.dumps(value) if isinstance(value, bool) else value}"
+                 for flag, value in ((f, getattr(args, f)) for f in FINETUNE_FLAGS)
+                 if value is not None]
         recipe = load_recipe(config, flags + overrides)
         if args.dry_run:
             return print_recipe(recipe)
@@ -197,7 +203,7 @@ def print_recipe(recipe) -> int:
 
 
 def add_export_parsers(commands):
-    from keras_vgg.export.formats import FORMATS, INT8_IO, QUANTIZE
+    from keras_vgg.export.formats import FORMATS, INT8_IO, MIN_AGREEMENT, QUANTIZE
     from keras_vgg.precision import PRECISIONS
     from keras_vgg.finetune.run_folder import SAMPLE_IMAGES
     from keras_vgg.preprocessing import MODES
@@ -209,7 +215,8 @@ def add_export_parsers(commands):
         "A run folder brings its own data: the training split calibrates int8 and the "
         "validation split is the check sample. Without real images to check on, only "
         "SavedModel, float32 and float16 are checked (max |diff| on random images) and "
-        "the report says 'not checked on real images'.")
+        "the report says 'not checked on real images'; on real images, dynamic and int8 "
+        "files must also agree with Keras's top-1 on --min-agreement of them.")
     export.add_argument("model", help="a run folder or a .keras file")
     export.add_argument("-o", "--output", required=True, help="the export folder to create")
     export.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS),
@@ -227,9 +234,11 @@ def add_export_parsers(commands):
     export.add_argument("--image-size", type=int, help="needed only for open-size models")
     export.add_argument("--int8-io", choices=INT8_IO, default="uint8",
                         help="input/output type of the int8 model (default: uint8)")
-    export.add_argument("--min-agreement", type=float,
-                        help="refuse an export whose top-1 agreement with Keras on the "
-                        "real images is lower")
+    export.add_argument("--min-agreement", type=float, metavar="FRACTION",
+                        help="refuse a file whose top-1 agreement with Keras on the real "
+                        "sample images is lower, and write nothing (default: "
+                        f"{MIN_AGREEMENT} for dynamic and int8 files, judged only on real "
+                        "images; a value given gates every file; 0 turns the gate off)")
     export.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="what the SavedModel computes in (default: float32, which runs "
                         "well everywhere; auto: this machine's fastest, bfloat16 on CPUs "

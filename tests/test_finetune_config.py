@@ -349,6 +349,9 @@ def test_dry_run_prints_every_key_and_touches_nothing(capsys, tmp_path, monkeypa
         "folder", [f"data={tmp_path}"]).to_dict()
     assert cli.main(["finetune", "--dry-run", "--config", "caltech101", "seed=3"]) == 0
     assert json.loads(capsys.readouterr().out) == load_recipe("caltech101", ["seed=3"]).to_dict()
+    assert cli.main(["finetune", "--dry-run", "--seed", "7", "--no-deterministic"]) == 0
+    assert json.loads(capsys.readouterr().out) == load_recipe(
+        "builtin", ["seed=7", "deterministic=false"]).to_dict()
 
 
 def test_dry_run_of_a_resume_prints_the_runs_own_recipe(capsys, tmp_path):
