@@ -815,3 +815,61 @@ def test_files_in_hidden_subfolders_are_ignored(tmp_path):
     write(root / "a" / ".@__thumb" / "0.png")
     scan = scan_folder(root)
     assert str(root / "a" / ".@__thumb" / "0.png") not in scan.files
+
+
+# --- the test split -----------------------------------------------------------------------
+
+
+def test_test_split_is_held_out_per_class_before_validation(tmp_path):
+    """12 images per class, test 0.25 and validation 0.25 of the whole: 3 + 3 + 6 a class,
+    three disjoint splits that cover the folder, drawn from the seed."""
+    root = tmp_path / "data"
+    colours = coloured_folder(root, n=12)
+    recipe = make_recipe(root, test_split=0.25)
+    splits = decode_once(load_data(recipe))
+    assert splits.present() == ("train", "val", "test")
+    assert (splits.report["train_counts"], splits.report["val_counts"],
+            splits.report["test_counts"]) == ([6, 6], [3, 3], [3, 3])
+    seen = [sorted(int(x[0, 0, 1]) for x, _ in ds.as_numpy_iterator())
+            for ds in (splits.train, splits.val, splits.test)]
+    assert sorted(sum(seen, [])) == sorted(c[1] for c in colours.values())  # each image once
+    again = decode_once(load_data(recipe))
+    assert sorted(int(x[0, 0, 1]) for x, _ in again.test.as_numpy_iterator()) == seen[2]
+    other = decode_once(load_data(make_recipe(root, test_split=0.25, seed=1)))
+    assert sorted(int(x[0, 0, 1]) for x, _ in other.test.as_numpy_iterator()) != seen[2]
+    without = load_data(make_recipe(root))
+    assert without.test is None and without.present() == ("train", "val")
+
+
+def test_test_data_is_a_separate_folder_of_the_same_classes(tmp_path):
+    train_root, test_root = tmp_path / "train", tmp_path / "test"
+    coloured_folder(train_root, n=4)
+    two_classes(test_root, n=3)
+    splits = decode_once(load_data(make_recipe(train_root, test_data=str(test_root))))
+    assert splits.report["test_data"] == str(test_root)
+    assert (splits.report["train_counts"], splits.report["val_counts"],
+            splits.report["test_counts"]) == ([3, 3], [1, 1], [3, 3])
+    assert sorted(tuple(int(v) for v in x[0, 0]) for x, _ in splits.test.as_numpy_iterator()) \
+        == sorted([RED] * 3 + [GREEN] * 3)
+    write(tmp_path / "odd" / "c" / "0.png")
+    write(tmp_path / "odd" / "a" / "0.png")
+    with pytest.raises(ValueError, match=r"Expected `test_data` to hold the training data's "
+                       r"classes \['a', 'b'\]\. Received: test_data=\".*odd \(classes "
+                       r"\['a', 'c'\]\)\""):
+        load_data(make_recipe(train_root, test_data=str(tmp_path / "odd")))
+    with pytest.raises(ValueError, match=r"Expected `test_data` to be a folder of class "
+                       r"sub-folders. Received: test_data='.*nowhere'"):
+        load_data(make_recipe(train_root, test_data=str(tmp_path / "nowhere")))
+
+
+def test_tfds_test_split_by_name(tiny_tfds_prepared, offline):
+    recipe = tiny_recipe(tiny_tfds_prepared, train_split="train[:6]", val_split="train[6:]",
+                         test_split="test")
+    splits = load_data(recipe)
+    assert (sum(splits.report["train_counts"]), sum(splits.report["val_counts"])) == (6, 3)
+    assert [a + b for a, b in zip(splits.report["train_counts"],
+                                  splits.report["val_counts"])] == [4, 3, 2]
+    assert splits.report["test_counts"] == [2, 1, 1]
+    check_tiny_split(tiny_tfds_prepared, "test", splits.test, splits.test_labels)
+    with pytest.raises(ValueError, match=r"Expected `test_split` to be a split of"):
+        load_data(tiny_recipe(tiny_tfds_prepared, test_split="holdout"))
