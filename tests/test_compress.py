@@ -1,8 +1,10 @@
 """The compress phase (keras_vgg.finetune.compress, `keras-vgg compress`): a run's model
-pruned, fine-tuned on the run's data, exported beside the unpruned one and compared; the
-recipe's compress phase; resume; bad input leaves nothing behind."""
+pruned, fine-tuned on the run's data, exported beside the unpruned one and compared on the
+same images (a paired difference); the recipe's compress phase; a killed compress resumed
+to the weights of one never killed; bad input leaves nothing behind."""
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -11,25 +13,84 @@ import pytest
 import keras_vgg
 from keras_vgg.cli import main
 from keras_vgg.finetune import Recipe, compress, finetune, load_recipe
+from keras_vgg.finetune import data as data_lib
+from keras_vgg.finetune.compress import DROP_MARGIN, PREDICTIONS, compared
+from keras_vgg.finetune.compress_report import format_compress_report
+from keras_vgg.finetune.phase import inference_precision
+from keras_vgg.precision import with_precision
 from keras_vgg.pruning import model_cost, plan_widths
-from test_finetune_train import Interrupt
+from keras_vgg.stats import accuracy_of, paired_difference
 
 TINY = ["phase1_epochs=0", "phase2_epochs=1", "builtin_images_per_class=8",
         "tensorboard=false"]
+# the compress of the tiny run that two tests read: two steps of two epochs (a kill in the
+# second epoch of step 2 then resumes from a backup, after a step already done)
+ARGS = dict(flops=0.3, steps=2, epochs=2, quantize=["none", "int8"], verbose=0)
+
+
+class KillInFit(keras.callbacks.Callback):
+    """Raises at (epoch, batch) of the ``fit``-th fit it sees (a compress fits once per
+    step), as a killed process would stop."""
+
+    def __init__(self, fit, epoch, batch):
+        super().__init__()
+        self.at, self.fits, self.epoch = (fit, epoch, batch), 0, None
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.fits, self.epoch, batch) == self.at:
+            raise KeyboardInterrupt("killed")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """8 images per class (4 train, 1 validation, 3 test), batches of 8: 3 steps an epoch."""
     run = tmp_path_factory.mktemp("compress") / "run"
-    finetune(load_recipe("builtin", TINY), run_dir=run, verbose=0)
+    finetune(load_recipe("builtin", TINY + ["batch_size=8"]), run_dir=run, verbose=0)
     keras.backend.clear_session()
     return run
 
 
-def test_compress_prunes_fine_tunes_exports_and_reports(tiny_run, tmp_path):
-    out = tmp_path / "small"
-    report = compress(tiny_run, out, flops=0.3, steps=2, epochs=1, quantize=["none", "int8"],
-                      verbose=0)
+@pytest.fixture(scope="module")
+def compressed(tiny_run, tmp_path_factory):
+    """``(out, report)``: the tiny run compressed with ``ARGS``, never interrupted."""
+    out = tmp_path_factory.mktemp("compressed") / "small"
+    report = compress(tiny_run, out, **ARGS)
+    keras.backend.clear_session()
+    return out, report
+
+
+def fresh_classes(run, model_path, split="test"):
+    """``(labels, predicted classes)`` of ``model_path`` on ``run``'s ``split``, evaluated
+    here from the run's recipe as the run's own evaluation does."""
+    recipe = Recipe.from_dict(json.loads((run / "recipe.json").read_text()))
+    splits = data_lib.decode_once(data_lib.load_data(recipe))
+    fast = with_precision(keras_vgg.load_model(model_path), inference_precision(recipe),
+                          inference=True)
+    mode = keras_vgg.load_model(model_path).preprocessing
+    images = data_lib.eval_pipeline(getattr(splits, split), recipe, mode)
+    return getattr(splits, f"{split}_labels"), fast.predict(images, verbose=0).argmax(-1)
+
+
+def assert_paired_counts_add_up(figures):
+    """A paired record's counts against its two accuracies and its difference."""
+    first, second = figures["first"], figures["second"]
+    assert first["count"] == second["count"] == figures["count"]
+    assert first["correct"] - second["correct"] == figures["only_first"] - figures["only_second"]
+    assert figures["only_first"] + figures["only_second"] <= figures["changed"] <= figures["count"]
+    assert figures["difference"] == round(
+        (figures["only_first"] - figures["only_second"]) / figures["count"], 6)
+    low, high = figures["ci95"]
+    assert low <= figures["difference"] <= high
+
+
+def test_compress_prunes_fine_tunes_exports_and_reports(tiny_run, compressed):
+    out, report = compressed
     original = keras_vgg.load_model(tiny_run)
     small = keras_vgg.load_model(out / "best.keras")
     assert list(small.widths) == report["widths"]["after"] == list(
@@ -42,40 +103,85 @@ def test_compress_prunes_fine_tunes_exports_and_reports(tiny_run, tmp_path):
     # two steps: the first to 0.3 ** 0.5 of the FLOPs, each fine-tuned in its own folder
     first = keras_vgg.load_model(out / "step1" / "best.keras")
     assert first.widths == plan_widths(original, flops=0.3 ** 0.5)
-    assert len((out / "step2" / "training_log.csv").read_text().splitlines()) == 2
+    assert len((out / "step2" / "training_log.csv").read_text().splitlines()) == 3
     assert small.class_names == original.class_names
     assert small.preprocessing == original.preprocessing
+    # both models on the run's test split (3 images of each class), paired image by image
+    assert (report["held_out"], report["held_out_images"]) == ("test", 15)
+    saved = np.load(out / PREDICTIONS)
+    labels, before = fresh_classes(tiny_run, tiny_run / "best.keras")
+    _, after = fresh_classes(tiny_run, out / "best.keras")
+    assert saved["labels"].tolist() == labels.tolist()
+    assert np.bincount(labels).tolist() == [3] * 5
+    assert saved["before"].tolist() == before.tolist()
+    assert saved["after"].tolist() == after.tolist()
+    paired = report["before_minus_after"]
+    assert paired == paired_difference(labels, before, after).to_json()
+    assert paired == compared(out, out, which=("before", "after")).to_json()
+    assert_paired_counts_add_up(paired)
+    assert paired["changed"] == int((before != after).sum())
+    # the unpruned model's figure is the run's own, as metrics.json reports it
+    metrics = json.loads((tiny_run / "metrics.json").read_text())["final"]
+    assert paired["first"] == metrics["test"] == accuracy_of(labels, before).to_json()
+    assert paired["second"] == accuracy_of(labels, after).to_json()
+    assert report["accuracy"] == {"before": metrics["test_accuracy"],
+                                  "after": accuracy_of(labels, after).value}
+    # the 1-point target judged on the interval of the drop
+    judged = paired_difference(labels, before, after)
+    assert report["accuracy_target"] == {"max_drop": DROP_MARGIN,
+                                         "result": judged.judge(DROP_MARGIN),
+                                         "verdict": judged.verdict(DROP_MARGIN)}
     rows = {row["quantize"]: row for row in report["exports"]}
     assert sorted(rows) == ["int8", "none"]
     for row in rows.values():
         assert row["size_after"] < row["size_before"] / 3
         assert row["agreement_after"] >= 0.9 and row["max_abs_diff_after"] < 0.05
+        for when in ("before", "after"):  # each file against its Keras model, same images
+            assert row[f"vs_keras_{when}"]["count"] == 15
+            assert_paired_counts_add_up(row[f"vs_keras_{when}"])
+            assert row[f"vs_keras_{when}"]["changed"] == round(
+                15 * (1 - row[f"agreement_{when}"]))
     assert rows["none"]["max_abs_diff_after"] < 1e-4
-    assert 0 <= report["accuracy"]["after"] <= 1
     assert json.loads((out / "compress_report.json").read_text()) == report
     assert (out / "widths.png").stat().st_size > 0
-    assert json.loads((out / "export" / "export_report.json").read_text())["exports"]
+    export_report = json.loads((out / "export" / "export_report.json").read_text())
+    assert export_report["sample"]["images"] == 15
     assert not (out / "cache").exists()
 
 
-def test_an_interrupted_compress_resumes_where_it_stopped(tiny_run, tmp_path):
+def test_a_killed_compress_resumes_to_the_weights_of_one_never_killed(tiny_run, compressed,
+                                                                      tmp_path):
+    """Killed in step 2 at batch 1 of its second epoch: the resumed compress reads step 1
+    back, restores step 2's epoch-0 backup, runs epoch 1 from its first batch, and ends
+    with the same weights, to the bit, as the compress never killed."""
     out = tmp_path / "small"
-    args = dict(flops=0.5, steps=2, epochs=2, quantize=["none"], verbose=0)
     with pytest.raises(KeyboardInterrupt):
-        compress(tiny_run, out, callbacks=[Interrupt(epoch=1, batch=0)], **args)
+        compress(tiny_run, out, callbacks=[KillInFit(fit=2, epoch=1, batch=1)], **ARGS)
     state = json.loads((out / "state.json").read_text())
-    assert state["steps_done"] == 0 and not state["complete"]
+    assert state["steps_done"] == 1 and not state["complete"]
+    backup = json.loads((out / "step2" / "backup" / "phase2" / "training_metadata.json")
+                        .read_text())
+    assert backup["epoch"] == 1  # saved at the end of epoch 0, the one completed
     with pytest.raises(ValueError, match=r"`out` \(-o/--output\) not to exist"):
-        compress(tiny_run, out, **args)
+        compress(tiny_run, out, **ARGS)
     with pytest.raises(ValueError, match=r"keeps its settings"):
-        compress(tiny_run, out, resume=True, **{**args, "flops": 0.4})
-    report = compress(tiny_run, out, resume=True, **args)
-    log = (out / "step1" / "training_log.csv").read_text().splitlines()
+        compress(tiny_run, out, resume=True, **{**ARGS, "flops": 0.4})
+    report = compress(tiny_run, out, resume=True, **ARGS)
+    log = (out / "step2" / "training_log.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in log[1:]] == [0, 1]  # epoch 0 not run twice
     assert json.loads((out / "state.json").read_text())["complete"]
-    assert report["widths"]["after"] == list(keras_vgg.load_model(out / "best.keras").widths)
+    reference, expected = compressed
+    for name in ("step1/best.keras", "best.keras"):
+        resumed = keras_vgg.load_model(out / name).weights
+        uninterrupted = keras_vgg.load_model(reference / name).weights
+        assert [w.path for w in resumed] == [w.path for w in uninterrupted]
+        for a, b in zip(resumed, uninterrupted):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    assert log == (reference / "step2" / "training_log.csv").read_text().splitlines()
+    for key in ("widths", "accuracy", "before_minus_after", "accuracy_target"):
+        assert report[key] == expected[key], key
     with pytest.raises(ValueError, match="complete; there is nothing to resume"):
-        compress(tiny_run, out, resume=True, **args)
+        compress(tiny_run, out, resume=True, **ARGS)
 
 
 def test_bad_input_is_a_clear_error_and_writes_nothing(tiny_run, tmp_path):
@@ -98,11 +204,24 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tiny_run, tmp_path):
 
 
 def test_the_command_line_compresses_a_run(tiny_run, tmp_path, capsys):
+    """--flops 1 --epochs 0 keeps every filter and trains nothing: the "pruned" model
+    answers as the run's on every test image, and 15 images cannot judge a 1-point drop."""
     out = tmp_path / "cli"
-    assert main(["compress", str(tiny_run), "--flops", "0.3", "--epochs", "0",
+    assert main(["compress", str(tiny_run), "--flops", "1", "--epochs", "0",
                  "--quantize", "none", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "GFLOPs" in printed and "model_float32.tflite MB" in printed
+    report = json.loads((out / "compress_report.json").read_text())
+    assert report["widths"]["after"] == report["widths"]["before"]
+    paired = report["before_minus_after"]
+    assert (paired["changed"], paired["only_first"], paired["only_second"]) == (0, 0, 0)
+    assert paired["difference"] == 0.0 and paired["first"] == paired["second"]
+    assert report["accuracy_target"]["result"] == "undecided"
+    assert format_compress_report(report) in printed
+    words = " ".join(printed.split())
+    assert "GFLOPs" in words and "model_float32.tflite MB" in words
+    assert "Unpruned minus pruned, paired on the 15 test images: +0.0 points" in words
+    assert "on 15 images; 0 changed answer (0 right only before, 0 right only after)" in words
+    assert "Within 1.0 point of the unpruned model: undecided" in words
     assert main(["compress", str(tiny_run), "--flops", "0.3", "-o", str(out)]) == 2
     assert "Expected `out` (-o/--output) not to exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -111,9 +230,13 @@ def test_the_command_line_compresses_a_run(tiny_run, tmp_path, capsys):
 
 
 def test_a_recipe_with_a_compress_phase_runs_it(tmp_path):
-    recipe = load_recipe("builtin", TINY + ["compress_params=0.2", "compress_epochs=1"])
+    """The run ends with its compress phase (no fine-tuning epoch: the plumbing only)."""
+    recipe = load_recipe("builtin", TINY + ["compress_params=0.2", "compress_epochs=0"])
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     report = result.compress_report
+    assert report == json.loads((tmp_path / "run" / "compressed" / "compress_report.json")
+                                .read_text())
+    assert report["epochs"] == 0 and report["held_out"] == "test"
     assert report["params"]["after"] <= 0.2 * report["params"]["before"]
     assert keras_vgg.load_model(tmp_path / "run" / "compressed").widths == tuple(
         report["widths"]["after"])
@@ -134,14 +257,30 @@ def test_bad_compress_keys_are_named(override, message):
 
 def test_compress_of_the_main_job_keeps_its_accuracy(builtin_run, tmp_path):
     """The README's run (VGG11-BN on the built-in shapes) with 30% of its FLOPs, one-shot,
-    5 epochs of fine-tuning: at most 10 points below the unpruned model."""
+    1 epoch of fine-tuning (its validation split is at 100% after it, so a second epoch
+    could not be chosen): within 1 point of the unpruned model on the 1,050 test images,
+    judged on the 95% interval of the paired drop. Measured on 2 cores training in
+    bfloat16: 1,044 right against the run's 1,038 (14 changed answer: 4 right only before,
+    10 only after), drop -0.6 points (95% CI -1.4 to +0.2); two runs gave the same."""
+    from keras_vgg.precision import detect_precision
+
     run, _ = builtin_run
-    report = compress(run, tmp_path / "small", flops=0.3, epochs=5, quantize=["none"],
-                      verbose=0)
+    out = tmp_path / "small"
+    report = compress(run, out, flops=0.3, epochs=1, quantize=["none"], verbose=0)
     assert report["flops"]["after"] <= 0.3 * report["flops"]["before"]
-    assert report["accuracy"]["after"] >= report["accuracy"]["before"] - 0.10
-    assert np.isclose(report["accuracy"]["before"], json.loads(
-        (run / "metrics.json").read_text())["final"]["val_accuracy"], atol=0.02)
+    paired = report["before_minus_after"]
+    # the unpruned model's figure is the run's own, image for image
+    metrics = json.loads((run / "metrics.json").read_text())["final"]
+    assert paired["first"] == metrics["test"] and paired["count"] == 1050
+    saved = np.load(out / PREDICTIONS)
+    assert paired == paired_difference(saved["labels"], saved["before"],
+                                       saved["after"]).to_json()
+    assert_paired_counts_add_up(paired)
+    assert report["accuracy_target"]["result"] == "met"  # the interval within 1 point
+    assert paired["ci95"][1] <= DROP_MARGIN
+    if os.cpu_count() == 2 and detect_precision(training=True).precision == "bfloat16":
+        assert (paired["first"]["correct"], paired["second"]["correct"], paired["only_first"],
+                paired["only_second"], paired["changed"]) == (1038, 1044, 4, 10, 14)
 
 
 def test_a_pruned_base_file_fine_tunes_as_a_recipes_weights(tmp_path):

@@ -8,11 +8,22 @@ with the recipe's callbacks (best checkpoint by val_accuracy, CSV log, early sto
 learning-rate schedule, BackupAndRestore), in its own folder; ``resume=True`` continues
 an interrupted compress where it stopped.
 
+Runs are deterministic: each step starts from the recipe's ``seed`` with its
+``deterministic`` kernels, and its data order and augmentation come from (seed, epoch), so
+the same compress of the same run ends with the same weights, and a resumed one (it
+continues from the last completed epoch) with the weights of one never interrupted.
+
+The pruned and the unpruned model are compared on the same images: the run's test split,
+else its validation split (the report says which). The comparison is a paired difference
+(``keras_vgg.stats.paired_difference``: unpruned minus pruned, its 95% interval, how many
+images changed answer), and "within 1 point of the unpruned model" (``DROP_MARGIN``) is
+judged on its interval: met, missed, or undecided when the split is too small to tell.
+
 ``OUT`` (default ``RUN/compressed``) holds ``best.keras`` (the pruned, fine-tuned model),
 ``step1/``..., ``export/`` (its TFLite files and export report), ``reference_export/``
-(the unpruned model's, on the same images), ``compress_report.json``, ``widths.png`` and
-``state.json``. Every argument is checked, and the target planned, before anything is
-written.
+(the unpruned model's, on the same images), ``compress_report.json``, ``predictions.npz``
+(both models' classes on those images), ``widths.png`` and ``state.json``. Every argument
+is checked, and the target planned, before anything is written.
 
 Example (a tiny run on the built-in shapes):
     >>> import tempfile
@@ -23,30 +34,38 @@ Example (a tiny run on the built-in shapes):
     >>> report = compress(run, flops=0.3, epochs=1, quantize=["none"], verbose=0)
     >>> report["flops"]["after"] / report["flops"]["before"] <= 0.3
     True
+    >>> report["held_out"], report["held_out_images"]  # 3 of each class's 8 held out for test
+    ('test', 15)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from keras_vgg.export import QUANTIZE, export
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune.compress_report import format_compress_report, plot_widths
 from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.run_folder import write_json
 from keras_vgg.precision import with_precision
 from keras_vgg.preprocessing import model_preprocessing
 from keras_vgg.pruning import CRITERIA, conv_names, conv_widths, model_cost, plan_widths, prune
 from keras_vgg.saving import load_model
+from keras_vgg.stats import PairedDifference, paired_difference
 
 REPORT = "compress_report.json"
+PREDICTIONS = "predictions.npz"  # labels and both models' classes on the held-out images
+DROP_MARGIN = 0.01  # the target: the pruned model within 1 point of the unpruned one
 
 
 def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
@@ -72,6 +91,22 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
     settings = _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quantize)
     started = time.time()
     _check_out(out, settings, overwrite, resume)
+    with deterministic_kernels(recipe.deterministic):
+        report, state = _compress(run, recipe, model, out, settings, overwrite, resume,
+                                  callbacks, verbose)
+    report["seconds"] = round(time.time() - started, 1)
+    write_json(out / REPORT, report)
+    state["complete"] = True
+    write_json(out / "state.json", state)
+    shutil.rmtree(out / "cache", ignore_errors=True)
+    if verbose:
+        print(format_compress_report(report))
+        print(f"Compressed model: {out / 'best.keras'}; report: {out / REPORT}")
+    return report
+
+
+def _compress(run, recipe, model, out, settings, overwrite, resume, callbacks, verbose):
+    """The steps, then ``(report, state)``; ``out`` checked, deterministic kernels on."""
     # the data before any folder: a run whose data is gone leaves nothing behind
     splits = data_lib.load_data(recipe, cache_dir=out / "cache", verbose=verbose)
     state = _open_out(out, settings, overwrite, resume)
@@ -86,16 +121,7 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
         pruned = _step(k, pruned, widths, state, out, splits, step_recipe, mode, settings,
                        callbacks, verbose)
     shutil.copyfile(out / f"step{len(settings['plan'])}" / "best.keras", out / "best.keras")
-    report = _report(run, model, pruned, settings, splits, recipe, mode, out, verbose)
-    report["seconds"] = round(time.time() - started, 1)
-    write_json(out / REPORT, report)
-    state["complete"] = True
-    write_json(out / "state.json", state)
-    shutil.rmtree(out / "cache", ignore_errors=True)
-    if verbose:
-        print(format_compress_report(report))
-        print(f"Compressed model: {out / 'best.keras'}; report: {out / REPORT}")
-    return report
+    return _report(run, model, pruned, settings, splits, recipe, mode, out, verbose), state
 
 
 def compress_phase(run_dir: Path, recipe, resume=False, callbacks=(), verbose=2):
@@ -187,6 +213,9 @@ def _step(k, model, widths, state, out, splits, recipe, mode, settings, callback
     folder = out / f"step{k}"
     if state["steps_done"] >= k:
         return load_model(folder / "best.keras")
+    # every step from the same seed, whatever ran before it in this process (a resumed
+    # compress skips the steps done): its new layers' seeds and the fit's draws repeat
+    keras.utils.set_random_seed(recipe.seed)
     pruned = prune(model, widths=widths, criterion=settings["criterion"])
     pruned.preprocessing = mode
     folder.mkdir(exist_ok=True)
@@ -205,24 +234,60 @@ def _step(k, model, widths, state, out, splits, recipe, mode, settings, callback
     return pruned
 
 
-def _accuracy(model, splits, recipe, mode) -> float:
-    """Top-1 accuracy on the validation split, computed as the run's evaluation does."""
+def held_out(splits) -> tuple:
+    """``(name, dataset, labels)`` of the split that reports: the test split, else the
+    validation split."""
+    if splits.test_labels is not None:
+        return "test", splits.test, splits.test_labels
+    return "validation", splits.val, splits.val_labels
+
+
+def _classes(model, dataset, recipe, mode) -> np.ndarray:
+    """Predicted classes of ``dataset``, computed as the run's evaluation computes them."""
     fast = with_precision(model, inference_precision(recipe), inference=True)
-    predicted = fast.predict(data_lib.eval_pipeline(splits.val, recipe, mode), verbose=0)
-    return float(np.mean(predicted.argmax(-1) == splits.val_labels))
+    predicted = fast.predict(data_lib.eval_pipeline(dataset, recipe, mode), verbose=0)
+    return np.asarray(predicted).argmax(-1)
+
+
+def _write_predictions(path: Path, **arrays):
+    """``arrays`` as an .npz, written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def compared(first, second, which=("after", "after")) -> PairedDifference:
+    """The paired difference of two compress outputs' models on their run's held-out
+    images (from each ``predictions.npz``; ``which``: "before" or "after" of each): first
+    minus second. Both must hold the same images, as two compresses of one run do."""
+    arrays = [np.load(Path(out) / PREDICTIONS) for out in (first, second)]
+    if not np.array_equal(arrays[0]["labels"], arrays[1]["labels"]):
+        raise ValueError("Expected two compress outputs of the same run (the same held-out "
+                         f"images). Received: first={str(first)!r}, second={str(second)!r}")
+    return paired_difference(arrays[0]["labels"], arrays[0][which[0]], arrays[1][which[1]])
 
 
 def _report(run, model, pruned, settings, splits, recipe, mode, out, verbose) -> dict:
-    """Both models scored and exported on the same images; the figures side by side."""
-    representative, sample, labels = data_lib.export_arrays(splits, recipe.seed)
+    """Both models scored and exported on the same images; the figures side by side, the
+    accuracies as a paired difference."""
+    split, dataset, labels = held_out(splits)
+    before, after = _classes(model, dataset, recipe, mode), _classes(pruned, dataset, recipe,
+                                                                     mode)
+    paired = paired_difference(labels, before, after)
+    _write_predictions(out / PREDICTIONS, labels=labels, before=before, after=after)
+    # the exports are checked on the same images, all of them
+    representative, sample, sample_labels = data_lib.export_arrays(
+        splits, recipe.seed, sample=len(labels))
     exports = {}
     for name, which in (("reference_export", model), ("export", pruned)):
         exports[name] = export(which, out / name, ["tflite"], settings["quantize"],
                                preprocessing=mode, class_names=splits.class_names,
                                representative_data=representative, sample=sample,
-                               sample_labels=labels, overwrite=True, verbose=bool(verbose))
+                               sample_labels=sample_labels, overwrite=True,
+                               verbose=bool(verbose))
     names = conv_names(model)
-    before, after = model_cost(model), model_cost(pruned)
+    cost_before, cost_after = model_cost(model), model_cost(pruned)
     widths = {"names": names, "before": list(conv_widths(model)),
               "after": list(conv_widths(pruned))}
     plot_widths(names, widths["before"], widths["after"], out / "widths.png")
@@ -234,13 +299,17 @@ def _report(run, model, pruned, settings, splits, recipe, mode, out, verbose) ->
                      "agreement_before": old["top1_agreement"],
                      "agreement_after": new["top1_agreement"],
                      "max_abs_diff_after": new["max_abs_diff"],
-                     "accuracy_before": old.get("accuracy"), "accuracy_after": new.get("accuracy")})
+                     # each file against its own Keras model on the same images (paired)
+                     "vs_keras_before": old.get("paired_difference"),
+                     "vs_keras_after": new.get("paired_difference")})
     return {"run": str(run), "model": str(out / "best.keras"), **{
                 k: settings[k] for k in ("target", "steps", "epochs", "lr", "criterion")},
             "widths": widths,
-            "params": {"before": before.params, "after": after.params},
-            "flops": {"before": before.flops, "after": after.flops},
-            "accuracy": {"before": _accuracy(model, splits, recipe, mode),
-                         "after": _accuracy(pruned, splits, recipe, mode)},
-            "held_out_images": len(splits.val_labels), "exports": rows}
-
+            "params": {"before": cost_before.params, "after": cost_after.params},
+            "flops": {"before": cost_before.flops, "after": cost_after.flops},
+            "accuracy": {"before": paired.first.value, "after": paired.second.value},
+            "held_out": split, "held_out_images": paired.count,
+            "before_minus_after": paired.to_json(),
+            "accuracy_target": {"max_drop": DROP_MARGIN, "result": paired.judge(DROP_MARGIN),
+                                "verdict": paired.verdict(DROP_MARGIN)},
+            "exports": rows}
