@@ -282,7 +282,7 @@ def served(monkeypatch, folder: Path, wanted):
     table = list(published)
     for variant, include_top, name in wanted:
         record = weights_lib.find_weights(variant, include_top, name)
-        path = write_weights(record, folder)
+        path = write_weights(record, include_top, folder)
         files[record.file_name] = str(path)
         if record.file_hash is not None:
             algorithm = "md5" if record.source == "keras" else "sha256"
@@ -317,9 +317,10 @@ def served_folder(tmp_path) -> Path:
     return tmp_path / "served"
 
 
-def write_weights(record, folder: Path) -> Path:
+def write_weights(record, include_top: bool, folder: Path) -> Path:
     """A file of ``record``'s format and shapes, random weights: Keras's .h5 (as
-    keras.applications saves it), torchvision's .pth, MatConvNet's .mat."""
+    keras.applications saves it), torchvision's .pth, MatConvNet's .mat (for a headless model
+    without the classifier MatConvNet's files also hold: 95M parameters nothing reads)."""
     from test_convert import matconvnet_layers, save_matconvnet, save_state_dict
     from test_convert import torchvision_state_dict
 
@@ -334,6 +335,8 @@ def write_weights(record, folder: Path) -> Path:
         save_state_dict(path, torchvision_state_dict(record.variant, classes=1000))
     else:
         layers = matconvnet_layers(record.variant, record.input_size, classes=1000)
+        if not include_top:
+            layers = layers[:[layer["name"] for layer in layers].index("fc6")]
         save_matconvnet(path, layers, np.array([[[123.68, 116.779, 103.939]]]),
                         [name for _, name in keras_vgg.labels.imagenet_classes()])
     keras.backend.clear_session()
