@@ -24,6 +24,7 @@ from keras_vgg.export import ExportError, add_labels, export, tflite_labels
 from keras_vgg.saving import load_model, record_of
 from keras_vgg.vgg_model import VGGModel
 from keras_vgg.preprocessing import preprocess_input, resize_uint8
+from keras_vgg.stats import paired_difference
 
 NAMES = ["cat", "dog", "fox"]
 TINY = ["x", "y", "z"]
@@ -78,6 +79,20 @@ def image_folder(root, class_names, per_class=6, size=32):
             pixels = rng.integers(0, 256, (size, size, 3))
             pixels[..., c % 3] = 255 - 20 * i  # a little class signal
             write_png(root / name / f"{i}.png", pixels)
+    return root
+
+
+def photo_folder(root, per_class=6, size=32, brightness=1.0):
+    """A folder of class sub-folders of PNGs like the ``photos``: "cat" reddish, "dog"
+    bluish, "fox" purple, each image brighter than the last; ``brightness`` scales them all
+    (1/16: the same scenes as near-black frames). run_dir's model answers "cat" or "dog"
+    on them with clear margins, so a wrong file shows."""
+    rng = np.random.default_rng(7)
+    colours = {"cat": (1, 0, 0), "dog": (0, 0, 1), "fox": (0.5, 0, 0.5)}
+    for name, colour in colours.items():
+        for i in range(per_class):
+            pixels = np.array(colour) * (140 + 20 * i) + rng.integers(0, 40, (size, size, 3))
+            write_png(root / name / f"{i}.png", pixels * brightness)
     return root
 
 
@@ -321,14 +336,23 @@ def test_verification_failure_writes_nothing(tmp_path, monkeypatch, key, formats
     assert entries(tmp_path) == []
 
 
-def test_min_agreement_above_one_writes_nothing(tmp_path):
+@pytest.mark.parametrize("value", [1.01, 95, -0.1, True, "0.9"])
+def test_min_agreement_outside_zero_to_one_is_refused_before_anything(tmp_path, value):
     sample = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
-    with pytest.raises(ExportError) as info:
-        quick(tiny_model(), tmp_path / "bundle", sample=sample, min_agreement=1.01)
-    message = str(info.value)
-    assert message.startswith(f"{FLOAT32} agrees with the Keras model's top-1 on 100.0%")
-    assert "required 101.0%" in message and "nothing was written" in message
+    with pytest.raises(ValueError) as info:
+        quick(tiny_model(), tmp_path / "bundle", sample=sample, min_agreement=value)
+    assert str(info.value) == (
+        "Expected `min_agreement` to be a fraction from 0 to 1 (--min-agreement; default 0.8 "
+        f"for dynamic and int8 files, 0 turns the gate off). Received: min_agreement={value!r}")
     assert entries(tmp_path) == []
+
+
+def test_min_agreement_zero_needs_no_sample(tmp_path):
+    """0 turns the gate off: nothing to judge, so no real images are needed."""
+    report = quick(tiny_model(), tmp_path / "bundle", quantize=["none", "dynamic"],
+                   min_agreement=0)
+    assert [r["agreement_gate"] for r in report["exports"]] == [
+        {"min_agreement": None, "rule": "off", "result": None}] * 2
 
 
 def test_flatbuffer_limit_is_refused_with_advice(tmp_path, monkeypatch):
@@ -453,10 +477,16 @@ def test_random_images_claim_no_agreement(tmp_path, capsys):
     # The float exports keep their numeric gate; the quantised one shows no figure at all.
     assert rows["saved_model"]["max_abs_diff"] <= 1e-5 and rows[FLOAT32]["max_abs_diff"] <= 1e-5
     assert "max_abs_diff" not in rows["model_dynamic.tflite"]
+    # Random images cannot judge the dynamic file's default agreement gate: it says so.
+    assert rows["model_dynamic.tflite"]["agreement_gate"] == {
+        "min_agreement": None, "rule": "random images", "result": None}
     printed = capsys.readouterr().out
-    assert "model_dynamic.tflite: not checked on real images" in printed
+    assert ("model_dynamic.tflite: not checked on real images; agreement gate not judged "
+            "(random images)\n") in printed
     assert "agreement 100" not in printed and "100.0%" not in printed
     assert "Not checked on real images" in printed  # the table's footnote
+    assert ("Top-1 agreement gate (min_agreement): model_dynamic.tflite not judged "
+            "(random images).") in printed
 
 
 def test_open_size_model_exports_at_the_given_size(tmp_path):
@@ -592,7 +622,9 @@ def test_cli_export_rejects_unknown_quantize(run_dir, tmp_path, capsys):
 def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
     from ai_edge_litert.interpreter import Interpreter
 
-    data = image_folder(tmp_path / "data", NAMES)
+    from keras_vgg.export import TFLiteRunner
+
+    data = photo_folder(tmp_path / "data")
     out = tmp_path / "int8"
     code = cli.main(["export", str(run_dir), "--format", "tflite", "--quantize", "int8",
                      "--representative-data", str(data), "-o", str(out)])
@@ -603,21 +635,70 @@ def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
     assert row["io"] == "uint8"
     # The check sample is the folder's validation split: 1 of 6 images per class, labelled.
     assert report["sample"] == {"images": 3, "source": "given", "labels": True}
+    assert row["agreement_gate"] == {"min_agreement": 0.8, "rule": "default",
+                                     "result": "passed"}
     from keras_vgg.finetune.config import Recipe
     from keras_vgg.finetune.data import stratified_split
 
     images, labels = folder_images(data, NAMES)
+    # The file against the Keras model on all 18 images, whose answers are spread ("cat"
+    # on 10, "dog" on 8, each by a margin of 0.11 or more): a wrong file breaks this, as
+    # one calibrated on dark frames does (8 of 18 and max |diff| 0.63, measured).
+    expected = keras_top1(run_dir, images)
+    assert expected.tolist() == [0] * 4 + [1] * 8 + [0] * 6
+    assert np.array_equal(tflite_top1(out / "model_int8.tflite", images), expected)
+    model = keras.saving.load_model(run_dir / "best.keras")
+    probabilities = model.predict(preprocess_input(images, "torch"), verbose=0)
+    int8 = TFLiteRunner(out / "model_int8.tflite")(images)
+    assert np.abs(int8 - probabilities).max() <= 0.03  # measured 0.0089
+
     held_out = stratified_split(labels, Recipe().validation_split, Recipe().seed)[1]
     images, labels = images[held_out], labels[held_out]
     keras_accuracy = np.mean(keras_top1(run_dir, images) == labels)
     assert report["keras"]["accuracy"] == pytest.approx(keras_accuracy)
     assert row["accuracy"] == pytest.approx(
         np.mean(tflite_top1(out / "model_int8.tflite", images) == labels))
+    assert row["paired_difference"] == paired_difference(
+        labels, keras_top1(run_dir, images), tflite_top1(out / "model_int8.tflite", images)
+    ).to_json()
     interpreter = Interpreter(model_path=str(out / "model_int8.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     assert interpreter.get_output_details()[0]["dtype"] == np.uint8
     assert tflite_labels((out / "model_int8.tflite").read_bytes()) == NAMES
     assert "model_int8.tflite" in capsys.readouterr().out
+
+
+def test_cli_refuses_an_int8_file_calibrated_on_dark_frames(run_dir, tmp_path, capsys):
+    """The same scenes as near-black frames calibrate an int8 file that answers "dog" for
+    everything: refused by the default gate with nothing written; --min-agreement sets
+    another threshold, 0 writes it anyway."""
+    data, dark = photo_folder(tmp_path / "data"), photo_folder(tmp_path / "dark", brightness=1 / 16)
+    out = tmp_path / "o"
+    argv = ["export", str(run_dir), "--format", "tflite", "--quantize", "none", "int8",
+            "--representative-data", str(dark), "--sample-data", str(data), "-o", str(out)]
+    refusal = ("keras-vgg export: model_int8.tflite agrees with the Keras model's top-1 on "
+               "44.4% of the sample (10 of 18 images changed answer; required {}) and "
+               "differs from it by 0.63 (more than 0.05: not near ties); nothing was written. "
+               "An int8 file this far from its Keras model was usually calibrated on images "
+               "unlike the sample: check `representative_data` (--representative-data). To "
+               "write it anyway, pass a lower `min_agreement` (--min-agreement), or 0 to turn "
+               "the gate off.\n")
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == refusal.format(
+        "80.0%: the default min_agreement for dynamic and int8 files")
+    assert entries(tmp_path) == ["dark", "data"]  # not even a hidden temporary folder
+    assert cli.main(argv + ["--min-agreement", "0.5"]) == 2
+    assert capsys.readouterr().err == refusal.format("50.0%: min_agreement=0.5")
+    assert entries(tmp_path) == ["dark", "data"]
+
+    assert cli.main(argv + ["--min-agreement", "0"]) == 0
+    rows = {r["quantize"]: r for r in json.loads((out / "export_report.json").read_text())[
+        "exports"]}
+    assert rows["int8"]["agreement_gate"] == {"min_agreement": None, "rule": "off",
+                                              "result": None}
+    assert (rows["int8"]["changed"], rows["none"]["changed"]) == (10, 0)
+    assert "model_int8.tflite: max |diff| 0.63, top-1 agreement 44.4%; agreement gate off " \
+        "(min_agreement=0)" in capsys.readouterr().out
 
 
 # Regression: --sample-data DIR checked on the folder's 20% validation split only (12 of 60).

@@ -14,10 +14,12 @@ so the caller never needs to know the weights' mode:
   ``labels.txt``.
 
 Each export is run against the Keras model on a sample of real images (max abs
-difference, top-1 agreement, accuracy when labels are given, size, median latency per
-image). With no sample, 16 random images only gate SavedModel, float32 and float16 on
-their max abs difference; no agreement is claimed and each row says
-``"checked_on": "random images"``. The bundle is built in a temporary folder, moved into
+difference, top-1 agreement, accuracy and its paired difference with Keras's when labels
+are given, size, median latency per image). Dynamic and int8 files must agree with the
+Keras model's top-1 on ``MIN_AGREEMENT`` (80%) of the sample unless ``min_agreement``
+says otherwise (0 turns the gate off). With no sample, 16 random images only gate
+SavedModel, float32 and float16 on their max abs difference; no agreement is claimed or
+gated and each row says ``"checked_on": "random images"``. The bundle is built in a temporary folder, moved into
 place only when every file is written and passed its check. ``export_report.json``
 holds the figures. A model built under a mixed-precision policy is exported as float32
 (its float32 weights), whatever the global policy.
@@ -50,6 +52,8 @@ from keras_vgg.export.formats import (
     FORMATS,
     INT8_IO,
     LOW_PRECISION,
+    MIN_AGREEMENT,
+    NEAR_TIE,
     QUANTIZE,
     RANDOM_IMAGES,
     REPORT,
@@ -74,8 +78,9 @@ from keras_vgg.export.report import format_report
 from keras_vgg.export.bundle import export
 
 __all__ = [
-    "CALIBRATION_IMAGES", "FLATBUFFER_LIMIT", "FORMATS", "INT8_IO", "LOW_PRECISION", "QUANTIZE",
-    "RANDOM_IMAGES", "REPORT", "TFLITE_FILES", "TOLERANCE", "ExportError", "KerasRunner",
+    "CALIBRATION_IMAGES", "FLATBUFFER_LIMIT", "FORMATS", "INT8_IO", "LOW_PRECISION",
+    "MIN_AGREEMENT", "NEAR_TIE", "QUANTIZE", "RANDOM_IMAGES", "REPORT", "TFLITE_FILES", "TOLERANCE",
+    "ExportError", "KerasRunner",
     "Prediction", "SavedModelRunner", "TFLiteRunner", "add_labels", "compare",
     "converter_settings", "export", "float32_model", "float32_policy", "format_report",
     "image_paths", "load_predictor", "median_ms", "predict", "read_image", "serving_model",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import os
 import platform
 import secrets
@@ -31,10 +32,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vgg.export.checks import as_images, check_row, supported_figures, compare
+from keras_vgg.export.checks import (
+    agreement_gate,
+    as_images,
+    check_row,
+    compare,
+    supported_figures,
+)
 from keras_vgg.export.formats import (
     FORMATS,
     INT8_IO,
+    MIN_AGREEMENT,
     QUANTIZE,
     RANDOM_IMAGES,
     REPORT,
@@ -47,10 +55,11 @@ from keras_vgg.export.runners import KerasRunner, SavedModelRunner, TFLiteRunner
 from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
-from keras_vgg._helpers import recorded
+from keras_vgg._helpers import expected, recorded
 from keras_vgg.pruning import conv_widths, model_cost
 from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
+from keras_vgg.stats import accuracy_of, paired_difference
 
 
 @float32_policy()
@@ -90,16 +99,22 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
         sample: uint8 RGB held-out images to check against. Without them, 16 random
             images gate SavedModel, float32 and float16 on their max abs difference only,
             and no agreement is claimed (``"checked_on": "random images"``).
-        sample_labels: their labels, to report accuracy.
+        sample_labels: their labels, to report accuracy: each file's paired difference
+            with the Keras model (``keras_vgg.stats.paired_difference``).
         int8_io: ``"uint8"`` or ``"int8"`` input and output of the int8 model.
-        min_agreement: refuse an export whose top-1 agreement with Keras on ``sample``
-            is lower (needs ``sample``).
+        min_agreement: refuse a file whose top-1 agreement with Keras on ``sample`` is
+            lower, and write nothing. Default (None): ``MIN_AGREEMENT`` (0.8) for dynamic
+            and int8 files when ``sample`` is given (random images cannot judge it). A
+            fraction from 0 to 1 gates every file (needs ``sample``); 0 turns it off. A
+            file within ``NEAR_TIE`` (0.05) of every Keras probability passes: each answer
+            it changed was a near tie of the Keras model.
         precision: what the SavedModel computes in: ``"float32"``, ``"bfloat16"``,
             ``"float16"`` or ``"auto"`` (this machine's fastest, see ``keras_vgg.precision``);
             checked against the float32 Keras model. TFLite files are float32 or quantized.
     """
     check_backend("export")
     targets = _targets(formats, quantize, int8_io)
+    _check_min_agreement(min_agreement)
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
@@ -121,7 +136,8 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
     reference = keras_run(sample)
     keras_figures = {"latency_ms": median_ms(keras_run, sample[0], latency_repeats)}
     if labels is not None:
-        keras_figures["accuracy"] = float(np.mean(reference.argmax(-1) == labels))
+        scored = accuracy_of(labels, reference.argmax(-1))
+        keras_figures.update(accuracy=scored.value, accuracy_with_ci=scored.to_json())
     report = _report(model, size, preprocessing, len(class_names), keras_figures,
                      {"images": len(sample), "source": source, "labels": labels is not None})
     write = functools.partial(
@@ -146,6 +162,17 @@ def _targets(formats, quantize, int8_io):
     return targets + ([("tflite", q) for q in quantize] if "tflite" in formats else [])
 
 
+def _check_min_agreement(min_agreement):
+    """A ValueError unless ``min_agreement`` is None or a fraction from 0 to 1."""
+    if min_agreement is None:
+        return
+    if isinstance(min_agreement, bool) or not isinstance(min_agreement, numbers.Real) or \
+            not 0 <= min_agreement <= 1:
+        raise expected(f"`min_agreement` to be a fraction from 0 to 1 (--min-agreement; "
+                       f"default {MIN_AGREEMENT} for dynamic and int8 files, 0 turns the "
+                       f"gate off)", min_agreement=min_agreement)
+
+
 def _class_names(class_names, classes):
     names = [str(name) for name in (range(classes) if class_names is None else class_names)]
     if len(names) != classes:
@@ -157,7 +184,7 @@ def _class_names(class_names, classes):
 def _sample(sample, sample_labels, size, min_agreement):
     """``(images, labels or None, source)``: the given images at ``size``, or random ones."""
     if sample is None:
-        if min_agreement is not None or sample_labels is not None:
+        if min_agreement or sample_labels is not None:
             raise ValueError("Expected `sample` (real held-out images) with `min_agreement` "
                              "or `sample_labels`: agreement and accuracy on random images "
                              "mean nothing. Received: sample=None")
@@ -214,12 +241,17 @@ def _write_and_check(serving, folder, target, *, precision, class_names, represe
            "seconds": round(time.perf_counter() - started, 1),
            "checked_on": "real images" if real else "random images",
            "latency_ms": median_ms(run, sample[0], repeats)}
-    row.update(supported_figures(compare(reference, run(sample), labels), row, real))
+    outputs = run(sample)
+    row.update(supported_figures(compare(reference, outputs, labels), row, real))
+    if real and labels is not None:  # Keras first: the difference is the file's drop
+        row["paired_difference"] = paired_difference(
+            labels, reference.argmax(-1), outputs.argmax(-1)).to_json()
     if ops is not None:
         row["ops"] = ops
         if q == "int8":
             row["io"] = int8_io
-    check_row(row, min_agreement)
+    gate = agreement_gate(q, min_agreement, real)
+    row["agreement_gate"] = {**gate.to_json(), "result": check_row(row, gate, len(sample))}
     return row
 
 

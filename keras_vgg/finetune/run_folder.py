@@ -119,8 +119,11 @@ def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing
 
     Args:
         model: a run folder or a ``.keras`` file.
-        out, formats, quantize, image_size, int8_io, min_agreement, precision, overwrite,
-            verbose: as ``keras_vgg.export.export``.
+        out, formats, quantize, image_size, int8_io, precision, overwrite, verbose: as
+            ``keras_vgg.export.export``.
+        min_agreement: as ``keras_vgg.export.export``: by default (None) dynamic and int8
+            files must agree with Keras's top-1 on 80% of the sample images (the run's
+            held-out split, or ``sample_data``); a fraction gates every file; 0 turns it off.
         preprocessing: the weights' mode; default what the model records.
         representative_data: a folder or ``tfds:NAME`` of training images to calibrate int8;
             default the run's training split.
@@ -145,7 +148,7 @@ def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing
     size = _square_size(loaded, image_size)
     data = _export_data(Path(model), size, representative_data, sample_data)
     representative, sample, labels, data_names = data
-    if min_agreement is not None and sample is None:
+    if min_agreement and sample is None:  # 0 (the gate off) needs no images
         raise ValueError("Expected `sample_data` (--sample-data DIR|tfds:NAME, real images) "
                          "with `min_agreement`: top-1 agreement on random images means "
                          f"nothing. Received: min_agreement={min_agreement} and no images to "
