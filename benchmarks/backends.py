@@ -95,7 +95,8 @@ def run_worker(backend: str, argv) -> dict:
     output's tail."""
     env = dict(os.environ, KERAS_BACKEND=backend)
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", *argv],
-                          env=env, capture_output=True, text=True, cwd=common.ROOT)
+                          env=env, capture_output=True, text=True, cwd=common.ROOT,
+                          timeout=common.CHILD_TIMEOUT_S)
     for line in done.stdout.splitlines():
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])

@@ -15,6 +15,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
+# The longest a benchmark's child process may run (the slowest, a data-scale child at 16k
+# photos, takes a few minutes): a hung child fails the benchmark instead of hanging it.
+CHILD_TIMEOUT_S = 3600
 
 
 @dataclass

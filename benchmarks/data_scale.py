@@ -217,7 +217,8 @@ def run_child(*args) -> dict:
     ``peak_mb``."""
     argv = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, os.path.abspath(__file__),
             *map(str, args)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          timeout=common.CHILD_TIMEOUT_S)
     lines = done.stdout.strip().splitlines()
     if done.returncode or len(lines) < 2 or json.loads(lines[-1])["status"]:
         raise RuntimeError(f"child {args} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")

@@ -54,7 +54,8 @@ def peak_of(variant, size, batch) -> dict:
     """Runs one child; its printed peaks plus ``peak``: its ru_maxrss from os.wait4."""
     argv = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, os.path.abspath(__file__),
             "--child", variant, "--size", str(size), "--batch", str(batch)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                          timeout=common.CHILD_TIMEOUT_S)
     lines = done.stdout.strip().splitlines()
     launched = json.loads(lines[-1]) if lines else {"status": done.returncode}
     if done.returncode or launched["status"]:
