@@ -213,8 +213,11 @@ def test_a_folder_written_as_tfrecords_trains_the_same_images(tmp_path):
     out = tmp_path / "records"
     direct = decode_once(load_data(recipe(root)))
     via = decode_once(load_data(recipe(root, tfrecords=str(out))))
+    index = tfrecords_lib.read_index(out)
+    shard_name = f"images-{index['generation']}-00000-of-00001.tfrecord"  # the set's own names
+    assert index["fingerprint"].startswith(index["generation"])
     assert sorted(p.name for p in out.iterdir()) == [
-        "images-00000-of-00001.tfrecord", "tfrecords.json"]  # no temporary file left
+        shard_name, "tfrecords.json"]  # no temporary file left
     assert via.class_names == direct.class_names
     assert via.report["train_counts"] == direct.report["train_counts"]
     assert via.report["skipped"] == direct.report["skipped"]  # the same file, the same reason
@@ -223,7 +226,7 @@ def test_a_folder_written_as_tfrecords_trains_the_same_images(tmp_path):
         return sorted(x.tobytes() for x, _ in splits.train.as_numpy_iterator())
 
     assert images(via) == images(direct)
-    shard = out / "images-00000-of-00001.tfrecord"
+    shard = out / shard_name
     written = shard.stat().st_mtime_ns
     again = decode_once(load_data(recipe(out)))  # data= the TFRecords folder itself
     assert images(again) == images(direct) and shard.stat().st_mtime_ns == written
@@ -233,6 +236,10 @@ def test_a_folder_written_as_tfrecords_trains_the_same_images(tmp_path):
     (root / "a" / "new.jpg").write_bytes(jpeg_bytes(99))  # changed folder: written again
     grown = decode_once(load_data(recipe(root, tfrecords=str(out))))
     assert sum(grown.report["train_counts"]) + sum(grown.report["val_counts"]) == 8
+    regrown = tfrecords_lib.read_index(out)  # a new set, under new names; the old one gone
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"images-{regrown['generation']}-00000-of-00001.tfrecord", "tfrecords.json"]
+    assert regrown["generation"] != index["generation"]
 
 
 def test_tfrecords_refuses_a_folder_of_other_files_and_tfds(tmp_path):

@@ -15,9 +15,10 @@ usable classes are left.
 
 ``cache: auto`` keeps the decoded images in memory when they fit a share of the RAM, else on
 disk in the run folder (:func:`choose_cache`). Under several workers each one reads and
-decodes only its own share (``shard``, :func:`worker_share`). A folder can be written once as
-sharded TFRecords (the recipe's ``tfrecords``, :mod:`keras_vgg.finetune.tfrecords`) and read
-from there, on local disk or a bucket.
+decodes only its own share (``shard``, :func:`worker_share`), padded to the size of the
+largest with weight 0 (each image counted once, every worker as many steps). A folder can
+be written once as sharded TFRecords (the recipe's ``tfrecords``,
+:mod:`keras_vgg.finetune.tfrecords`) and read from there, on local disk or a bucket.
 
 Example:
     >>> import tempfile
@@ -233,10 +234,32 @@ def _decode_rgb(path):
 
 def worker_share(indices, worker, workers, seed):
     """The ``worker``-th of ``workers`` disjoint shares of ``indices`` that together cover
-    them: a seeded permutation dealt round-robin (sizes differ by at most one), sorted."""
+    them: a seeded permutation dealt round-robin (sizes differ by at most one, the largest
+    :func:`share_size`), sorted."""
     indices = np.asarray(indices, dtype=int)
     order = np.random.default_rng([int(seed), 18]).permutation(len(indices))
     return np.sort(indices[order[worker::workers]])
+
+
+def share_size(count, workers) -> int:
+    """The elements every worker's share of a ``count``-image split holds, padding included:
+    the largest share's images, the same on every worker (each computes it from the listing
+    alone, so no worker waits for another's decode)."""
+    return -(-int(count) // int(workers))
+
+
+def _even(ds, labels, size, shard):
+    """A split's (image, label) ``ds`` and its ``labels`` as :class:`Splits` holds them, and
+    its padding: as they are on one worker (``size`` None); under several, (image, label,
+    weight) padded up to ``size`` elements by repeating its first images with weight 0."""
+    if size is None:
+        return ds, labels, 0
+    pad = int(size) - len(labels)
+    weighted = ds.map(lambda x, y: (x, y, tf.constant(1.0)))
+    if pad:
+        weighted = weighted.concatenate(
+            ds.repeat().take(pad).map(lambda x, y: (x, y, tf.constant(0.0))))
+    return _per_worker(weighted, shard), np.concatenate([labels, np.resize(labels, pad)]), pad
 
 
 def _decoded(encoded_ds, image_size):
@@ -263,6 +286,17 @@ def per_worker(ds, splits):
     return _per_worker(ds, splits.shard)
 
 
+def feature_dataset(splits, split, features) -> tf.data.Dataset:
+    """``features`` (a row per element of ``split``, such as the base's outputs) with the
+    split's labels, as :class:`Splits` holds the split: (features, label), or (features,
+    label, weight) for a worker's padded share, marked as this worker's."""
+    labels = getattr(splits, f"{split}_labels")
+    if splits.shard is None:
+        return tf.data.Dataset.from_tensor_slices((features, labels))
+    return per_worker(tf.data.Dataset.from_tensor_slices(
+        (features, labels, splits.weights(split))), splits)
+
+
 def folder_test_share(recipe) -> float:
     """The share of a folder held out for test: ``test_split`` (a fraction for folders and
     the built-in data; a tfds split name means nothing here), 0 with ``test_data``."""
@@ -284,22 +318,24 @@ def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, enc
         first = np.setdiff1d(np.arange(len(labels)), test_idx)
         train_idx, val_idx = (first[i] for i in stratified_split(
             labels[first], recipe.validation_split, recipe.seed))
-    all_train = labels[train_idx]
+    all_train, sizes = labels[train_idx], {}
     if shard is not None:
+        # Every worker must run the same number of steps (a collective waits for all): each
+        # split's share is padded up to the largest one (_even), the padding weighted 0.
         worker, workers = shard
         shares = {}
         for split, indices in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
-            share = worker_share(indices, worker, workers, recipe.seed)
-            # Every worker must run the same number of steps (a collective waits for all):
-            # a share one image short repeats its first image.
-            pad = -(-len(indices) // workers) - len(share)
-            shares[split] = (share, np.concatenate([share, share[:pad]]) if pad else share, pad)
-        (_, train_idx, _), (_, val_idx, _), (_, test_idx, _) = (
-            shares["train"], shares["val"], shares["test"])
+            if 0 < len(indices) < workers:
+                raise expected(f"at least one image of each split for each of the {workers} "
+                               f"workers", **{f"{split}_images": len(indices)})
+            shares[split] = worker_share(indices, worker, workers, recipe.seed)
+            sizes[split] = share_size(len(indices), workers)
+        train_idx, val_idx, test_idx = shares["train"], shares["val"], shares["test"]
         report["worker_share"] = {
             "worker": worker, "workers": workers, "seed": recipe.seed,
-            **{split: [source[i] for i in share] for split, (share, _, _) in shares.items()},
-            "repeated": {split: int(pad) for split, (_, _, pad) in shares.items()}}
+            **{split: [source[i] for i in share] for split, share in shares.items()},
+            "size": sizes,
+            "padding": {split: sizes[split] - len(share) for split, share in shares.items()}}
     if len(train_idx) > shuffle_buffer(recipe.image_size):
         # More images than the shuffle holds: decode (and cache) them in a seeded random
         # order, so that the buffer does not see one class at a time.
@@ -310,17 +346,19 @@ def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, enc
     report["cache"] = dict(choice=choice, reason=reason, **figures)
     if verbose:
         print(f"Cache: {choice} ({reason}).", flush=True)
-    pending, datasets = {}, {}
+    pending, datasets, split_labels, padding = {}, {}, {}, {}
     named = (("train", train_idx), ("val", val_idx)) + ((("test", test_idx),) if len(test_idx)
                                                          else ())
     for split, indices in named:
         indexed = _cached(_decoded(encoded(indices), recipe.image_size), choice, cache_dir,
                           split)
-        pending[split] = dict(indexed=indexed, indices=indices, encoded=encoded)
-        datasets[split] = _per_worker(indexed.map(lambda x, y, i: (x, y)), shard)
-    splits = _splits(datasets["train"], datasets["val"], class_names, labels[train_idx],
-                     labels[val_idx], report, datasets.get("test"),
-                     labels[test_idx] if len(test_idx) else None)
+        pending[split] = dict(indexed=indexed, indices=indices, encoded=encoded,
+                              size=sizes.get(split))
+        datasets[split], split_labels[split], padding[split] = _even(
+            indexed.map(lambda x, y, i: (x, y)), labels[indices], sizes.get(split), shard)
+    splits = _splits(datasets["train"], datasets["val"], class_names, split_labels["train"],
+                     split_labels["val"], report, datasets.get("test"),
+                     split_labels.get("test"), padding)
     splits.cache, splits.shard, splits.all_train_labels = choice, shard, all_train
     splits.pending = dict(pending, source=source, labels=labels, image_size=recipe.image_size)
     return splits
@@ -358,8 +396,12 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
         ds = indexed.map(lambda x, y, i: (x, y))
         if splits.cache != "none":
             ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
-        setattr(splits, split, _per_worker(ds, splits.shard))
-        setattr(splits, f"{split}_labels", labels[kept] if len(kept) else labels[:0])
+        ds, split_labels, splits.padding[split] = _even(
+            ds, labels[kept] if len(kept) else labels[:0], step["size"], splits.shard)
+        setattr(splits, split, ds)
+        setattr(splits, f"{split}_labels", split_labels)
+        if splits.shard is not None:  # a file that failed to decode is padded for too
+            splits.report["worker_share"]["padding"][split] = splits.padding[split]
     seconds = time.perf_counter() - started
     splits.report["skipped"] += [{"file": source[i], "reason": UNDECODABLE} for i in failed]
     splits.report["decode"] = {"images": total, "failed": len(failed),
@@ -371,7 +413,7 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
               + (f"; {len(failed)} failed to decode and are skipped (data_report.json)"
                  if failed else "") + ".", flush=True)
     _splits(splits.train, splits.val, splits.class_names, splits.train_labels,
-            splits.val_labels, splits.report, splits.test, splits.test_labels)
+            splits.val_labels, splits.report, splits.test, splits.test_labels, splits.padding)
     return splits
 
 
@@ -661,7 +703,8 @@ def _load_files(root, recipe, cache_dir, shard, budget, verbose) -> Splits:
         return load_tfrecords(root, recipe, cache_dir, shard, budget, verbose)
     if recipe.tfrecords:
         scan = scan_folder(root, verbose=verbose)
-        tfrecords.write_tfrecords(scan, root, recipe.tfrecords, verbose=verbose)
+        tfrecords.write_tfrecords(scan, root, recipe.tfrecords, seed=recipe.seed,
+                                  verbose=verbose)
         splits = load_tfrecords(recipe.tfrecords, recipe, cache_dir, shard, budget, verbose)
         splits.report["source"] = str(root)
         splits.report["tfrecords"] = recipe.tfrecords
@@ -682,21 +725,23 @@ def load_tfrecords(path, recipe, cache_dir=None, shard=None, budget=None, verbos
 
 
 def _splits(train, val, class_names, train_labels, val_labels, report, test=None,
-            test_labels=None) -> Splits:
-    if len(train_labels) == 0 or len(val_labels) == 0 or (
-            test_labels is not None and len(test_labels) == 0):
-        test_count = "" if test_labels is None else f", {len(test_labels)} for test"
+            test_labels=None, padding=None) -> Splits:
+    """:class:`Splits`, checked (images in every split) and counted in ``report`` (each
+    image once: the padding of a worker's share left out)."""
+    splits = Splits(train, val, list(class_names), train_labels, val_labels, report,
+                    test=test, test_labels=test_labels, padding=dict(padding or {}))
+    counted = {split: splits.counted(split) for split in splits.present()}
+    if any(len(labels) == 0 for labels in counted.values()):
+        test_count = "" if test_labels is None else f", {len(counted['test'])} for test"
         raise ValueError(
-            f"Expected images in every split. Received: {len(train_labels)} for training, "
-            f"{len(val_labels)} for validation{test_count} (from {report['source']})."
+            f"Expected images in every split. Received: {len(counted['train'])} for "
+            f"training, {len(counted['val'])} for validation{test_count} (from "
+            f"{report['source']})."
         )
     report["classes"] = list(class_names)
-    report["train_counts"] = np.bincount(train_labels, minlength=len(class_names)).tolist()
-    report["val_counts"] = np.bincount(val_labels, minlength=len(class_names)).tolist()
-    if test_labels is not None:
-        report["test_counts"] = np.bincount(test_labels, minlength=len(class_names)).tolist()
-    return Splits(train, val, list(class_names), train_labels, val_labels, report, test=test,
-                  test_labels=test_labels)
+    for split, labels in counted.items():
+        report[f"{split}_counts"] = np.bincount(labels, minlength=len(class_names)).tolist()
+    return splits
 
 
 class EpochSeed(keras.callbacks.Callback):
@@ -748,8 +793,8 @@ def shuffle_batch(ds, recipe, epoch: EpochSeed | None = None, augment=None):
             recipe.batch_size, drop_remainder=drop)
         if augment is None:
             return batches
-        return batches.enumerate().map(
-            lambda i, xy: (augment(xy[0], tf.stack([seed, i])), xy[1]), tf.data.AUTOTUNE)
+        return batches.enumerate().map(  # (images, labels[, weights])
+            lambda i, xy: (augment(xy[0], tf.stack([seed, i])), *xy[1:]), tf.data.AUTOTUNE)
 
     batches = tf.data.Dataset.range(1).flat_map(one_epoch)
     if count >= 0:  # flat_map forgets the length; fit's progress bar and steps need it
@@ -779,14 +824,14 @@ def train_pipeline(ds, recipe, mode, augment=True, epoch: EpochSeed | None = Non
     augmenting = augmentation(recipe.augment, recipe.augment_factor) if augment else None
     preprocess = as_preprocessing(mode)
     return shuffle_batch(ds, recipe, epoch, augmenting).map(
-        lambda x, y: (preprocess(x), y), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        lambda x, y, *w: (preprocess(x), y, *w), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_pipeline(ds, recipe, mode):
-    """Batched and preprocessed, in order."""
+    """Batched and preprocessed, in order; a weight (a worker's padded share) kept."""
     preprocess = as_preprocessing(mode)
     return ds.batch(recipe.batch_size, drop_remainder=sharded()).map(
-        lambda x, y: (preprocess(x), y), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        lambda x, y, *w: (preprocess(x), y, *w), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 SHUFFLE_IMAGES = 4096  # the shuffle window, in images...
@@ -812,8 +857,9 @@ def sharded() -> bool:
 def export_arrays(splits: Splits, seed=0, calibration=200, sample=1000):
     """``(representative, sample, sample_labels)`` as uint8 arrays for an export: a shuffled
     share of the training split to calibrate int8, and the test split (else the validation
-    split) to check on."""
-    train = [x.numpy() for x, _ in splits.train.shuffle(10_000, seed=seed).take(calibration)]
-    held_out = splits.val if splits.test is None else splits.test
-    pairs = [(x.numpy(), int(y)) for x, y in held_out.take(sample)]
+    split) to check on (its own images: a worker's padding left out)."""
+    train = [x.numpy() for x, *_ in splits.train.shuffle(10_000, seed=seed).take(calibration)]
+    held = "val" if splits.test is None else "test"
+    held_out = getattr(splits, held).take(min(sample, len(splits.counted(held))))
+    pairs = [(x.numpy(), int(y)) for x, y, *_ in held_out]
     return np.stack(train), np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])

@@ -228,7 +228,11 @@ def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight,
     ``accuracy`` unweighted (``metrics``, not ``weighted_metrics``), validation unweighted;
     the epochs draw the seeded shuffles ``fit`` draws; the callbacks get ``fit``'s hooks
     (train, epoch, batch, test) and logs, and an epoch restored by BackupAndRestore is where
-    it starts."""
+    it starts.
+
+    Batches of (x, y, weight) (a worker's share padded to the others' size, the padding
+    weighted 0) count each sample by its weight: the loss is divided by the batch's total
+    weight, and the padding counts in no figure."""
     train_step, val_step = _steps(model, strategy, class_weight)
     train_data = _distribute(strategy, train, batch_size)
     val_data = None if val is None else _distribute(strategy, val, batch_size)
@@ -256,8 +260,9 @@ def _loop_fit(model, train, val, epochs, initial_epoch, callbacks, class_weight,
 
 
 def _steps(model, strategy, class_weight):
-    """The compiled train and validation steps: each returns the batch's sums
-    (class-weighted loss, correct, samples), reduced over the replicas."""
+    """The compiled train and validation steps on (x, y[, weight]): each returns the batch's
+    sums (class-weighted loss, correct, samples), each sample counted by its weight (1 when
+    there is none), reduced over the replicas."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="none")
     optimizer = model.optimizer
     with strategy.scope():
@@ -265,8 +270,8 @@ def _steps(model, strategy, class_weight):
     weights = None if class_weight is None else tf.constant(
         [class_weight[i] for i in range(len(class_weight))], "float32")
 
-    def sums(x, y, training):
-        """(class-weighted loss, correct, samples), summed over the batch."""
+    def sums(x, y, sample_weight, training):
+        """(class-weighted loss, correct, samples), summed over the batch by weight."""
         probabilities = model(x, training=training)
         y = tf.cast(tf.reshape(y, [-1]), "int32")
         losses = loss_fn(y, probabilities)
@@ -274,25 +279,31 @@ def _steps(model, strategy, class_weight):
             losses *= tf.cast(tf.gather(weights, y), losses.dtype)
         correct = tf.cast(tf.equal(tf.argmax(probabilities, -1, output_type="int32"), y),
                           losses.dtype)
-        return tf.reduce_sum(losses), tf.reduce_sum(correct), tf.cast(tf.size(y), losses.dtype)
+        if sample_weight is None:
+            return (tf.reduce_sum(losses), tf.reduce_sum(correct),
+                    tf.cast(tf.size(y), losses.dtype))
+        w = tf.cast(tf.reshape(sample_weight, [-1]), losses.dtype)
+        return tf.reduce_sum(losses * w), tf.reduce_sum(correct * w), tf.reduce_sum(w)
 
-    def train_replica(x, y):
+    def train_replica(x, y, sample_weight=None):
         with tf.GradientTape() as tape:
-            totals = sums(x, y, training=True)
+            totals = sums(x, y, sample_weight, training=True)
             global_count = tf.distribute.get_replica_context().all_reduce("SUM", totals[2])
-            scaled = optimizer.scale_loss(totals[0] / global_count)
+            # a loss of 0, not NaN, for a step of padding alone (weight 0 on every worker)
+            scaled = optimizer.scale_loss(totals[0] / tf.maximum(global_count, 1.0))
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(gradients, model.trainable_variables)
         return totals
 
     def reduced(step):
         @tf.function
-        def run(x, y):
-            per_replica = strategy.run(step, args=(x, y))
+        def run(*batch):
+            per_replica = strategy.run(step, args=batch)
             return [strategy.reduce("SUM", value, axis=None) for value in per_replica]
         return run
 
-    return reduced(train_replica), reduced(lambda x, y: sums(x, y, training=False))
+    return reduced(train_replica), reduced(
+        lambda x, y, sample_weight=None: sums(x, y, sample_weight, training=False))
 
 
 def _results(totals, prefix=""):
@@ -303,9 +314,9 @@ def _results(totals, prefix=""):
 def _train_epoch(model, train_data, train_step, callback_list, steps):
     """One epoch with fit's batch hooks; returns its logs and the epoch's step count."""
     totals, step = np.zeros(3), -1
-    for step, (x, y) in enumerate(train_data):
+    for step, batch in enumerate(train_data):  # (x, y[, weight])
         callback_list.on_train_batch_begin(step)
-        totals += [float(v) for v in train_step(x, y)]
+        totals += [float(v) for v in train_step(*batch)]
         callback_list.on_train_batch_end(step, _results(totals))
         if model.stop_training:
             break
@@ -325,9 +336,9 @@ def _evaluate(model, val_data, val_step, callback_list):
     model.stop_evaluating = False
     callback_list.on_test_begin()
     totals = np.zeros(3)
-    for step, (x, y) in enumerate(val_data):
+    for step, batch in enumerate(val_data):  # (x, y[, weight])
         callback_list.on_test_batch_begin(step)
-        totals += [float(v) for v in val_step(x, y)]
+        totals += [float(v) for v in val_step(*batch)]
         callback_list.on_test_batch_end(step, _results(totals))
         if model.stop_evaluating:
             break

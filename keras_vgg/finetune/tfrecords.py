@@ -5,11 +5,14 @@ local path, or any path ``tf.io.gfile`` reads, such as ``gs://bucket/photos`` or
 ``s3://...`` with tensorflow-io) where the usable images of ``data`` are written once, as
 their encoded bytes (no decoding, no resizing), in a seeded shuffled order across shards of
 about 64 MB, with an index (``tfrecords.json``: classes, labels, source paths, shards). A later
-run of the same unchanged folder reuses them; ``data`` may also name such a folder directly,
-so the same recipe runs where only the TFRecords are.
+run of the same unchanged folder, seed and shard size reuses them; ``data`` may also name such
+a folder directly, so the same recipe runs where only the TFRecords are.
 
-Every file is written to a temporary name and renamed into place, the index last: a reader
-never sees half a set.
+A set's files are named by its generation (the start of its :func:`fingerprint`), and an
+index names only its own generation's files. A rewrite writes the new shards beside the old
+set (each to a temporary name, renamed into place), then moves the new index over the old one
+(the one switch), then removes the old set's files: a reader sees the old set or the new one,
+never a mix.
 
 Example:
     >>> import tempfile
@@ -28,6 +31,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import re
 import uuid
 
 import keras
@@ -39,6 +43,10 @@ from keras_vgg._helpers import expected
 INDEX = "tfrecords.json"
 VERSION = 1
 SHARD_BYTES = 64 * 2**20  # about this many encoded bytes a shard
+GENERATION_CHARS = 12  # the fingerprint's first characters name a set's files
+# What this module writes: a set's shards and temporary files (another worker writing the same
+# set at the same time, or a write cut short, leaves them before any index is there).
+_WRITTEN = re.compile(r"images-[^/]*\.tfrecord|\.(images-[^/]*|tfrecords\.json)\.[0-9a-f]+\.tmp")
 PROGRESS_FROM = 1000  # images to write before a progress bar is worth showing
 
 
@@ -68,10 +76,12 @@ def read_index(path) -> dict:
     return index
 
 
-def fingerprint(scan) -> str:
-    """What a TFRecords set was written from: every usable and skipped file's path, size and
-    mtime (a changed, added or removed file changes it)."""
+def fingerprint(scan, root, seed=0, shard_bytes=SHARD_BYTES) -> str:
+    """What a TFRecords set was written from and how: the folder ``root``, every usable and
+    skipped file's path, size and mtime (a changed, added or removed file changes it), the
+    seed that orders the records and the shard size."""
     digest = hashlib.sha1()
+    digest.update(f"{root}\0seed={int(seed)}\0shard_bytes={int(shard_bytes)}\n".encode())
     for path in sorted(list(scan.files) + [p for p, _ in scan.skipped]):
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
@@ -81,18 +91,21 @@ def fingerprint(scan) -> str:
 def write_tfrecords(scan, root, out, seed=0, shard_bytes=SHARD_BYTES, workers=None,
                     verbose=0) -> dict:
     """The usable images of ``scan`` (of the folder ``root``) written under ``out`` as
-    sharded TFRecords with their index; returns the index. Nothing is written when ``out``
-    already holds the set of this unchanged folder; a folder holding anything else is
-    refused (``tfrecords`` names a new folder or one this function wrote)."""
+    sharded TFRecords, in the order ``seed`` draws, with their index; returns the index.
+    Nothing is written when ``out`` already holds this set (the same :func:`fingerprint`:
+    an unchanged folder, the same seed and shard size); another set there is replaced as
+    the module docstring says; a folder holding anything else is refused (``tfrecords``
+    names a new folder or one this function wrote)."""
     out, root = str(out), os.path.realpath(root)
     print_ = print if verbose else (lambda *a, **k: None)
-    stamp = fingerprint(scan)
+    stamp = fingerprint(scan, root, seed, shard_bytes)
     old = read_index(out) if is_tfrecords(out) else None
-    if old is not None and old.get("fingerprint") == stamp and old.get("source") == root:
+    if old is not None and old.get("fingerprint") == stamp:
         print_(f"TFRecords: {out} holds this folder already ({len(old['labels']):,} images).",
                flush=True)
         return old
-    if old is None and tf.io.gfile.exists(out) and tf.io.gfile.listdir(out):
+    if old is None and tf.io.gfile.exists(out) and not all(
+            _WRITTEN.fullmatch(name) for name in tf.io.gfile.listdir(out)):
         raise expected("`tfrecords` to name a new folder, or one keras_vgg wrote TFRecords in",
                        tfrecords=f"{out} (holds other files)")
     tf.io.gfile.makedirs(out)
@@ -104,10 +117,10 @@ def write_tfrecords(scan, root, out, seed=0, shard_bytes=SHARD_BYTES, workers=No
     bar = keras.utils.Progbar(len(files), unit_name="image") if (
         verbose and len(files) >= PROGRESS_FROM) else None
     print_(f"TFRecords: writing {len(files):,} images to {out} ({count} shard(s)).", flush=True)
-    shards = []
+    shards, generation = [], stamp[:GENERATION_CHARS]
     with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for n in range(count):
-            name = f"images-{n:05d}-of-{count:05d}.tfrecord"
+        for n in range(count):  # new names: the old index, still in force, names none of them
+            name = f"images-{generation}-{n:05d}-of-{count:05d}.tfrecord"
             tmp = _join(out, f".{name}.{uuid.uuid4().hex}.tmp")
             chunk = order[bounds[n]:bounds[n + 1]]
             with tf.io.TFRecordWriter(tmp) as writer:
@@ -118,6 +131,7 @@ def write_tfrecords(scan, root, out, seed=0, shard_bytes=SHARD_BYTES, workers=No
             tf.io.gfile.rename(tmp, _join(out, name), overwrite=True)
             shards.append({"file": name, "count": int(len(chunk))})
     index = {"version": VERSION, "source": root, "fingerprint": stamp,
+             "generation": generation, "seed": int(seed), "shard_bytes": int(shard_bytes),
              "class_names": list(scan.class_names), "files": files, "labels": labels,
              "shards": shards,
              "skipped": [{"file": f, "reason": r} for f, r in scan.skipped],
@@ -126,9 +140,12 @@ def write_tfrecords(scan, root, out, seed=0, shard_bytes=SHARD_BYTES, workers=No
     tmp = _join(out, f".{INDEX}.{uuid.uuid4().hex}.tmp")
     with tf.io.gfile.GFile(tmp, "w") as f:
         f.write(json.dumps(index))
-    tf.io.gfile.rename(tmp, _join(out, INDEX), overwrite=True)
+    tf.io.gfile.rename(tmp, _join(out, INDEX), overwrite=True)  # the switch
     for stale in {s["file"] for s in (old or {}).get("shards", [])} - {s["file"] for s in shards}:
-        tf.io.gfile.remove(_join(out, stale))
+        try:
+            tf.io.gfile.remove(_join(out, stale))
+        except tf.errors.NotFoundError:  # removed already (another worker's write)
+            pass
     return index
 
 

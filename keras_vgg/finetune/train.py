@@ -235,11 +235,13 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=(), strategy=None) 
 
 
 def _predicted(model, splits, split, recipe, mode, strategy=None):
-    """(labels, predicted classes) of ``split`` ("val" or "test"), every worker's share
-    combined when the data is sharded."""
+    """(labels, predicted classes) of ``split`` ("val" or "test"), each image once: a
+    worker's padding (the end of its share) left out, every worker's share combined when
+    the data is sharded."""
     probabilities = model.predict(
         data_lib.eval_pipeline(getattr(splits, split), recipe, mode), verbose=0)
-    labels, predicted = getattr(splits, f"{split}_labels"), probabilities.argmax(-1)
+    labels = splits.counted(split)
+    predicted = probabilities.argmax(-1)[:len(labels)]
     if splits.shard is None:
         return labels, predicted
     k = len(splits.class_names)
