@@ -16,7 +16,6 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
@@ -102,12 +101,11 @@ def _phase_data(recipe, splits, mode, model, run_dir, use_cache, epoch, verbose=
     if use_cache:
         with distribute.one_device():
             features = cached_features(model, splits, recipe, mode, run_dir, verbose)
-        train = data_lib.shuffle_batch(data_lib.per_worker(
-            tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels)),
-            splits), recipe, epoch)
-        val = data_lib.per_worker(tf.data.Dataset.from_tensor_slices(
-            (features["val"], splits.val_labels)), splits).batch(
-                recipe.batch_size, drop_remainder=data_lib.sharded())
+        # (features, label[, weight]): a worker's padding weighted 0, as in the image pipelines
+        train = data_lib.shuffle_batch(
+            data_lib.feature_dataset(splits, "train", features["train"]), recipe, epoch)
+        val = data_lib.feature_dataset(splits, "val", features["val"]).batch(
+            recipe.batch_size, drop_remainder=data_lib.sharded())
         return train, val
     return (data_lib.train_pipeline(splits.train, recipe, mode, epoch=epoch),
             data_lib.eval_pipeline(splits.val, recipe, mode))
