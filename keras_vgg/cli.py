@@ -213,10 +213,11 @@ def add_export_parsers(commands):
         description="Export a .keras model (or a run folder's best.keras) into the folder "
         "given by -o/--output, check every file against the Keras model and write export_report.json. "
         "A run folder brings its own data: the training split calibrates int8 and the "
-        "validation split is the check sample. Without real images to check on, only "
-        "SavedModel, float32 and float16 are checked (max |diff| on random images) and "
-        "the report says 'not checked on real images'; on real images, dynamic and int8 "
-        "files must also agree with Keras's top-1 on --min-agreement of them.")
+        "test split (else the validation split) is the check sample. Without real images "
+        "to check on, only SavedModel, float32 and float16 are checked (max |diff| on "
+        "random images) and the report says 'not checked on real images'; on real images, "
+        "dynamic and int8 files must also agree with Keras's top-1 on --min-agreement of "
+        "them.")
     export.add_argument("model", help="a run folder or a .keras file")
     export.add_argument("-o", "--output", required=True, help="the export folder to create")
     export.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS),
@@ -227,8 +228,8 @@ def add_export_parsers(commands):
                         help="training images to calibrate int8 (default: the run's data)")
     export.add_argument("--sample-data", metavar="DIR|tfds:NAME",
                         help="labelled images to check on, all of them (up to "
-                        f"{SAMPLE_IMAGES}; default: the run's validation split, else the "
-                        "representative data's)")
+                        f"{SAMPLE_IMAGES}; default: the run's test split, else its "
+                        "validation split, else the representative data's)")
     export.add_argument("--preprocessing", choices=MODES,
                         help="the weights' mode (default: what the run recorded)")
     export.add_argument("--image-size", type=int, help="needed only for open-size models")

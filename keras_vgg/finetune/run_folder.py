@@ -128,8 +128,8 @@ def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing
         representative_data: a folder or ``tfds:NAME`` of training images to calibrate int8;
             default the run's training split.
         sample_data: a folder or ``tfds:NAME`` of labelled images to check on, all of them
-            (up to 1000); default the run's validation split, else the representative
-            data's.
+            (up to 1000); default the run's test split (else its validation split), else
+            the representative data's validation split.
 
     Returns:
         The export report.
