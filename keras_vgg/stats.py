@@ -162,7 +162,10 @@ def _newcombe(a: int, b: int, c: int, d: int) -> tuple[float, float]:
     l1, u1 = wilson_interval(a + b, n)
     l2, u2 = wilson_interval(a + c, n)
     margins = (a + b) * (c + d) * (a + c) * (b + d)
-    phi = (a * d - b * c) / math.sqrt(margins) if margins else 0.0
+    # Newcombe's corrected phi: without the n/2, a table with no discordant pair (b = c = 0)
+    # and a = d gives phi = 1 and an interval of width 0.
+    concordance = max(a * d - b * c - n / 2, 0) if a * d > b * c else a * d - b * c
+    phi = concordance / math.sqrt(margins) if margins else 0.0
     delta = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     epsilon = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2)
                             + (p2 - l2) ** 2))

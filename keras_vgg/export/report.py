@@ -20,7 +20,7 @@ Example:
     model_int8.tflite     0.50   0.250        0.04        90.0%     80.0%      0.50
     Sample: 10 given images at 32x32; latency is the median per image (batch 1) on 2 CPU cores.
     Keras on the sample: 90.0% (9/10 images; 95% CI 59.6%-98.2%).
-    model_int8.tflite drop vs Keras: +10.0 points (95% CI -13.4 to +36.2) on 10 images; 1
+    model_int8.tflite drop vs Keras: +10.0 points (95% CI -20.2 to +40.0) on 10 images; 1
     changed answer (1 right only before, 0 right only after)
     Top-1 agreement gate (min_agreement): model_int8.tflite >= 80.0% (default), passed.
 """

@@ -854,7 +854,7 @@ def sharded() -> bool:
     return distribution is not None and distribution.device_mesh.devices.size > 1
 
 
-def export_arrays(splits: Splits, seed=0, calibration=200, sample=1000):
+def export_arrays(splits: Splits, seed=0, calibration=200, sample=2000):
     """``(representative, sample, sample_labels)`` as uint8 arrays for an export: a shuffled
     share of the training split to calibrate int8, and the test split (else the validation
     split) to check on (its own images: a worker's padding left out)."""

@@ -108,7 +108,7 @@ def write_json(path, value):
     os.replace(tmp, path)
 
 
-SAMPLE_IMAGES = 1000  # the most sample_data images an export is checked on
+SAMPLE_IMAGES = 2000  # the most held-out or sample_data images an export is checked on
 
 
 def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
@@ -128,7 +128,7 @@ def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing
         representative_data: a folder or ``tfds:NAME`` of training images to calibrate int8;
             default the run's training split.
         sample_data: a folder or ``tfds:NAME`` of labelled images to check on, all of them
-            (up to 1000); default the run's test split (else its validation split), else
+            (up to SAMPLE_IMAGES); default the run's test split (else its validation split), else
             the representative data's validation split.
 
     Returns:
