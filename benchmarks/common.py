@@ -92,6 +92,9 @@ def command(script: str, args: argparse.Namespace, arg_parser: argparse.Argument
         if value is None or value is False or (isinstance(value, list) and value == default):
             continue
         flag = "--" + key.replace("_", "-")
+        if value is True:  # a store_true flag given
+            parts.append(flag)
+            continue
         values = value if isinstance(value, (list, tuple)) else [value]
         parts.append(" ".join([flag, *map(str, values)]))
     return " ".join(parts)
