@@ -61,6 +61,11 @@ class Accuracy:
         return {"accuracy": round(self.value, 6), "correct": self.correct,
                 "count": self.count, "ci95": [round(self.low, 6), round(self.high, 6)]}
 
+    @classmethod
+    def from_json(cls, figures: dict) -> "Accuracy":
+        """A :meth:`to_json` record (metrics.json, a report) back as an Accuracy."""
+        return cls(figures["correct"], figures["count"], *figures["ci95"])
+
     def __str__(self) -> str:
         return (f"{self.value:.1%} ({self.correct:,}/{self.count:,} images; 95% CI "
                 f"{self.low:.1%}-{self.high:.1%})")
@@ -125,6 +130,14 @@ class PairedDifference:
             values[key] = round(values[key], 6)
         values["ci95"] = [values.pop("low"), values.pop("high")]
         return values
+
+    @classmethod
+    def from_json(cls, figures: dict) -> "PairedDifference":
+        """A :meth:`to_json` record back as a PairedDifference."""
+        values = dict(figures)
+        low, high = values.pop("ci95")
+        return cls(**{**values, "first": Accuracy.from_json(values["first"]),
+                      "second": Accuracy.from_json(values["second"]), "low": low, "high": high})
 
     def __str__(self) -> str:
         return (f"{self.difference * 100:+.1f} points (95% CI {self.low * 100:+.1f} to "

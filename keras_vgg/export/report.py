@@ -60,10 +60,12 @@ def format_report(report) -> str:
         lines.append("Not checked on real images: max |diff| on random images is a sanity "
                      "check only; give sample images (--sample-data DIR) for agreement.")
     if "accuracy_with_ci" in keras_row:
-        lines.append(f"Keras on the sample: {_accuracy(keras_row['accuracy_with_ci'])}.")
+        keras_figure = Accuracy.from_json(keras_row["accuracy_with_ci"])
+        lines.append(f"Keras on the sample: {keras_figure}.")
     for r in report["exports"]:
         if "paired_difference" in r:
-            lines.append(f"{r['file']} drop vs Keras: {_paired(r['paired_difference'])}")
+            drop = PairedDifference.from_json(r["paired_difference"])
+            lines.append(f"{r['file']} drop vs Keras: {drop}")
     gates = [f"{r['file']} {_gate(r['agreement_gate'])}" for r in report["exports"]
              if _gated(r.get("agreement_gate"))]
     if gates:
@@ -73,20 +75,6 @@ def format_report(report) -> str:
 
 def _pct(value):
     return "" if value is None else f"{value:.1%}"
-
-
-def _accuracy(figures) -> Accuracy:
-    """An ``Accuracy.to_json()`` back as an Accuracy (its str has the count and interval)."""
-    return Accuracy(figures["correct"], figures["count"], *figures["ci95"])
-
-
-def _paired(figures) -> PairedDifference:
-    """A ``PairedDifference.to_json()`` back as a PairedDifference."""
-    values = dict(figures)
-    low, high = values.pop("ci95")
-    return PairedDifference(**{**values, "first": _accuracy(values["first"]),
-                               "second": _accuracy(values["second"]), "low": low,
-                               "high": high})
 
 
 def _gated(gate) -> bool:
