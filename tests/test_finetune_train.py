@@ -16,7 +16,7 @@ import pytest
 from keras_vgg.finetune import Recipe, finetune, load_recipe
 from keras_vgg.finetune.builtin import make_shapes
 from keras_vgg.finetune.model import build_finetune_model, freeze
-from keras_vgg.finetune.report import read_log
+from keras_vgg.finetune.report import format_run, read_log
 from keras_vgg.finetune.phase import class_weights
 from keras_vgg.finetune.train import preprocessing_mode
 from keras_vgg.stats import accuracy
@@ -258,9 +258,18 @@ def test_early_stopping_is_reported_with_the_best_epoch(tmp_path):
     EarlyStopping (patience 1) ends phase 1 after epoch 2 of 4, and the run says so."""
     recipe = tiny(phase1_epochs=4, phase2_epochs=0, phase1_lr=1e-12, augment=[],
                   early_stopping_patience=1)
-    final = finetune(recipe, run_dir=tmp_path / "run", verbose=0).metrics["final"]
+    result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
+    final = result.metrics["final"]
     assert (final["best_epoch"], final["epochs_run"], final["epochs_planned"]) == (1, 2, 4)
     assert final["stopped_early"] == ["phase1"]
+    # No test split: the figure is the validation split's, and the console says it is biased.
+    assert final["test"] is None and final["reported"] == "validation"
+    validation = accuracy(final["validation"]["correct"], final["validation"]["count"])
+    assert format_run(result).splitlines()[:2] == [
+        f"Validation accuracy {validation} (best.keras, from epoch 1 of 2; early stopping ended "
+        f"phase1) in {result.metrics['seconds']:.0f} s, head trained on cached features",
+        "No test split: the same images chose the epoch, so this figure is biased upwards (set "
+        "test_split or test_data)."]
 
 
 # -- interruption and resume ------------------------------------------------------------------

@@ -113,15 +113,15 @@ def format_run(result) -> str:
     chose = (f"best.keras, from epoch {final['best_epoch']} of {final['epochs_run']}"
              + (f"; early stopping ended {' and '.join(stopped)}" if stopped else "")
              + f"; validation {validation}")
+    cached = ", head trained on cached features" if result.feature_cache else ""
     if final.get("test"):
         test = accuracy(final["test"]["correct"], final["test"]["count"])
-        lines = [f"Test accuracy {test} ({chose}) in {result.metrics['seconds']:.0f} s"]
+        lines = [f"Test accuracy {test} ({chose}) in {result.metrics['seconds']:.0f} s{cached}"]
     else:
         lines = [f"Validation accuracy {validation} ({chose.rsplit('; validation', 1)[0]}) in "
-                 f"{result.metrics['seconds']:.0f} s. No test split: the same images chose the "
-                 "epoch, so the figure is biased upwards (set test_split or test_data)"]
-    if result.feature_cache:
-        lines[0] += ", head trained on cached features"
+                 f"{result.metrics['seconds']:.0f} s{cached}",
+                 "No test split: the same images chose the epoch, so this figure is biased "
+                 "upwards (set test_split or test_data)."]
     report = json.loads((result.run_dir / "data_report.json").read_text())
     counts = [f"skipped {len(report['skipped'])} file(s)" if report["skipped"] else "",
               f"converted {len(report['converted'])} to RGB" if report["converted"] else "",
