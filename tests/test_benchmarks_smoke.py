@@ -211,26 +211,46 @@ def test_smoke_fold_bn(tmp_path):
 
 
 def test_smoke_compress(tmp_path):
-    """The built-in run at its tiniest, compressed to a quarter of its FLOPs: the table holds
-    both models' figures and every target; run_all keeps the section verbatim."""
+    """The built-in run at its tiniest, compressed to a quarter of its FLOPs without
+    fine-tuning (--quick): the table holds both models' figures and every target; the
+    control (every filter kept, no epoch) is the run's own model, so it differs from the
+    pruned one exactly as the run does, image by image; run_all keeps the section verbatim."""
     import compress
 
     section = compress.main(["--quick"])
     report = section.extra
     assert report["flops"]["before"] / report["flops"]["after"] >= 3.9  # planned: 0.25 kept
     assert report["params"]["after"] < report["params"]["before"]
-    assert 0 <= report["control_accuracy"] <= 1
+    assert (report["held_out"], report["held_out_images"], report["epochs"]) == ("test", 15, 0)
+    own, control = report["before_minus_after"], report["control_minus_pruned"]
+    assert control == own  # the same 15 test images, the same two sets of answers
+    correct = own["first"]["correct"]
+    assert report["control_accuracy"] == report["accuracy"]["before"] == correct / 15
+    assert report["accuracy"]["after"] == own["second"]["correct"] / 15
+    assert own["first"]["correct"] - own["second"]["correct"] == \
+        own["only_first"] - own["only_second"]
+    assert own["only_first"] + own["only_second"] <= own["changed"] <= 15
     assert [row["quantize"] for row in report["exports"]] == ["none", "int8"]
     for row in report["exports"]:
         assert row["size_after"] < row["size_before"]
         for key in (k for k in row if k.startswith("ms_")):
             assert all(math.isfinite(ms) and ms > 0 for ms in row[key]), (key, row)
-    assert [t.name for t in section.targets] == ["pruned FLOPs", "held-out accuracy",
+    assert [t.name for t in section.targets] == ["pruned FLOPs", "test accuracy",
                                                 "int8 file", "int8 latency",
                                                 "int8 latency at 64x64"]
+    # the 1-point target judged on the paired interval: met, missed, or undecided (then
+    # the reading says the 15 images are too few), the same for the run and the control
+    from keras_vgg.stats import PairedDifference
+
+    judged = PairedDifference.from_json(own).judge(0.01)
+    accuracy = section.targets[1]
+    assert accuracy.met == (judged == "met")
+    assert accuracy.reading.startswith(f"{judged}: vs the run, ") or judged == "met"
+    assert accuracy.reading.count("15 images are too few to tell") == 2 * (judged == "undecided")
     for before, after in report["large"]["ms"].values():  # the same weights rebuilt at 64
         assert all(math.isfinite(ms) and ms > 0 for ms in (before, after))
-    assert "| held-out accuracy, both fine-tuned as long |" in section.body
+    assert "| test accuracy, both fine-tuned as long |" in section.body
+    assert "Accuracy: both models on the same 15 test images, paired." in section.body
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\n{section.markdown()}\n## Next\n")
     assert run_all.kept_section(run_all.COMPRESS_TITLE, doc) == section.markdown()

@@ -26,6 +26,7 @@ TINY = ["phase1_epochs=0", "phase2_epochs=1", "builtin_images_per_class=8",
 # the compress of the tiny run that two tests read: two steps of two epochs (a kill in the
 # second epoch of step 2 then resumes from a backup, after a step already done)
 ARGS = dict(flops=0.3, steps=2, epochs=2, quantize=["none", "int8"], verbose=0)
+RESUMED = {**ARGS, "quantize": ["none"]}  # the weights do not depend on the exports
 
 
 class KillInFit(keras.callbacks.Callback):
@@ -47,6 +48,24 @@ class KillInFit(keras.callbacks.Callback):
             raise KeyboardInterrupt("killed")
 
 
+class LastWeights(keras.callbacks.Callback):
+    """Each fit's weights at the end of its last epoch, whichever epoch best.keras keeps.
+    (Taken there, not at the fit's end: EarlyStopping(restore_best_weights=True) sets the
+    best epoch's weights back at every fit's end, and a resumed fit's EarlyStopping knows
+    only the epochs it ran. compress reads each step's best.keras, so that is not its
+    result.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.fits = []
+
+    def on_train_begin(self, logs=None):
+        self.fits.append(None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fits[-1] = [np.array(w) for w in self.model.weights]
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """8 images per class (4 train, 1 validation, 3 test), batches of 8: 3 steps an epoch."""
@@ -58,11 +77,13 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def compressed(tiny_run, tmp_path_factory):
-    """``(out, report)``: the tiny run compressed with ``ARGS``, never interrupted."""
+    """``(out, report, last)``: the tiny run compressed with ``ARGS``, never interrupted;
+    ``last``: each step's weights at the end of its fit."""
     out = tmp_path_factory.mktemp("compressed") / "small"
-    report = compress(tiny_run, out, **ARGS)
+    last = LastWeights()
+    report = compress(tiny_run, out, callbacks=[last], **ARGS)
     keras.backend.clear_session()
-    return out, report
+    return out, report, last.fits
 
 
 def fresh_classes(run, model_path, split="test"):
@@ -90,7 +111,7 @@ def assert_paired_counts_add_up(figures):
 
 
 def test_compress_prunes_fine_tunes_exports_and_reports(tiny_run, compressed):
-    out, report = compressed
+    out, report, _ = compressed
     original = keras_vgg.load_model(tiny_run)
     small = keras_vgg.load_model(out / "best.keras")
     assert list(small.widths) == report["widths"]["after"] == list(
@@ -153,24 +174,30 @@ def test_a_killed_compress_resumes_to_the_weights_of_one_never_killed(tiny_run, 
                                                                       tmp_path):
     """Killed in step 2 at batch 1 of its second epoch: the resumed compress reads step 1
     back, restores step 2's epoch-0 backup, runs epoch 1 from its first batch, and ends
-    with the same weights, to the bit, as the compress never killed."""
+    with the same weights, to the bit, as the compress never killed: step 2's last epoch
+    and every best.keras."""
     out = tmp_path / "small"
+    last = LastWeights()
     with pytest.raises(KeyboardInterrupt):
-        compress(tiny_run, out, callbacks=[KillInFit(fit=2, epoch=1, batch=1)], **ARGS)
+        compress(tiny_run, out, callbacks=[KillInFit(fit=2, epoch=1, batch=1)], **RESUMED)
     state = json.loads((out / "state.json").read_text())
     assert state["steps_done"] == 1 and not state["complete"]
     backup = json.loads((out / "step2" / "backup" / "phase2" / "training_metadata.json")
                         .read_text())
     assert backup["epoch"] == 1  # saved at the end of epoch 0, the one completed
     with pytest.raises(ValueError, match=r"`out` \(-o/--output\) not to exist"):
-        compress(tiny_run, out, **ARGS)
+        compress(tiny_run, out, **RESUMED)
     with pytest.raises(ValueError, match=r"keeps its settings"):
-        compress(tiny_run, out, resume=True, **{**ARGS, "flops": 0.4})
-    report = compress(tiny_run, out, resume=True, **ARGS)
+        compress(tiny_run, out, resume=True, **{**RESUMED, "flops": 0.4})
+    report = compress(tiny_run, out, resume=True, callbacks=[last], **RESUMED)
     log = (out / "step2" / "training_log.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in log[1:]] == [0, 1]  # epoch 0 not run twice
     assert json.loads((out / "state.json").read_text())["complete"]
-    reference, expected = compressed
+    reference, expected, uninterrupted_fits = compressed
+    (resumed_fit,) = last.fits  # step 2 only: step 1 was read back
+    assert len(resumed_fit) == len(uninterrupted_fits[1])
+    for a, b in zip(resumed_fit, uninterrupted_fits[1]):
+        np.testing.assert_array_equal(a, b)
     for name in ("step1/best.keras", "best.keras"):
         resumed = keras_vgg.load_model(out / name).weights
         uninterrupted = keras_vgg.load_model(reference / name).weights
@@ -181,7 +208,7 @@ def test_a_killed_compress_resumes_to_the_weights_of_one_never_killed(tiny_run, 
     for key in ("widths", "accuracy", "before_minus_after", "accuracy_target"):
         assert report[key] == expected[key], key
     with pytest.raises(ValueError, match="complete; there is nothing to resume"):
-        compress(tiny_run, out, resume=True, **ARGS)
+        compress(tiny_run, out, resume=True, **RESUMED)
 
 
 def test_bad_input_is_a_clear_error_and_writes_nothing(tiny_run, tmp_path):

@@ -235,18 +235,18 @@ def _step(k, model, widths, state, out, splits, recipe, mode, settings, callback
 
 
 def held_out(splits) -> tuple:
-    """``(name, dataset, labels)`` of the split that reports: the test split, else the
-    validation split."""
-    if splits.test_labels is not None:
-        return "test", splits.test, splits.test_labels
-    return "validation", splits.val, splits.val_labels
+    """``(split, name)`` of the split that reports: ``("test", "test")``, else
+    ``("val", "validation")``."""
+    return ("test", "test") if splits.test_labels is not None else ("val", "validation")
 
 
-def _classes(model, dataset, recipe, mode) -> np.ndarray:
-    """Predicted classes of ``dataset``, computed as the run's evaluation computes them."""
+def _classes(model, splits, split, recipe, mode) -> np.ndarray:
+    """Predicted classes of ``split``'s own images (padding left out), computed as the run's
+    evaluation computes them."""
     fast = with_precision(model, inference_precision(recipe), inference=True)
-    predicted = fast.predict(data_lib.eval_pipeline(dataset, recipe, mode), verbose=0)
-    return np.asarray(predicted).argmax(-1)
+    predicted = fast.predict(data_lib.eval_pipeline(getattr(splits, split), recipe, mode),
+                             verbose=0)
+    return np.asarray(predicted).argmax(-1)[:len(splits.counted(split))]
 
 
 def _write_predictions(path: Path, **arrays):
@@ -271,9 +271,10 @@ def compared(first, second, which=("after", "after")) -> PairedDifference:
 def _report(run, model, pruned, settings, splits, recipe, mode, out, verbose) -> dict:
     """Both models scored and exported on the same images; the figures side by side, the
     accuracies as a paired difference."""
-    split, dataset, labels = held_out(splits)
-    before, after = _classes(model, dataset, recipe, mode), _classes(pruned, dataset, recipe,
-                                                                     mode)
+    split, split_name = held_out(splits)
+    labels = splits.counted(split)
+    before = _classes(model, splits, split, recipe, mode)
+    after = _classes(pruned, splits, split, recipe, mode)
     paired = paired_difference(labels, before, after)
     _write_predictions(out / PREDICTIONS, labels=labels, before=before, after=after)
     # the exports are checked on the same images, all of them
@@ -308,7 +309,7 @@ def _report(run, model, pruned, settings, splits, recipe, mode, out, verbose) ->
             "params": {"before": cost_before.params, "after": cost_after.params},
             "flops": {"before": cost_before.flops, "after": cost_after.flops},
             "accuracy": {"before": paired.first.value, "after": paired.second.value},
-            "held_out": split, "held_out_images": paired.count,
+            "held_out": split_name, "held_out_images": paired.count,
             "before_minus_after": paired.to_json(),
             "accuracy_target": {"max_drop": DROP_MARGIN, "result": paired.judge(DROP_MARGIN),
                                 "verdict": paired.verdict(DROP_MARGIN)},
