@@ -69,19 +69,23 @@ def _figures(run):
 
 
 def test_fine_tune_resumed_after_a_kill_ends_as_an_uninterrupted_run(tmp_path):
-    """Both phases with augmentation, dropout, class weights and a kill in phase 2, then
-    --resume: the same weights and figures as a run never killed (data order, augmentation
-    and dropout come from (seed, epoch); BackupAndRestore restores the weights)."""
+    """Both phases with augmentation, dropout, class weights, early stopping and rate
+    reduction, and a kill in phase 2, then --resume: the same epochs, weights and figures as a
+    run never killed (data order, augmentation and dropout come from (seed, epoch);
+    BackupAndRestore restores the weights and optimizer; the callbacks' counters replay the
+    log)."""
     from tests.test_finetune_train import Interrupt
 
-    recipe = tiny(phase2_epochs=2, builtin_images_per_class=6, test_split=0.34)
+    recipe = tiny(phase2_epochs=4, builtin_images_per_class=6, test_split=0.34,
+                  early_stopping_patience=2, reduce_lr_patience=1)
     whole = finetune(recipe, run_dir=tmp_path / "whole", verbose=0)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         finetune(recipe, run_dir=run, callbacks=[Interrupt(2, 1)], verbose=0)
     assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1]
     result = finetune(None, run_dir=run, resume=True, verbose=0)
-    assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1, 2]
+    epochs = [row["epoch"] for row in read_log(run / "training_log.csv")]
+    assert epochs == [row["epoch"] for row in read_log(whole.run_dir / "training_log.csv")]
     resumed, uninterrupted = (keras.saving.load_model(r.best_model) for r in (result, whole))
     final_weights = [_weights(model) for model in (resumed, uninterrupted)]
     for model, r in zip((resumed, uninterrupted), (result, whole)):

@@ -361,8 +361,10 @@ def test_kill_nine_in_phase_two_then_resume_ends_with_an_uninterrupted_runs_weig
     """Three processes: a run never killed; the same run killed with SIGKILL in phase 2's
     second epoch; `keras-vgg finetune --resume` of the killed one. The resumed run ends with
     the same weights (max abs diff 0) and the same metrics.json as the uninterrupted one."""
-    recipe = tiny(phase2_epochs=2, builtin_images_per_class=6, test_split=0.34,
-                  augment=["flip", "rotation"]).to_dict()
+    # Early stopping and learning-rate reduction on: their counters must survive the kill too.
+    recipe = tiny(phase2_epochs=4, builtin_images_per_class=6, test_split=0.34,
+                  augment=["flip", "rotation"], early_stopping_patience=2,
+                  reduce_lr_patience=1).to_dict()
 
     def run(run_dir, kill_at):
         return subprocess.run([sys.executable, "-c", KILLED_RUN, str(run_dir), json.dumps(recipe),
@@ -373,6 +375,9 @@ def test_kill_nine_in_phase_two_then_resume_ends_with_an_uninterrupted_runs_weig
     assert run(whole, [-1, -1]).returncode == 0
     assert run(killed, [2, 1]).returncode == -signal.SIGKILL
     assert [row["epoch"] for row in read_log(killed / "training_log.csv")] == [0, 1]
+    # Early stopping ended phase 2 at epoch 3 of 4, counting epoch 1 from before the kill.
+    assert _figures(whole)["final"]["stopped_early"] == ["phase2"]
+    assert [row["epoch"] for row in read_log(whole / "training_log.csv")] == [0, 1, 2, 3]
     resumed = subprocess.run([sys.executable, "-m", "keras_vgg.cli", "finetune", "--resume",
                               "--run-dir", str(killed)], capture_output=True, text=True,
                              timeout=PROCESS_TIMEOUT)

@@ -54,23 +54,53 @@ class _CheckpointFullModel(keras.callbacks.ModelCheckpoint):
         super().set_model(self._full_model)
 
 
-def _callbacks(recipe, run_dir, model, phase, best_so_far):
+class _ReplayLoggedEpochs(keras.callbacks.Callback):
+    """On a resumed phase, feeds ``callbacks`` (EarlyStopping, ReduceLROnPlateau) the epochs
+    the killed process logged, so that they wait, reduce and stop as in an uninterrupted run:
+    BackupAndRestore restores the weights and the optimizer (its learning rate included), not
+    these callbacks' counters. It goes after BackupAndRestore, which tells the epoch
+    restored."""
+
+    def __init__(self, log, first_epoch, callbacks):
+        super().__init__()
+        self.log, self.first_epoch, self.callbacks = log, first_epoch, callbacks
+
+    def on_train_begin(self, logs=None):
+        restored = self.model._initial_epoch  # set by BackupAndRestore when it restored
+        if not restored or not self.callbacks:
+            return
+        optimizer = self.model.optimizer
+        rate = keras.ops.convert_to_numpy(optimizer.learning_rate)  # restored already
+        for row in read_log(self.log):
+            if self.first_epoch <= row["epoch"] < restored:
+                for callback in self.callbacks:
+                    callback.on_epoch_end(row["epoch"], dict(row))
+        optimizer.learning_rate = rate  # a replayed reduction happened before the backup
+        self.model.stop_training = False
+
+
+def _callbacks(recipe, run_dir, model, phase, best_so_far, first_epoch):
     checkpoint = _CheckpointFullModel(
         model, str(run_dir / "best.keras"), monitor="val_accuracy", mode="max",
         save_best_only=True, initial_value_threshold=best_so_far,
     )
     callbacks = [checkpoint, keras.callbacks.CSVLogger(str(run_dir / "training_log.csv"),
                                                        append=True)]
+    # Counters a resumed phase replays from the log. EarlyStopping does not restore the best
+    # weights: best.keras holds them, and the next phase starts from this one's last epoch,
+    # which BackupAndRestore can give back exactly after a kill.
+    counted = []
     if recipe.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=recipe.early_stopping_patience,
-            restore_best_weights=True))
+        counted.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=recipe.early_stopping_patience))
     if recipe.reduce_lr_patience:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+        counted.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.2, patience=recipe.reduce_lr_patience, min_lr=1e-7))
+    callbacks += counted
     if recipe.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
     callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)))
+    callbacks.append(_ReplayLoggedEpochs(run_dir / "training_log.csv", first_epoch, counted))
     return checkpoint, callbacks
 
 
@@ -137,11 +167,12 @@ def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), 
                        jit_compile=recipe.jit_compile)
     epoch = data_lib.EpochSeed(recipe.seed)
     train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache, epoch, verbose)
-    checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase, _best_so_far(run_dir))
+    start = state["epoch"]
+    checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase,
+                                             _best_so_far(run_dir), start)
     phase_callbacks.insert(0, epoch)
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
-    start = state["epoch"]
     history = distribute.fit(
         target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
         class_weight=class_weights(recipe, _all_train_labels(splits), len(splits.class_names)),
