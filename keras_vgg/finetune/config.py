@@ -7,9 +7,9 @@ package ``keras_vgg._recipes``), are named by their stem (``"builtin"``,
 
 Example:
     >>> from keras_vgg.finetune.config import load_recipe
-    >>> recipe = load_recipe("builtin", ["batch_size=16", "phase2_epochs=0"])
+    >>> recipe = load_recipe("builtin", ["batch_size=16", "phase2_epochs=3"])
     >>> recipe.model, recipe.batch_size, recipe.phase2_epochs
-    ('vgg11_bn', 16, 0)
+    ('vgg11_bn', 16, 3)
 """
 
 from __future__ import annotations
