@@ -446,9 +446,9 @@ def add_compress_parser(commands):
                           help="pruning steps, each followed by fine-tuning (default 1: "
                           "one-shot)")
     compress.add_argument("--epochs", type=int, help="fine-tune epochs per step (default: the "
-                          "run's phase2_epochs)")
+                          "run's compress_epochs, 5 unless its recipe says)")
     compress.add_argument("--lr", type=float, help="their learning rate (default: the run's "
-                          "phase2_lr)")
+                          "compress_lr, 1e-4 unless its recipe says)")
     compress.add_argument("--criterion", choices=CRITERIA, default="auto",
                           help="filter ranking (auto: BN scale where there is BN, else L1)")
     compress.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none", "int8"],
