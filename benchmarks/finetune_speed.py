@@ -197,8 +197,11 @@ def main(argv=None) -> common.Section:
                             help="recipe overrides, as keras-vgg finetune takes them")
     arg_parser.add_argument("--repeats", type=common.positive_int, default=5)
     args = arg_parser.parse_args(argv)
+    # The builtin recipe trains from scratch with no head-only phase; the feature cache
+    # needs one, so it gets the 2 head epochs it had before (the overrides may change them).
+    head_phase = ["phase1_epochs=2"] if args.config == "builtin" else []
     try:
-        recipe = load_recipe(args.config, args.set)
+        recipe = load_recipe(args.config, head_phase + args.set)
         cache_recipe(recipe)
     except ValueError as error:
         arg_parser.error(str(error))

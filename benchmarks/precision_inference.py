@@ -77,7 +77,8 @@ def cache_clocks(size, per_class):
     from keras_vgg.finetune.train import preprocessing_mode
 
     recipe = load_recipe("builtin", [f"image_size={size}", "model=vgg16", "weights=none",
-                                     f"builtin_images_per_class={per_class}", "augment=none"])
+                                     f"builtin_images_per_class={per_class}", "augment=none",
+                                     "test_split=0"])  # the cache holds train and val only
     splits = data_lib.load_data(recipe)
     folder = Path(tempfile.mkdtemp())
     clocks = {}
