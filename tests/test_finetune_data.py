@@ -857,6 +857,10 @@ def test_test_data_is_a_separate_folder_of_the_same_classes(tmp_path):
                        r"classes \['a', 'b'\]\. Received: test_data=\".*odd \(classes "
                        r"\['a', 'c'\]\)\""):
         load_data(make_recipe(train_root, test_data=str(tmp_path / "odd")))
+    with pytest.raises(ValueError, match=r"Expected `test_data` unset when training from "
+                       r"TFRecords .* Received: test_data="):
+        load_data(make_recipe(train_root, test_data=str(test_root),
+                              tfrecords=str(tmp_path / "records")))
     with pytest.raises(ValueError, match=r"Expected `test_data` to be a folder of class "
                        r"sub-folders. Received: test_data='.*nowhere'"):
         load_data(make_recipe(train_root, test_data=str(tmp_path / "nowhere")))

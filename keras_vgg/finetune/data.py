@@ -699,6 +699,11 @@ def load_data(recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Spl
 
 def _load_files(root, recipe, cache_dir, shard, budget, verbose) -> Splits:
     """A folder, a folder written as TFRecords (``recipe.tfrecords``), or TFRecords."""
+    from_records = recipe.tfrecords or tfrecords.is_tfrecords(root)
+    if recipe.test_data and from_records:  # TFRecords hold one folder: draw test_split
+        raise expected("`test_data` unset when training from TFRecords (they hold one folder; "
+                       "hold out a test share with test_split)", test_data=recipe.test_data,
+                       tfrecords=recipe.tfrecords or str(root))
     if tfrecords.is_tfrecords(root):
         return load_tfrecords(root, recipe, cache_dir, shard, budget, verbose)
     if recipe.tfrecords:
