@@ -9,14 +9,12 @@ A run writes it at its end; ``keras-vgg report RUN`` writes it again for an exis
 
 Example (the figures section of a page):
     >>> from keras_vgg.finetune.html_report import figures_html
-    >>> final = {"test": {"accuracy": 0.97, "correct": 97, "count": 100,
-    ...                   "ci95": [0.915, 0.99]},
-    ...          "validation": {"accuracy": 1.0, "correct": 20, "count": 20,
-    ...                         "ci95": [0.839, 1.0]}}
+    >>> final = {"test": {"correct": 97, "count": 100},
+    ...          "validation": {"correct": 20, "count": 20}}
     >>> print(figures_html(final))  # doctest: +ELLIPSIS
     <h2>Test figures</h2>
     <p class="figure">Test accuracy <b>97.0% (97/100 images; 95% CI 91.5%-99.0%)</b></p>
-    <p class="note">Only 100 test images: the 95% interval spans 7.5 points...</p>
+    <p class="note">Only 100 test images: the 95% interval spans 7.4 points, too wide...</p>
     <p>Validation (it chose the epoch): 100.0% (20/20 images; 95% CI 83.9%-100.0%)</p>
 """
 
