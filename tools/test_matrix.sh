@@ -9,11 +9,29 @@
 # once all have ended, and the exit status is the first failing run's (in the order below; a
 # run that collected no test, say under -k, counts as passed unless every run did).
 #
+# A backend that is not installed (after `pip install -e ".[test]"` alone) is skipped with a
+# one-line notice naming the extra to install; under CI=true it is an error instead. While
+# the runs go, a line every PROGRESS_S seconds (default 120) says how far each has come.
+#
 # Usage: bash tools/test_matrix.sh [pytest arguments, e.g. -x or -k pattern]
 set -u
 cd "$(dirname "$0")/.." || exit 2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+missing=()
+for backend in tensorflow jax torch; do
+    python -c "import $backend" 2>/dev/null || missing+=("$backend")
+done
+for backend in "${missing[@]}"; do
+    extra=$([ "$backend" = tensorflow ] && echo test || echo "test,$backend")
+    if [ "${CI:-}" = true ] || [ "$backend" = tensorflow ]; then
+        echo "test_matrix: $backend is not installed: pip install -e \".[$extra]\" (or run bash .ci/run, which installs every extra)" >&2
+        exit 2
+    fi
+    echo "test_matrix: $backend is not installed, so its line is skipped: pip install -e \".[test,jax,torch]\" runs it (bash .ci/run installs every extra)" >&2
+done
+installed() { [[ " ${missing[*]} " != *" $1 "* ]]; }
 
 SECOND_LINE=(tests/test_backends.py tests/test_benchmarks_smoke.py tests/test_contract.py
              tests/test_docstrings.py tests/test_layers.py tests/test_lrn_builtins.py
@@ -29,16 +47,38 @@ run() {  # run NAME BACKEND [pytest arguments]: one pytest run, its log and exit
     echo $? > "$work/$name/rc"
 }
 
+progress() {  # "tensorflow 41%, jax done (exit 0), ...": how far each run has come
+    local name line=""
+    for name in "${RUNS[@]}"; do
+        if [ -f "$work/$name/rc" ]; then
+            line+="$name done (exit $(cat "$work/$name/rc")), "
+        elif [ -f "$work/$name/log" ]; then
+            line+="$name $(grep -o '\[ *[0-9]*%\]' "$work/$name/log" | tail -1 | tr -d '[] ' || true), "
+        fi
+    done
+    echo "=== test matrix, $((SECONDS - start)) s: ${line%, }"
+}
+
 start=$SECONDS
 run tensorflow tensorflow tests "${SECOND_LINE[@]/#/--ignore=}" "$@" &
-(run jax jax -m backend tests "$@"
- run torch torch -m backend tests "$@"
+first=$!
+(installed jax && run jax jax -m backend tests "$@"
+ installed torch && run torch torch -m backend tests "$@"
  run tensorflow-2 tensorflow "${SECOND_LINE[@]}" "$@") &
+second=$!
+while kill -0 "$first" 2>/dev/null || kill -0 "$second" 2>/dev/null; do
+    for _ in $(seq "${PROGRESS_S:-120}"); do
+        sleep 1
+        kill -0 "$first" 2>/dev/null || kill -0 "$second" 2>/dev/null || break
+    done
+    kill -0 "$first" 2>/dev/null || kill -0 "$second" 2>/dev/null && progress
+done
 wait
 
 status=0
 collected=0
 for name in "${RUNS[@]}"; do
+    installed "${name%-2}" || continue
     rc=$(cat "$work/$name/rc" 2>/dev/null || echo 2)
     [ "$rc" -ne 5 ] && collected=1
     if [ "$status" -eq 0 ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then
@@ -53,6 +93,7 @@ for name in "${RUNS[@]}"; do
         tensorflow-2) what="python -m pytest -q ${SECOND_LINE[*]}" ;;
         *) what="python -m pytest -q -m backend tests" ;;
     esac
+    installed "${name%-2}" || { echo "=== KERAS_BACKEND=${name%-2}: skipped, not installed"; continue; }
     echo "=== KERAS_BACKEND=${name%-2}: $what $*"
     cat "$work/$name/log"
 done

@@ -1,0 +1,50 @@
+"""tools/test_matrix.sh, the README's test command after `.[test]` alone (issue 28): a
+backend that is not installed is skipped with one line naming the extra, not a traceback
+from conftest; under CI=true it is an error, so CI cannot pass without a backend."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_TEST = ["-k", "no_test_has_this_name", "-p", "no:cacheprovider"]
+
+
+def run_matrix(tmp_path, ci):
+    """The script with jax made unimportable (a stand-in package on PYTHONPATH raising
+    ModuleNotFoundError, as a machine without the extra would)."""
+    fake = tmp_path / "without_jax" / "jax"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'jax'\")\n")
+    env = {**os.environ, "PYTHONPATH": str(fake.parent), "PROGRESS_S": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("CI", None)
+    if ci:
+        env["CI"] = "true"
+    return subprocess.run(["bash", "tools/test_matrix.sh", *NO_TEST], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_missing_backend_is_skipped_with_one_line(tmp_path):
+    done = run_matrix(tmp_path, ci=False)
+    notices = [line for line in done.stderr.splitlines() if line.startswith("test_matrix:")]
+    assert notices == ['test_matrix: jax is not installed, so its line is skipped: pip install '
+                       '-e ".[test,jax,torch]" runs it (bash .ci/run installs every extra)']
+    assert "ModuleNotFoundError" not in done.stdout + done.stderr
+    assert "=== KERAS_BACKEND=jax: skipped, not installed" in done.stdout
+    assert "=== KERAS_BACKEND=torch: python -m pytest -q -m backend tests" in done.stdout
+    assert done.returncode == 5  # no test matched -k: pytest's "no tests collected"
+    # the progress lines while the runs go
+    assert "=== test matrix, " in done.stdout
+
+
+def test_under_ci_a_missing_backend_fails_at_once(tmp_path):
+    done = run_matrix(tmp_path, ci=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ('test_matrix: jax is not installed: pip install -e '
+                                   '".[test,jax]" (or run bash .ci/run, which installs every '
+                                   'extra)')
+    assert done.stdout == ""
