@@ -33,6 +33,17 @@ def test_the_listed_packages_are_the_tree():
     assert (ROOT / "recipes" / "__init__.py").is_file()
 
 
+def test_the_torch_extra_and_the_readme_say_how_to_get_the_cpu_build():
+    """Issue 28: the torch pin is the CUDA build from the package index; a CPU-only user is
+    told, beside the extra and in the README, to install it from PyTorch's CPU index."""
+    command = ("pip install torch==2.13.0 --index-url "
+               "https://download.pytorch.org/whl/cpu")
+    pin = pyproject()["project"]["optional-dependencies"]["torch"]
+    assert pin == ["torch==2.13.0"]
+    assert command in (ROOT / "pyproject.toml").read_text()
+    assert command in " ".join((ROOT / "README.md").read_text().split())
+
+
 def test_extras_and_the_one_version():
     project = pyproject()["project"]
     extras = project["optional-dependencies"]
