@@ -8,41 +8,37 @@ Example:
 
 ``keras_vgg.load_model(path)`` reads a ``.keras`` file or a run folder back with what the
 model records (``model.variant``, ``model.preprocessing``, ``model.class_names``).
+
+Names load on first use (PEP 562): ``import keras_vgg`` alone does not load Keras or
+TensorFlow, so ``keras-vgg --help`` answers at once.
 """
 
+import sys
+
 from keras_vgg import _onednn, _quiet
+from keras_vgg._helpers import lazy_exports
 
 _onednn.prefer_onednn()  # before TensorFlow loads: its fast CPU kernels
-if _quiet.launched_as_cli():  # before TensorFlow loads: its native log lines go nowhere
-    _quiet.silence_native_logs()
+_quiet.quiet_before_tensorflow()  # before TensorFlow loads: its native log lines, see _quiet
 
-from keras_vgg.batch_norm import fold_batch_norm
-from keras_vgg.configs import CONFIGS, VGGConfig, describe, get_config, list_models, min_input_size
-from keras_vgg.features import block_outputs, feature_extractor, to_dense
-from keras_vgg.embeddings import embed, nearest
-from keras_vgg.gradcam import grad_cam
-from keras_vgg.losses import PerceptualLoss, StyleLoss
-from keras_vgg.labels import decode_predictions
-from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization
-from keras_vgg.models import (
-    VGG11,
-    VGG11LRN,
-    VGG13,
-    VGG16,
-    VGG16C,
-    VGG19,
-    VGGF,
-    VGGM,
-    VGGM128,
-    VGGM1024,
-    VGGM2048,
-    VGGS,
-    build_vgg,
-    get_model,
-)
-from keras_vgg.preprocessing import Preprocessing, preprocess_input
-from keras_vgg.pruning import model_cost, plan_widths, prune
-from keras_vgg.saving import load_model
+# {module: the names the package gives from it}, imported when first used.
+LAZY = {
+    "keras_vgg.batch_norm": ("fold_batch_norm",),
+    "keras_vgg.configs": ("CONFIGS", "VGGConfig", "describe", "get_config", "list_models",
+                          "min_input_size"),
+    "keras_vgg.features": ("block_outputs", "feature_extractor", "to_dense"),
+    "keras_vgg.embeddings": ("embed", "nearest"),
+    "keras_vgg.gradcam": ("grad_cam",),
+    "keras_vgg.losses": ("PerceptualLoss", "StyleLoss"),
+    "keras_vgg.labels": ("decode_predictions",),
+    "keras_vgg.layers": ("CeilMaxPooling2D", "LocalResponseNormalization"),
+    "keras_vgg.models": ("VGG11", "VGG11LRN", "VGG13", "VGG16", "VGG16C", "VGG19", "VGGF",
+                         "VGGM", "VGGM128", "VGGM1024", "VGGM2048", "VGGS", "build_vgg",
+                         "get_model"),
+    "keras_vgg.preprocessing": ("Preprocessing", "preprocess_input"),
+    "keras_vgg.pruning": ("model_cost", "plan_widths", "prune"),
+    "keras_vgg.saving": ("load_model",),
+}
 
 __version__ = "0.1.0"
 
@@ -86,3 +82,10 @@ __all__ = [
     "LocalResponseNormalization",
     "CeilMaxPooling2D",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, LAZY)
+
+if "keras" in sys.modules:  # `import keras, keras_vgg`: TensorFlow's start-up already paid
+    # The classes a .keras file names, registered now: keras.saving.load_model reads a
+    # keras_vgg model without a keras_vgg name used first (import keras_vgg after keras).
+    from keras_vgg import layers, losses, vgg_model  # noqa: E402,F401

@@ -1,7 +1,9 @@
 """The leaf every module may import: the one error helper, the nested-model search and
-the one table formatter.
+the one table formatter, the closest name to a mistyped one, and the lazy front of a
+package.
 
-Imports nothing of ours.
+Imports nothing of ours, and not Keras either until a model is searched: the command line
+reads its names without loading TensorFlow.
 
 Example:
     >>> from keras_vgg._helpers import expected, format_table
@@ -13,11 +15,34 @@ Example:
     -----  -----------
     vgg11  132,863,336
     vgg_f          61M
+    >>> closest("vgg61", ["vgg11", "vgg16", "vgg19"]), did_you_mean("wieghts", ["weights"])
+    ('vgg16', ". Did you mean 'weights'?")
 """
 
 from __future__ import annotations
 
-import keras
+import difflib
+import importlib
+import sys
+import types
+
+
+def closest(name, choices):
+    """The choice most like ``name`` (difflib), or None when none is close. A choice with
+    the same letters in another order wins a tie: "vgg61" is "vgg16", not "vgg19"."""
+    choices = [str(choice) for choice in choices]
+    matches = difflib.get_close_matches(str(name), choices, n=5, cutoff=0.6)
+    same_letters = [match for match in matches if sorted(match) == sorted(str(name))]
+    return (same_letters or matches or [None])[0]
+
+
+def did_you_mean(name, choices, quote=True) -> str:
+    """``". Did you mean 'vgg16'?"`` for the closest choice (quoted with repr, or as it is:
+    ``". Did you mean --weights?"``), "" when none is close: the end of a one-line error."""
+    match = closest(name, choices)
+    if match is None:
+        return ""
+    return f". Did you mean {match!r}?" if quote else f". Did you mean {match}?"
 
 
 def expected(what: str, **received) -> ValueError:
@@ -36,6 +61,8 @@ def recorded(model, key):
 def find_nested(model, holds):
     """``model`` itself, or the first model nested in it (e.g. a fine-tuned model's base),
     for which ``holds(model)`` is true; None if there is none."""
+    import keras
+
     if holds(model):
         return model
     for layer in model.layers:
@@ -56,3 +83,36 @@ def format_table(header, rows, right=()) -> str:
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+class _KeepExports(types.ModuleType):
+    """A lazy package: a submodule named as one of its exports (``keras_vgg.finetune.compress``
+    beside the function ``compress``) does not replace the export when it loads, as an eager
+    ``from .compress import compress`` in the package would not have let it."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and name in self.__dict__.get("__all__", ()):
+            return
+        super().__setattr__(name, value)
+
+
+def lazy_exports(package: str, lazy: dict):
+    """PEP 562 for a package whose names load on first use: its ``__getattr__`` and
+    ``__dir__``. ``lazy`` maps each module to the names the package takes from it; a name,
+    once loaded, is the package's own attribute. Call at the end of the package's
+    ``__init__``: ``__getattr__, __dir__ = lazy_exports(__name__, LAZY)``."""
+    owner = {name: module for module, names in lazy.items() for name in names}
+    front = sys.modules[package]
+    front.__class__ = _KeepExports
+
+    def __getattr__(name):
+        if name not in owner:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(owner[name]), name)
+        front.__dict__[name] = value
+        return value
+
+    def __dir__():
+        return sorted(set(front.__dict__) | set(owner))
+
+    return __getattr__, __dir__

@@ -27,6 +27,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Union
 
+from keras_vgg._helpers import did_you_mean
+
 
 @dataclass(frozen=True)
 class Conv:
@@ -245,9 +247,10 @@ def get_config(variant: Union[str, VGGConfig]) -> VGGConfig:
     key = variant.strip().lower()
     key = ALIASES.get(key, key)
     if key not in CONFIGS:
+        guess = did_you_mean(key, list_models() + sorted(ALIASES))
         raise ValueError(
             f"Unknown VGG variant. Expected one of {list_models()} (or a paper name such as "
-            f"'D' or 'M-2048'). Received: variant={variant!r}"
+            f"'D' or 'M-2048'). Received: variant={variant!r}{guess}"
         )
     return CONFIGS[key]
 

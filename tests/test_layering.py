@@ -4,6 +4,8 @@ module earlier in LAYERS, or to one of the same layer without a cycle.
 The order is the house's: helpers -> configs -> layers -> preprocessing/labels -> the model
 class that carries a preprocessing -> saving (reading it back) -> builder (graph only) -> convert -> weights -> models -> features -> the package's front
 (``keras_vgg/__init__``) -> export -> fine-tuning -> cli. A new module must be placed here.
+A package's lazy front (``LAZY = {module: names}``, loaded on first use) counts as importing
+each module it names.
 """
 
 import ast
@@ -14,8 +16,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "keras_vgg"
 
 LAYERS = [
+    # the leaves; choices: the names the command line offers, light (no Keras)
     ("keras_vgg._helpers", "keras_vgg._quiet", "keras_vgg._onednn", "keras_vgg._extras",
-     "keras_vgg.stats"),
+     "keras_vgg.stats", "keras_vgg.choices"),
     ("keras_vgg.configs",),
     ("keras_vgg.layers",),
     ("keras_vgg.preprocessing", "keras_vgg.labels"),
@@ -75,6 +78,10 @@ def imports_of(name: str, path=None) -> set:
             # imports the package's front.
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base
                        for a in node.names]
+        elif isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "LAZY" for t in node.targets) \
+                and isinstance(node.value, ast.Dict):  # {module: names}, imported on first use
+            targets = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
         else:
             continue
         found.update(t for t in targets if t == "keras_vgg" or t.startswith("keras_vgg."))
@@ -129,6 +136,16 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
         "keras_vgg.configs", "keras_vgg.models", "keras_vgg.export.tflite", "keras_vgg"}
     assert layer_of("keras_vgg.export.tflite") == layer_of("keras_vgg.export")
     assert layer_of("keras_vgg.models") > layer_of("keras_vgg.weights")
+
+
+def test_the_checker_sees_a_lazy_front(tmp_path):
+    """``LAZY = {module: names}`` (a package's names loaded on first use) is an import of
+    each module it names, so a lazy front cannot reach up the layers unseen."""
+    module = tmp_path / "__init__.py"
+    module.write_text('LAZY = {"keras_vgg.models": ("VGG16",), "keras_vgg.cli": ("main",)}\n')
+    assert imports_of("keras_vgg", module) == {"keras_vgg.models", "keras_vgg.cli"}
+    assert "keras_vgg.models" in GRAPH["keras_vgg"] and "keras_vgg.finetune.train" in \
+        GRAPH["keras_vgg.finetune"]
 
 
 def code_lines(function: ast.FunctionDef) -> int:
