@@ -23,7 +23,8 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,30 @@ def normalize(vectors) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+class Embedder:
+    """``model``'s embeddings of one batch at a time: calling it with images (as
+    ``keras_vgg.pixels`` takes them) gives float32 ``(N, C)`` rows of L2 norm 1. The
+    feature extractor is built once, in ``precision`` (see ``embed`` for the arguments).
+
+    >>> from keras_vgg import VGG11
+    >>> embedder = Embedder(VGG11(include_top=False, input_shape=(32, 32, 3)),
+    ...                     preprocessing="caffe")
+    >>> embedder.layer, embedder(np.zeros((2, 40, 40, 3), np.uint8)).shape
+    ('block5_pool', (2, 512))
+    """
+
+    def __init__(self, model, layer=None, precision="auto", preprocessing=None):
+        self.model, self.layer, self.preprocessing = model, check_layer(model, layer), \
+            preprocessing
+        self.extractor = with_precision(feature_extractor(model, layers=[self.layer]),
+                                        precision, inference=True)
+
+    def __call__(self, images) -> np.ndarray:
+        x = model_inputs(self.model, images, self.preprocessing)
+        out = keras.ops.convert_to_numpy(self.extractor(x, training=False)).astype("float32")
+        return normalize(out.mean(axis=(1, 2)) if out.ndim == 4 else out.reshape(len(out), -1))
+
+
 def embed(model, images, layer=None, batch_size=32, precision="auto", preprocessing=None,
           verbose=1) -> np.ndarray:
     """The embeddings ``(N, C)`` of ``images``, in batches with a progress bar.
@@ -65,15 +90,17 @@ def embed(model, images, layer=None, batch_size=32, precision="auto", preprocess
     Args:
         model: a keras_vgg model (headless, with its top, or fine-tuned).
         images: RGB pixels in [0, 255] (see ``keras_vgg.pixels``): an array
-            ``(N, H, W, 3)``, one image ``(H, W, 3)``, or any sequence of ``(H, W, 3)`` images (a list, or one that
-            reads files as it is indexed); each is resized to the model's input size.
+            ``(N, H, W, 3)``, one image ``(H, W, 3)``, or any sequence of ``(H, W, 3)``
+            images; each is resized to the model's input size. (Image files:
+            ``keras_vgg.export.embed.embed_files``, which skips and reports unreadable ones.)
         layer: the layer whose output is pooled; default the VGG's last block output.
         batch_size: images per step.
         precision: what the VGG computes in: ``"auto"`` (this machine's fastest, bfloat16
             where the hardware has it; see ``keras_vgg.precision``), ``"float32"``, ...;
             the weights too are held in it (a copy for predicting, as ``predict`` makes).
         preprocessing: a mode such as ``"caffe"``; default the model's own.
-        verbose: 1 shows a progress bar (``keras.utils.Progbar``), 0 none.
+        verbose: 1 shows a progress bar (``keras.utils.Progbar``) when standard output is a
+            terminal (none in a log or a pipe), 0 none.
 
     Returns:
         float32 ``(N, C)``, each row of L2 norm 1.
@@ -86,17 +113,24 @@ def embed(model, images, layer=None, batch_size=32, precision="auto", preprocess
     total = len(images)
     if total == 0:
         raise expected("`images` to hold at least one image", images=images)
-    extractor = with_precision(feature_extractor(model, layers=[layer]), precision,
-                               inference=True)
-    bar = keras.utils.Progbar(total, verbose=verbose, unit_name="image")
+    embedder = Embedder(model, layer, precision, preprocessing)
+    bar = progress_bar(total, verbose)
     rows = []
     for start in range(0, total, batch_size):
         batch = [images[i] for i in range(start, min(start + batch_size, total))]
-        x = model_inputs(model, batch, preprocessing)
-        out = keras.ops.convert_to_numpy(extractor(x, training=False)).astype("float32")
-        rows.append(out.mean(axis=(1, 2)) if out.ndim == 4 else out.reshape(len(out), -1))
+        rows.append(embedder(batch))
         bar.add(len(batch))
-    return normalize(np.concatenate(rows))
+    return np.concatenate(rows)
+
+
+def progress_bar(total, verbose) -> keras.utils.Progbar:
+    """A Keras progress bar over ``total`` images, shown only when ``verbose`` and standard
+    output is a terminal (or a notebook): Keras's bar rewrites its line with ``\\r`` and
+    backspaces, which a log or a pipe keeps as they are."""
+    terminal = (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()) or \
+        "ipykernel" in sys.modules
+    shown = bool(verbose) and terminal
+    return keras.utils.Progbar(total, verbose=1 if shown else 0, unit_name="image")
 
 
 def nearest(vectors, queries, k=5) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +161,8 @@ def nearest(vectors, queries, k=5) -> tuple[np.ndarray, np.ndarray]:
 class Embeddings:
     """Embeddings with the names of their images, kept in one ``.npz`` file (arrays
     ``vectors``, ``names``, ``layer``, ``model``: where they came from, for later queries).
+    ``skipped``: the files ``embed_files`` could not read (``keras_vgg.pixels.Skipped``
+    records, not kept in the file).
 
     >>> import tempfile
     >>> saved = Embeddings(np.eye(2, dtype="float32"), ["a.png", "b.png"], "block5_pool",
@@ -140,12 +176,14 @@ class Embeddings:
     names: list = field(default_factory=list)
     layer: str = ""
     model: str = ""
+    skipped: list = field(default_factory=list)
 
     def save(self, path) -> Path:
-        """Writes the file whole or not at all (a temporary file renamed into place)."""
+        """Writes the file whole or not at all (a temporary file renamed into place), with
+        the usual permissions (0o666 less the umask, as ``open`` makes files)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        handle, temporary = _new_file(path.parent, f".{path.name}.")
         try:
             with os.fdopen(handle, "wb") as file:
                 np.savez(file, vectors=np.asarray(self.vectors, "float32"),
@@ -166,3 +204,14 @@ class Embeddings:
         except (OSError, KeyError, ValueError) as error:
             raise expected("an embeddings file written by keras-vgg embed (.npz with vectors, "
                            "names, layer, model)", path=str(path)) from error
+
+
+def _new_file(folder: Path, prefix: str):
+    """``(descriptor, path)`` of a new empty file in ``folder``, opened for writing, with the
+    permissions ``open`` gives (``tempfile.mkstemp`` makes 0o600: unreadable to others)."""
+    while True:
+        path = folder / f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(path)
+        except FileExistsError:
+            continue

@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from keras_vgg._helpers import expected
@@ -47,6 +49,51 @@ def check_pixels(image, argument: str = "images") -> np.ndarray:
                        "not scaled to [0, 1])",
                        **{argument: _Text(f"values in [{low:g}, {high:g}]")})
     return array
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An image file left out because it could not be read: its ``path`` as listed, and
+    the ``reason`` (``"empty file"``, ``"not an image ..."``, ``"corrupt or truncated
+    ..."``, ``"no such file"``)."""
+
+    path: str
+    reason: str
+
+
+class Results(list):
+    """A list of results, one per image that could be read, in order, with ``skipped``:
+    the :class:`Skipped` files that could not (empty when every file was read). It is a
+    plain list otherwise (indexing, ``len``, unpacking, ``==`` with a list).
+
+    >>> results = Results(["a"], [Skipped("b.jpg", "empty file")])
+    >>> results == ["a"], [s.path for s in results.skipped]
+    (True, ['b.jpg'])
+    """
+
+    def __init__(self, items=(), skipped=()):
+        super().__init__(items)
+        self.skipped = list(skipped)
+
+
+def describe_skipped(skipped, shown: int = 5) -> str:
+    """The skipped files and why, on one line: the first ``shown``, then "... and N more".
+
+    >>> describe_skipped([Skipped(f"{i}.jpg", "empty file") for i in range(7)], shown=2)
+    '0.jpg (empty file), 1.jpg (empty file) ... and 5 more'
+    """
+    named = ", ".join(f"{s.path} ({s.reason})" for s in skipped[:shown])
+    more = len(skipped) - shown
+    return named + (f" ... and {more} more" if more > 0 else "")
+
+
+def skipped_note(skipped) -> str:
+    """``"skipped N file(s) that could not be read: ..."`` (see ``describe_skipped``), or
+    ``""`` when nothing was skipped: what the commands print on standard error."""
+    if not skipped:
+        return ""
+    return (f"skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that could not be "
+            f"read: {describe_skipped(skipped)}")
 
 
 class _Text(str):

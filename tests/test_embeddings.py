@@ -5,6 +5,7 @@ The tests marked ``backend`` also run under jax and torch in CI.
 """
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -37,7 +38,8 @@ def test_nearest_neighbours_of_the_shapes_share_their_class():
 
 
 @pytest.mark.backend
-def test_embeddings_are_unit_vectors_the_same_in_any_batch_size(capsys):
+def test_embeddings_are_unit_vectors_the_same_in_any_batch_size(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # the bar shows on a terminal
     model = VGG11(include_top=False, input_shape=(32, 32, 3))
     images = pixels()
     whole = embed(model, images, batch_size=5, precision="float32", preprocessing="caffe",
@@ -143,8 +145,9 @@ def test_embed_writes_nothing_when_anything_is_wrong(shapes_and_model, tmp_path,
     out = tmp_path / "embeddings.npz"
     assert main(["embed", str(model), str(folder), "-o", str(out), "--layer", "fc1"]) == 2
     assert "Expected `layer` to name a layer of vgg11" in capsys.readouterr().err
-    (folder / "circle" / "zz_broken.png").write_bytes(b"not a png")
-    assert main(["embed", str(model), str(folder), "-o", str(out)]) == 2
+    (folder / "circle" / "zz_broken.png").write_bytes(b"not a png")  # alone: an error
+    assert main(["embed", str(model), str(folder / "circle" / "zz_broken.png"),
+                 "-o", str(out)]) == 2
     assert "Could not read" in capsys.readouterr().err
     assert main(["embed", "no_such_model", str(folder), "-o", str(out)]) == 2
     assert ("Expected `model` to be a .keras file, a run folder or a variant name"

@@ -203,10 +203,11 @@ def run_dir(tmp_path_factory, photos):
 
 @pytest.fixture(scope="module")
 def cli_bundle(tmp_path_factory, run_dir):
-    """`keras-vgg export RUN --format saved_model tflite -o OUT`, run once for the module."""
+    """`keras-vgg export RUN --format saved_model tflite -o OUT/`, run once for the module
+    (with the trailing slash a shell's completion adds)."""
     out = tmp_path_factory.mktemp("exports") / "bundle"
     code, stdout, stderr = run_cli(["export", str(run_dir), "--format", "saved_model", "tflite",
-                                    "-o", str(out)])
+                                    "-o", f"{out}/"])
     return {"out": out, "code": code, "stdout": stdout, "stderr": stderr}
 
 
@@ -581,7 +582,9 @@ def test_cli_export_writes_a_checked_bundle(cli_bundle):
     assert "max |diff|" in header and "top-1 agree" in header
     assert f"{FLOAT32}: max |diff| " in cli_bundle["stdout"]
     assert "on random images; not checked on real images" in cli_bundle["stdout"]
-    assert f"Exported to {out}" in cli_bundle["stdout"]
+    # one slash between the folder and the report (issue 28: "exported//export_report.json")
+    assert f"Exported to {out} (report: {out / 'export_report.json'})" in cli_bundle["stdout"]
+    assert "//" not in cli_bundle["stdout"]
     assert modes(out)["."] == 0o777 & ~current_umask()  # not mkdtemp's 0o700
 
 
@@ -915,8 +918,15 @@ def test_cli_predict_top_k_lists_every_class(cli_bundle, photos, capsys):
 def test_cli_predict_not_an_image(cli_bundle, photos, tmp_path, capsys):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not a PNG")
+    # issue 28: a bad file among several given is skipped and named, the others predicted
     code = cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(photos[0]), str(bad)])
-    assert code == 2
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"keras-vgg predict: skipped 1 file that could not be read: {bad} "
+                            "(not a JPEG, PNG, BMP or GIF image)\n")
+    assert list(parse_predictions(captured.out)) == [str(photos[0])]
+    # alone, it is an error: one line, exit 2
+    assert cli.main(["predict", str(cli_bundle["out"] / FLOAT32), str(bad)]) == 2
     captured = capsys.readouterr()
     assert f"Expected an image file. Could not read {bad}" in captured.err
     assert captured.out == ""

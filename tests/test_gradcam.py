@@ -11,6 +11,7 @@ from PIL import Image
 
 from keras_vgg import VGG11
 from keras_vgg.cli import main
+from keras_vgg.export.explain import LINE_HEIGHT
 from keras_vgg.gradcam import grad_cam
 from shapes_classifier import shape_boxes, trained_shapes_classifier
 
@@ -186,7 +187,7 @@ def test_explain_command_writes_a_png_per_image(saved_classifier, tmp_path, caps
     assert len(printed) == 2 and f"shape0.png -> {out / 'shape0.png'}: " in printed[0]
     assert all(line.count("%") == 2 for line in printed)
     picture = np.asarray(Image.open(out / "shape0.png"))
-    assert picture.shape == (256 + 8 + 3 * 16, 2 * 256 + 8, 3)  # image | overlay, 3 lines
+    assert picture.shape == (256 + 8 + 3 * LINE_HEIGHT, 2 * 256 + 8, 3)  # image | overlay
     # an existing folder stays as it is without --overwrite
     assert main(["explain", str(model), str(folder), "-o", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
@@ -200,8 +201,8 @@ def test_explain_writes_nothing_when_anything_is_wrong(saved_classifier, tmp_pat
     out = tmp_path / "explained"
     assert main(["explain", str(model), str(folder), "-o", str(out), "--layer", "fc1"]) == 2
     assert "Expected `layer` to name a conv-side layer of" in capsys.readouterr().err
-    (folder / "broken.png").write_bytes(b"not a png")
-    assert main(["explain", str(model), str(folder), "-o", str(out)]) == 2
+    (folder / "broken.png").write_bytes(b"not a png")  # alone: an error
+    assert main(["explain", str(model), str(folder / "broken.png"), "-o", str(out)]) == 2
     assert "Could not read" in capsys.readouterr().err
     headless = tmp_path / "headless.keras"
     VGG11(include_top=False, input_shape=(32, 32, 3)).save(headless)

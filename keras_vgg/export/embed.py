@@ -27,26 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_vgg._helpers import expected
 from keras_vgg.configs import get_config
-from keras_vgg.embeddings import Embeddings, check_layer, embed, nearest
-from keras_vgg.export.predict import image_paths, read_image
+from keras_vgg.embeddings import Embedder, Embeddings, check_layer, nearest, progress_bar
+from keras_vgg.export.predict import ImageReader, NothingReadable, image_files, image_paths
 from keras_vgg.models import build_vgg
+from keras_vgg.pixels import Results
 from keras_vgg.saving import load_model
 
-
-class ImageFiles:
-    """A sequence of image files read as they are indexed (uint8 RGB ``(H, W, 3)``)."""
-
-    def __init__(self, paths):
-        self.paths = list(paths)
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, index):
-        return read_image(self.paths[index])
+OFFLINE_HINT = "or pass its path as `weights`"  # weights.fetch's advice, for build_vgg
 
 
 def _model(model):
@@ -62,8 +53,16 @@ def _model(model):
     except ValueError:
         raise expected("`model` to be a .keras file, a run folder or a variant name "
                        "(keras-vgg list)", model=str(model)) from None
-    return build_vgg(str(model), include_top=False, weights="imagenet",
-                     input_shape=(224, 224, 3)), str(model)
+    try:
+        return build_vgg(str(model), include_top=False, weights="imagenet",
+                         input_shape=(224, 224, 3)), str(model)
+    except ValueError as error:  # offline: name what embed takes, not finetune's --weights
+        message = str(error)
+        if OFFLINE_HINT not in message:
+            raise
+        raise ValueError(message[:message.index(OFFLINE_HINT)] + "or give `model` (MODEL) as "
+                         "a run folder or a .keras file holding the weights. Received: "
+                         f"model={str(model)!r}") from None
 
 
 def embed_files(model, images, output=None, layer=None, batch_size=32, precision="auto",
@@ -75,22 +74,40 @@ def embed_files(model, images, output=None, layer=None, batch_size=32, precision
             name (``"vgg16"``: headless with ImageNet weights, at 224x224).
         images: image files and folders of them (a folder's files sorted, recursively).
         output: the ``.npz`` to write (whole or not at all), or None to write nothing.
-        layer, batch_size, precision, preprocessing, verbose: as ``embed``.
+        layer, batch_size, precision, preprocessing: as ``embed``.
         overwrite: replace an existing ``output``.
+        verbose: 1 shows a progress bar when standard output is a terminal, 0 none.
 
     Returns:
-        The :class:`Embeddings`, names being the files' paths as given, ``model`` the variant
-        name or the model file's absolute path ("" for a model passed in memory).
+        The :class:`Embeddings` of the files that could be read, names being their paths as
+        given, ``model`` the variant name or the model file's absolute path ("" for a model
+        passed in memory), and ``skipped`` the files that could not be read (missing, empty,
+        not an image, corrupt: ``keras_vgg.pixels.Skipped`` records with their reasons).
+        When none could be read, a ValueError says why and nothing is written.
     """
     if output is not None and Path(output).exists() and not overwrite:
         raise FileExistsError(f"{output} exists. Expected a new file, or overwrite=True "
                               "(--overwrite) to replace it.")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise expected("`batch_size` to be an int >= 1", batch_size=batch_size)
     model, source = _model(model)
-    layer = check_layer(model, layer)
-    paths = image_paths([images] if isinstance(images, (str, Path)) else images)
-    vectors = embed(model, ImageFiles(paths), layer, batch_size, precision, preprocessing,
-                    verbose)
-    embeddings = Embeddings(vectors, paths, layer, source)
+    embedder = Embedder(model, check_layer(model, layer), precision, preprocessing)
+    reader = ImageReader(image_files([images] if isinstance(images, (str, Path)) else images))
+    bar = progress_bar(len(reader.files), verbose)
+    names, rows, batch = [], [], []
+    for file, pixels in reader:
+        names.append(file.path)
+        batch.append(pixels)
+        if len(batch) == batch_size:
+            rows.append(embedder(batch))
+            batch = []
+        bar.update(len(names) + len(reader.skipped))
+    if batch:
+        rows.append(embedder(batch))
+    bar.update(len(reader.files), finalize=True)
+    reader.check()
+    embeddings = Embeddings(np.concatenate(rows), names, embedder.layer, source,
+                            list(reader.skipped))
     if output is not None:
         embeddings.save(output)
     return embeddings
@@ -105,12 +122,13 @@ class Neighbours:
     scores: list
 
 
-def nearest_files(embeddings, images, k=5, model=None, precision="auto") -> list[Neighbours]:
+def nearest_files(embeddings, images, k=5, model=None, precision="auto") -> Results:
     """The ``k`` nearest files in ``embeddings`` (a file written by ``embed_files``) of each
     query image. A query that is in the file (the same path, relative or absolute) is looked
     up, and is not its own neighbour; others are embedded by ``model`` (as ``embed_files``
     takes it), by default the model the file records (a path or a variant name), at the
-    file's layer."""
+    file's layer. Returns a list of :class:`Neighbours` (``keras_vgg.pixels.Results``) with
+    ``.skipped``: the queries that could not be read (a ValueError when none could)."""
     saved = Embeddings.load(embeddings)
     queries = image_paths([images] if isinstance(images, (str, Path)) else images)
     index = {os.path.abspath(name): i for i, name in enumerate(saved.names)}
@@ -118,18 +136,31 @@ def nearest_files(embeddings, images, k=5, model=None, precision="auto") -> list
     most = len(saved.names) - (0 if None in found and len(set(found)) == 1 else 1)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= most:
         raise expected(f"`k` to be an int in [1, {most}]", k=k)
-    missing = [q for q, row in zip(queries, found) if row is None]
-    if missing:
-        if model is None and not saved.model:
-            raise expected(f"`model` to embed the queries not in {embeddings} (it was written "
-                           "from a model in memory, so it records none)", model=model)
-        new = embed_files(saved.model if model is None else model, missing,
-                          layer=saved.layer, precision=precision, verbose=0)
-        vectors = iter(new.vectors)
-    results = []
+    vectors, skipped = _embed_queries(saved, [q for q, r in zip(queries, found) if r is None],
+                                      model, precision, embeddings)
+    results = Results(skipped=skipped)
     for query, row in zip(queries, found):
-        vector = next(vectors) if row is None else saved.vectors[row]
+        if row is None and query not in vectors:
+            continue  # unreadable: in .skipped
+        vector = saved.vectors[row] if row is not None else vectors[query]
         rows, scores = nearest(saved.vectors, vector, min(k + 1, len(saved.names)))
         kept = [(saved.names[r], float(s)) for r, s in zip(rows[0], scores[0]) if r != row][:k]
         results.append(Neighbours(query, [n for n, _ in kept], [s for _, s in kept]))
+    if not results:
+        raise NothingReadable(skipped)
     return results
+
+
+def _embed_queries(saved, queries, model, precision, embeddings):
+    """``({query: its vector}, [Skipped])`` for the queries not in the file ``embeddings``."""
+    if not queries:
+        return {}, []
+    if model is None and not saved.model:
+        raise expected(f"`model` to embed the queries not in {embeddings} (it was written "
+                       "from a model in memory, so it records none)", model=model)
+    try:
+        new = embed_files(saved.model if model is None else model, queries,
+                          layer=saved.layer, precision=precision, verbose=0)
+    except NothingReadable as error:
+        return {}, error.skipped
+    return dict(zip(new.names, new.vectors)), new.skipped

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,11 @@ import tensorflow as tf
 from keras_vgg._helpers import expected, recorded
 from keras_vgg.export.runners import KerasRunner, load_predictor
 from keras_vgg.export.serving import serving_model
+from keras_vgg.pixels import Results, Skipped, describe_skipped
 from keras_vgg.preprocessing import model_preprocessing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+FORMATS = "JPEG, PNG, BMP or GIF"
 
 
 @dataclass
@@ -41,32 +44,105 @@ class Prediction:
     scores: list
 
 
-def image_paths(arguments) -> list[str]:
-    """The files named, with a folder standing for the images in it (sorted, recursively)."""
-    paths = []
+@dataclass(frozen=True)
+class ImageFile:
+    """A file to read: its ``path``, and its ``name`` relative to the folder it was found
+    in (``cat/img_00.jpg`` under ``photos/``), or its file name when it was named itself."""
+
+    path: str
+    name: str
+
+
+def image_files(arguments) -> list[ImageFile]:
+    """The files named, with a folder standing for the images in it (sorted, recursively;
+    files of other suffixes are not listed)."""
+    files = []
     for argument in arguments:
         folder = Path(argument)
         if not folder.is_dir():
-            paths.append(str(argument))
+            files.append(ImageFile(str(argument), folder.name))
             continue
-        found = sorted(str(p) for p in folder.rglob("*")
+        found = sorted(p for p in folder.rglob("*")
                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
             raise ValueError(f"Expected image files ({', '.join(IMAGE_SUFFIXES)}) in the folder "
                              f"{argument}. Received: a folder without any.")
-        paths += found
-    return paths
+        files += [ImageFile(str(p), p.relative_to(folder).as_posix()) for p in found]
+    return files
+
+
+def image_paths(arguments) -> list[str]:
+    """The paths of ``image_files(arguments)``."""
+    return [file.path for file in image_files(arguments)]
+
+
+class UnreadableImage(ValueError):
+    """A file that is missing, empty, not an image, or corrupt: ``path`` and ``reason``."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"Expected an image file. Could not read {path}: {reason}")
+        self.path, self.reason = str(path), reason
 
 
 def read_image(path) -> np.ndarray:
-    """A JPEG/PNG/BMP/GIF file as uint8 RGB ``(H, W, 3)`` (a GIF's first frame)."""
+    """A JPEG/PNG/BMP/GIF file as uint8 RGB ``(H, W, 3)`` (a GIF's first frame; grey,
+    palette, RGBA and CMYK images converted to RGB); an :class:`UnreadableImage` (a
+    ValueError) saying why not."""
+    if not os.path.isfile(path):
+        raise UnreadableImage(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise UnreadableImage(path, "empty file")
     try:
         image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3,
                                    expand_animations=False)
     except (tf.errors.OpError, ValueError) as error:
         reason = str(error).split("}}")[-1].split("[Op:")[0].strip()
-        raise ValueError(f"Expected an image file. Could not read {path}: {reason}") from error
+        if reason.startswith("Unknown image file format"):
+            raise UnreadableImage(path, f"not a {FORMATS} image") from None
+        if reason.startswith("jpeg::Uncompress failed"):
+            raise UnreadableImage(path, "corrupt or truncated JPEG") from None
+        raise UnreadableImage(path, f"corrupt or truncated: {reason.rstrip('.')}") from None
     return image.numpy()
+
+
+class ImageReader:
+    """Iterating reads the files one by one, giving ``(file, pixels)`` for each that can be
+    read; the others are kept, in order, in ``skipped`` (:class:`Skipped` records).
+    ``check()`` then raises :class:`NothingReadable` when none could be read."""
+
+    def __init__(self, files):
+        self.files = list(files)
+        self.skipped = []
+        self.read = 0
+
+    def __iter__(self):
+        for file in self.files:
+            try:
+                pixels = read_image(file.path)
+            except UnreadableImage as error:
+                self.skipped.append(Skipped(error.path, error.reason))
+                continue
+            self.read += 1
+            yield file, pixels
+
+    def check(self):
+        """A :class:`NothingReadable` when files were listed and none could be read."""
+        if self.skipped and not self.read:
+            raise NothingReadable(self.skipped)
+
+
+class NothingReadable(ValueError):
+    """No file could be read: one line naming them (the first few) and why; ``skipped``
+    holds them all (:class:`Skipped` records)."""
+
+    def __init__(self, skipped):
+        self.skipped = list(skipped)
+        if len(self.skipped) == 1:
+            super().__init__(f"Expected an image file. Could not read {self.skipped[0].path}: "
+                             f"{self.skipped[0].reason}")
+        else:
+            super().__init__(f"Expected image files ({FORMATS}). Could not read any of the "
+                             f"{len(self.skipped)} files: {describe_skipped(self.skipped)}")
 
 
 def _runner(model, precision):
@@ -77,7 +153,7 @@ def _runner(model, precision):
     return load_predictor(model, precision)
 
 
-def predict(model, images, top_k=5, precision="auto") -> list[Prediction]:
+def predict(model, images, top_k=5, precision="auto") -> Results:
     """The ``top_k`` classes of each image, by ``model``'s own preprocessing and names.
 
     Args:
@@ -92,26 +168,35 @@ def predict(model, images, top_k=5, precision="auto") -> list[Prediction]:
             ``"bfloat16"``, ``"float16"``. An exported file computes in its own (``"auto"``).
 
     Returns:
-        One :class:`Prediction` per image, in order (a folder's files sorted).
+        A list (:class:`keras_vgg.pixels.Results`) of one :class:`Prediction` per image read,
+        in order (a folder's files sorted), with ``.skipped``: the files that could not be
+        read (missing, empty, not an image, corrupt), each a :class:`Skipped` with its
+        reason. When none could be read, a ValueError says why.
     """
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise expected("`top_k` to be an int >= 1", top_k=top_k)
     run, names = _runner(model, precision)
+    reader = None
     if isinstance(images, (str, Path)) or (isinstance(images, (list, tuple))
                                            and all(isinstance(i, (str, Path)) for i in images)):
-        sources = image_paths([images] if isinstance(images, (str, Path)) else images)
-        pixels = (read_image(path) for path in sources)
+        reader = ImageReader(image_files([images] if isinstance(images, (str, Path))
+                                          else images))
+        read = ((file.path, pixels) for file, pixels in reader)
     else:
-        pixels = list(images)
-        sources = [str(i) for i in range(len(pixels))]
-    probabilities = [run(np.asarray(image)[None])[0] for image in pixels]
+        read = ((str(i), image) for i, image in enumerate(list(images)))
+    sources, probabilities = [], []
+    for source, image in read:
+        sources.append(source)
+        probabilities.append(run(np.asarray(image)[None])[0])
+    if reader is not None:
+        reader.check()
     if names and probabilities and len(names) != len(probabilities[0]):
         warnings.warn(f"The class names ({len(names)}) do not match the model's "
                       f"{len(probabilities[0])} outputs; giving class indices instead.",
                       stacklevel=2)
         names = None
     label = (lambda i: names[i]) if names else str
-    results = []
+    results = Results(skipped=reader.skipped if reader is not None else ())
     for source, p in zip(sources, probabilities):
         top = np.argsort(-p)[:top_k]
         results.append(Prediction(source, [label(i) for i in top], [float(p[i]) for i in top]))

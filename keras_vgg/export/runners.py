@@ -104,6 +104,7 @@ def load_predictor(path, precision="auto"):
     path = Path(path)
     if (path / "saved_model" / "saved_model.pb").is_file():  # an export bundle
         path = path / "saved_model"
+    _check_predictor_path(path)
     folder = path if path.is_dir() else path.parent  # labels.txt beside, or in the bundle
     labels_file = next((f / "labels.txt" for f in (folder, folder.parent)
                         if (f / "labels.txt").is_file()), None)
@@ -130,6 +131,23 @@ def load_predictor(path, precision="auto"):
                          "preprocessing first.")
     return KerasRunner(serving_model(model, preprocessing, precision=precision)), \
         recorded(model, "class_names") or names
+
+
+PREDICTORS = ("a .keras file, a run folder (holding best.keras), a SavedModel or export "
+              "folder, or a .tflite file")
+
+
+def _check_predictor_path(path: Path):
+    """A ValueError naming every form ``load_predictor`` takes, when ``path`` is none."""
+    if path.is_file() and path.suffix in (".keras", ".tflite"):
+        return
+    if path.is_dir() and any((path / name).is_file() for name in ("saved_model.pb",
+                                                                   "best.keras")):
+        return
+    what = ("no such file or folder" if not path.exists() else
+            "a folder without best.keras or saved_model.pb" if path.is_dir() else
+            f"a {path.suffix or 'suffix-less'} file")
+    raise ValueError(f"Expected the model as {PREDICTORS}. Received: {str(path)!r} ({what})")
 
 
 def _exported_precision(path, precision):
