@@ -410,11 +410,19 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
     splits.pending = {}
     if verbose:
         print(f"Decoded {total:,} images once in {seconds:.1f} s"
-              + (f"; {len(failed)} failed to decode and are skipped (data_report.json)"
+              + (f"; {len(failed)} failed to decode and {'is' if len(failed) == 1 else 'are'}"
+                 f" skipped: {_named(source[i] for i in failed)} (data_report.json)"
                  if failed else "") + ".", flush=True)
     _splits(splits.train, splits.val, splits.class_names, splits.train_labels,
             splits.val_labels, splits.report, splits.test, splits.test_labels, splits.padding)
     return splits
+
+
+def _named(paths, most=5) -> str:
+    """The first ``most`` paths, then how many more."""
+    paths = list(paths)
+    more = f" and {len(paths) - most} more" if len(paths) > most else ""
+    return ", ".join(paths[:most]) + more
 
 
 def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:

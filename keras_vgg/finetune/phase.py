@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import keras
 import numpy as np
@@ -79,6 +81,43 @@ class _ReplayLoggedEpochs(keras.callbacks.Callback):
         self.model.stop_training = False
 
 
+class WholeSaves:
+    """Ctrl-C while an epoch's files are written (best.keras, the log row, the backup) takes
+    effect once they are whole: a half-written backup could not be resumed. Used as a
+    context manager around ``fit``, with ``opening`` first and ``closing`` last among its
+    callbacks; in the main thread with Python's own SIGINT handler only (else a no-op)."""
+
+    def __init__(self):
+        self.saving = self.pending = False
+        self.previous = None
+        self.opening = keras.callbacks.LambdaCallback(on_epoch_end=self._open)
+        self.closing = keras.callbacks.LambdaCallback(on_epoch_end=self._close)
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _interrupt(self, signum, frame):
+        if not self.saving:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def _open(self, epoch, logs=None):
+        self.saving = True
+
+    def _close(self, epoch, logs=None):
+        self.saving = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 def _callbacks(recipe, run_dir, model, phase, best_so_far, first_epoch):
     checkpoint = _CheckpointFullModel(
         model, str(run_dir / "best.keras"), monitor="val_accuracy", mode="max",
@@ -105,7 +144,8 @@ def _callbacks(recipe, run_dir, model, phase, best_so_far, first_epoch):
 
 
 def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
-    """The base's outputs for train and val, computed once and kept as .npy files."""
+    """The base's outputs for train and val, computed once and kept as .npy files
+    (``verbose`` as Keras's: 1 a progress bar, 2 one line)."""
     folder = run_dir / "feature_cache"
     folder.mkdir(exist_ok=True)
     base = with_float32_outputs(with_precision(model.get_layer("base"),
@@ -116,7 +156,7 @@ def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
         if not path.exists():
             images = data_lib.eval_pipeline(getattr(splits, split), recipe, mode)
             # float32 on disk whatever the compute dtype (np.save cannot store bfloat16).
-            features = np.asarray(base.predict(images, verbose=1 if verbose else 0),
+            features = np.asarray(base.predict(images, verbose=verbose),  # 2: no \r
                                   dtype="float32")
             tmp = folder / f".{split}.tmp.npy"
             np.save(tmp, features)
@@ -173,12 +213,14 @@ def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), 
     phase_callbacks.insert(0, epoch)
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
-    history = distribute.fit(
-        target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
-        class_weight=class_weights(recipe, _all_train_labels(splits), len(splits.class_names)),
-        callbacks=phase_callbacks + list(callbacks), strategy=strategy, verbose=verbose,
-        batch_size=recipe.batch_size,
-    )
+    with WholeSaves() as saves:
+        history = distribute.fit(
+            target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
+            class_weight=class_weights(recipe, _all_train_labels(splits),
+                                       len(splits.class_names)),
+            callbacks=[saves.opening] + phase_callbacks + list(callbacks) + [saves.closing],
+            strategy=strategy, verbose=verbose, batch_size=recipe.batch_size,
+        )
     target._initial_epoch = None
     state["epoch"] = history.epoch[-1] + 1 if history.epoch else start + epochs
     if state["epoch"] < start + epochs:  # EarlyStopping ended the phase

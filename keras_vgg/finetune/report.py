@@ -19,7 +19,9 @@ import numpy as np
 
 from keras_vgg._extras import require
 from keras_vgg.export.report import format_report
-from keras_vgg.stats import accuracy
+from keras_vgg.stats import Accuracy, accuracy
+
+NAMED_FILES = 5  # skipped files the console names; data_report.json lists them all
 
 
 def classification_metrics(labels, predicted, class_names) -> dict:
@@ -122,15 +124,47 @@ def format_run(result) -> str:
                  f"{result.metrics['seconds']:.0f} s{cached}",
                  "No test split: the same images chose the epoch, so this figure is biased "
                  "upwards (set test_split or test_data)."]
+    if final.get("chance", {}).get("within_chance"):
+        lines.append(chance_line(final))
     report = json.loads((result.run_dir / "data_report.json").read_text())
-    counts = [f"skipped {len(report['skipped'])} file(s)" if report["skipped"] else "",
+    counts = [skipped_files(report["skipped"]),
               f"converted {len(report['converted'])} to RGB" if report["converted"] else "",
               f"dropped {len(report['dropped_classes'])} class folder(s)"
               if report["dropped_classes"] else ""]
     if any(counts):
-        lines.append("Data: " + ", ".join(c for c in counts if c) + " (see data_report.json)")
+        lines.append("Data: " + "; ".join(c for c in counts if c) + " (see data_report.json)")
     lines.append(f"Outputs in {result.run_dir}:")
     lines += [f"  {p.name}{'/' if p.is_dir() else ''}" for p in sorted(result.run_dir.iterdir())]
     if result.export_report:
         lines += ["Exported to export/ (export_report.json):", format_report(result.export_report)]
     return "\n".join(lines)
+
+
+def skipped_files(skipped, named=NAMED_FILES) -> str:
+    """"skipped N file(s): path (reason), ..." naming the first ``named`` of data_report.json's
+    ``skipped`` rows, then how many more; "" when none."""
+    if not skipped:
+        return ""
+    shown = ", ".join(f"{row['file']} ({row['reason']})" for row in skipped[:named])
+    more = f" and {len(skipped) - named} more" if len(skipped) > named else ""
+    return f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}: {shown}{more}"
+
+
+def chance(figure: Accuracy, classes: int) -> dict:
+    """metrics.json's ``final.chance``: the rate of guessing (1/classes) and whether the
+    figure's 95% interval holds it (the model cannot be told from a guess)."""
+    rate = 1 / classes
+    return {"rate": round(rate, 6), "within_chance": bool(figure.low <= rate <= figure.high)}
+
+
+def chance_line(final) -> str:
+    """The console line of a run whose reported accuracy is within the interval of chance."""
+    split = "Test" if final.get("test") else "Validation"
+    figure = final["test"] if final.get("test") else final["validation"]
+    classes = len(final["class_names"])
+    return (f"{split} accuracy {figure['accuracy']:.1%} is within the interval of chance "
+            f"({final['chance']['rate']:.1%} for {classes} classes): the model has learnt "
+            f"nothing; start from pretrained weights (--weights imagenet), or from scratch "
+            f"give it more images per class and more epochs (phase2_epochs), a batch-norm "
+            f"model at a small size (model=vgg11_bn image_size=64), and check that the "
+            f"class folders really differ.")

@@ -28,8 +28,11 @@ Example (a tiny run on the built-in shapes):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ from keras_vgg.finetune import distribute
 from keras_vgg.finetune.compress import compress_phase
 from keras_vgg.finetune.config import Recipe
 from keras_vgg.finetune.determinism import deterministic_kernels
+from keras_vgg.finetune.html_report import write_html_report
 from keras_vgg.finetune.run_folder import (
     open_run_dir,
     resolve_run_dir,
@@ -52,6 +56,7 @@ from keras_vgg.finetune.run_folder import (
 from keras_vgg.finetune.model import build_finetune_model
 from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.report import (
+    chance,
     classification_metrics,
     plot_confusion,
     plot_history,
@@ -110,14 +115,50 @@ def require_extras(recipe):
         check_backend(f"export_formats={list(recipe.export_formats)}")
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or any KeyboardInterrupt) during :func:`finetune`: ``run_dir``, the epochs it
+    finished and saved, and ``str()`` says so with the command that continues the run."""
+
+    def __init__(self, run_dir):
+        run_dir = Path(run_dir)
+        self.run_dir = run_dir
+        self.epochs_done = len(read_log(run_dir / "training_log.csv"))
+        self.resumable = (run_dir / "recipe.json").exists()
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        command = f"keras-vgg finetune --resume --run-dir {shlex.quote(str(self.run_dir))}"
+        if not self.resumable:
+            return ("interrupted before the run started: nothing was saved; run the same "
+                    "command again to start it.")
+        planned = json.loads((self.run_dir / "recipe.json").read_text())
+        planned = planned["phase1_epochs"] + planned["phase2_epochs"]
+        done = self.epochs_done
+        saved = (f"epoch{'s' if done > 1 else ''} {'1-' if done > 1 else ''}{done} of {planned} "
+                 f"saved in {self.run_dir} (best.keras and the last finished epoch's checkpoint)"
+                 if done else f"no epoch finished yet (the run folder is {self.run_dir})")
+        return f"interrupted: {saved}; continue the run with: {command}"
+
+
+def fit_verbosity(verbose):
+    """Keras's ``verbose`` for the run: "auto" is 1 (a progress bar within each epoch) when
+    stdout is a terminal, else 2 (one line per epoch, no carriage returns: logs)."""
+    if verbose != "auto":
+        return verbose
+    return 1 if hasattr(sys.stdout, "isatty") and sys.stdout.isatty() else 2
+
+
 def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume=False,
-             callbacks=(), verbose=2) -> RunResult:
-    """Runs a recipe end to end and writes its run directory; see the module docstring."""
+             callbacks=(), verbose="auto") -> RunResult:
+    """Runs a recipe end to end and writes its run directory; see the module docstring.
+    ``verbose``: "auto" (see :func:`fit_verbosity`), 0, 1 or 2. A KeyboardInterrupt leaves
+    as :class:`RunInterrupted`, which says what was saved and how to resume."""
     if recipe is None and not resume:
         recipe = Recipe()
     if recipe is not None:
         recipe.validate()
     run_dir = resolve_run_dir(run_dir, recipe, overwrite, resume)
+    verbose = fit_verbosity(verbose)
     recipe, state = open_run_dir(run_dir, recipe, overwrite=overwrite, resume=resume)
     require_extras(recipe)
     started = time.time()
@@ -130,10 +171,15 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
         print(f"Precision: trains in {distribute.training_precision(recipe.mixed_precision)} "
               f"(mixed_precision={recipe.mixed_precision}; this machine: "
               f"{detect_precision(training=True)}).", flush=True)
-    with deterministic_kernels(recipe.deterministic), \
-            distribute.precision(recipe.mixed_precision), distribute.running(strategy):
-        return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
-                         callbacks, verbose)
+    try:
+        with deterministic_kernels(recipe.deterministic), \
+                distribute.precision(recipe.mixed_precision), distribute.running(strategy):
+            return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
+                             callbacks, verbose)
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, RunInterrupted):
+            raise
+        raise RunInterrupted(run_dir) from None
 
 
 def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, callbacks,
@@ -175,6 +221,7 @@ def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, c
     export_report = export_finished_run(run_dir, splits, recipe, mode, verbose) if recipe.export_formats \
         else None
     compress_report = compress_phase(run_dir, recipe, resume, callbacks, verbose)
+    write_html_report(run_dir, splits=splits, recipe=recipe)  # report.html
     state["complete"] = True
     write_json(run_dir / "state.json", state)
     for scratch in ("backup", "cache"):  # nothing left to resume: drop the scratch copies
@@ -220,6 +267,7 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=(), strategy=None) 
     figures = {split: accuracy_of(*pair) for split, pair in scored.items()}
     test = figures.get("test")
     return {"final": {"accuracy": figures[reported].value,
+                      "chance": chance(figures[reported], len(splits.class_names)),
                       "reported": "test" if test else "validation",
                       "test_accuracy": None if test is None else test.value,
                       "test": None if test is None else test.to_json(),

@@ -1,0 +1,142 @@
+"""`--weights none` on a recipe made for pretrained weights (issue 28): no head-only phase on a
+frozen random base, every block trained, settings a CPU can train from scratch, said on the
+console and by --dry-run; a run within the interval of chance says so; bad files are named."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_vgg import cli
+from keras_vgg.finetune import Recipe, finetune, load_recipe
+from keras_vgg.finetune.builtin import make_shapes
+from keras_vgg.finetune.config import FROM_SCRATCH, from_scratch_note
+from keras_vgg.finetune.data import UNDECODABLE
+from keras_vgg.finetune.report import chance, format_run, skipped_files
+from keras_vgg.stats import accuracy
+
+NOTE = ("From scratch (weights=none): the folder recipe is made for pretrained weights, so this "
+        "run trains every block from random weights, with no head-only phase: model=vgg11_bn "
+        "image_size=64 batch_size=16 phase1_epochs=0 phase2_epochs=15 phase2_freeze=none "
+        "phase2_lr=0.001 (set any of these keys to choose otherwise).")
+
+
+def test_weights_none_skips_the_head_only_phase_and_trains_every_block():
+    scratch = load_recipe("folder", ["data=photos", "weights=none"])
+    assert scratch.weights is None
+    assert {key: getattr(scratch, key) for key in FROM_SCRATCH} == {
+        "model": "vgg11_bn", "image_size": 64, "batch_size": 16, "phase1_epochs": 0,
+        "phase2_epochs": 15, "phase2_freeze": "none", "phase2_lr": 1e-3}
+    assert from_scratch_note("folder", ["data=photos", "weights=none"]) == NOTE
+
+
+def test_keys_the_user_gives_are_kept_and_left_out_of_the_note():
+    given = ["weights=none", "model=vgg16", "image_size=96", "phase2_epochs=30"]
+    recipe = load_recipe("folder", given)
+    assert (recipe.model, recipe.image_size, recipe.phase2_epochs, recipe.phase1_epochs) == (
+        "vgg16", 96, 30, 0)
+    assert from_scratch_note("folder", given).endswith(
+        "no head-only phase: batch_size=16 phase1_epochs=0 phase2_freeze=none phase2_lr=0.001 "
+        "(set any of these keys to choose otherwise).")
+
+
+def test_nothing_changes_with_pretrained_weights_or_a_from_scratch_recipe():
+    assert from_scratch_note("folder", ["data=photos"]) == ""
+    assert from_scratch_note("builtin", ["weights=none"]) == ""
+    assert load_recipe("builtin", ["weights=none"]) == load_recipe("builtin")
+    assert load_recipe("folder").phase1_epochs == 5
+
+
+def test_dry_run_shows_the_from_scratch_plan(capsys, tmp_path):
+    assert cli.main(["finetune", "--dry-run", "--data", str(tmp_path), "--weights", "none"]) == 0
+    captured = capsys.readouterr()
+    plan = json.loads(captured.out)
+    assert (plan["phase1_epochs"], plan["phase2_freeze"], plan["model"]) == (0, "none",
+                                                                             "vgg11_bn")
+    assert captured.err.splitlines()[0] == NOTE
+
+
+# -- a run that learns nothing says so; its bad files are named ------------------------------
+
+
+def _photos_with_bad_files(root: Path) -> tuple[Path, tuple[Path, Path]]:
+    shapes = make_shapes(root, images_per_class=6)
+    (shapes / "circle" / "notes.png").write_text("not a picture")
+    jpeg = shapes / "cross" / "cut.jpg"
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype="uint8")
+    Image.fromarray(noise).save(buffer, "JPEG")  # a few KB: half of it holds the header
+    jpeg.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # the header passes
+    return shapes, (shapes / "circle" / "notes.png", jpeg)
+
+
+@pytest.fixture(scope="module")
+def run_that_learns_nothing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chance")
+    photos, bad = _photos_with_bad_files(root / "photos")
+    recipe = Recipe(name="chance", data=str(photos), model="vgg11", image_size=32,
+                    batch_size=8, augment=[], test_split=0.34, phase1_epochs=0,
+                    phase2_epochs=1, phase2_lr=1e-9, phase2_freeze="none", tensorboard=False,
+                    early_stopping_patience=0, reduce_lr_patience=0).validate()
+    out = io.StringIO()
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(out):
+        result = finetune(recipe, run_dir=root / "run", verbose=2)
+    return result, bad, out.getvalue()
+
+
+def test_a_run_within_the_interval_of_chance_says_so(run_that_learns_nothing):
+    result, _, _ = run_that_learns_nothing
+    final = result.metrics["final"]
+    assert final["chance"] == {"rate": 0.2, "within_chance": True}
+    assert json.loads((result.run_dir / "metrics.json").read_text())["final"]["chance"] == {
+        "rate": 0.2, "within_chance": True}
+    lines = format_run(result).splitlines()
+    assert lines[1] == (
+        f"Test accuracy {final['test']['accuracy']:.1%} is within the interval of chance "
+        "(20.0% for 5 classes): the model has learnt nothing; start from pretrained weights "
+        "(--weights imagenet), or from scratch give it more images per class and more epochs "
+        "(phase2_epochs), a batch-norm model at a small size (model=vgg11_bn image_size=64), "
+        "and check that the class folders really differ.")
+
+
+def test_an_accuracy_above_chance_is_not_flagged():
+    assert chance(accuracy(24, 24), 3) == {"rate": 0.333333, "within_chance": False}
+    assert chance(accuracy(8, 24), 3) == {"rate": 0.333333, "within_chance": True}
+
+
+def test_the_console_names_the_skipped_files(run_that_learns_nothing):
+    result, (not_an_image, cut), out = run_that_learns_nothing
+    assert "Decoded 31 images once in " in out
+    assert out.count("; 1 failed to decode and is skipped: ") == 1
+    assert f"and is skipped: {cut} (data_report.json)." in out
+    data = next(line for line in format_run(result).splitlines() if line.startswith("Data: "))
+    assert data == (f"Data: skipped 2 files: {not_an_image} (not an image), {cut} "
+                    f"({UNDECODABLE}) (see data_report.json)")
+
+
+def test_at_most_five_skipped_files_are_named():
+    rows = [{"file": f"f{i}.jpg", "reason": "empty"} for i in range(7)]
+    assert skipped_files(rows) == ("skipped 7 files: f0.jpg (empty), f1.jpg (empty), "
+                                   "f2.jpg (empty), f3.jpg (empty), f4.jpg (empty) and 2 more")
+    assert skipped_files(rows[:1]) == "skipped 1 file: f0.jpg (empty)"
+    assert skipped_files([]) == ""
+
+
+@pytest.mark.slow
+def test_the_readmes_from_scratch_command_learns(tmp_path, monkeypatch, capsys):
+    """`keras-vgg finetune --data photos/ --weights none` on a small folder (the built-in
+    shapes, 20 per class) ends clearly above chance: the interval's low end above 20%."""
+    monkeypatch.chdir(tmp_path)
+    photos = make_shapes(tmp_path / "photos", images_per_class=20)
+    assert cli.main(["finetune", "--data", str(photos), "--weights", "none",
+                     "tensorboard=false"]) == 0
+    final = json.loads((tmp_path / "runs" / "folder" / "metrics.json").read_text())["final"]
+    assert final["chance"] == {"rate": 0.2, "within_chance": False}
+    assert final["test"]["ci95"][0] > 0.2
+    assert capsys.readouterr().out.splitlines()[0] == NOTE
