@@ -149,11 +149,8 @@ def find_mistakes(run_dir, recipe, splits=None, shown=None) -> Mistakes:
 
 def _pixels(ds, indices) -> np.ndarray:
     """The uint8 images at ``indices`` (sorted) of an unbatched split."""
-    wanted, images = set(int(i) for i in indices), []
-    for i, (x, *_) in enumerate(ds.take(int(indices[-1]) + 1).as_numpy_iterator()):
-        if i in wanted:
-            images.append(x)
-    return np.stack(images)
+    batches = ds.take(int(indices[-1]) + 1).map(lambda x, *_: x).batch(256)
+    return np.concatenate(list(batches.as_numpy_iterator()))[np.asarray(indices)]
 
 
 def png_uri(pixels, side=SIDE) -> str:
@@ -333,12 +330,13 @@ def _bar(rank, true) -> str:
 
 def export_html(path, report, run_dir) -> str:
     """The export report's table and notes."""
-    header = ("file", "precision", "size MB", "top-1 agree", "accuracy", "ms/image")
+    header = ("file", "mode", "size MB", "top-1 agree", "accuracy", "ms/image")
     keras_row = report["keras"]
     rows = [("keras", "", "", "", _pct(keras_row.get("accuracy")),
              f"{keras_row['latency_ms']:.2f}")]
     for r in report["exports"]:
-        rows.append((r["file"], r["quantize"] or r.get("precision", "float32"),
+        mode = r["quantize"] or r.get("precision", "float32")  # SavedModel: no quantize
+        rows.append((r["file"], "float32" if mode == "none" else mode,
                      f"{r['size_bytes'] / 1e6:.2f}", _pct(r.get("top1_agreement")),
                      _pct(r.get("accuracy")), f"{r['latency_ms']:.2f}"))
     head = "".join(f"<th{NUMBER if i > 1 else ''}>{_e(h)}</th>" for i, h in enumerate(header))
