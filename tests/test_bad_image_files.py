@@ -265,3 +265,22 @@ def test_nearest_skips_unreadable_queries(model_file, photos, tmp_path, capsys):
     assert captured.out.startswith(f"{queries[0]}: ") and len(captured.out.splitlines()) == 1
     assert captured.err == (f"keras-vgg nearest: skipped 1 file that could not be read: "
                             f"{queries[1]} (not a JPEG, PNG, BMP or GIF image)\n")
+
+
+def test_cli_predict_tflite_skips_bad_files(photos, tmp_path, capsys):
+    pytest.importorskip("ai_edge_litert")
+    from keras_vgg.export.serving import serving_model
+    from keras_vgg.export.tflite import write_tflite
+
+    inputs = keras.Input((8, 8, 3))
+    hidden = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    tiny = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+    path = tmp_path / "model.tflite"
+    write_tflite(serving_model(tiny, "torch"), path, class_names=["cat", "coffee", "dog"])
+    assert main(["predict", str(path), str(photos), "--top-k", "3"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(photos / name) for name in GOOD]
+    assert all(sorted(x.rsplit(" ", 1)[0] for x in line.split(": ")[1].split(", "))
+               == ["cat", "coffee", "dog"] for line in lines)
+    assert captured.err.startswith("keras-vgg predict: skipped 3 files that could not be read: ")
