@@ -65,8 +65,8 @@ def test_the_run_writes_its_report_with_exact_figures_and_mistakes(tiny_run):
     wrong = test.count - test.correct
     assert wrong > 0  # one head epoch from scratch: images to show
     shown = min(wrong, html_report.SHOWN)
-    assert (f"{wrong} of 20 test images are misclassified; the first {shown} are shown"
-            in page)
+    which = "all are" if shown == wrong else f"the first {shown} are"
+    assert f"{wrong} of 20 test images are misclassified; {which} shown" in page
     assert page.count('<div class="card">') == shown
     found = Links(page)
     assert len(found.images) == 2 + 2 * shown  # curves, confusion matrix; image + Grad-CAM

@@ -192,6 +192,8 @@ th, td { padding: 4px 12px; border-bottom: 1px solid #e4e8ee; text-align: left; 
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f0f3f7; }
 img.plot { max-width: 100%; height: auto; }
+.row { display: flex; flex-wrap: wrap; gap: 0 18px; }
+.row > section { flex: 1 1 440px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr));
         gap: 14px; }
 .card { border: 1px solid #dde3ea; border-radius: 6px; padding: 10px; }
@@ -208,20 +210,28 @@ ul.notes { padding-left: 20px; } ul.notes li { margin: 3px 0; }
 def render(run_dir, recipe, metrics, mistakes, exported) -> str:
     """The whole page."""
     final = metrics["final"]
-    sections = [header_html(run_dir, recipe, metrics), figures_html(final),
-                per_class_html(metrics, final),
-                _picture_html("Training curves", run_dir / "history.png",
-                              "loss and accuracy per epoch, training and validation"),
-                _picture_html("Confusion matrix", run_dir / "confusion_matrix.png",
-                              f"rows: true class, columns: predicted ({final['reported']} "
-                              "split)"),
-                mistakes_html(mistakes)]
+    figures = (f"{figures_html(final)}\n{per_class_html(metrics, final)}",
+               _picture_html("Confusion matrix", run_dir / "confusion_matrix.png",
+                             f"rows: true class, columns: predicted ({final['reported']} "
+                             "split)"))
+    both = recipe.phase1_epochs and recipe.phase2_epochs
+    dashed = " (dashed line: phase 2 starts)" if both else ""
+    sections = [_section(header_html(run_dir, recipe, metrics)),
+                "<div class=\"row\">\n" + "\n".join(map(_section, figures)) + "\n</div>",
+                _section(_picture_html("Training curves", run_dir / "history.png",
+                                       "loss and accuracy per epoch, training and "
+                                       "validation" + dashed)),
+                _section(mistakes_html(mistakes))]
     if exported is not None:
-        sections.append(export_html(*exported, run_dir))
-    body = "\n".join(f"<section>\n{part}\n</section>" for part in sections)
+        sections.append(_section(export_html(*exported, run_dir)))
+    body = "\n".join(sections)
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{_e(recipe.name)}: run report</title>\n<style>{CSS}</style>\n</head>\n"
             f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n")
+
+
+def _section(part) -> str:
+    return f"<section>\n{part}\n</section>"
 
 
 def header_html(run_dir, recipe, metrics) -> str:
@@ -304,8 +314,10 @@ def mistakes_html(mistakes: Mistakes) -> str:
     if mistakes.total == 0:
         return f"{title}\n<p>None: all {mistakes.count:,} {name} images are right.</p>"
     share = " (this worker's share of the data)" if mistakes.share else ""
+    which = "all are" if len(mistakes.shown) == mistakes.total else \
+        f"the first {len(mistakes.shown)} are"
     intro = (f"<p>{mistakes.total:,} of {mistakes.count:,} {name} images are misclassified"
-             f"{share}; the first {len(mistakes.shown)} are shown, in the split's order. "
+             f"{share}; {which} shown, in the split's order. "
              f"Each image is beside its Grad-CAM (at {_e(mistakes.layer)}) of the predicted "
              "class.</p>")
     cards = "\n".join(_card(m) for m in mistakes.shown)
