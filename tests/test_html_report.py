@@ -12,6 +12,7 @@ import pytest
 from keras_vgg.cli import main
 from keras_vgg.finetune import Recipe, finetune
 from keras_vgg.finetune import html_report
+from keras_vgg.finetune.report import chance_line
 from keras_vgg.stats import Accuracy, accuracy, paired_difference
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser",
@@ -62,6 +63,8 @@ def test_the_run_writes_its_report_with_exact_figures_and_mistakes(tiny_run):
     validation = accuracy(final["validation"]["correct"], final["validation"]["count"])
     assert f"Validation (it chose the epoch): {html.escape(str(validation))}" in page
     assert "Only 20 test images: the 95% interval spans" in page  # too few to tell
+    if final["chance"]["within_chance"]:  # one head epoch from scratch: likely a guess
+        assert f'<p class="note">{html.escape(chance_line(final))}</p>' in page
     wrong = test.count - test.correct
     assert wrong > 0  # one head epoch from scratch: images to show
     shown = min(wrong, html_report.SHOWN)

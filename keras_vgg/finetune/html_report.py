@@ -37,6 +37,7 @@ from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.config import Recipe
 from keras_vgg.finetune.phase import inference_precision
+from keras_vgg.finetune.report import chance_line
 from keras_vgg.gradcam import grad_cam, overlay
 from keras_vgg.precision import with_precision
 from keras_vgg.saving import load_model, record_of
@@ -276,6 +277,8 @@ def figures_html(final) -> str:
         lines.append("<p class=\"note\">No test split: the only figure is the validation "
                      "split's, and the same images chose the epoch, so it is biased upwards "
                      "(set test_split or test_data).</p>")
+    if final.get("chance", {}).get("within_chance"):
+        lines.append(f"<p class=\"note\">{_e(chance_line(final))}</p>")
     lines.append(f"<p>Validation (it chose the epoch): {_e(validation)}</p>")
     return "\n".join(lines)
 
