@@ -24,19 +24,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
+# Light modules only: the parser, --help, list, recipes and finetune --dry-run load no
+# TensorFlow (each command imports what it runs).
 from keras_vgg._extras import MissingExtra
+from keras_vgg._helpers import did_you_mean
 from keras_vgg._quiet import VERBOSE_FLAG
+from keras_vgg.choices import (CRITERIA, FORMATS, INT8_IO, MIN_AGREEMENT, MODES, PRECISIONS,
+                               QUANTIZE, SAMPLE_IMAGES)
 from keras_vgg.configs import variant_table
 from keras_vgg.export.formats import ExportError
 from keras_vgg.finetune.config import recipes_help
-from keras_vgg.models import build_vgg
-from keras_vgg.weights import weights_table
 
 # What a command may fail with that is the user's to fix: printed as one line, exit 2.
 USER_ERRORS = (ValueError, MissingExtra, ExportError, FileExistsError)
+# The library's errors name Python arguments; on the command line they name the flag.
+FLAG_OF = {"overwrite=True": "--overwrite", "resume=True": "--resume"}
+
+
+def in_flags(message: str) -> str:
+    """A library error in the command line's words: "pass overwrite=True" (and the older
+    "pass overwrite=True (--overwrite)") become "pass --overwrite"."""
+    message = re.sub(r"\b\w+=True(?: \((--[\w-]+)\)|, (--[\w-]+),?)",
+                     lambda both: both[1] or both[2], message)  # both named: the flag
+    for argument, flag in FLAG_OF.items():
+        message = message.replace(argument, flag)
+    return message
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -55,9 +71,42 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with the closest name offered: a mistyped choice or flag gets "Did you
+    mean ...?", and a mistyped flag after a command gets that command's usage. With
+    ``intermixed``, options and positionals mix in any order (finetune RECIPE --dry-run k=v)."""
+
+    def __init__(self, *args, intermixed=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.intermixed, self._mixing = intermixed, False
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from "
+                                         f"{choices}){did_you_mean(value, action.choices)}")
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._mixing:  # parse_known_intermixed_args's own two passes
+            return super().parse_known_args(args, namespace)
+        self._mixing = self.intermixed
+        try:
+            parse = self.parse_known_intermixed_args if self.intermixed else super().parse_known_args
+            namespace, extras = parse(args, namespace)
+        finally:
+            self._mixing = False
+        if extras:  # here, not in the top parser: the usage shown is this command's
+            flags = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            hints = [did_you_mean(e.split("=")[0], flags, quote=False) for e in extras
+                     if e.startswith("--")]
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       + next((hint for hint in hints if hint), ""))
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     examples = __doc__.split("Examples:\n", 1)[1].replace("$ ", "").rstrip('"\n')
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="keras-vgg", description=__doc__.splitlines()[0].split(": ", 1)[1],
         epilog="examples:\n" + examples, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(VERBOSE_FLAG, action="store_true",
@@ -79,19 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_parser(commands)
     add_compress_parser(commands)
     add_feature_parsers(commands)
+    add_report_parser(commands)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    command = COMMANDS[args.command]
+    if args.command == "finetune" and args.dry_run and not args.resume:
+        command = dry_run_command  # reads the recipe only: no TensorFlow loaded
     try:
-        return COMMANDS[args.command](args)
+        return command(args)
     except USER_ERRORS as error:
-        print(f"keras-vgg {args.command}: {error}", file=sys.stderr)
+        print(f"keras-vgg {args.command}: {in_flags(str(error))}", file=sys.stderr)
         return 2
 
 
 def summary_command(args) -> int:
+    from keras_vgg.models import build_vgg
+
     build_vgg(args.name, include_top=not args.no_top, input_shape=args.input_shape,
               classes=args.classes, batch_norm=args.batch_norm).summary()
     return 0
@@ -114,7 +169,7 @@ def add_finetune_parser(commands):
         "finetune", help="fine-tune a variant on a dataset (no arguments: the built-in shapes)",
         description="Fine-tune a VGG variant. Settings come from a recipe (RECIPE or "
         "--config), then the flags, then key=value overrides of any recipe key.",
-        usage="%(prog)s [-h] [options] [RECIPE] [key=value ...]",
+        usage="%(prog)s [-h] [options] [RECIPE] [key=value ...]", intermixed=True,
         epilog=recipes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     finetune.add_argument("overrides", nargs="*", metavar="[RECIPE] key=value",
                           help="a recipe first (as --config), then any recipe key, e.g. "
@@ -162,13 +217,14 @@ def split_recipe(args):
                          f"--config {args.config}")
     if given is not None and not Path(given).is_file() and given not in shipped_recipes():
         raise ValueError(f"Expected RECIPE (a recipe file or one of {shipped_recipes()}), then "
-                         f"key=value overrides. Received: {given!r}")
+                         f"key=value overrides. Received: {given!r}"
+                         f"{did_you_mean(given, shipped_recipes())}")
     config = given or args.config or ("builtin" if args.data in (None, "builtin") else "folder")
     return config, overrides
 
 
 def finetune_command(args) -> int:
-    from keras_vgg.finetune import finetune, load_recipe
+    from keras_vgg.finetune import finetune
     from keras_vgg.finetune.report import format_run
     from keras_vgg.finetune.run_folder import open_run_dir
 
@@ -179,18 +235,42 @@ def finetune_command(args) -> int:
                              "the recipe saved in its run directory.")
         if args.dry_run:  # the recipe the run keeps, read from its recipe.json
             return print_recipe(open_run_dir(args.run_dir, None, resume=True)[0])
-        result = finetune(None, run_dir=args.run_dir, resume=True)
+        recipe, settings = None, dict(run_dir=args.run_dir, resume=True)
     else:
-        config, overrides = split_recipe(args)
-        flags = [f"{flag}={json.dumps(value) if isinstance(value, bool) else value}"
-                 for flag, value in ((f, getattr(args, f)) for f in FINETUNE_FLAGS)
-                 if value is not None]
-        recipe = load_recipe(config, flags + overrides)
-        if args.dry_run:
-            return print_recipe(recipe)
-        result = finetune(recipe, run_dir=args.run_dir, overwrite=args.overwrite)
+        recipe, note = resolved_recipe(args)
+        if note:  # what weights=none changed
+            print(note, flush=True)
+        settings = dict(run_dir=args.run_dir, overwrite=args.overwrite)
+    try:
+        result = finetune(recipe, **settings)
+    except KeyboardInterrupt as stop:  # RunInterrupted: what was saved, how to resume
+        print(f"keras-vgg finetune: {stop or 'interrupted before the run started'}",
+              file=sys.stderr)
+        return 130
     print(format_run(result))
     return 0
+
+
+def resolved_recipe(args):
+    """``(the recipe, a note on what weights=none changed or "")`` the command line resolves
+    to: RECIPE or --config, then the flags, then key=value overrides."""
+    from keras_vgg.finetune.config import from_scratch_note, load_recipe
+
+    config, overrides = split_recipe(args)
+    flags = [f"{flag}={json.dumps(value) if isinstance(value, bool) else value}"
+             for flag, value in ((f, getattr(args, f)) for f in FINETUNE_FLAGS)
+             if value is not None]
+    return (load_recipe(config, flags + overrides),
+            from_scratch_note(config, flags + overrides))
+
+
+def dry_run_command(args) -> int:
+    """``finetune --dry-run`` (without --resume): the recipe the command line resolves to,
+    with the from-scratch note on stderr; loads no TensorFlow."""
+    recipe, note = resolved_recipe(args)
+    if note:
+        print(note, file=sys.stderr)
+    return print_recipe(recipe)
 
 
 def print_recipe(recipe) -> int:
@@ -203,11 +283,6 @@ def print_recipe(recipe) -> int:
 
 
 def add_export_parsers(commands):
-    from keras_vgg.export.formats import FORMATS, INT8_IO, MIN_AGREEMENT, QUANTIZE
-    from keras_vgg.precision import PRECISIONS
-    from keras_vgg.finetune.run_folder import SAMPLE_IMAGES
-    from keras_vgg.preprocessing import MODES
-
     export = commands.add_parser(
         "export", help="export a fine-tuned model to SavedModel/TFLite, checked and reported",
         description="Export a .keras model (or a run folder's best.keras) into the folder "
@@ -247,9 +322,13 @@ def add_export_parsers(commands):
     export.add_argument("--overwrite", action="store_true",
                         help="replace an existing -o/--output folder")
     predict = commands.add_parser(
-        "predict", help="top-k classes of images from a .keras, SavedModel or .tflite model")
+        "predict", help="top-k classes of images from a .keras, SavedModel or .tflite model",
+        description="Print the top-k classes of each image with a .keras model (or a run "
+        "folder's best.keras), an exported SavedModel folder or a .tflite file; the model's "
+        "own preprocessing and class names are used.")
     predict.add_argument("model", help="a run folder, .keras file, SavedModel folder or .tflite")
-    predict.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files, or folders of them")
+    predict.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files, or folders of them "
+                         "(files that cannot be read are skipped and listed on stderr)")
     predict.add_argument("--top-k", type=positive_int, default=5,
                          help="classes to print (default: 5)")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -265,7 +344,7 @@ def export_command(args) -> int:
                representative_data=args.representative_data, sample_data=args.sample_data,
                int8_io=args.int8_io, min_agreement=args.min_agreement,
                precision=args.precision, overwrite=args.overwrite)
-    print(f"Exported to {args.output} (report: {args.output}/export_report.json)")
+    print(f"Exported to {Path(args.output)} (report: {Path(args.output) / 'export_report.json'})")
     return 0
 
 
@@ -273,6 +352,7 @@ def predict_command(args) -> int:
     import warnings
 
     from keras_vgg.export.predict import predict
+    from keras_vgg.pixels import skipped_note
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -283,6 +363,8 @@ def predict_command(args) -> int:
     for p in predictions:
         print(f"{p.image}: " + ", ".join(f"{name} {score:.1%}"
                                         for name, score in zip(p.classes, p.scores)))
+    if predictions.skipped:
+        print(f"keras-vgg predict: {skipped_note(predictions.skipped)}", file=sys.stderr)
     return 0
 
 
@@ -327,7 +409,14 @@ def recipes_command(args) -> int:
     return 0
 
 
-COMMANDS = {"list": printing(variant_table), "weights": printing(weights_table),
+def weights_command(args) -> int:
+    from keras_vgg.weights import weights_table
+
+    print(weights_table())
+    return 0
+
+
+COMMANDS = {"list": printing(variant_table), "weights": weights_command,
             "summary": summary_command, "recipes": recipes_command,
             "finetune": finetune_command, "export": export_command,
             "predict": predict_command, "convert": convert_command}
@@ -335,13 +424,12 @@ COMMANDS = {"list": printing(variant_table), "weights": printing(weights_table),
 
 def add_feature_parsers(commands):
     """``explain`` (Grad-CAM pictures), ``embed`` (a folder's embeddings) and ``nearest``."""
-    from keras_vgg.precision import PRECISIONS
-    from keras_vgg.preprocessing import MODES
-
     explain = commands.add_parser(
         "explain", help="Grad-CAM: write each image beside its heatmap, with the top classes",
         description="Grad-CAM pictures of images for a classifier (a run folder or a .keras "
-        "file): each image, its heatmap overlaid, and the top classes, as PNGs in -o DIR.")
+        "file): each image, its heatmap overlaid, and the top classes, as PNGs in -o DIR, "
+        "keeping a folder's sub-folders (photos/cat/a.jpg -> DIR/cat/a.png). Files that "
+        "cannot be read are skipped and listed on stderr.")
     explain.add_argument("model", help="a run folder or a .keras classifier")
     explain.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files, or folders of them")
     explain.add_argument("-o", "--output", required=True, help="the folder of PNGs to create")
@@ -355,7 +443,8 @@ def add_feature_parsers(commands):
     embed = commands.add_parser(
         "embed", help="embeddings of a folder of images (pooled VGG features, L2-normalised) "
         "into an .npz", description="Embed images for retrieval: the pooled, L2-normalised "
-        "features of each file, with the file names, in one .npz (query it with nearest).")
+        "features of each file, with the file names, in one .npz (query it with nearest). "
+        "Files that cannot be read are skipped and listed on stderr.")
     embed.add_argument("model", help="a run folder, a .keras file, or a variant name (vgg16: "
                        "ImageNet weights, downloaded once)")
     embed.add_argument("images", nargs="+", help="folders of images, or image files")
@@ -369,7 +458,10 @@ def add_feature_parsers(commands):
                        help="the weights' mode (default: what the model records)")
     embed.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
     nearest = commands.add_parser(
-        "nearest", help="the files most like each query image (cosine) in an embed .npz")
+        "nearest", help="the files most like each query image (cosine) in an embed .npz",
+        description="For each query image, print the -k files of an embeddings .npz (written "
+        "by keras-vgg embed) most like it, by cosine similarity; a query not in the file is "
+        "embedded with the model the file records (or --model).")
     nearest.add_argument("embeddings", help="an .npz written by keras-vgg embed")
     nearest.add_argument("images", nargs="+", help="query images (in the file or not)")
     nearest.add_argument("-k", type=positive_int, default=5, help="neighbours (default: 5)")
@@ -381,34 +473,45 @@ def add_feature_parsers(commands):
 
 def explain_command(args) -> int:
     from keras_vgg.export.explain import explain
+    from keras_vgg.pixels import skipped_note
 
-    for e in explain(args.model, args.images, args.output, top_k=args.top_k, layer=args.layer,
-                     preprocessing=args.preprocessing, overwrite=args.overwrite):
+    explained = explain(args.model, args.images, args.output, top_k=args.top_k,
+                        layer=args.layer, preprocessing=args.preprocessing,
+                        overwrite=args.overwrite)
+    for e in explained:
         print(f"{e.image} -> {e.output}: " + ", ".join(
             f"{name} {score:.1%}" for name, score in zip(e.classes, e.scores)))
+    if explained.skipped:
+        print(f"keras-vgg explain: {skipped_note(explained.skipped)}", file=sys.stderr)
     return 0
 
 
 def embed_command(args) -> int:
     from keras_vgg.export.embed import embed_files
+    from keras_vgg.pixels import skipped_note
 
     saved = embed_files(args.model, args.images, args.output, layer=args.layer,
                         batch_size=args.batch_size, precision=args.precision,
                         preprocessing=args.preprocessing, overwrite=args.overwrite)
     print(f"Wrote {args.output}: {len(saved.names)} images, {saved.vectors.shape[1]} "
           f"features each ({saved.layer}, average-pooled, L2-normalised)")
+    if saved.skipped:
+        print(f"keras-vgg embed: {skipped_note(saved.skipped)}", file=sys.stderr)
     return 0
 
 
 def nearest_command(args) -> int:
     from keras_vgg.export.embed import nearest_files
+    from keras_vgg.pixels import skipped_note
 
-    for query in nearest_files(args.embeddings, args.images, k=args.k, model=args.model,
-                               precision=args.precision):
+    queries = nearest_files(args.embeddings, args.images, k=args.k, model=args.model,
+                            precision=args.precision)
+    for query in queries:
         print(f"{query.image}: " + ", ".join(
             f"{name} {score:.3f}" for name, score in zip(query.names, query.scores)))
+    if queries.skipped:
+        print(f"keras-vgg nearest: {skipped_note(queries.skipped)}", file=sys.stderr)
     return 0
-
 
 COMMANDS.update(explain=explain_command, embed=embed_command, nearest=nearest_command)
 
@@ -425,9 +528,6 @@ def fraction(text: str) -> float:
 
 
 def add_compress_parser(commands):
-    from keras_vgg.export.formats import QUANTIZE
-    from keras_vgg.pruning import CRITERIA
-
     compress = commands.add_parser(
         "compress", help="prune a fine-tuned run's model, fine-tune it again, export and "
         "compare (size, FLOPs, accuracy, TFLite size and latency)",
@@ -453,6 +553,10 @@ def add_compress_parser(commands):
                           help="filter ranking (auto: BN scale where there is BN, else L1)")
     compress.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none", "int8"],
                           help="TFLite modes to export and compare (default: none int8)")
+    compress.add_argument("--max-drop", type=float, metavar="POINTS",
+                          help="warn when the pruned model loses more accuracy than this on "
+                          "the held-out split, in points (default: the run's "
+                          "compress_max_drop, 1.0 unless its recipe says)")
     resume = compress.add_mutually_exclusive_group()
     resume.add_argument("--overwrite", action="store_true", help="replace the output folder")
     resume.add_argument("--resume", action="store_true", help="continue an interrupted one")
@@ -463,11 +567,37 @@ def compress_command(args) -> int:
 
     compress(args.run, args.output, flops=args.flops, params=args.params, steps=args.steps,
              epochs=args.epochs, lr=args.lr, criterion=args.criterion,
-             quantize=args.quantize, overwrite=args.overwrite, resume=args.resume)
+             quantize=args.quantize, overwrite=args.overwrite, resume=args.resume,
+             max_drop=args.max_drop)
     return 0
 
 
 COMMANDS["compress"] = compress_command
+
+
+def add_report_parser(commands):
+    report = commands.add_parser(
+        "report", help="(re)write a run's report.html: figures, curves, confusion matrix, "
+        "misclassified test images with Grad-CAM, export table",
+        description="Write RUN/report.html, one self-contained page (no network needed): the "
+        "test figures with their 95% interval, the training curves, the confusion matrix, "
+        "the misclassified test images (at most 24) each beside its Grad-CAM and top "
+        "classes, and the export table when there is an export report. A run writes it at "
+        "its end; this writes it again for an existing run.")
+    report.add_argument("run", help="a finished fine-tune run folder")
+    report.add_argument("--export", metavar="DIR", help="an export folder (keras-vgg export "
+                        "RUN -o DIR) or its export_report.json to show (default: RUN/export/, "
+                        "when the run exported)")
+
+
+def report_command(args) -> int:
+    from keras_vgg.finetune.html_report import write_html_report
+
+    print(f"Wrote {write_html_report(args.run, export_report=args.export)}")
+    return 0
+
+
+COMMANDS["report"] = report_command
 
 
 if __name__ == "__main__":  # pragma: no cover

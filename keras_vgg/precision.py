@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import keras
 
 from keras_vgg._helpers import expected
+from keras_vgg.choices import PRECISIONS
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 ENVIRONMENT = "KERAS_VGG_PRECISION"
 CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs that compute bfloat16

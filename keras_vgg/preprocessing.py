@@ -34,9 +34,8 @@ import numpy as np
 from keras.src.applications import imagenet_utils
 
 from keras_vgg._helpers import recorded
+from keras_vgg.choices import MODES, NAMED_MODES
 
-MODES = ("caffe", "torch", "tf", "mean_image")
-NAMED_MODES = MODES[:3]  # the modes that need nothing but their name
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)

@@ -36,9 +36,9 @@ import keras
 import numpy as np
 
 from keras_vgg._helpers import expected, find_nested
+from keras_vgg.choices import CRITERIA
 from keras_vgg.vgg_model import VGGModel
 
-CRITERIA = ("auto", "l1", "bn_scale")
 # Layers a VGG chain may hold besides Conv2D, BatchNormalization and Dense (none has weights).
 _PASS_THROUGH = ("InputLayer", "Activation", "ReLU", "MaxPooling2D", "CeilMaxPooling2D",
                  "LocalResponseNormalization", "ZeroPadding2D", "Dropout", "Flatten",

@@ -28,6 +28,7 @@ from pathlib import Path
 import keras
 
 from keras_vgg._helpers import recorded
+from keras_vgg import layers as _layers  # noqa: F401  registers the layers a .keras names
 from keras_vgg.preprocessing import as_preprocessing
 from keras_vgg.vgg_model import INFO_KEYS, VGGModel
 

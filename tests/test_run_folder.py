@@ -24,7 +24,7 @@ def test_a_run_without_a_folder_never_lands_on_an_earlier_one(tmp_path, monkeypa
 
 def test_export_run_refuses_an_existing_output_before_reading_anything(tmp_path):
     (tmp_path / "out").mkdir()
-    with pytest.raises(ValueError, match=r"out exists; pass overwrite=True \(--overwrite\)"):
+    with pytest.raises(ValueError, match=r"out exists; pass overwrite=True to replace it\.$"):
         export_run(tmp_path / "no_such_run", tmp_path / "out")
     with pytest.raises(ValueError, match="Expected a .keras file or a run folder"):
         export_run(tmp_path / "no_such_run", tmp_path / "new")

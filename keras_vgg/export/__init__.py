@@ -47,35 +47,24 @@ Example:
     ('model_float32.tflite', True, 1.0, 'real images')
 """
 
-from keras_vgg.export.formats import (
-    CALIBRATION_IMAGES,
-    FORMATS,
-    INT8_IO,
-    LOW_PRECISION,
-    MIN_AGREEMENT,
-    NEAR_TIE,
-    QUANTIZE,
-    RANDOM_IMAGES,
-    REPORT,
-    TFLITE_FILES,
-    TOLERANCE,
-    ExportError,
-)
-from keras_vgg.export.serving import float32_model, float32_policy, serving_model
-from keras_vgg.export.flatbuffer import add_labels, tflite_labels, tflite_ops
-from keras_vgg.export.saved_model import write_saved_model
-from keras_vgg.export.tflite import FLATBUFFER_LIMIT, converter_settings, write_tflite
-from keras_vgg.export.runners import (
-    KerasRunner,
-    SavedModelRunner,
-    TFLiteRunner,
-    load_predictor,
-    median_ms,
-)
-from keras_vgg.export.predict import Prediction, image_paths, predict, read_image
-from keras_vgg.export.checks import compare
-from keras_vgg.export.report import format_report
-from keras_vgg.export.bundle import export
+from keras_vgg._helpers import lazy_exports
+
+# {module: the names the package gives from it}, imported when first used.
+LAZY = {
+    "keras_vgg.export.formats": ("CALIBRATION_IMAGES", "FORMATS", "INT8_IO", "LOW_PRECISION",
+                                 "MIN_AGREEMENT", "NEAR_TIE", "QUANTIZE", "RANDOM_IMAGES",
+                                 "REPORT", "TFLITE_FILES", "TOLERANCE", "ExportError"),
+    "keras_vgg.export.serving": ("float32_model", "float32_policy", "serving_model"),
+    "keras_vgg.export.flatbuffer": ("add_labels", "tflite_labels", "tflite_ops"),
+    "keras_vgg.export.saved_model": ("write_saved_model",),
+    "keras_vgg.export.tflite": ("FLATBUFFER_LIMIT", "converter_settings", "write_tflite"),
+    "keras_vgg.export.runners": ("KerasRunner", "SavedModelRunner", "TFLiteRunner",
+                                 "load_predictor", "median_ms"),
+    "keras_vgg.export.predict": ("Prediction", "image_paths", "predict", "read_image"),
+    "keras_vgg.export.checks": ("compare",),
+    "keras_vgg.export.report": ("format_report",),
+    "keras_vgg.export.bundle": ("export",),
+}
 
 __all__ = [
     "CALIBRATION_IMAGES", "FLATBUFFER_LIMIT", "FORMATS", "INT8_IO", "LOW_PRECISION",
@@ -88,11 +77,14 @@ __all__ = [
 ]
 
 
+_load, __dir__ = lazy_exports(__name__, LAZY)
+
+
 def __getattr__(name):
-    """``read_model_info`` (before the model carried its record) still works, with a
-    warning naming what replaces it."""
+    """A name of LAZY, loaded; ``read_model_info`` (before the model carried its record)
+    still works, with a warning naming what replaces it."""
     if name != "read_model_info":
-        raise AttributeError(f"module 'keras_vgg.export' has no attribute {name!r}")
+        return _load(name)
     import warnings
 
     warnings.warn("keras_vgg.export.read_model_info is deprecated: keras_vgg.load_model(path) "

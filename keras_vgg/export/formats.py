@@ -15,10 +15,8 @@ Example:
 """
 
 from keras_vgg._helpers import expected
+from keras_vgg.choices import FORMATS, INT8_IO, MIN_AGREEMENT, QUANTIZE
 
-FORMATS = ("saved_model", "tflite")
-QUANTIZE = ("none", "float16", "dynamic", "int8")
-INT8_IO = ("uint8", "int8")
 TFLITE_FILES = {"none": "model_float32.tflite", "float16": "model_float16.tflite",
                 "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite"}
 TFLITE_PRECISION = {"none": "float32", "float16": "float16 weights", "dynamic": "int8 weights",
@@ -34,7 +32,7 @@ RANDOM_IMAGES = 16  # the sample when none is given: a numeric gate, not an accu
 # cannot judge it). Measured (TF 2.21, x86): good files 99-100% on trained models (100-120
 # held-out images) and 90-100% on the tests' fitted heads (20 images); int8 files calibrated
 # on other images (black, dim, half-range) 15-55%. docs/export.md gives the figures.
-MIN_AGREEMENT = 0.8
+# MIN_AGREEMENT = 0.8, in keras_vgg.choices (the command line reads it without TensorFlow).
 # A file under its agreement gate is still written when it matches every Keras probability
 # to NEAR_TIE: each changed answer is then an image whose top two Keras probabilities are
 # within 2 * NEAR_TIE (a near tie, as on a barely trained model's near-uniform outputs), not

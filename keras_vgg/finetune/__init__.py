@@ -17,10 +17,18 @@ Example:
     (True, 'keras_vgg.finetune.train')
 """
 
-from keras_vgg.finetune.config import Recipe, load_recipe, shipped_recipes
-from keras_vgg.finetune.run_folder import export_run, new_run_dir
-from keras_vgg.finetune.compress import compress
-from keras_vgg.finetune.train import RunResult, finetune
+from keras_vgg._helpers import lazy_exports
+
+# {module: the names the package gives from it}, imported when first used: reading a recipe
+# (keras-vgg finetune --dry-run, keras-vgg recipes) loads no TensorFlow.
+LAZY = {
+    "keras_vgg.finetune.config": ("Recipe", "load_recipe", "shipped_recipes"),
+    "keras_vgg.finetune.run_folder": ("export_run", "new_run_dir"),
+    "keras_vgg.finetune.compress": ("compress",),
+    "keras_vgg.finetune.train": ("RunResult", "finetune"),
+}
 
 __all__ = ["Recipe", "RunResult", "compress", "export_run", "finetune", "load_recipe", "new_run_dir",
            "shipped_recipes"]
+
+__getattr__, __dir__ = lazy_exports(__name__, LAZY)

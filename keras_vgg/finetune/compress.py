@@ -16,8 +16,12 @@ continues from the last completed epoch) with the weights of one never interrupt
 The pruned and the unpruned model are compared on the same images: the run's test split,
 else its validation split (the report says which). The comparison is a paired difference
 (``keras_vgg.stats.paired_difference``: unpruned minus pruned, its 95% interval, how many
-images changed answer), and "within 1 point of the unpruned model" (``DROP_MARGIN``) is
-judged on its interval: met, missed, or undecided when the split is too small to tell.
+images changed answer), and "within 1 point of the unpruned model" (``DROP_MARGIN``, the
+default) is judged on its interval: met, missed, or undecided when the split is too small to tell.
+The margin is ``max_drop`` points (the recipe's ``compress_max_drop``, 1 point unless it
+says); when the pruned model loses more than that on the held-out images, the report's
+``accuracy_warning`` says so, and so does the console (or a ``UserWarning`` when
+``verbose=0``): a compress never loses accuracy silently.
 
 ``OUT`` (default ``RUN/compressed``) holds ``best.keras`` (the pruned, fine-tuned model),
 ``step1/``..., ``export/`` (its TFLite files and export report), ``reference_export/``
@@ -45,6 +49,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -70,7 +75,7 @@ DROP_MARGIN = 0.01  # the target: the pruned model within 1 point of the unprune
 
 def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
              criterion="auto", quantize=("none", "int8"), overwrite=False, resume=False,
-             callbacks=(), verbose=2) -> dict:
+             callbacks=(), verbose=2, max_drop=None) -> dict:
     """Prune ``run``'s best.keras to a target, fine-tune, export, report; returns the report.
 
     Args:
@@ -84,11 +89,14 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
         quantize: the TFLite modes exported and compared (``keras_vgg.export.QUANTIZE``).
         overwrite, resume: replace an existing ``out``, or continue an interrupted one.
         callbacks: more Keras callbacks for each step's fit.
+        max_drop: the accuracy the pruned model may lose, in points on the held-out split,
+            before the report warns (default the recipe's ``compress_max_drop``, 1.0).
     """
     run = Path(run)
     recipe, model = _run_of(run)
     out = Path(out) if out is not None else run / "compressed"
     settings = _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quantize)
+    settings["max_drop"] = _max_drop(recipe.compress_max_drop if max_drop is None else max_drop)
     started = time.time()
     _check_out(out, settings, overwrite, resume)
     with deterministic_kernels(recipe.deterministic):
@@ -102,7 +110,31 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
     if verbose:
         print(format_compress_report(report))
         print(f"Compressed model: {out / 'best.keras'}; report: {out / REPORT}")
+    elif report["accuracy_warning"]:
+        warnings.warn(report["accuracy_warning"], stacklevel=2)
     return report
+
+
+def _max_drop(points) -> float:
+    """``max_drop`` checked: a number of points >= 0 (returned as a fraction)."""
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points <= 100:
+        raise ValueError("Expected `max_drop` to be the accuracy points the pruned model may "
+                         f"lose, in [0, 100]. Received: max_drop={points!r}")
+    return points / 100
+
+
+def accuracy_warning(paired: PairedDifference, max_drop: float, split: str):
+    """The warning when the pruned model lost more than ``max_drop`` (a fraction) on the
+    held-out images, else None."""
+    if paired.difference <= max_drop + 1e-12:
+        return None
+    significant = "significant" if paired.low > 0 else "not significant on so few images"
+    return (f"Warning: the pruned model lost {100 * paired.difference:.1f} points on the "
+            f"{paired.count:,} {split} images ({paired.first.value:.1%} -> "
+            f"{paired.second.value:.1%}; 95% CI of the drop {100 * paired.low:+.1f} to "
+            f"{100 * paired.high:+.1f}, {significant}), more than the {100 * max_drop:g} "
+            "allowed (--max-drop, compress_max_drop): keep more FLOPs or parameters, or "
+            "fine-tune for more epochs.")
 
 
 def _compress(run, recipe, model, out, settings, overwrite, resume, callbacks, verbose):
@@ -135,7 +167,7 @@ def compress_phase(run_dir: Path, recipe, resume=False, callbacks=(), verbose=2)
     return compress(run_dir, out, flops=recipe.compress_flops or None,
                     params=recipe.compress_params or None, steps=recipe.compress_steps,
                     criterion=recipe.compress_criterion, quantize=quantize,
-                    overwrite=not resume, resume=resume, callbacks=callbacks, verbose=verbose)
+                    max_drop=recipe.compress_max_drop, overwrite=not resume, resume=resume, callbacks=callbacks, verbose=verbose)
 
 
 def _run_of(run: Path):
@@ -311,6 +343,8 @@ def _report(run, model, pruned, settings, splits, recipe, mode, out, verbose) ->
             "accuracy": {"before": paired.first.value, "after": paired.second.value},
             "held_out": split_name, "held_out_images": paired.count,
             "before_minus_after": paired.to_json(),
-            "accuracy_target": {"max_drop": DROP_MARGIN, "result": paired.judge(DROP_MARGIN),
-                                "verdict": paired.verdict(DROP_MARGIN)},
+            "accuracy_target": {"max_drop": settings["max_drop"],
+                                "result": paired.judge(settings["max_drop"]),
+                                "verdict": paired.verdict(settings["max_drop"])},
+            "accuracy_warning": accuracy_warning(paired, settings["max_drop"], split_name),
             "exports": rows}

@@ -75,6 +75,8 @@ def format_compress_report(report) -> str:
     target = report["accuracy_target"]
     lines += textwrap.wrap(f"Within {100 * target['max_drop']:.1f} point of the unpruned "
                            f"model: {target['verdict']}.", 92)
+    if report.get("accuracy_warning"):
+        lines += textwrap.wrap(report["accuracy_warning"], 92)
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_vgg.export.formats import FORMATS
+from keras_vgg.choices import SAMPLE_IMAGES
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune.config import Recipe
 from keras_vgg.saving import load_model, record_of
@@ -82,8 +83,7 @@ def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise ValueError(
             f"The run directory {str(run_dir)!r} already holds a run. Pass overwrite=True "
-            "(--overwrite) to replace it, resume=True (--resume) to continue it, or choose "
-            "another run_dir."
+            "to replace it, resume=True to continue it, or choose another run_dir."
         )
     return recipe, new_state()
 
@@ -106,9 +106,6 @@ def write_json(path, value):
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps(value, indent=2))
     os.replace(tmp, path)
-
-
-SAMPLE_IMAGES = 2000  # the most held-out or sample_data images an export is checked on
 
 
 def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
@@ -138,7 +135,7 @@ def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing
 
     out = Path(out)
     if out.exists() and not overwrite:  # before loading any data
-        raise ValueError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
+        raise ValueError(f"{out} exists; pass overwrite=True to replace it.")
     loaded = load_model(model)
     record = record_of(loaded)
     preprocessing = preprocessing or record["preprocessing"]
