@@ -48,12 +48,13 @@ run() {  # run NAME BACKEND [pytest arguments]: one pytest run, its log and exit
 }
 
 progress() {  # "tensorflow 41%, jax done (exit 0), ...": how far each run has come
-    local name line=""
+    local name line="" done_share
     for name in "${RUNS[@]}"; do
         if [ -f "$work/$name/rc" ]; then
             line+="$name done (exit $(cat "$work/$name/rc")), "
         elif [ -f "$work/$name/log" ]; then
-            line+="$name $(grep -o '\[ *[0-9]*%\]' "$work/$name/log" | tail -1 | tr -d '[] ' || true), "
+            done_share=$(grep -o '\[ *[0-9]*%\]' "$work/$name/log" | tail -1 | tr -d '[] ')
+            line+="$name ${done_share:-started}, "
         fi
     done
     echo "=== test matrix, $((SECONDS - start)) s: ${line%, }"
