@@ -15,8 +15,14 @@ A BatchNormalization is folded when its one input is the output of a ``Conv1D``/
 ``Conv3D`` of the same model that has no activation, is called once and feeds nothing else
 (keras_vgg's BN forms: ``conv -> {conv}_bn -> {conv}_relu``). Any other BatchNormalization
 (after a pooling, a Dense, a conv with an activation or another consumer) is kept as it is.
-The export serves folded models (``keras_vgg.export.serving_model``). The copy is for
-predicting and serving: a BN form's fine-tuning wants its BatchNormalization.
+The copy is for predicting and serving: a BN form's fine-tuning wants its BatchNormalization.
+
+``inference_model(model, precision)`` is the one way the package builds a model to predict
+with: folded first, then cast (``with_precision(..., inference=True)``), so a BatchNormalization
+never computes in float32 between bfloat16 casts. ``predict`` and the export (through
+``keras_vgg.export.serving_model``), ``embed``, ``feature_extractor(..., inference=True)``, a
+run's feature cache, evaluation, report and compress all use it: VGG16-BN in bfloat16 then
+runs at VGG16's speed (``benchmarks/fold_bn.py --library``; unfolded it ran at half).
 
 Example:
     >>> import keras, numpy as np, keras_vgg
@@ -33,6 +39,9 @@ Example:
     >>> plain = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3))
     >>> folded.variant, keras_vgg.fold_batch_norm(plain) is plain
     ('vgg11_bn', True)
+    >>> fast = inference_model(model, "bfloat16")
+    >>> fast.get_layer("block1_conv1").compute_dtype, len(fast.layers) < len(model.layers)
+    ('bfloat16', True)
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from __future__ import annotations
 import keras
 
 from keras_vgg._helpers import expected
+from keras_vgg.precision import with_precision
 
 # The convs a norm folds into (their kernel's last axis is the filters), and their outputs' rank.
 CONVOLUTIONS = {"Conv1D": 3, "Conv2D": 4, "Conv3D": 5}
@@ -73,6 +83,25 @@ def fold_batch_norm(model) -> keras.Model:
     folded = keras.saving.deserialize_keras_object(config)
     _copy_weights(model, folded, (), folds)
     return folded
+
+
+def inference_model(model, precision="auto") -> keras.Model:
+    """A model to predict with: ``model``'s BatchNormalization folded into its convs
+    (``fold_batch_norm``), then copied into ``precision`` with its weights held in it
+    (``with_precision(..., inference=True)``); ``model`` itself when neither changes it,
+    and never changed itself.
+
+    Args:
+        model: a Keras model; one without a config (subclassed) is not folded, and can
+            only be given in the precision it computes in.
+        precision: ``auto``, ``float32``, ``bfloat16``, ``float16``; None: the precision
+            the model computes in (folded only).
+    """
+    try:
+        folded = fold_batch_norm(model)
+    except ValueError:  # no config: served as it is, as with_precision then says
+        folded = model
+    return with_precision(folded, precision, inference=True)
 
 
 def _plain(node):

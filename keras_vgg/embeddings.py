@@ -32,9 +32,9 @@ import keras
 import numpy as np
 
 from keras_vgg._helpers import expected, find_nested
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.features import block_outputs, feature_extractor
 from keras_vgg.pixels import model_inputs
-from keras_vgg.precision import with_precision
 
 
 def check_layer(model, layer) -> str:
@@ -74,8 +74,8 @@ class Embedder:
     def __init__(self, model, layer=None, precision="auto", preprocessing=None):
         self.model, self.layer, self.preprocessing = model, check_layer(model, layer), \
             preprocessing
-        self.extractor = with_precision(feature_extractor(model, layers=[self.layer]),
-                                        precision, inference=True)
+        self.extractor = inference_model(feature_extractor(model, layers=[self.layer]),
+                                         precision)  # BatchNorm folded, then cast
 
     def __call__(self, images) -> np.ndarray:
         x = model_inputs(self.model, images, self.preprocessing)
