@@ -12,10 +12,19 @@ threads. Ratios are the medians of per-round ratios against the plain form.
 Models: headless, global average pooling, a 10-class softmax head, random weights, the BN
 forms with random statistics (not the identity); int8 calibrated on random images.
 
+``--library`` (issue 30) times instead the model the library's other inference paths run
+(``embed``, ``feature_extractor(..., inference=True)``, a run's feature cache, evaluation,
+report and compress): ``keras_vgg.batch_norm.inference_model(model, "bfloat16")`` of VGG16
+and of VGG16-BN, with their tops (1000 classes, random weights, the BN form with random
+statistics), against the BN form cast without the fold (``with_precision(..., "bfloat16",
+inference=True)``, what those paths ran before); ``predict_on_batch``, batch 1 and 8, in
+alternating rounds; speeds as the median of the per-round ratios to the plain form's.
+
 Usage:
     python benchmarks/fold_bn.py                  # VGG16 at 224x224, 10 rounds
     python benchmarks/fold_bn.py --size 64 --repeats 3
     python benchmarks/fold_bn.py --quick          # VGG11 at 32x32, 2 rounds: a smoke run
+    python benchmarks/fold_bn.py --library        # the library's bfloat16 paths, VGG16 at 224
 """
 
 from __future__ import annotations
@@ -29,8 +38,11 @@ import keras
 import numpy as np
 from export_lrn import classifier
 
+import keras_vgg
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.export import KerasRunner, TFLiteRunner, serving_model, write_tflite
 from keras_vgg.export import serving as serving_module
+from keras_vgg.precision import with_precision
 
 TITLE = "BatchNorm folded: BN forms at the plain forms' speed"
 FORMS = ("plain", "bn", "folded")
@@ -42,12 +54,13 @@ TARGET = 1.05
 @contextlib.contextmanager
 def unfolded():
     """serving_model without the fold: the BN form with its BatchNormalization layers."""
-    own = serving_module.folded_model
-    serving_module.folded_model = lambda model: model
+    own = serving_module.inference_model
+    serving_module.inference_model = lambda model, precision: with_precision(
+        model, precision, inference=True)
     try:
         yield
     finally:
-        serving_module.folded_model = own
+        serving_module.inference_model = own
 
 
 def models(variant, size):
@@ -93,6 +106,72 @@ def measure(variant, size, repeats, calibration):
     keras.backend.clear_session()
     return {"seconds": seconds, "ops": ops,
             "max_abs_diff": float(np.abs(outputs["folded"] - outputs["bn"]).max())}
+
+
+LIBRARY_TITLE = "BatchNorm folded in every inference path: bfloat16 BN forms at the plain speed"
+LIBRARY_FORMS = ("plain", "bn unfolded", "bn")
+LIBRARY_TARGET = 0.9
+
+
+def library_models(variant, size):
+    """``{form: bfloat16 model}`` as the library's inference paths build them."""
+    plain = keras_vgg.get_model(variant, input_shape=(size, size, 3), adaptive_pool=None)
+    bn = keras_vgg.get_model(f"{variant}_bn", input_shape=(size, size, 3), adaptive_pool=None)
+    rng = np.random.default_rng(0)
+    for layer in bn._flatten_layers(recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.5, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+    x = rng.uniform(0, 255, (8, size, size, 3)).astype("float32")
+    exact = float(np.abs(inference_model(bn, "float32").predict_on_batch(x)
+                         - bn.predict_on_batch(x)).max())
+    return {"plain": inference_model(plain, "bfloat16"),
+            "bn unfolded": with_precision(bn, "bfloat16", inference=True),
+            "bn": inference_model(bn, "bfloat16")}, x, exact
+
+
+def library_rows(variant, size, repeats):
+    """One row per batch size: each form's ms and its speed against the plain form's."""
+    forms, x, exact = library_models(variant, size)
+    clocks = {(batch, form): common.wall(lambda m=model, b=x[:batch]: m.predict_on_batch(b))
+              for batch in (1, 8) for form, model in forms.items()}
+    seconds = common.alternate(clocks, repeats)
+    rows = []
+    for batch in (1, 8):
+        row = {"batch": batch, **{f"{form}_ms": 1000 * common.median(seconds[batch, form])
+                                  for form in LIBRARY_FORMS}}
+        for form in LIBRARY_FORMS[1:]:  # plain seconds / form seconds: the form's speed
+            row[f"{form}_speed"] = common.paired(seconds[batch, "plain"], seconds[batch, form])
+        rows.append(row)
+    keras.backend.clear_session()
+    return rows, exact
+
+
+def library_section(args, arg_parser) -> common.Section:
+    rows, exact = library_rows(args.model, args.size, args.repeats)
+    names = {"plain": args.model, "bn unfolded": f"{args.model}_bn unfolded",
+             "bn": f"{args.model}_bn folded"}
+    table = common.table(
+        ("batch", *(f"{names[f]} ms" for f in LIBRARY_FORMS), "unfolded speed / plain",
+         "folded speed / plain"),
+        [(r["batch"], *(f"{r[f'{f}_ms']:.1f}" for f in LIBRARY_FORMS),
+          f"{r['bn unfolded_speed']:.2f}", f"{r['bn_speed']:.2f}") for r in rows])
+    body = (f"Machine: {common.machine()}. `{args.model}` and `{args.model}_bn` with their "
+            f"tops (1000 classes, random weights, random BN statistics), {args.size}x"
+            f"{args.size}, bfloat16 (weights held in it), `predict_on_batch`; ms: median of "
+            f"{args.repeats} alternating rounds after a warm-up; speeds: medians of the "
+            "per-round ratios of the plain form's seconds to the form's. Folded: "
+            "`inference_model(model, \"bfloat16\")`, as embed, feature_extractor(..., "
+            "inference=True), the feature cache, evaluation, report and compress now build "
+            "it; unfolded: `with_precision(model, \"bfloat16\", inference=True)`, as they "
+            f"built it before.\n\n{table}\n\nFolded vs unfolded float32 outputs (softmax): "
+            f"max abs difference {exact:.1e}.")
+    worst = min(r["bn_speed"] for r in rows)
+    return common.report(common.Section(
+        LIBRARY_TITLE, common.command("fold_bn.py", args, arg_parser), body, rows=rows,
+        targets=[common.Target(f"{args.model}_bn in bfloat16",
+                               f">= {LIBRARY_TARGET}x the speed of {args.model}",
+                               f"{worst:.2f}x at worst", worst >= LIBRARY_TARGET)]))
 
 
 def rows_of(measured):
@@ -146,9 +225,14 @@ def main(argv=None) -> common.Section:
                             help="random images to calibrate int8")
     arg_parser.add_argument("--quick", action="store_true",
                             help="--model vgg11 --size 32 --repeats 2 --calibration 2")
+    arg_parser.add_argument("--library", action="store_true",
+                            help="time the library's bfloat16 inference paths instead")
     args = arg_parser.parse_args(argv)
     if vars(args).pop("quick"):  # the command line then spells the settings out
         args.model, args.size, args.repeats, args.calibration = "vgg11", 32, 2, 2
+    if args.library:  # no TFLite file to calibrate
+        del args.calibration
+        return library_section(args, arg_parser)
     measured = measure(args.model, args.size, args.repeats, args.calibration)
     rows = rows_of(measured)
     return common.report(common.Section(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import sys
 import types
 
@@ -100,13 +101,16 @@ def lazy_exports(package: str, lazy: dict):
     """PEP 562 for a package whose names load on first use: its ``__getattr__`` and
     ``__dir__``. ``lazy`` maps each module to the names the package takes from it; a name,
     once loaded, is the package's own attribute. Call at the end of the package's
-    ``__init__``: ``__getattr__, __dir__ = lazy_exports(__name__, LAZY)``."""
+    ``__init__``: ``__getattr__, __dir__ = lazy_exports(__name__, LAZY)``. A submodule
+    (``keras_vgg.labels``) loads on first use too."""
     owner = {name: module for module, names in lazy.items() for name in names}
     front = sys.modules[package]
     front.__class__ = _KeepExports
 
     def __getattr__(name):
-        if name not in owner:
+        if name not in owner:  # a submodule, as an eager package would have had it loaded
+            if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}"):
+                return importlib.import_module(f"{package}.{name}")
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(owner[name]), name)
         front.__dict__[name] = value
@@ -116,3 +120,19 @@ def lazy_exports(package: str, lazy: dict):
         return sorted(set(front.__dict__) | set(owner))
 
     return __getattr__, __dir__
+
+
+def new_folder(parent, prefix: str):
+    """A new empty folder ``parent/PREFIXxxxxxxxx`` with the usual permissions (0o777 less
+    the umask; ``tempfile.mkdtemp`` makes 0o700, which other users, such as a server,
+    cannot read)."""
+    import secrets
+    from pathlib import Path
+
+    while True:
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue

@@ -12,7 +12,8 @@ Example:
 """
 
 # Export (keras_vgg.export.formats): what a bundle may hold.
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx", "openvino")
+DEFAULT_FORMATS = ("saved_model", "tflite")  # what `export` writes when not told
 QUANTIZE = ("none", "float16", "dynamic", "int8")
 INT8_IO = ("uint8", "int8")
 MIN_AGREEMENT = 0.8  # the default top-1 agreement gate of dynamic and int8 files

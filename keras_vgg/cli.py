@@ -33,7 +33,7 @@ from pathlib import Path
 from keras_vgg._extras import MissingExtra
 from keras_vgg._helpers import did_you_mean
 from keras_vgg._quiet import VERBOSE_FLAG
-from keras_vgg.choices import (CRITERIA, FORMATS, INT8_IO, MIN_AGREEMENT, MODES, PRECISIONS,
+from keras_vgg.choices import (CRITERIA, DEFAULT_FORMATS, FORMATS, INT8_IO, MIN_AGREEMENT, MODES, PRECISIONS,
                                QUANTIZE, SAMPLE_IMAGES)
 from keras_vgg.configs import variant_table
 from keras_vgg.export.formats import ExportError
@@ -295,10 +295,12 @@ def add_export_parsers(commands):
         "them.")
     export.add_argument("model", help="a run folder or a .keras file")
     export.add_argument("-o", "--output", required=True, help="the export folder to create")
-    export.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS),
-                        help="what to write (default: both)")
+    export.add_argument("--format", nargs="+", choices=FORMATS, default=list(DEFAULT_FORMATS),
+                        help="what to write (default: saved_model tflite; onnx and "
+                        "openvino need the serve extra)")
     export.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none"],
-                        help="TFLite modes (none = float32)")
+                        help="TFLite modes (none = float32); ONNX and OpenVINO files take "
+                        "none and int8 (calibrated on --representative-data)")
     export.add_argument("--representative-data", metavar="DIR|tfds:NAME",
                         help="training images to calibrate int8 (default: the run's data)")
     export.add_argument("--sample-data", metavar="DIR|tfds:NAME",
@@ -318,15 +320,18 @@ def add_export_parsers(commands):
     export.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="what the SavedModel computes in (default: float32, which runs "
                         "well everywhere; auto: this machine's fastest, bfloat16 on CPUs "
-                        "with AMX); TFLite files are float32 or quantized")
+                        "with AMX); TFLite and ONNX files are float32 or quantized; "
+                        "OpenVINO files record it as their inference hint (bf16)")
     export.add_argument("--overwrite", action="store_true",
                         help="replace an existing -o/--output folder")
     predict = commands.add_parser(
         "predict", help="top-k classes of images from a .keras, SavedModel or .tflite model",
         description="Print the top-k classes of each image with a .keras model (or a run "
-        "folder's best.keras), an exported SavedModel folder or a .tflite file; the model's "
+        "folder's best.keras), an exported SavedModel folder, a .tflite or .onnx file or an "
+        "OpenVINO .xml; the model's "
         "own preprocessing and class names are used.")
-    predict.add_argument("model", help="a run folder, .keras file, SavedModel folder or .tflite")
+    predict.add_argument("model", help="a run folder, .keras file, SavedModel folder, .tflite, "
+                         ".onnx or OpenVINO .xml")
     predict.add_argument("images", nargs="+", help="JPEG/PNG/BMP/GIF files, or folders of them "
                          "(files that cannot be read are skipped and listed on stderr)")
     predict.add_argument("--top-k", type=positive_int, default=5,

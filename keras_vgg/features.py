@@ -18,6 +18,7 @@ import re
 import keras
 
 from keras_vgg._helpers import find_nested
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.models import build_vgg
 from keras_vgg.precision import with_precision
 from keras_vgg.saving import record_of
@@ -37,7 +38,7 @@ def block_outputs(model: keras.Model) -> list[str]:
 
 
 def feature_extractor(model_or_name, layers=None, as_dict=False, precision=None,
-                      **build_kwargs) -> keras.Model:
+                      inference=False, **build_kwargs) -> keras.Model:
     """A model returning the outputs of the named layers, for perceptual/style losses or Grad-CAM.
 
     Args:
@@ -49,6 +50,12 @@ def feature_extractor(model_or_name, layers=None, as_dict=False, precision=None,
         precision: what it computes in, ``"auto"`` (the fastest here), ``"float32"``,
             ``"bfloat16"``, ``"float16"``; None (default): the source model's. Another
             precision than the source's gives a copy (its own weights, in float32).
+        inference: False (default): the layers of the source model, BatchNormalization and
+            all (for losses that train through them). True: a copy to predict with
+            (``keras_vgg.batch_norm.inference_model``): every BatchNormalization after a conv
+            folded into it, then the weights too held in ``precision``; a BN form then runs
+            in bfloat16 at the plain form's speed. The named layers' outputs are the same
+            (a conv whose output is asked for keeps its norm).
         **build_kwargs: passed to ``build_vgg`` when a name is given (``input_shape``, ``weights``).
 
     Returns:
@@ -65,6 +72,10 @@ def feature_extractor(model_or_name, layers=None, as_dict=False, precision=None,
         ...                             input_shape=(32, 32, 3))
         >>> {k: tuple(v.shape) for k, v in by_name.output.items()}
         {'block2_pool': (None, 8, 8, 128)}
+        >>> fast = feature_extractor("vgg11_bn", precision="bfloat16", inference=True,
+        ...                          input_shape=(32, 32, 3))
+        >>> fast.get_layer("block1_conv1").compute_dtype, [l.name for l in fast.layers][1:3]
+        ('bfloat16', ['block1_conv1', 'block1_conv1_relu'])
     """
     if isinstance(model_or_name, keras.Model):
         model = model_or_name
@@ -100,7 +111,8 @@ def feature_extractor(model_or_name, layers=None, as_dict=False, precision=None,
         outputs = dict(zip(layers, outputs))
     record = {**record_of(base), "class_names": None}  # features, not classes
     extractor = VGGModel(base.input, outputs, name=f"{base.name}_features", **record)
-    return with_precision(extractor, precision)
+    return inference_model(extractor, precision) if inference else \
+        with_precision(extractor, precision)
 
 
 def to_dense(model: keras.Model) -> keras.Model:

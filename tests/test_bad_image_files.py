@@ -140,7 +140,7 @@ def test_cli_predict_missing_image_is_named_once(model_file, tmp_path, capsys):
 
 @pytest.mark.parametrize("make, what", [
     (None, "no such file or folder"),
-    ("mkdir", "a folder without best.keras or saved_model.pb"),
+    ("mkdir", "a folder without best.keras, saved_model.pb or model.xml"),
     ("touch", "a .h5 file"),
 ])
 def test_cli_predict_bad_model_names_every_form_it_takes(tmp_path, photos, capsys, make, what):
@@ -150,7 +150,8 @@ def test_cli_predict_bad_model_names_every_form_it_takes(tmp_path, photos, capsy
     assert main(["predict", str(model), str(photos)]) == 2
     assert capsys.readouterr().err == (
         "keras-vgg predict: Expected the model as a .keras file, a run folder (holding "
-        "best.keras), a SavedModel or export folder, or a .tflite file. Received: "
+        "best.keras), a SavedModel or export folder, a .tflite or .onnx file, or an OpenVINO "
+        ".xml (or its folder). Received: "
         f"'{model}' ({what})\n")
 
 

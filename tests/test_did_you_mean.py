@@ -61,7 +61,7 @@ def test_cli_choice_and_command(capsys):
     code, err = cli_error(capsys, ["export", "m.keras", "-o", "x", "--format", "tflit"])
     assert code == 2 and err.splitlines()[-1] == (
         "keras-vgg export: error: argument --format: invalid choice: 'tflit' (choose from "
-        "'saved_model', 'tflite'). Did you mean 'tflite'?")
+        "'saved_model', 'tflite', 'onnx', 'openvino'). Did you mean 'tflite'?")
     code, err = cli_error(capsys, ["lsit"])
     assert code == 2 and err.splitlines()[-1].endswith("Did you mean 'list'?")
 

@@ -417,7 +417,7 @@ def open_model():
 
 
 @pytest.mark.parametrize("make, kwargs, error, fragment", [
-    (tiny_model, {"formats": ["onnx"]}, ValueError, "formats='onnx'"),
+    (tiny_model, {"formats": ["onnnx"]}, ValueError, "formats='onnnx'"),
     (tiny_model, {"formats": []}, ValueError, "`formats`"),
     (tiny_model, {"quantize": ["none", "int4"]}, ValueError, "quantize='int4'"),
     (tiny_model, {"int8_io": "int16"}, ValueError, "int8_io='int16'"),

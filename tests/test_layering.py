@@ -28,9 +28,10 @@ LAYERS = [
     ("keras_vgg.convert",),
     ("keras_vgg.weights",),
     ("keras_vgg.models",),
-    ("keras_vgg.features",),
-    # model surgery: BatchNorm folded into the convs, structured pruning
+    # model surgery: BatchNorm folded into the convs (and the models to predict with:
+    # folded, then cast), structured pruning
     ("keras_vgg.batch_norm", "keras_vgg.pruning"),
+    ("keras_vgg.features",),
     # what people use the features for; pixels: images in, model inputs out
     ("keras_vgg.pixels", "keras_vgg.losses", "keras_vgg.gradcam", "keras_vgg.embeddings"),
     ("keras_vgg",),

@@ -23,7 +23,6 @@ import json
 import numbers
 import os
 import platform
-import secrets
 import shutil
 import time
 from pathlib import Path
@@ -40,22 +39,27 @@ from keras_vgg.export.checks import (
     supported_figures,
 )
 from keras_vgg.export.formats import (
+    DEFAULT_FORMATS,
     FORMATS,
     INT8_IO,
     MIN_AGREEMENT,
     QUANTIZE,
     RANDOM_IMAGES,
     REPORT,
+    SERVE_FILES,
     TFLITE_FILES,
     TFLITE_PRECISION,
     one_of,
 )
 from keras_vgg.export.report import format_report, row_summary
 from keras_vgg.export.runners import KerasRunner, SavedModelRunner, TFLiteRunner, median_ms
+from keras_vgg.export.onnx_export import OnnxRunner, onnx_backends, require_onnx, write_onnx
+from keras_vgg.export.openvino_export import (OpenVINORunner, openvino_backends,
+                                              require_openvino, write_openvino)
 from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
-from keras_vgg._helpers import expected, recorded
+from keras_vgg._helpers import expected, new_folder, recorded
 from keras_vgg.pruning import conv_widths, model_cost
 from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
@@ -63,11 +67,18 @@ from keras_vgg.stats import accuracy_of, paired_difference
 
 
 @float32_policy()
-def check_backend(what="export"):
-    """SavedModel and TFLite files are written by TensorFlow: an error, saying what to do,
-    under another Keras backend."""
+def check_backend(what="export", formats=DEFAULT_FORMATS):
+    """SavedModel and TFLite files are written by TensorFlow, ONNX and OpenVINO files by the
+    backends of ``onnx_backends()`` and ``openvino_backends()``: an error, saying what to do,
+    when this Keras backend cannot write one of ``formats``."""
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    for fmt, able in (("onnx", onnx_backends()), ("openvino", openvino_backends())):
+        if fmt in formats and backend not in able:
+            raise ValueError(
+                f"Expected KERAS_BACKEND={' or '.join(able)} for {fmt} files (Keras's "
+                f"Model.export cannot write a VGG's {fmt} file under {backend}: "
+                f"docs/backends.md). Received: KERAS_BACKEND={backend}")
+    if backend != "tensorflow" and {"saved_model", "tflite"} & set(formats):
         raise ValueError(
             f"Expected KERAS_BACKEND=tensorflow for {what} (SavedModel and TFLite files are "
             f"written by TensorFlow). Received: KERAS_BACKEND={backend}. Save the model as "
@@ -76,7 +87,7 @@ def check_backend(what="export"):
             f"the same weights, checked against Keras.")
 
 
-def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
+def export(model, out, formats=DEFAULT_FORMATS, quantize=("none",), *, preprocessing=None,
            class_names=None, image_size=None, representative_data=None, sample=None,
            sample_labels=None, int8_io="uint8", min_agreement=None, precision="float32",
            overwrite=False, latency_repeats=10, verbose=True) -> dict:
@@ -86,9 +97,14 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
         model: a Keras model with one ``(batch, classes)`` output.
         out: the bundle folder: ``saved_model/``, ``model_*.tflite``, ``labels.txt``,
             ``export_report.json``. An existing one is replaced only with ``overwrite``.
-        formats: any of ``"saved_model"``, ``"tflite"``.
+        formats: any of ``"saved_model"``, ``"tflite"`` (the default: both), ``"onnx"``
+            (``model.onnx``, run by ONNX Runtime), ``"openvino"`` (``openvino/model.xml``
+            and ``.bin``, run by OpenVINO); the last two need the ``serve`` extra.
         quantize: TFLite modes, any of ``"none"`` (float32), ``"float16"``,
             ``"dynamic"`` (int8 weights), ``"int8"`` (full integer).
+            ONNX and OpenVINO files take ``"none"`` and ``"int8"`` (``model_int8.onnx``: ONNX Runtime's
+            static QDQ quantization; ``openvino_int8/``: NNCF), both calibrated on
+            ``representative_data``.
         preprocessing: the weights' mode (``"caffe"``, ``"torch"``, ``"tf"``), or a
             ``Preprocessing`` with a mean pixel; default: what the model records
             (``model.preprocessing``, also of a nested base).
@@ -110,10 +126,13 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
             it changed was a near tie of the Keras model.
         precision: what the SavedModel computes in: ``"float32"``, ``"bfloat16"``,
             ``"float16"`` or ``"auto"`` (this machine's fastest, see ``keras_vgg.precision``);
-            checked against the float32 Keras model. TFLite files are float32 or quantized.
+            checked against the float32 Keras model. TFLite files are float32 or quantized;
+            ONNX files float32 or int8; OpenVINO files are float32 or int8 and record the
+            inference precision hint they were checked in (``bf16`` for bfloat16).
     """
-    check_backend("export")
     targets = _targets(formats, quantize, int8_io)
+    check_backend("export", [fmt for fmt, _ in targets])
+    _check_serve(targets, representative_data)
     _check_min_agreement(min_agreement)
     out = Path(out)
     if out.exists() and not overwrite:
@@ -129,7 +148,7 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
     sample, labels, source = _sample(sample, sample_labels, size, min_agreement)
     if representative_data is not None:
         representative_data = as_images(representative_data, size, "representative_data")
-    if any(q == "int8" for _, q in targets):
+    if ("tflite", "int8") in targets:
         converter_settings("int8", representative_data)  # fails now, not after other exports
 
     keras_run = KerasRunner(serving)
@@ -152,14 +171,41 @@ def export(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=Non
 
 
 def _targets(formats, quantize, int8_io):
-    """``[(format, quantize), ...]`` in export order: the SavedModel, then each TFLite mode."""
+    """``[(format, quantize), ...]`` in export order: the SavedModel, each TFLite mode, then
+    the ONNX and OpenVINO files of the modes they take (``"none"``, ``"int8"``)."""
+    if isinstance(formats, str):
+        formats = [formats]
     formats = [one_of("formats", f, FORMATS) for f in formats]
     quantize = [one_of("quantize", q, QUANTIZE) for q in quantize]
     if not formats:
         raise ValueError(f"Expected at least one of {FORMATS} in `formats`.")
     one_of("int8_io", int8_io, INT8_IO)
     targets = [("saved_model", None)] if "saved_model" in formats else []
-    return targets + ([("tflite", q) for q in quantize] if "tflite" in formats else [])
+    targets += [("tflite", q) for q in quantize] if "tflite" in formats else []
+    tflite_only = [q for q in quantize if q not in ("none", "int8")]
+    if tflite_only and "tflite" not in formats:
+        raise expected(f"`formats` to hold 'tflite' for quantize {tflite_only} (TFLite files "
+                       f"only)", formats=list(formats), quantize=list(quantize))
+    for fmt in (f for f in SERVE_FILES if f in formats):
+        modes = [q for q in quantize if q in SERVE_FILES[fmt]]
+        if not modes:
+            raise expected(f"`quantize` to hold 'none' or 'int8' for {fmt} files (float16 "
+                           "and dynamic are TFLite's)", quantize=list(quantize))
+        targets += [(fmt, q) for q in modes]
+    return targets
+
+
+def _check_serve(targets, representative):
+    """The runtimes the ONNX and OpenVINO targets need, imported (a missing one: an error
+    naming the ``serve`` extra); an int8 one without representative images: an error."""
+    for fmt, needs in (("onnx", require_onnx), ("openvino", require_openvino)):
+        modes = [q for f, q in targets if f == fmt]
+        if modes:
+            needs(modes)
+        if "int8" in modes and representative is None:
+            raise expected(f"`representative_data` (--representative-data: training images) "
+                           f"to calibrate {SERVE_FILES[fmt]['int8']}",
+                           representative_data=None)
 
 
 def _check_min_agreement(min_agreement):
@@ -227,17 +273,14 @@ def _write_and_check(serving, folder, target, *, precision, class_names, represe
     """One ``(format, quantize)`` file written into ``folder``, run on the sample and checked
     against ``reference`` (the Keras model's outputs): its report row."""
     fmt, q = target
-    name = "saved_model" if fmt == "saved_model" else TFLITE_FILES[q]
     started = time.perf_counter()
-    if fmt == "saved_model":
-        write_saved_model(with_precision(serving, precision, inference=True), folder / name,
-                          class_names)
-        run, ops = SavedModelRunner(folder / name), None
-    else:
-        ops = write_tflite(serving, folder / name, q, representative, int8_io, class_names)
-        run = TFLiteRunner(folder / name)
-    row = {"format": fmt, "quantize": q, "file": name, "size_bytes": _size(folder / name),
+    name, run, ops, hint = _write_file(serving, folder, target, precision=precision,
+                                       class_names=class_names, representative=representative,
+                                       int8_io=int8_io)
+    files = (folder / name).parent if fmt == "openvino" else folder / name  # .xml and .bin
+    row = {"format": fmt, "quantize": q, "file": name, "size_bytes": _size(files),
            "precision": precision if fmt == "saved_model" else TFLITE_PRECISION[q],
+           **({"inference_precision": hint} if hint else {}),
            "seconds": round(time.perf_counter() - started, 1),
            "checked_on": "real images" if real else "random images",
            "latency_ms": median_ms(run, sample[0], repeats)}
@@ -246,7 +289,7 @@ def _write_and_check(serving, folder, target, *, precision, class_names, represe
     if real and labels is not None:  # Keras first: the difference is the file's drop
         row["paired_difference"] = paired_difference(
             labels, reference.argmax(-1), outputs.argmax(-1)).to_json()
-    if ops is not None:
+    if ops is not None:  # a TFLite file: its ops
         row["ops"] = ops
         if q == "int8":
             row["io"] = int8_io
@@ -255,19 +298,41 @@ def _write_and_check(serving, folder, target, *, precision, class_names, represe
     return row
 
 
+def _write_file(serving, folder, target, *, precision, class_names, representative, int8_io):
+    """``(name, runner, TFLite ops or None, OpenVINO inference hint or None)`` of the
+    ``(format, quantize)`` file it writes into ``folder``."""
+    fmt, q = target
+    if fmt == "saved_model":
+        write_saved_model(with_precision(serving, precision, inference=True),
+                          folder / "saved_model", class_names)
+        return "saved_model", SavedModelRunner(folder / "saved_model"), None, None
+    if fmt == "onnx":
+        name = SERVE_FILES["onnx"][q]
+        write_onnx(serving, folder / name, q, representative)
+        return name, OnnxRunner(folder / name), None, None
+    if fmt == "openvino":
+        name = SERVE_FILES["openvino"][q]
+        hint = write_openvino(serving, folder / name, q, representative, precision)
+        return name, OpenVINORunner(folder / name), None, hint
+    name = TFLITE_FILES[q]
+    ops = write_tflite(serving, folder / name, q, representative, int8_io, class_names)
+    return name, TFLiteRunner(folder / name), ops, None
+
+
 def _write_bundle(folder, targets, write, report, class_names, verbose):
     """``labels.txt``, each target's file (``write(folder, target)`` gives its report row)
-    and the report, with every TFLite file's size against float32's."""
+    and the report, with every TFLite, ONNX and OpenVINO file's size against its format's
+    float32 file's."""
     (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
     for target in targets:
         row = write(folder, target)
         report["exports"].append(row)
         if verbose:
             print(f"{row['file']}: {row_summary(row)}", flush=True)
-    float32 = next((r["size_bytes"] for r in report["exports"] if r["quantize"] == "none"), None)
-    for row in report["exports"]:
-        if float32 and row["format"] == "tflite":
-            row["size_vs_float32"] = row["size_bytes"] / float32
+    float32 = {r["format"]: r["size_bytes"] for r in report["exports"] if r["quantize"] == "none"}
+    for row in report["exports"]:  # against the float32 file of the same format
+        if float32.get(row["format"]) and row["format"] != "saved_model":
+            row["size_vs_float32"] = row["size_bytes"] / float32[row["format"]]
     (folder / REPORT).write_text(json.dumps(report, indent=2))
 
 
@@ -283,7 +348,7 @@ def _in_place(out: Path, build):
     On any failure or interrupt nothing of it is left, nor any parent folder it made."""
     created = next((p for p in reversed(out.absolute().parents) if not p.exists()), None)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_folder(out.parent, f".{out.name}.tmp-")
+    tmp = new_folder(out.parent, f".{out.name}.tmp-")
     try:
         build(tmp)
         _move_into_place(tmp, out)
@@ -294,24 +359,12 @@ def _in_place(out: Path, build):
         raise
 
 
-def _new_folder(parent: Path, prefix: str) -> Path:
-    """A new empty folder in ``parent`` with the usual permissions (0o777 less the umask;
-    ``tempfile.mkdtemp`` makes 0o700, which other users, such as a server, cannot read)."""
-    while True:
-        path = parent / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-
-
 def _move_into_place(tmp: Path, out: Path):
     """``tmp`` becomes ``out``; an old ``out`` is removed only once the new one is there."""
     if not out.exists():
         tmp.replace(out)
         return
-    old = _new_folder(out.parent, f".{out.name}.old-")
+    old = new_folder(out.parent, f".{out.name}.old-")
     out.replace(old / out.name)
     try:
         tmp.replace(out)

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import keras
 import numpy as np
 
 from keras_vgg._extras import require
-from keras_vgg._helpers import expected, recorded
+from keras_vgg._helpers import expected, new_folder, recorded
 from keras_vgg.export.predict import ImageReader, image_files
 from keras_vgg.gradcam import grad_cam, overlay, vgg_base
 from keras_vgg.pixels import Results
@@ -132,7 +131,7 @@ def explain(model, images, output, top_k=3, layer=None, preprocessing=None,
     names = recorded(model, "class_names")
     if not names or len(names) != cam.scores.shape[1]:
         names = [str(i) for i in range(cam.scores.shape[1])]
-    temporary = _new_folder(_parent(output), f".{output.name}.")
+    temporary = new_folder(_parent(output), f".{output.name}.")
     try:
         results = Results(skipped=reader.skipped)
         for file, name, image, heatmap, row in zip(files, _output_names(files), pixels,
@@ -158,14 +157,3 @@ def _parent(output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     return output.parent
 
-
-def _new_folder(parent: Path, prefix: str) -> Path:
-    """A new empty folder in ``parent`` with the usual permissions (0o777 less the umask;
-    ``tempfile.mkdtemp`` makes 0o700, which other users cannot read)."""
-    while True:
-        path = parent / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue

@@ -15,16 +15,22 @@ Example:
 """
 
 from keras_vgg._helpers import expected
-from keras_vgg.choices import FORMATS, INT8_IO, MIN_AGREEMENT, QUANTIZE
+from keras_vgg.choices import DEFAULT_FORMATS, FORMATS, INT8_IO, MIN_AGREEMENT, QUANTIZE
 
 TFLITE_FILES = {"none": "model_float32.tflite", "float16": "model_float16.tflite",
                 "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite"}
+# ONNX (ONNX Runtime) and OpenVINO files: float32, or int8 calibrated on the representative
+# images (float16 and dynamic are TFLite's). An OpenVINO file is model.xml + model.bin.
+ONNX_FILES = {"none": "model.onnx", "int8": "model_int8.onnx"}
+OPENVINO_FILES = {"none": "openvino/model.xml", "int8": "openvino_int8/model.xml"}
+SERVE_FILES = {"onnx": ONNX_FILES, "openvino": OPENVINO_FILES}
 TFLITE_PRECISION = {"none": "float32", "float16": "float16 weights", "dynamic": "int8 weights",
                     "int8": "int8"}
 # Largest max |exported - Keras| an export may show and still be written: by quantize mode,
 # and for a SavedModel by the precision it computes in.
 TOLERANCE = {"saved_model": 1e-4, "none": 1e-4, "float16": 5e-2,
-             "saved_model bfloat16": 5e-2, "saved_model float16": 5e-2}
+             "saved_model bfloat16": 5e-2, "saved_model float16": 5e-2,
+             "openvino bf16": 5e-2, "openvino f16": 5e-2}  # OpenVINO's inference hint
 CALIBRATION_IMAGES = 200
 RANDOM_IMAGES = 16  # the sample when none is given: a numeric gate, not an accuracy check
 # The top-1 agreement with the Keras model that a dynamic or int8 file must reach on real
@@ -46,7 +52,10 @@ LOW_PRECISION = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
 
 
 def tolerance_key(row) -> str:
-    """The ``TOLERANCE`` key of a report row: its quantize mode, or the SavedModel's."""
+    """The ``TOLERANCE`` key of a report row: its quantize mode, or the SavedModel's (an
+    OpenVINO float file computing in bf16 or f16: its inference hint's)."""
+    if row.get("inference_precision", "f32") != "f32" and row["quantize"] == "none":
+        return f"openvino {row['inference_precision']}"
     if row["quantize"]:
         return row["quantize"]
     precision = row.get("precision", "float32")

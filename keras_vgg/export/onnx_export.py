@@ -24,7 +24,8 @@ import keras
 import numpy as np
 
 from keras_vgg._extras import require
-from keras_vgg.export.formats import CALIBRATION_IMAGES, ONNX_FILES, ExportError
+from keras_vgg.export.formats import CALIBRATION_IMAGES, ONNX_FILES
+from keras_vgg.export.serving import keras_export
 
 # What Keras's Model.export needs to write an ONNX file, by backend (measured, Keras 3.15:
 # docs/backends.md). The jax backend writes one through jax2onnx, but its MaxPool nodes
@@ -83,14 +84,7 @@ def _root_log_level(level):
 
 
 def _keras_onnx(serving, path):
-    size = serving.input_shape[1:3]
-    serving(np.zeros((1, *size, 3), "float32"))  # a model never called cannot export (jax)
-    try:
-        serving.export(str(path), format="onnx", verbose=False)
-    except Exception as error:
-        raise ExportError(f"Keras could not write {Path(path).name} under KERAS_BACKEND="
-                          f"{keras.backend.backend()}: {str(error).splitlines()[0][:300]}; "
-                          "nothing was written.") from error
+    keras_export(serving, path, "onnx", Path(path).name)
 
 
 class _Calibration:

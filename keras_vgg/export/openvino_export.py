@@ -24,11 +24,11 @@ import os
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from keras_vgg._extras import require
-from keras_vgg.export.formats import CALIBRATION_IMAGES, OPENVINO_FILES, ExportError
+from keras_vgg.export.formats import CALIBRATION_IMAGES, OPENVINO_FILES
+from keras_vgg.export.serving import keras_export
 
 # The inference precision hint a file is compiled with, by the export's precision.
 HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
@@ -81,13 +81,7 @@ def write_openvino(serving, path, quantize="none", representative=None,
 def _keras_openvino(ov, serving, path, size):
     """Keras's OpenVINO export of ``serving``, read back with a ``(batch, H, W, 3)`` input
     (the torch backend's trace leaves every dimension open)."""
-    serving(np.zeros((1, *size, 3), "float32"))
-    try:
-        serving.export(str(path), format="openvino", verbose=False)
-    except Exception as error:
-        raise ExportError(f"Keras could not write OpenVINO IR under KERAS_BACKEND="
-                          f"{keras.backend.backend()}: {str(error).splitlines()[0][:300]}; "
-                          "nothing was written.") from error
+    keras_export(serving, path, "openvino", "OpenVINO IR")
     model = ov.Core().read_model(str(path))
     model.reshape([-1, *size, 3])
     return model

@@ -42,6 +42,8 @@ def format_report(report) -> str:
         precision = r.get("precision", "float32")
         name = r["file"] if r["quantize"] or precision == "float32" else \
             f"{r['file']} ({precision})"
+        if r.get("inference_precision", "f32") != "f32":  # an OpenVINO file's hint
+            name = f"{name} ({r['inference_precision']} hint)"
         rows.append((name, f"{r['size_bytes'] / 1e6:.2f}",
                      f"{r['size_vs_float32']:.3f}" if "size_vs_float32" in r else "",
                      f"{r['max_abs_diff']:.2g}" if "max_abs_diff" in r else "",

@@ -24,6 +24,8 @@ import tensorflow as tf
 from keras_vgg._extras import require
 from keras_vgg._helpers import expected, recorded
 from keras_vgg.export.flatbuffer import tflite_labels
+from keras_vgg.export.onnx_export import OnnxRunner
+from keras_vgg.export.openvino_export import OpenVINORunner
 from keras_vgg.export.serving import serving_model
 from keras_vgg.precision import resolve_precision
 from keras_vgg.preprocessing import resize_uint8
@@ -98,7 +100,8 @@ def median_ms(run, image, repeats=10) -> float:
 
 def load_predictor(path, precision="auto"):
     """``(run, class_names)`` for a ``.keras`` file or run folder, a SavedModel folder, an
-    export folder (its ``saved_model/``) or a ``.tflite`` file; ``run`` maps uint8 RGB images
+    export folder (its ``saved_model/``), a ``.tflite`` or ``.onnx`` file, or an OpenVINO
+    ``.xml`` (or the folder holding its ``model.xml``); ``run`` maps uint8 RGB images
     of any size to probabilities. A Keras model computes in ``precision`` (see
     ``keras_vgg.precision``); an exported file in what it was exported in."""
     path = Path(path)
@@ -109,13 +112,15 @@ def load_predictor(path, precision="auto"):
     labels_file = next((f / "labels.txt" for f in (folder, folder.parent)
                         if (f / "labels.txt").is_file()), None)
     names = labels_file.read_text().splitlines() if labels_file else None
-    if path.suffix == ".tflite" or (path / "saved_model.pb").is_file():
+    if path.suffix in SERVED or (path / "saved_model.pb").is_file() or \
+            (path / "model.xml").is_file():
         _exported_precision(path, precision)
     else:
         resolve_precision(precision)  # a bad value fails before the model loads
-    if path.suffix == ".tflite":
-        runner = TFLiteRunner(path)
-        names = tflite_labels(runner.model_bytes) or names
+    if path.suffix in SERVED or (path / "model.xml").is_file():
+        runner = SERVED.get(path.suffix, OpenVINORunner)(path)
+        if path.suffix == ".tflite":
+            names = tflite_labels(runner.model_bytes) or names
 
         def run(images):
             return runner(resize_uint8(images, runner.image_size).numpy())
@@ -134,18 +139,20 @@ def load_predictor(path, precision="auto"):
 
 
 PREDICTORS = ("a .keras file, a run folder (holding best.keras), a SavedModel or export "
-              "folder, or a .tflite file")
+              "folder, a .tflite or .onnx file, or an OpenVINO .xml (or its folder)")
+# The exported files a runner takes by their suffix.
+SERVED = {".tflite": TFLiteRunner, ".onnx": OnnxRunner, ".xml": OpenVINORunner}
 
 
 def _check_predictor_path(path: Path):
     """A ValueError naming every form ``load_predictor`` takes, when ``path`` is none."""
-    if path.is_file() and path.suffix in (".keras", ".tflite"):
+    if path.is_file() and path.suffix in (".keras", *SERVED):
         return
     if path.is_dir() and any((path / name).is_file() for name in ("saved_model.pb",
-                                                                   "best.keras")):
+                                                                   "best.keras", "model.xml")):
         return
     what = ("no such file or folder" if not path.exists() else
-            "a folder without best.keras or saved_model.pb" if path.is_dir() else
+            "a folder without best.keras, saved_model.pb or model.xml" if path.is_dir() else
             f"a {path.suffix or 'suffix-less'} file")
     raise ValueError(f"Expected the model as {PREDICTORS}. Received: {str(path)!r} ({what})")
 

@@ -1,5 +1,5 @@
 """The serving graph: raw pixels in, the model's preprocessing inside, float32 in and out,
-BatchNorm folded into the convs (``keras_vgg.fold_batch_norm``).
+BatchNorm folded into the convs (``keras_vgg.batch_norm.inference_model``).
 
 Example:
     >>> import keras
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_vgg.batch_norm import fold_batch_norm
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.precision import precision_scope, with_precision
 from keras_vgg.preprocessing import as_preprocessing, preprocessing_affine
 
@@ -40,15 +40,6 @@ def float32_model(model) -> keras.Model:
         return model
 
 
-def folded_model(model) -> keras.Model:
-    """``model`` with its BatchNormalization folded into the convs before them
-    (``fold_batch_norm``); a model without a config is served as it is."""
-    try:
-        return fold_batch_norm(model)
-    except ValueError:
-        return model
-
-
 @float32_policy()
 def serving_model(model, preprocessing, image_size=None, precision="float32") -> keras.Model:
     """``pixels (float 0-255) -> preprocessing -> model`` as one Keras model, float32 in
@@ -58,11 +49,12 @@ def serving_model(model, preprocessing, image_size=None, precision="float32") ->
     ``image_size`` is needed only when the model's own input size is open. The model
     computes in ``precision`` (``float32``, ``bfloat16``, ``float16``; a model built under
     a mixed-precision policy is copied, ``with_precision``); its classifier stays float32.
-    A BatchNormalization after a conv is folded into it (``folded_model``): the BN forms
-    serve at the plain forms' cost, SavedModel, TFLite and the Keras runner alike.
+    A BatchNormalization after a conv is folded into it before the cast (``inference_model``;
+    a model without a config is served as it is): the BN forms serve at the plain forms'
+    cost, SavedModel, TFLite and the Keras runner alike.
     """
     preprocessing = as_preprocessing(preprocessing)
-    model = with_precision(folded_model(model), precision, inference=True)
+    model = inference_model(model, precision)
     if len(model.output_shape) != 2:
         raise ValueError("Expected a model with one (batch, classes) output, such as a classifier "
                          f"or a pooled base. Received output shape {model.output_shape}.")
@@ -81,3 +73,18 @@ def serving_model(model, preprocessing, image_size=None, precision="float32") ->
     preprocess.set_weights([matrix.reshape(1, 1, 3, 3).astype("float32"),
                             offset.astype("float32")])
     return keras.Model(pixels, outputs, name=f"{model.name}_serving")
+
+
+def keras_export(serving, path, fmt: str, what: str):
+    """``serving.export(path, format=fmt)`` (Keras's ``Model.export``: ``"onnx"``,
+    ``"openvino"``), called once first (a model never called cannot export under jax); its
+    failure an ``ExportError`` naming ``what`` and the backend in one line."""
+    from keras_vgg.export.formats import ExportError
+
+    serving(keras.ops.zeros((1, *serving.input_shape[1:3], 3), "float32"))
+    try:
+        serving.export(str(path), format=fmt, verbose=False)
+    except Exception as error:
+        raise ExportError(f"Keras could not write {what} under KERAS_BACKEND="
+                          f"{keras.backend.backend()}: {str(error).splitlines()[0][:300]}; "
+                          "nothing was written.") from error

@@ -55,6 +55,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.export import QUANTIZE, export
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune.compress_report import format_compress_report, plot_widths
@@ -62,7 +63,6 @@ from keras_vgg.finetune.config import Recipe
 from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.run_folder import write_json
-from keras_vgg.precision import with_precision
 from keras_vgg.preprocessing import model_preprocessing
 from keras_vgg.pruning import CRITERIA, conv_names, conv_widths, model_cost, plan_widths, prune
 from keras_vgg.saving import load_model
@@ -275,7 +275,7 @@ def held_out(splits) -> tuple:
 def _classes(model, splits, split, recipe, mode) -> np.ndarray:
     """Predicted classes of ``split``'s own images (padding left out), computed as the run's
     evaluation computes them."""
-    fast = with_precision(model, inference_precision(recipe), inference=True)
+    fast = inference_model(model, inference_precision(recipe))  # as evaluate_run
     predicted = fast.predict(data_lib.eval_pipeline(getattr(splits, split), recipe, mode),
                              verbose=0)
     return np.asarray(predicted).argmax(-1)[:len(splits.counted(split))]

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_vgg._extras import require
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.export.formats import REPORT
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
@@ -39,7 +40,6 @@ from keras_vgg.finetune.config import Recipe
 from keras_vgg.finetune.phase import inference_precision
 from keras_vgg.finetune.report import chance_line
 from keras_vgg.gradcam import grad_cam, overlay
-from keras_vgg.precision import with_precision
 from keras_vgg.saving import load_model, record_of
 from keras_vgg.stats import Accuracy, PairedDifference, accuracy
 
@@ -126,7 +126,7 @@ def find_mistakes(run_dir, recipe, splits=None, shown=None) -> Mistakes:
         splits = data_lib.decode_once(data_lib.load_data(recipe))
     split = "test" if splits.test is not None else "val"
     labels = splits.counted(split)
-    fast = with_precision(model, inference_precision(recipe), inference=True)
+    fast = inference_model(model, inference_precision(recipe))  # as evaluate_run
     with distribute.one_device():  # every image, as the run's evaluation sees them
         probabilities = fast.predict(data_lib.eval_pipeline(getattr(splits, split), recipe,
                                                             mode), verbose=0)[:len(labels)]

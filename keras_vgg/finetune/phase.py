@@ -19,11 +19,12 @@ import threading
 import keras
 import numpy as np
 
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.model import bn_training, freeze
 from keras_vgg.finetune.report import read_log
-from keras_vgg.precision import with_float32_outputs, with_precision
+from keras_vgg.precision import with_float32_outputs
 
 def inference_precision(recipe) -> str:
     """What the feature cache and the evaluation compute in: the fast precision this machine
@@ -148,8 +149,8 @@ def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
     (``verbose`` as Keras's: 1 a progress bar, 2 one line)."""
     folder = run_dir / "feature_cache"
     folder.mkdir(exist_ok=True)
-    base = with_float32_outputs(with_precision(model.get_layer("base"),
-                                               inference_precision(recipe), inference=True))
+    base = with_float32_outputs(inference_model(model.get_layer("base"),
+                                                inference_precision(recipe)))
     out = {}
     for split in ("train", "val"):
         path = folder / f"{split}.npy"

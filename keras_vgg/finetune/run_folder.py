@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_vgg.export.formats import FORMATS
+from keras_vgg.export.formats import DEFAULT_FORMATS
 from keras_vgg.choices import SAMPLE_IMAGES
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune.config import Recipe
@@ -108,7 +108,7 @@ def write_json(path, value):
     os.replace(tmp, path)
 
 
-def export_run(model, out, formats=FORMATS, quantize=("none",), *, preprocessing=None,
+def export_run(model, out, formats=DEFAULT_FORMATS, quantize=("none",), *, preprocessing=None,
                image_size=None, representative_data=None, sample_data=None, int8_io="uint8",
                min_agreement=None, precision="float32", overwrite=False, verbose=True) -> dict:
     """``keras-vgg export``: a run folder's ``best.keras`` (or any ``.keras`` file) exported

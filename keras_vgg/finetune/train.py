@@ -41,6 +41,7 @@ import keras
 import numpy as np
 
 from keras_vgg._extras import require
+from keras_vgg.batch_norm import inference_model
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.compress import compress_phase
@@ -62,7 +63,7 @@ from keras_vgg.finetune.report import (
     plot_history,
     read_log,
 )
-from keras_vgg.precision import detect_precision, resolve_precision, with_precision
+from keras_vgg.precision import detect_precision, resolve_precision
 from keras_vgg.preprocessing import Preprocessing, model_preprocessing
 from keras_vgg.stats import accuracy_of
 from keras_vgg.weights import find_weights
@@ -252,7 +253,7 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=(), strategy=None) 
     best.save(tmp)
     os.replace(tmp, run_dir / "best.keras")
     precision = inference_precision(recipe)
-    fast = with_precision(best, precision, inference=True)
+    fast = inference_model(best, precision)  # BatchNorm folded, then cast
     scored = {split: _predicted(fast, splits, split, recipe, mode, strategy)
               for split in splits.present() if split != "train"}
     reported = "test" if "test" in scored else "val"
