@@ -31,8 +31,12 @@ def interrupted(tmp_path_factory):
     """(the interrupted process's exit code, stdout, stderr and epochs logged, the run
     folder, the resumed process)."""
     run = tmp_path_factory.mktemp("interrupt") / "run"
+    # SIGINT as a terminal delivers it: tools/test_matrix.sh runs pytest in the background,
+    # where the shell ignores SIGINT and every child would inherit that (Python then keeps
+    # SIG_IGN, and Ctrl-C would never arrive)
     process = subprocess.Popen(CLI + ["finetune", *TINY, "--run-dir", str(run)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + TIMEOUT
     while not read_log(run / "training_log.csv") and process.poll() is None:
         assert time.monotonic() < deadline, "no epoch finished in time"
