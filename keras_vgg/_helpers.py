@@ -136,3 +136,11 @@ def new_folder(parent, prefix: str):
             return path
         except FileExistsError:
             continue
+
+
+def first_named(names, most: int = 5, rest: str = " and {} more") -> str:
+    """The first ``most`` of ``names`` joined by commas, then ``rest`` with how many more
+    (``"a.jpg, b.jpg and 3 more"``): how a message names a long list of files."""
+    names = list(names)
+    more = rest.format(len(names) - most) if len(names) > most else ""
+    return ", ".join(names[:most]) + more

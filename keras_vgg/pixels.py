@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_vgg._helpers import expected
+from keras_vgg._helpers import expected, first_named
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing, resize_uint8
 
 
@@ -82,9 +82,7 @@ def describe_skipped(skipped, shown: int = 5) -> str:
     >>> describe_skipped([Skipped(f"{i}.jpg", "empty file") for i in range(7)], shown=2)
     '0.jpg (empty file), 1.jpg (empty file) ... and 5 more'
     """
-    named = ", ".join(f"{s.path} ({s.reason})" for s in skipped[:shown])
-    more = len(skipped) - shown
-    return named + (f" ... and {more} more" if more > 0 else "")
+    return first_named((f"{s.path} ({s.reason})" for s in skipped), shown, " ... and {} more")
 
 
 def skipped_note(skipped) -> str:

@@ -46,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vgg._extras import require
-from keras_vgg._helpers import expected
+from keras_vgg._helpers import expected, first_named
 from keras_vgg.finetune import tfrecords
 from keras_vgg.finetune.augment import augmentation
 from keras_vgg.finetune.scan import DECODABLE, Scan, check_image, scan_folder  # noqa: F401
@@ -411,18 +411,11 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
     if verbose:
         print(f"Decoded {total:,} images once in {seconds:.1f} s"
               + (f"; {len(failed)} failed to decode and {'is' if len(failed) == 1 else 'are'}"
-                 f" skipped: {_named(source[i] for i in failed)} (data_report.json)"
+                 f" skipped: {first_named(source[i] for i in failed)} (data_report.json)"
                  if failed else "") + ".", flush=True)
     _splits(splits.train, splits.val, splits.class_names, splits.train_labels,
             splits.val_labels, splits.report, splits.test, splits.test_labels, splits.padding)
     return splits
-
-
-def _named(paths, most=5) -> str:
-    """The first ``most`` paths, then how many more."""
-    paths = list(paths)
-    more = f" and {len(paths) - most} more" if len(paths) > most else ""
-    return ", ".join(paths[:most]) + more
 
 
 def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_vgg._extras import require
+from keras_vgg._helpers import first_named
 from keras_vgg.export.report import format_report
 from keras_vgg.stats import Accuracy, accuracy
 
@@ -145,9 +146,8 @@ def skipped_files(skipped, named=NAMED_FILES) -> str:
     ``skipped`` rows, then how many more; "" when none."""
     if not skipped:
         return ""
-    shown = ", ".join(f"{row['file']} ({row['reason']})" for row in skipped[:named])
-    more = f" and {len(skipped) - named} more" if len(skipped) > named else ""
-    return f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}: {shown}{more}"
+    shown = first_named((f"{row['file']} ({row['reason']})" for row in skipped), named)
+    return f"skipped {len(skipped)} file{'s' if len(skipped) != 1 else ''}: {shown}"
 
 
 def chance(figure: Accuracy, classes: int) -> dict:
