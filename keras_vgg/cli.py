@@ -356,7 +356,7 @@ def export_command(args) -> int:
 def predict_command(args) -> int:
     import warnings
 
-    from keras_vgg.export.predict import predict
+    from keras_vgg.inference.predict import predict
     from keras_vgg.pixels import skipped_note
 
     with warnings.catch_warnings(record=True) as caught:
@@ -477,7 +477,7 @@ def add_feature_parsers(commands):
 
 
 def explain_command(args) -> int:
-    from keras_vgg.export.explain import explain
+    from keras_vgg.inference.explain import explain
     from keras_vgg.pixels import skipped_note
 
     explained = explain(args.model, args.images, args.output, top_k=args.top_k,
@@ -492,7 +492,7 @@ def explain_command(args) -> int:
 
 
 def embed_command(args) -> int:
-    from keras_vgg.export.embed import embed_files
+    from keras_vgg.inference.embed import embed_files
     from keras_vgg.pixels import skipped_note
 
     saved = embed_files(args.model, args.images, args.output, layer=args.layer,
@@ -506,7 +506,7 @@ def embed_command(args) -> int:
 
 
 def nearest_command(args) -> int:
-    from keras_vgg.export.embed import nearest_files
+    from keras_vgg.inference.embed import nearest_files
     from keras_vgg.pixels import skipped_note
 
     queries = nearest_files(args.embeddings, args.images, k=args.k, model=args.model,

@@ -92,7 +92,7 @@ def embed(model, images, layer=None, batch_size=32, precision="auto", preprocess
         images: RGB pixels in [0, 255] (see ``keras_vgg.pixels``): an array
             ``(N, H, W, 3)``, one image ``(H, W, 3)``, or any sequence of ``(H, W, 3)``
             images; each is resized to the model's input size. (Image files:
-            ``keras_vgg.export.embed.embed_files``, which skips and reports unreadable ones.)
+            ``keras_vgg.inference.embed.embed_files``, which skips and reports unreadable ones.)
         layer: the layer whose output is pooled; default the VGG's last block output.
         batch_size: images per step.
         precision: what the VGG computes in: ``"auto"`` (this machine's fastest, bfloat16

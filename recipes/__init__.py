@@ -5,7 +5,7 @@ should reach and roughly how long it takes, and whether that was measured or is 
 expectation (``keras-vgg recipes`` prints it). Run one by name: ``keras-vgg finetune
 --config tf_flowers`` or ``load_recipe("tf_flowers")``.
 
-This file only makes the folder a package: installed, it is ``keras_vgg._recipes``
+This file only makes the folder a package: installed, it is ``keras_vgg.recipe_files``
 (pyproject.toml maps that name here), which is how ``keras_vgg.finetune`` finds the files
 with importlib.resources after an editable or a plain install.
 """

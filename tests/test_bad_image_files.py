@@ -13,9 +13,9 @@ from PIL import Image
 from keras_vgg import VGG11
 from keras_vgg.cli import main
 from keras_vgg.embeddings import Embeddings
-from keras_vgg.export.embed import embed_files, nearest_files
-from keras_vgg.export.explain import LINE_HEIGHT, explain
-from keras_vgg.export.predict import predict, read_image
+from keras_vgg.inference.embed import embed_files, nearest_files
+from keras_vgg.inference.explain import LINE_HEIGHT, explain
+from keras_vgg.inference.predict import predict, read_image
 from keras_vgg.pixels import Results, Skipped
 
 GOOD = ["cat/cmyk.jpg", "cat/img_00.jpg", "cat/img_01.png", "coffee/grey.png",

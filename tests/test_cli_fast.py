@@ -54,8 +54,8 @@ def test_lazy_front_keeps_its_names():
 def test_an_export_named_as_a_submodule_stays_the_export():
     """``keras_vgg.finetune.compress`` (module) and ``compress`` (function): importing the
     module first does not make the package's ``compress`` the module."""
-    code = ("import keras_vgg.finetune.compress, keras_vgg.export.predict\n"
-            "from keras_vgg.finetune import compress\nfrom keras_vgg.export import predict\n"
+    code = ("import keras_vgg.finetune.compress, keras_vgg.inference.predict\n"
+            "from keras_vgg.finetune import compress\nfrom keras_vgg.inference import predict\n"
             "print(type(compress).__name__, type(predict).__name__)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300)

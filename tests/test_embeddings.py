@@ -14,7 +14,7 @@ import keras_vgg
 from keras_vgg import VGG11
 from keras_vgg.cli import main
 from keras_vgg.embeddings import Embeddings, embed, nearest
-from keras_vgg.export.embed import embed_files, nearest_files
+from keras_vgg.inference.embed import embed_files, nearest_files
 from keras_vgg.finetune.builtin import make_shapes
 from shapes_classifier import trained_shapes_classifier
 
@@ -174,7 +174,7 @@ def test_a_model_in_memory_is_not_looked_up_by_its_name(shapes_and_model, tmp_pa
 def test_a_variant_name_is_built_with_imagenet_weights(monkeypatch, tmp_path):
     """``embed vgg16 ...`` builds the headless variant with ImageNet weights at 224x224 (here
     the builder is watched, so nothing downloads)."""
-    import keras_vgg.export.embed as module
+    import keras_vgg.inference.embed as module
 
     asked = []
 

@@ -21,13 +21,13 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 import keras_vgg
 from keras_vgg.export import (
     TFLITE_FILES,
-    TOLERANCE,
     ExportError,
     TFLiteRunner,
     export,
     tflite_labels,
     tflite_ops,
 )
+from keras_vgg.export.formats import TOLERANCE
 from keras_vgg.preprocessing import MODES, preprocess_input, preprocessing_affine
 from keras_vgg.finetune.builtin import SHAPES, render
 from keras_vgg.stats import accuracy_of, paired_difference

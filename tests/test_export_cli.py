@@ -538,15 +538,6 @@ def test_load_model_class_names_txt_without_trailing_newline(tmp_path):
     assert load_model(tmp_path / "model.keras").class_names == NAMES
 
 
-def test_read_model_info_still_works_and_names_its_replacement(tmp_path):
-    tiny_model().save(tmp_path / "model.keras")
-    (tmp_path / "class_names.txt").write_text("cat\ndog\nfox\n")
-    with pytest.warns(DeprecationWarning, match=r"keras_vgg.load_model\(path\)"):
-        from keras_vgg.export import read_model_info
-    model, info = read_model_info(tmp_path / "model.keras")
-    assert info == {"class_names": NAMES} and model.output_shape == (None, 3)
-
-
 @pytest.mark.parametrize("name", ["model.h5", "model.weights.h5", "missing.keras", "empty_dir"])
 def test_load_model_refuses_other_paths(tmp_path, name):
     path = tmp_path / name
@@ -856,9 +847,9 @@ def test_export_takes_preprocessing_and_class_names_from_the_model(tmp_path):
 
 
 def test_predict_from_python_gives_what_the_cli_prints(cli_bundle, run_dir, photos):
-    """keras_vgg.export.predict is the library call behind `keras-vgg predict`: paths of a
+    """keras_vgg.inference.predict is the library call behind `keras-vgg predict`: paths of a
     run folder, a .tflite or a loaded model, on image files or arrays of any size."""
-    from keras_vgg.export import predict
+    from keras_vgg.inference import predict
 
     files = [str(p) for p in photos]
     for model in (run_dir, cli_bundle["out"] / FLOAT32, load_model(run_dir)):
@@ -874,7 +865,7 @@ def test_predict_from_python_gives_what_the_cli_prints(cli_bundle, run_dir, phot
 
 
 def test_predict_with_names_that_do_not_fit_warns_and_gives_indices(photos):
-    from keras_vgg.export import predict
+    from keras_vgg.inference import predict
 
     model = VGGModel.from_config({**tiny_model((32, 32)).get_config(), "preprocessing": "tf",
                                   "class_names": ["only", "two"]})

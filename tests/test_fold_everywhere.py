@@ -12,7 +12,7 @@ import keras
 import keras_vgg
 from keras_vgg.batch_norm import inference_model
 from keras_vgg.embeddings import Embedder, embed
-from keras_vgg.export.predict import predict
+from keras_vgg.inference.predict import predict
 from keras_vgg.export.serving import serving_model
 from keras_vgg.features import feature_extractor
 from keras_vgg.pixels import model_inputs

@@ -11,7 +11,7 @@ from PIL import Image
 
 from keras_vgg import VGG11
 from keras_vgg.cli import main
-from keras_vgg.export.explain import LINE_HEIGHT
+from keras_vgg.inference.explain import LINE_HEIGHT
 from keras_vgg.gradcam import grad_cam
 from shapes_classifier import shape_boxes, trained_shapes_classifier
 

@@ -22,14 +22,14 @@ def pyproject():
 
 
 def test_the_listed_packages_are_the_tree():
-    """Packages are listed, not found (keras_vgg._recipes is the top-level recipes/ folder):
+    """Packages are listed, not found (keras_vgg.recipe_files is the top-level recipes/ folder):
     a new package folder under keras_vgg/ must be added to the list, or a wheel lacks it."""
     tool = pyproject()["tool"]["setuptools"]
     found = sorted(".".join(p.parent.relative_to(ROOT).parts)
                    for p in (ROOT / "keras_vgg").rglob("__init__.py")
                    if "__pycache__" not in p.parts)
-    assert sorted(tool["packages"]) == sorted(found + ["keras_vgg._recipes"])
-    assert tool["package-dir"] == {"keras_vgg._recipes": "recipes"}
+    assert sorted(tool["packages"]) == sorted(found + ["keras_vgg.recipe_files"])
+    assert tool["package-dir"] == {"keras_vgg.recipe_files": "recipes"}
     assert (ROOT / "recipes" / "__init__.py").is_file()
 
 
@@ -96,9 +96,9 @@ def test_a_wheel_install_finds_every_shipped_recipe_by_name(tmp_path):
     (wheel,) = wheels.glob("keras_vgg-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = shipped_recipes()
-    assert sorted(n for n in names if n.startswith("keras_vgg/_recipes/")) == sorted(
-        [f"keras_vgg/_recipes/{name}.yaml" for name in shipped]
-        + ["keras_vgg/_recipes/__init__.py"])
+    assert sorted(n for n in names if n.startswith("keras_vgg/recipe_files/")) == sorted(
+        [f"keras_vgg/recipe_files/{name}.yaml" for name in shipped]
+        + ["keras_vgg/recipe_files/__init__.py"])
     assert "keras_vgg/data/imagenet_class_index.json" in names
     assert not [n for n in names if n.startswith("recipes/")]  # no top-level `recipes` package
 
@@ -114,7 +114,7 @@ def test_a_wheel_install_finds_every_shipped_recipe_by_name(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.splitlines()[-1])
     assert Path(found["file"]).is_relative_to(target)  # the installed copy, not the checkout
-    assert found["folder"] == str(target / "keras_vgg" / "_recipes")
+    assert found["folder"] == str(target / "keras_vgg" / "recipe_files")
     assert found["version"] == keras_vgg_version()
     assert found["recipes"] == {name: load_recipe(name).to_dict() for name in shipped}
     assert found["expect"] == {name: recipe_expectation(name) for name in shipped}

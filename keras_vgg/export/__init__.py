@@ -26,11 +26,12 @@ holds the figures. A model built under a mixed-precision policy is exported as f
 
 Modules, in import order (each imports only those above it):
 ``formats`` (constants, ``ExportError``), ``serving`` (the float32 serving graph),
-``flatbuffer`` (TFLite op counts and labels), ``saved_model``, ``tflite`` (the writers),
-``runners`` (a callable per format, ``load_predictor``), ``predict`` (top classes of image
-files from any of them), ``checks`` (figures and gates), ``report`` (the table), ``bundle``
-(``export``). Reading a run folder's data is the fine-tuning side's
-(``keras_vgg.finetune.export_run``).
+``flatbuffer`` (TFLite op counts and labels), ``saved_model``, ``tflite``, ``onnx_export``,
+``openvino_export`` (the writers), ``runners`` (a callable per format, ``load_predictor``),
+``checks`` (figures and gates), ``report`` (the table), ``bundle`` (``export``). This package
+only writes and checks bundles: running them on image files (``predict``, ``explain``,
+``embed``) is :mod:`keras_vgg.inference`'s, reading a run folder's data the fine-tuning
+side's (``keras_vgg.finetune.export_run``).
 
 Example:
     >>> import tempfile, keras, numpy as np
@@ -49,56 +50,24 @@ Example:
 
 from keras_vgg._helpers import lazy_exports
 
-# {module: the names the package gives from it}, imported when first used.
+# {module: the names the package gives from it}, imported when first used. The rest (the
+# constants of ``formats``, ``checks.compare``, ``runners.median_ms``, ...) are their modules'.
 LAZY = {
-    "keras_vgg.export.formats": ("CALIBRATION_IMAGES", "FORMATS", "INT8_IO", "LOW_PRECISION",
-                                 "MIN_AGREEMENT", "NEAR_TIE", "QUANTIZE", "RANDOM_IMAGES",
-                                 "REPORT", "TFLITE_FILES", "TOLERANCE", "ExportError"),
-    "keras_vgg.export.serving": ("float32_model", "float32_policy", "serving_model"),
+    "keras_vgg.export.formats": ("QUANTIZE", "TFLITE_FILES", "ExportError"),
+    "keras_vgg.export.serving": ("serving_model",),
     "keras_vgg.export.flatbuffer": ("add_labels", "tflite_labels", "tflite_ops"),
     "keras_vgg.export.saved_model": ("write_saved_model",),
-    "keras_vgg.export.tflite": ("FLATBUFFER_LIMIT", "converter_settings", "write_tflite"),
+    "keras_vgg.export.tflite": ("write_tflite",),
     "keras_vgg.export.runners": ("KerasRunner", "SavedModelRunner", "TFLiteRunner",
-                                 "load_predictor", "median_ms"),
-    "keras_vgg.export.predict": ("Prediction", "image_paths", "predict", "read_image"),
-    "keras_vgg.export.checks": ("compare",),
+                                 "load_predictor"),
     "keras_vgg.export.report": ("format_report",),
     "keras_vgg.export.bundle": ("export",),
 }
 
 __all__ = [
-    "CALIBRATION_IMAGES", "FLATBUFFER_LIMIT", "FORMATS", "INT8_IO", "LOW_PRECISION",
-    "MIN_AGREEMENT", "NEAR_TIE", "QUANTIZE", "RANDOM_IMAGES", "REPORT", "TFLITE_FILES", "TOLERANCE",
-    "ExportError", "KerasRunner",
-    "Prediction", "SavedModelRunner", "TFLiteRunner", "add_labels", "compare",
-    "converter_settings", "export", "float32_model", "float32_policy", "format_report",
-    "image_paths", "load_predictor", "median_ms", "predict", "read_image", "serving_model",
+    "QUANTIZE", "TFLITE_FILES", "ExportError", "KerasRunner", "SavedModelRunner",
+    "TFLiteRunner", "add_labels", "export", "format_report", "load_predictor", "serving_model",
     "tflite_labels", "tflite_ops", "write_saved_model", "write_tflite",
 ]
 
-
-_load, __dir__ = lazy_exports(__name__, LAZY)
-
-
-def __getattr__(name):
-    """A name of LAZY, loaded; ``read_model_info`` (before the model carried its record)
-    still works, with a warning naming what replaces it."""
-    if name != "read_model_info":
-        return _load(name)
-    import warnings
-
-    warnings.warn("keras_vgg.export.read_model_info is deprecated: keras_vgg.load_model(path) "
-                  "gives the model, which records its preprocessing and class names "
-                  "(keras_vgg.saving.record_of(model)).", DeprecationWarning, stacklevel=2)
-    return _read_model_info
-
-
-def _read_model_info(path):
-    from keras_vgg.saving import load_model, record_of
-
-    model = load_model(path)
-    record = record_of(model)
-    info = {k: record[k] for k in ("preprocessing", "class_names") if record[k] is not None}
-    if "preprocessing" in info:
-        info["preprocessing"] = info["preprocessing"].to_json()
-    return model, info
+__getattr__, __dir__ = lazy_exports(__name__, LAZY)

@@ -2,7 +2,7 @@
 
 Recipes are YAML or JSON files whose keys are the fields below. The shipped ones,
 commented YAML in the repository's ``recipes/`` folder (installed as the data
-package ``keras_vgg._recipes``), are named by their stem (``"builtin"``,
+package ``keras_vgg.recipe_files``), are named by their stem (``"builtin"``,
 ``"tf_flowers"``...). Overrides are ``key=value`` strings, as on the command line.
 
 Example:
@@ -28,7 +28,7 @@ from keras_vgg.configs import get_config, list_models, min_input_size
 from keras_vgg.choices import (CRITERIA, FORMATS, NAMED_MODES, QUANTIZE, SOURCE_SUFFIXES,
                                STRATEGIES, WEIGHTS_NAMES)
 
-RECIPES_PACKAGE = "keras_vgg._recipes"  # the repository's recipes/ folder, installed
+RECIPES_PACKAGE = "keras_vgg.recipe_files"  # the repository's recipes/ folder, installed
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
 HEADS = ("avg", "max", "flatten", "fc")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
@@ -373,7 +373,7 @@ def recipes_help() -> str:
 
 
 def recipes_folder():
-    """The folder of the shipped recipe files: the installed ``keras_vgg._recipes``, else
+    """The folder of the shipped recipe files: the installed ``keras_vgg.recipe_files``, else
     (a checkout run without installing) the repository's ``recipes/`` beside the library."""
     try:
         return importlib.resources.files(RECIPES_PACKAGE)

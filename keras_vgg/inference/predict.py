@@ -4,7 +4,7 @@
 Example:
     >>> import numpy as np
     >>> from keras_vgg import VGG11
-    >>> from keras_vgg.export.predict import predict
+    >>> from keras_vgg.inference.predict import predict
     >>> model = VGG11(input_shape=(32, 32, 3), classes=3, adaptive_pool=1)
     >>> model.preprocessing, model.class_names = "torch", ["cat", "dog", "fox"]
     >>> images = np.zeros((2, 50, 40, 3), dtype=np.uint8)  # any size: resized to 32x32

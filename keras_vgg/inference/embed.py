@@ -6,7 +6,7 @@ Example:
     >>> import numpy as np
     >>> from PIL import Image
     >>> from keras_vgg import VGG11
-    >>> from keras_vgg.export.embed import embed_files, nearest_files
+    >>> from keras_vgg.inference.embed import embed_files, nearest_files
     >>> model = VGG11(include_top=False, input_shape=(32, 32, 3))
     >>> model.preprocessing = "caffe"
     >>> folder = Path(tempfile.mkdtemp())
@@ -32,7 +32,7 @@ import numpy as np
 from keras_vgg._helpers import expected
 from keras_vgg.configs import get_config
 from keras_vgg.embeddings import Embedder, Embeddings, check_layer, nearest, progress_bar
-from keras_vgg.export.predict import ImageReader, NothingReadable, image_files, image_paths
+from keras_vgg.inference.predict import ImageReader, NothingReadable, image_files, image_paths
 from keras_vgg.models import build_vgg
 from keras_vgg.pixels import Results
 from keras_vgg.saving import load_model

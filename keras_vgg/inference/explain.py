@@ -7,7 +7,7 @@ Example:
     >>> import numpy as np
     >>> from PIL import Image
     >>> from keras_vgg import VGG11
-    >>> from keras_vgg.export.explain import explain
+    >>> from keras_vgg.inference.explain import explain
     >>> model = VGG11(input_shape=(32, 32, 3), classes=2, adaptive_pool=1)
     >>> model.preprocessing, model.class_names = "torch", ["cat", "dog"]
     >>> folder = tempfile.mkdtemp()
@@ -28,7 +28,7 @@ import numpy as np
 
 from keras_vgg._extras import require
 from keras_vgg._helpers import expected, new_folder, recorded
-from keras_vgg.export.predict import ImageReader, image_files
+from keras_vgg.inference.predict import ImageReader, image_files
 from keras_vgg.gradcam import grad_cam, overlay, vgg_base
 from keras_vgg.pixels import Results
 from keras_vgg.saving import load_model
