@@ -46,6 +46,11 @@ def did_you_mean(name, choices, quote=True) -> str:
     return f". Did you mean {match!r}?" if quote else f". Did you mean {match}?"
 
 
+class OutputExists(FileExistsError):
+    """The one error for "the output exists" (a bundle, a folder of pictures, an ``.npz``):
+    nothing is overwritten unless ``overwrite=True`` (``--overwrite``) says so."""
+
+
 def expected(what: str, **received) -> ValueError:
     """``ValueError("Expected WHAT. Received: name=value, ...")``, Keras's wording."""
     got = ", ".join(f"{name}={value!r}" for name, value in received.items())

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-from keras.src.applications import imagenet_utils
+from keras.applications import imagenet_utils
 
 from keras_vgg._helpers import recorded
 from keras_vgg.choices import MODES, NAMED_MODES

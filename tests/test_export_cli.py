@@ -17,6 +17,7 @@ from PIL import Image
 
 import keras_vgg
 from keras_vgg import cli
+from keras_vgg._helpers import OutputExists
 from keras_vgg.export import bundle as export_bundle  # export() looks its writers up here
 from keras_vgg.export import formats as export_formats
 from keras_vgg.export import tflite as export_tflite
@@ -235,9 +236,9 @@ def test_existing_output_without_overwrite_is_refused_and_untouched(tmp_path):
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "marker.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match=re.escape(str(out))) as info:
+    with pytest.raises(OutputExists, match=re.escape(str(out))) as info:
         quick(tiny_model(), out)
-    assert "overwrite=True" in str(info.value)
+    assert "overwrite=True" in str(info.value) and isinstance(info.value, FileExistsError)
     assert snapshot(out) == {"marker.txt": b"keep me"}
     assert entries(tmp_path) == ["bundle"]
 

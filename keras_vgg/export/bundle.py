@@ -59,7 +59,7 @@ from keras_vgg.export.openvino_export import (OpenVINORunner, openvino_backends,
 from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
 from keras_vgg.export.tflite import converter_settings, write_tflite
-from keras_vgg._helpers import expected, new_folder, recorded
+from keras_vgg._helpers import OutputExists, expected, new_folder, recorded
 from keras_vgg.pruning import conv_widths, model_cost
 from keras_vgg.precision import detect_precision, resolve_precision, with_precision
 from keras_vgg.preprocessing import as_preprocessing, model_preprocessing
@@ -136,7 +136,7 @@ def export(model, out, formats=DEFAULT_FORMATS, quantize=("none",), *, preproces
     _check_min_agreement(min_agreement)
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
+        raise OutputExists(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
     if preprocessing is None:
         preprocessing = model_preprocessing(model)
     if class_names is None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vgg._helpers import expected
+from keras_vgg._helpers import OutputExists, expected
 from keras_vgg.configs import get_config
 from keras_vgg.embeddings import Embedder, Embeddings, check_layer, nearest, progress_bar
 from keras_vgg.inference.predict import ImageReader, NothingReadable, image_files, image_paths
@@ -86,8 +86,8 @@ def embed_files(model, images, output=None, layer=None, batch_size=32, precision
         When none could be read, a ValueError says why and nothing is written.
     """
     if output is not None and Path(output).exists() and not overwrite:
-        raise FileExistsError(f"{output} exists. Expected a new file, or overwrite=True "
-                              "(--overwrite) to replace it.")
+        raise OutputExists(f"{output} exists. Expected a new file, or overwrite=True "
+                           "(--overwrite) to replace it.")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise expected("`batch_size` to be an int >= 1", batch_size=batch_size)
     model, source = _model(model)

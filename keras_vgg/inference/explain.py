@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from keras_vgg._extras import require
-from keras_vgg._helpers import expected, new_folder, recorded
+from keras_vgg._helpers import OutputExists, expected, new_folder, recorded
 from keras_vgg.inference.predict import ImageReader, image_files
 from keras_vgg.gradcam import grad_cam, overlay, vgg_base
 from keras_vgg.pixels import Results
@@ -119,8 +119,8 @@ def explain(model, images, output, top_k=3, layer=None, preprocessing=None,
         raise expected("`top_k` to be an int >= 1", top_k=top_k)
     output = Path(output)
     if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists. Expected a new folder, or overwrite=True "
-                              "(--overwrite) to replace it.")
+        raise OutputExists(f"{output} exists. Expected a new folder, or overwrite=True "
+                           "(--overwrite) to replace it.")
     model = model if isinstance(model, keras.Model) else load_model(model, compile=False)
     vgg_base(model)  # before any file is read
     reader = ImageReader(image_files([images] if isinstance(images, (str, Path)) else images))
