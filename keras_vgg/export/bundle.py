@@ -18,13 +18,13 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import json
 import numbers
 import os
 import platform
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -157,14 +157,10 @@ def export(model, out, formats=DEFAULT_FORMATS, quantize=("none",), *, preproces
     if labels is not None:
         scored = accuracy_of(labels, reference.argmax(-1))
         keras_figures.update(accuracy=scored.value, accuracy_with_ci=scored.to_json())
-    report = _report(model, size, preprocessing, len(class_names), keras_figures,
-                     {"images": len(sample), "source": source, "labels": labels is not None})
-    write = functools.partial(
-        _write_and_check, serving, precision=precision, class_names=class_names, representative=representative_data,
-        int8_io=int8_io, sample=sample, reference=reference, labels=labels,
-        real=source == "given", min_agreement=min_agreement, repeats=latency_repeats)
-    _in_place(out, lambda folder: _write_bundle(folder, targets, write, report, class_names,
-                                                verbose))
+    job = _Job(serving, precision, class_names, representative_data, int8_io, sample, reference,
+               labels, source == "given", min_agreement, latency_repeats)
+    report = _report(model, job, preprocessing, keras_figures, source)
+    _in_place(out, lambda folder: _write_bundle(folder, targets, job, report, verbose))
     if verbose:
         print(format_report(report))
     return report
@@ -245,12 +241,33 @@ def _sample(sample, sample_labels, size, min_agreement):
     return sample, labels, "given"
 
 
-def _report(model, size, preprocessing, classes, keras_figures, sample) -> dict:
+@dataclass(frozen=True, eq=False)
+class _Job:
+    """What every file of one bundle is written with (the serving model, its precision,
+    class names, int8 calibration images and io) and checked on (the sample, the Keras
+    model's outputs on it, its labels, whether it is real images, the agreement gate's
+    minimum, the latency repeats)."""
+
+    serving: keras.Model
+    precision: str
+    class_names: list
+    representative: np.ndarray | None
+    int8_io: str
+    sample: np.ndarray
+    reference: np.ndarray
+    labels: np.ndarray | None
+    real: bool
+    min_agreement: float | None
+    repeats: int
+
+
+def _report(model, job: _Job, preprocessing, keras_figures, source) -> dict:
     """The report before any export: the model, its sample, Keras's figures, the machine."""
+    sample = {"images": len(job.sample), "source": source, "labels": job.labels is not None}
     return {
-        "model": model.name, "image_size": list(size), **_cost(model),
+        "model": model.name, "image_size": list(job.serving.input_shape[1:3]), **_cost(model),
         "preprocessing": as_preprocessing(preprocessing).to_json(),
-        "classes": classes, "sample": sample, "keras": keras_figures,
+        "classes": len(job.class_names), "sample": sample, "keras": keras_figures,
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "cores": os.cpu_count(), "tensorflow": tf.__version__,
                     "keras": keras.__version__, "auto_precision": str(detect_precision())},
@@ -268,40 +285,40 @@ def _cost(model) -> dict:
     return {"params": cost.params, "flops": cost.flops, "widths": list(conv_widths(model))}
 
 
-def _write_and_check(serving, folder, target, *, precision, class_names, representative,
-                     int8_io, sample, reference, labels, real, min_agreement, repeats) -> dict:
+def _write_and_check(job: _Job, folder, target) -> dict:
     """One ``(format, quantize)`` file written into ``folder``, run on the sample and checked
-    against ``reference`` (the Keras model's outputs): its report row."""
+    against ``job.reference`` (the Keras model's outputs): its report row."""
     fmt, q = target
+    sample, labels, real, precision = job.sample, job.labels, job.real, job.precision
     started = time.perf_counter()
-    name, run, ops, hint = _write_file(serving, folder, target, precision=precision,
-                                       class_names=class_names, representative=representative,
-                                       int8_io=int8_io)
+    name, run, ops, hint = _write_file(job, folder, target)
     files = (folder / name).parent if fmt == "openvino" else folder / name  # .xml and .bin
     row = {"format": fmt, "quantize": q, "file": name, "size_bytes": _size(files),
            "precision": precision if fmt == "saved_model" else TFLITE_PRECISION[q],
            **({"inference_precision": hint} if hint else {}),
            "seconds": round(time.perf_counter() - started, 1),
            "checked_on": "real images" if real else "random images",
-           "latency_ms": median_ms(run, sample[0], repeats)}
+           "latency_ms": median_ms(run, sample[0], job.repeats)}
     outputs = run(sample)
-    row.update(supported_figures(compare(reference, outputs, labels), row, real))
+    row.update(supported_figures(compare(job.reference, outputs, labels), row, real))
     if real and labels is not None:  # Keras first: the difference is the file's drop
         row["paired_difference"] = paired_difference(
-            labels, reference.argmax(-1), outputs.argmax(-1)).to_json()
+            labels, job.reference.argmax(-1), outputs.argmax(-1)).to_json()
     if ops is not None:  # a TFLite file: its ops
         row["ops"] = ops
         if q == "int8":
-            row["io"] = int8_io
-    gate = agreement_gate(q, min_agreement, real)
+            row["io"] = job.int8_io
+    gate = agreement_gate(q, job.min_agreement, real)
     row["agreement_gate"] = {**gate.to_json(), "result": check_row(row, gate, len(sample))}
     return row
 
 
-def _write_file(serving, folder, target, *, precision, class_names, representative, int8_io):
+def _write_file(job: _Job, folder, target):
     """``(name, runner, TFLite ops or None, OpenVINO inference hint or None)`` of the
     ``(format, quantize)`` file it writes into ``folder``."""
     fmt, q = target
+    serving, precision, class_names = job.serving, job.precision, job.class_names
+    representative = job.representative
     if fmt == "saved_model":
         write_saved_model(with_precision(serving, precision, inference=True),
                           folder / "saved_model", class_names)
@@ -315,17 +332,17 @@ def _write_file(serving, folder, target, *, precision, class_names, representati
         hint = write_openvino(serving, folder / name, q, representative, precision)
         return name, OpenVINORunner(folder / name), None, hint
     name = TFLITE_FILES[q]
-    ops = write_tflite(serving, folder / name, q, representative, int8_io, class_names)
+    ops = write_tflite(serving, folder / name, q, representative, job.int8_io, class_names)
     return name, TFLiteRunner(folder / name), ops, None
 
 
-def _write_bundle(folder, targets, write, report, class_names, verbose):
-    """``labels.txt``, each target's file (``write(folder, target)`` gives its report row)
-    and the report, with every TFLite, ONNX and OpenVINO file's size against its format's
+def _write_bundle(folder, targets, job: _Job, report, verbose):
+    """``labels.txt``, each target's file (``_write_and_check`` gives its report row) and
+    the report, with every TFLite, ONNX and OpenVINO file's size against its format's
     float32 file's."""
-    (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
+    (folder / "labels.txt").write_text("\n".join(job.class_names) + "\n")
     for target in targets:
-        row = write(folder, target)
+        row = _write_and_check(job, folder, target)
         report["exports"].append(row)
         if verbose:
             print(f"{row['file']}: {row_summary(row)}", flush=True)
