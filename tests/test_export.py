@@ -11,7 +11,6 @@ class (a random head gives near-uniform ones that any quantisation keeps).
 import json
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -94,19 +93,29 @@ def fitted_classifier(family):
     return model, sample, labels, representative
 
 
-@pytest.fixture(scope="module", params=list(FAMILIES))
-def bundle(request, tmp_path_factory):
-    variant, size, mode, int8_io = FAMILIES[request.param]
-    model, sample, labels, representative = fitted_classifier(request.param)
-    out = tmp_path_factory.mktemp(request.param) / "bundle"
+def make_bundle(family, tmp_path_factory):
+    variant, size, mode, int8_io = FAMILIES[family]
+    model, sample, labels, representative = fitted_classifier(family)
+    out = tmp_path_factory.mktemp(family) / "bundle"
     report = export(model, out, ["saved_model", "tflite"], list(TFLITE_FILES),
                     preprocessing=mode, class_names=CLASSES, sample=sample,
                     sample_labels=labels, representative_data=representative,
                     int8_io=int8_io, verbose=False)
     reference = model.predict(preprocess_input(sample, mode=mode), verbose=0)
     keras.backend.clear_session()
-    return {"family": request.param, "variant": variant, "out": out, "report": report,
+    return {"family": family, "variant": variant, "out": out, "report": report,
             "sample": sample, "labels": labels, "reference": reference, "int8_io": int8_io}
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """{family: its bundle}, every family's: the fresh-process check loads them all at once."""
+    return {family: make_bundle(family, tmp_path_factory) for family in FAMILIES}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def bundle(request, bundles):
+    return bundles[request.param]
 
 
 def test_fitted_heads_are_confident_over_every_class(bundle):
@@ -155,43 +164,58 @@ def test_bundle_holds_every_file_and_a_report(bundle):
     assert not list(out.parent.glob(".bundle.*"))  # no temporary folders left
 
 
-def test_saved_model_in_a_fresh_process_without_keras_vgg(bundle, tmp_path):
+FRESH_SAVED_MODEL = """
+import sys, numpy as np, tensorflow as tf
+for folder in sys.argv[1:]:
+    model = tf.saved_model.load(folder + "/bundle/saved_model")
+    images = np.load(folder + "/sample.npy")
+    out = model.signatures["serving_default"](tf.constant(images))
+    encoded = np.load(folder + "/encoded.npy", allow_pickle=True)
+    from_bytes = model.signatures["serving_bytes"](tf.constant(list(encoded)))
+    # The same images twice the size: the signature resizes them back.
+    bigger = tf.cast(tf.image.resize(images, [2 * images.shape[1]] * 2, "nearest"), tf.uint8)
+    resized = model.signatures["serving_default"](bigger)
+    np.save(folder + "/probabilities.npy", out["probabilities"].numpy())
+    np.save(folder + "/from_bytes.npy", from_bytes["probabilities"].numpy())
+    np.save(folder + "/resized.npy", resized["probabilities"].numpy())
+    np.save(folder + "/top.npy", out["top_classes"].numpy().astype(str))
+assert "keras_vgg" not in sys.modules
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_saved_models(bundles):
+    """One fresh process (TensorFlow without keras_vgg) runs every family's SavedModel; each
+    family's folder (its bundle's parent) gets what that process computed."""
     import tensorflow as tf
 
-    sample = bundle["sample"]
-    np.save(tmp_path / "sample.npy", sample)
-    encoded = np.array([tf.io.encode_png(image).numpy() for image in sample], dtype=object)
-    np.save(tmp_path / "encoded.npy", encoded, allow_pickle=True)
-    script = textwrap.dedent(f"""
-        import sys, numpy as np, tensorflow as tf
-        model = tf.saved_model.load({str(bundle["out"] / "saved_model")!r})
-        images = np.load({str(tmp_path / "sample.npy")!r})
-        out = model.signatures["serving_default"](tf.constant(images))
-        encoded = np.load({str(tmp_path / "encoded.npy")!r}, allow_pickle=True)
-        from_bytes = model.signatures["serving_bytes"](tf.constant(list(encoded)))
-        # The same images twice the size: the signature resizes them back.
-        bigger = tf.cast(tf.image.resize(images, [2 * images.shape[1]] * 2, "nearest"), tf.uint8)
-        resized = model.signatures["serving_default"](bigger)
-        np.save({str(tmp_path / "probabilities.npy")!r}, out["probabilities"].numpy())
-        np.save({str(tmp_path / "from_bytes.npy")!r}, from_bytes["probabilities"].numpy())
-        np.save({str(tmp_path / "resized.npy")!r}, resized["probabilities"].numpy())
-        np.save({str(tmp_path / "top.npy")!r}, out["top_classes"].numpy().astype(str))
-        assert "keras_vgg" not in sys.modules
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path,
-                   timeout=CHILD_TIMEOUT_S)
+    folders = []
+    for family in bundles.values():
+        folder = family["out"].parent
+        np.save(folder / "sample.npy", family["sample"])
+        encoded = np.array([tf.io.encode_png(image).numpy() for image in family["sample"]],
+                           dtype=object)
+        np.save(folder / "encoded.npy", encoded, allow_pickle=True)
+        folders.append(str(folder))
+    subprocess.run([sys.executable, "-c", FRESH_SAVED_MODEL, *folders], check=True,
+                   cwd=folders[0], timeout=CHILD_TIMEOUT_S)
+    return {family: bundle["out"].parent for family, bundle in bundles.items()}
+
+
+def test_saved_model_in_a_fresh_process_without_keras_vgg(bundle, fresh_saved_models):
+    folder = fresh_saved_models[bundle["family"]]
     reference = bundle["reference"]
-    probabilities = np.load(tmp_path / "probabilities.npy")
+    probabilities = np.load(folder / "probabilities.npy")
     # The export's own SavedModel tolerance: that process loads TensorFlow without keras_vgg,
     # so with TensorFlow's own kernel choice (Eigen here, where keras_vgg picks oneDNN), and
     # BN's rounding differs by up to 1.5e-5.
     tolerance = TOLERANCE["saved_model"]
     np.testing.assert_allclose(probabilities, reference, rtol=0, atol=tolerance)
-    np.testing.assert_allclose(np.load(tmp_path / "from_bytes.npy"), reference, rtol=0,
+    np.testing.assert_allclose(np.load(folder / "from_bytes.npy"), reference, rtol=0,
                                atol=tolerance)
-    np.testing.assert_allclose(np.load(tmp_path / "resized.npy"), reference, rtol=0,
+    np.testing.assert_allclose(np.load(folder / "resized.npy"), reference, rtol=0,
                                atol=tolerance)
-    top = np.load(tmp_path / "top.npy")
+    top = np.load(folder / "top.npy")
     assert top.shape == (len(reference), len(CLASSES))
     assert list(top[:, 0]) == [CLASSES[i] for i in reference.argmax(-1)]
 

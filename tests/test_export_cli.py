@@ -800,8 +800,10 @@ def test_cli_predict_agrees_across_formats(cli_bundle, run_dir, photos, capsys):
 def test_a_keras_file_alone_exports_and_predicts_in_a_fresh_process(run_dir, photos, tmp_path):
     """The model carries its preprocessing and class names: a .keras file copied alone into
     an empty folder (no metrics.json, no class_names.txt) exports and predicts from a new
-    `keras-vgg` process with the right ones."""
+    process running the command line (export, then predict on the .keras and the .tflite)
+    with the right ones."""
     import subprocess
+    import sys
 
     from keras_vgg.vgg_model import VGGModel
 
@@ -812,24 +814,32 @@ def test_a_keras_file_alone_exports_and_predicts_in_a_fresh_process(run_dir, pho
     alone.mkdir()
     lone.save(alone / "lone.keras")
     assert sorted(p.name for p in alone.iterdir()) == ["lone.keras"]
-    program = shutil.which("keras-vgg")
-
-    def command(*argv):
-        result = subprocess.run([program, *argv], capture_output=True, text=True, cwd=alone,
-                                timeout=CHILD_TIMEOUT_S)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    command("export", "lone.keras", "--format", "tflite", "-o", "out")
+    images = [str(p) for p in photos]
+    commands = [["export", "lone.keras", "--format", "tflite", "-o", "out"]]
+    for model in ("lone.keras", str(Path("out") / FLOAT32)):
+        exact = ["--precision", "float32"] if model.endswith(".keras") else []
+        commands.append(["predict", model, *images, "--top-k", "2", *exact])
+    # One fresh process runs the three commands as `keras-vgg` does (cli.main), each one's
+    # exit code and output a line of JSON: the .keras and the TFLite families, loaded fresh.
+    child = ("import contextlib, io, json, sys\nfrom keras_vgg import cli\n"
+             "for argv in json.loads(sys.argv[1]):\n"
+             "    out = io.StringIO()\n"
+             "    with contextlib.redirect_stdout(out):\n"
+             "        code = cli.main(argv)\n"
+             "    print('RESULT', json.dumps([code, out.getvalue()]), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", child, json.dumps(commands)],
+                            capture_output=True, text=True, cwd=alone, timeout=CHILD_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = [json.loads(line.removeprefix("RESULT "))
+            for line in result.stderr.splitlines() if line.startswith("RESULT ")]
+    assert [code for code, _ in done] == [0, 0, 0], result.stderr[-3000:]
     report = json.loads((alone / "out" / "export_report.json").read_text())
     assert report["preprocessing"] == "torch"
     assert (alone / "out" / "labels.txt").read_text().split() == NAMES
-    images = [str(p) for p in photos]
-    for model in ("lone.keras", str(Path("out") / FLOAT32)):
-        exact = ["--precision", "float32"] if model.endswith(".keras") else []
-        rows = parse_predictions(command("predict", model, *images, "--top-k", "2", *exact))
+    for argv, (_, stdout) in zip(commands[1:], done[1:]):
+        rows = parse_predictions(stdout)
         assert rows == {images[0]: [("cat", 78.6), ("fox", 17.5)],
-                        images[1]: [("dog", 78.6), ("fox", 17.5)]}, model
+                        images[1]: [("dog", 78.6), ("fox", 17.5)]}, argv[1]
 
 
 def test_export_takes_preprocessing_and_class_names_from_the_model(tmp_path):
