@@ -16,6 +16,8 @@ from keras_vgg.finetune import Recipe, finetune
 from keras_vgg.finetune import tfrecords as tfrecords_lib
 from keras_vgg.finetune.data import (
     UNDECODABLE,
+    LoadOptions,
+    Memory,
     choose_cache,
     decode_once,
     load_data,
@@ -95,13 +97,14 @@ def test_manifest_is_reused_and_invalidated_by_a_changed_added_or_removed_file(t
 
 def test_cache_auto_picks_memory_under_the_budget_else_disk(tmp_path):
     per_image = SIZE * SIZE * 3
-    choice, reason, figures = choose_cache("auto", 10, SIZE, tmp_path, budget=10 * per_image)
+    ten = Memory(budget=10 * per_image)
+    choice, reason, figures = choose_cache("auto", 10, SIZE, tmp_path, ten)
     assert choice == "memory" and "within the memory budget" in reason
     assert figures["estimate_bytes"] == 10 * per_image
-    choice, reason, _ = choose_cache("auto", 11, SIZE, tmp_path, budget=10 * per_image)
+    choice, reason, _ = choose_cache("auto", 11, SIZE, tmp_path, ten)
     assert choice == "disk" and str(tmp_path) in reason
-    assert choose_cache("auto", 11, SIZE, None, budget=10 * per_image)[0] == "none"
-    assert choose_cache("auto", 10, 224, None, available=10**12)[0] == "memory"
+    assert choose_cache("auto", 11, SIZE, None, ten)[0] == "none"
+    assert choose_cache("auto", 10, 224, None, Memory(available=10**12))[0] == "memory"
     for cache in ("disk", "none"):
         assert choose_cache(cache, 10**9, 224, tmp_path)[0] == cache
     assert Recipe().cache == "auto"
@@ -111,7 +114,7 @@ def test_cache_auto_picks_memory_under_the_budget_else_disk(tmp_path):
 
 def test_cache_memory_that_cannot_fit_fails_early_with_the_figure(tmp_path):
     with pytest.raises(ValueError) as error:
-        choose_cache("memory", 100_000, 224, tmp_path, available=8 * 10**9)
+        choose_cache("memory", 100_000, 224, tmp_path, Memory(available=8 * 10**9))
     message = str(error.value)
     assert message.startswith("Expected `cache` to fit in memory: 100,000 images at 224x224 "
                               "decode to 15.05 GB, over 80% of the 8.00 GB")
@@ -188,7 +191,8 @@ def test_worker_shares_are_seeded_disjoint_and_cover_the_set():
 def test_each_worker_lists_and_decodes_only_its_share(tmp_path):
     root = folder(tmp_path / "data", per_class=5, classes="ab")
     whole = load_folder(root, recipe(root))
-    shares = [decode_once(load_folder(root, recipe(root), shard=(w, 2))) for w in range(2)]
+    shares = [decode_once(load_folder(root, recipe(root), LoadOptions(shard=(w, 2))))
+              for w in range(2)]
     for split in ("train", "val"):
         parts = [set(s.report["worker_share"][split]) for s in shares]
         assert not parts[0] & parts[1]

@@ -17,6 +17,7 @@ from keras_vgg.finetune import Recipe, distribute
 from keras_vgg.finetune import tfrecords as tfrecords_lib
 from keras_vgg.finetune.data import decode_once, eval_pipeline, load_data, train_pipeline
 from keras_vgg.finetune.scan import scan_folder
+from keras_vgg.finetune.tfrecords import WriteOptions
 
 SIZE = 32
 SHARDS = 4  # the TFRecords source is written as this many shards
@@ -73,8 +74,8 @@ def test_uneven_shares_count_each_image_once_and_run_equal_steps(tmp_path, sourc
     data = root
     if source == "tfrecords":
         data = tmp_path / "records"
-        index = tfrecords_lib.write_tfrecords(scan_folder(root), root, data,
-                                              shard_bytes=shard_bytes(root))
+        index = tfrecords_lib.write_tfrecords(scan_folder(root), root, data, WriteOptions(
+            shard_bytes=shard_bytes(root)))
         assert len(index["shards"]) == SHARDS
     r = recipe(data, **({} if test_split is None else {"test_split": test_split}))
     whole = decode_once(load_data(r))
@@ -222,13 +223,13 @@ def read_set(out):
 
 def test_a_rewrite_is_seen_whole_or_not_at_all(tmp_path, monkeypatch):
     root, out = pngs(tmp_path / "data"), tmp_path / "records"
-    size = shard_bytes(root)
-    first = tfrecords_lib.write_tfrecords(scan_folder(root), root, out, shard_bytes=size)
+    options = WriteOptions(shard_bytes=shard_bytes(root))
+    first = tfrecords_lib.write_tfrecords(scan_folder(root), root, out, options)
     old = read_set(out)
     assert isinstance(old, list) and len(old) == 15
     (root / "a" / "0.png").unlink()  # a changed folder, as many shards (names that could clash)
     expected = tmp_path / "expected"  # what the changed folder writes
-    fresh = tfrecords_lib.write_tfrecords(scan_folder(root), root, expected, shard_bytes=size)
+    fresh = tfrecords_lib.write_tfrecords(scan_folder(root), root, expected, options)
     assert len(fresh["shards"]) == len(first["shards"]) == SHARDS
     new = read_set(expected)
     assert isinstance(new, list) and len(new) == 14
@@ -243,7 +244,7 @@ def test_a_rewrite_is_seen_whole_or_not_at_all(tmp_path, monkeypatch):
             views.append(read_set(out))
 
         monkeypatch.setattr(tf.io.gfile, name, looked)
-    index = tfrecords_lib.write_tfrecords(scan_folder(root), root, out, shard_bytes=size)
+    index = tfrecords_lib.write_tfrecords(scan_folder(root), root, out, options)
     monkeypatch.undo()
     seen = ["old" if v == old else "new" if v == new else
             v if isinstance(v, str) else f"a mix: {len(v)} records" for v in views]
@@ -263,7 +264,7 @@ def test_the_seed_orders_the_records_and_keys_the_set(tmp_path):
 
     for seed in (0, 1):  # each seed's order, written fresh
         tfrecords_lib.write_tfrecords(scan_folder(root), root, tmp_path / f"seed{seed}",
-                                      seed=seed)
+                                      WriteOptions(seed=seed))
     assert order(tmp_path / "seed0") != order(tmp_path / "seed1")
     load_data(recipe(root, tfrecords=str(out)))  # the recipe's seed: 0
     assert order(out) == order(tmp_path / "seed0")

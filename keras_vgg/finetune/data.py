@@ -38,6 +38,7 @@ import threading
 import time
 import urllib.error
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,39 @@ class Splits:
         return weights
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a source is loaded, whatever it is: :func:`load_data`'s arguments after the
+    recipe, which every loader passes on.
+
+    Example:
+        >>> LoadOptions(shard=(0, 2)).shard, LoadOptions().cache_dir
+        ((0, 2), None)
+    """
+
+    cache_dir: str | Path | None = None  # a disk cache's folder (a run's cache/); None: none
+    shard: tuple | None = None  # (worker, workers): this worker's share; None: all of it
+    budget: int | None = None  # bytes cache: auto may keep in memory (default: from the RAM)
+    verbose: int = 0  # 1 prints the scan, the cache chosen and progress bars
+
+
+@dataclass(frozen=True)
+class Source:
+    """A scanned folder or TFRecords set, as :func:`_pipeline_splits` splits it.
+
+    ``names``: a path per item; ``labels``: their labels; ``report``: the data report so far
+    (the splits add to it); ``encoded(indices)``: a dataset of (encoded bytes, label, index)
+    for those items, in any order; ``test_indices``: the items of a separate test folder
+    (None: the recipe's ``test_split`` is drawn)."""
+
+    names: list
+    labels: list | np.ndarray
+    class_names: list
+    report: dict
+    encoded: Callable
+    test_indices: np.ndarray | None = None
+
+
 def stratified_split(labels, fraction: float, seed: int):
     """Indices (train, val): ``fraction`` of each class held out (at least one when it has two)."""
     labels = np.asarray(labels)
@@ -167,17 +201,35 @@ def _gb(n):
     return f"{n / 1e9:.2f} GB"
 
 
-def choose_cache(cache, images, image_size, cache_dir=None, budget=None, available=None):
+@dataclass(frozen=True)
+class Memory:
+    """The RAM figures :func:`choose_cache` decides by, each measured when None: ``budget``,
+    the bytes ``cache: auto`` may keep in memory (half the available RAM, at most 2 GiB), and
+    ``available``, the bytes of free RAM."""
+
+    budget: int | None = None
+    available: int | None = None
+
+
+def choose_cache(cache, images, image_size, cache_dir=None, memory=Memory()):
     """``(choice, reason, figures)``: where ``images`` decoded images at ``image_size`` go.
 
     ``cache`` is the recipe's: ``memory``, ``disk`` and ``none`` are kept (``memory`` fails
     early when the images need more than 80% of the available RAM, naming the figure and the
     alternatives); ``auto`` estimates the decoded size (height x width x 3 bytes an image)
-    and keeps it in memory when it fits ``budget`` (default: half the available RAM, at most
-    2 GiB), else on disk under ``cache_dir`` (the run folder), else (no ``cache_dir``)
-    decodes every epoch (``none``). ``available``: bytes of free RAM (default: measured)."""
+    and keeps it in memory when it fits ``memory.budget`` (:class:`Memory`), else on disk
+    under ``cache_dir`` (the run folder), else (no ``cache_dir``) decodes every epoch
+    (``none``).
+
+    Example:
+        >>> choose_cache("auto", 100, 32, memory=Memory(budget=10**6))[0]
+        'memory'
+        >>> choose_cache("auto", 100, 32, "run/cache", Memory(budget=10**5))[0]
+        'disk'
+    """
     estimate = int(images) * int(image_size) ** 2 * 3
-    available = available_memory() if available is None else available
+    available = available_memory() if memory.available is None else memory.available
+    budget = memory.budget
     figures = {"images": int(images), "estimate_bytes": estimate, "available_bytes": available}
     if cache == "memory":
         if available is not None and estimate > FIT_SHARE * available:
@@ -304,64 +356,81 @@ def folder_test_share(recipe) -> float:
     return float(share) if isinstance(share, (int, float)) and not recipe.test_data else 0.0
 
 
-def _pipeline_splits(source, labels, class_names, recipe, cache_dir, report, encoded,
-                     shard=None, budget=None, verbose=0, test_indices=None) -> Splits:
-    """The splits of a scanned source: ``labels`` of every item, ``encoded(indices)`` a
-    dataset of (encoded bytes, label, index) for those items (any order). ``test_indices``:
-    the items of a separate test folder (else the recipe's ``test_split`` is drawn)."""
-    labels = np.asarray(labels, dtype="int32")
-    if test_indices is None:
-        train_idx, val_idx, test_idx = three_way_split(
-            labels, recipe.validation_split, folder_test_share(recipe), recipe.seed)
-    else:  # a separate test folder: its items come after the training folder's
-        test_idx = np.asarray(test_indices, dtype=int)
-        first = np.setdiff1d(np.arange(len(labels)), test_idx)
-        train_idx, val_idx = (first[i] for i in stratified_split(
-            labels[first], recipe.validation_split, recipe.seed))
-    all_train, sizes = labels[train_idx], {}
-    if shard is not None:
-        # Every worker must run the same number of steps (a collective waits for all): each
-        # split's share is padded up to the largest one (_even), the padding weighted 0.
-        worker, workers = shard
-        shares = {}
-        for split, indices in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
-            if 0 < len(indices) < workers:
-                raise expected(f"at least one image of each split for each of the {workers} "
-                               f"workers", **{f"{split}_images": len(indices)})
-            shares[split] = worker_share(indices, worker, workers, recipe.seed)
-            sizes[split] = share_size(len(indices), workers)
-        train_idx, val_idx, test_idx = shares["train"], shares["val"], shares["test"]
-        report["worker_share"] = {
-            "worker": worker, "workers": workers, "seed": recipe.seed,
-            **{split: [source[i] for i in share] for split, share in shares.items()},
-            "size": sizes,
-            "padding": {split: sizes[split] - len(share) for split, share in shares.items()}}
-    if len(train_idx) > shuffle_buffer(recipe.image_size):
+def _pipeline_splits(source: Source, recipe, options: LoadOptions) -> Splits:
+    """The splits of a scanned :class:`Source`: drawn (:func:`_split_indices`), shared out
+    among workers (``options.shard``, :func:`_share_out`), kept where :func:`choose_cache`
+    says, decoded in the pipeline (:func:`decode_once` runs the first pass)."""
+    labels = np.asarray(source.labels, dtype="int32")
+    indices = _split_indices(labels, recipe, source.test_indices)
+    all_train, sizes = labels[indices["train"]], {}
+    if options.shard is not None:
+        indices, sizes = _share_out(indices, source, recipe, options.shard)
+    if len(indices["train"]) > shuffle_buffer(recipe.image_size):
         # More images than the shuffle holds: decode (and cache) them in a seeded random
         # order, so that the buffer does not see one class at a time.
-        train_idx = np.random.default_rng([recipe.seed, 20]).permutation(train_idx)
+        indices["train"] = np.random.default_rng([recipe.seed, 20]).permutation(
+            indices["train"])
     choice, reason, figures = choose_cache(
-        recipe.cache, len(train_idx) + len(val_idx) + len(test_idx), recipe.image_size,
-        cache_dir, budget)
-    report["cache"] = dict(choice=choice, reason=reason, **figures)
-    if verbose:
+        recipe.cache, sum(len(members) for members in indices.values()), recipe.image_size,
+        options.cache_dir, Memory(budget=options.budget))
+    source.report["cache"] = dict(choice=choice, reason=reason, **figures)
+    if options.verbose:
         print(f"Cache: {choice} ({reason}).", flush=True)
     pending, datasets, split_labels, padding = {}, {}, {}, {}
-    named = (("train", train_idx), ("val", val_idx)) + ((("test", test_idx),) if len(test_idx)
-                                                         else ())
-    for split, indices in named:
-        indexed = _cached(_decoded(encoded(indices), recipe.image_size), choice, cache_dir,
-                          split)
-        pending[split] = dict(indexed=indexed, indices=indices, encoded=encoded,
+    for split, members in indices.items():
+        if split == "test" and not len(members):
+            continue
+        indexed = _cached(_decoded(source.encoded(members), recipe.image_size), choice,
+                          options.cache_dir, split)
+        pending[split] = dict(indexed=indexed, indices=members, encoded=source.encoded,
                               size=sizes.get(split))
         datasets[split], split_labels[split], padding[split] = _even(
-            indexed.map(lambda x, y, i: (x, y)), labels[indices], sizes.get(split), shard)
-    splits = _splits(datasets["train"], datasets["val"], class_names, split_labels["train"],
-                     split_labels["val"], report, datasets.get("test"),
-                     split_labels.get("test"), padding)
-    splits.cache, splits.shard, splits.all_train_labels = choice, shard, all_train
-    splits.pending = dict(pending, source=source, labels=labels, image_size=recipe.image_size)
+            indexed.map(lambda x, y, i: (x, y)), labels[members], sizes.get(split),
+            options.shard)
+    splits = _checked(Splits(
+        datasets["train"], datasets["val"], list(source.class_names), split_labels["train"],
+        split_labels["val"], source.report, test=datasets.get("test"),
+        test_labels=split_labels.get("test"), padding=padding))
+    splits.cache, splits.shard, splits.all_train_labels = choice, options.shard, all_train
+    splits.pending = dict(pending, source=source.names, labels=labels,
+                          image_size=recipe.image_size)
     return splits
+
+
+def _split_indices(labels, recipe, test_indices=None) -> dict:
+    """``{"train", "val", "test"}``: the indices of ``labels`` in each split, drawn with the
+    recipe's shares and seed (stratified, sorted); ``test_indices``, the items of a separate
+    test folder (they come after the training folder's), are the test split as they are."""
+    if test_indices is None:
+        train, val, test = three_way_split(
+            labels, recipe.validation_split, folder_test_share(recipe), recipe.seed)
+    else:
+        test = np.asarray(test_indices, dtype=int)
+        first = np.setdiff1d(np.arange(len(labels)), test)
+        train, val = (first[i] for i in stratified_split(
+            labels[first], recipe.validation_split, recipe.seed))
+    return {"train": train, "val": val, "test": test}
+
+
+def _share_out(indices, source: Source, recipe, shard) -> tuple:
+    """``(shares, sizes)``: this worker's share of each split's ``indices`` and the size
+    every worker's share is padded up to (:func:`_even`, the padding weighted 0), noted in
+    ``source.report["worker_share"]``. Every worker must run the same number of steps (a
+    collective waits for all)."""
+    worker, workers = shard
+    shares, sizes = {}, {}
+    for split, members in indices.items():
+        if 0 < len(members) < workers:
+            raise expected(f"at least one image of each split for each of the {workers} "
+                           f"workers", **{f"{split}_images": len(members)})
+        shares[split] = worker_share(members, worker, workers, recipe.seed)
+        sizes[split] = share_size(len(members), workers)
+    source.report["worker_share"] = {
+        "worker": worker, "workers": workers, "seed": recipe.seed,
+        **{split: [source.names[i] for i in share] for split, share in shares.items()},
+        "size": sizes,
+        "padding": {split: sizes[split] - len(share) for split, share in shares.items()}}
+    return shares, sizes
 
 
 def decode_once(splits: Splits, verbose=0) -> Splits:
@@ -413,15 +482,24 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
               + (f"; {len(failed)} failed to decode and {'is' if len(failed) == 1 else 'are'}"
                  f" skipped: {first_named(source[i] for i in failed)} (data_report.json)"
                  if failed else "") + ".", flush=True)
-    _splits(splits.train, splits.val, splits.class_names, splits.train_labels,
-            splits.val_labels, splits.report, splits.test, splits.test_labels, splits.padding)
-    return splits
+    return _checked(splits)
 
 
-def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:
+def load_folder(root, recipe, options: LoadOptions = LoadOptions()) -> Splits:
     """A folder of class sub-folders: scanned (:mod:`keras_vgg.finetune.scan`), split per
-    class, shared out among workers (``shard``: (worker, workers)), decoded in the pipeline."""
-    scan = scan_folder(root, verbose=verbose)
+    class, shared out among workers (``options.shard``: (worker, workers)), decoded in the
+    pipeline (:func:`decode_once`).
+
+    Example:
+        >>> import tempfile
+        >>> from keras_vgg.finetune import Recipe
+        >>> from keras_vgg.finetune.builtin import make_shapes
+        >>> root = make_shapes(tempfile.mkdtemp(), images_per_class=4)
+        >>> splits = load_folder(root, Recipe(data=root, image_size=32), LoadOptions(shard=(0, 2)))
+        >>> splits.report["worker_share"]["workers"], len(splits.class_names)
+        (2, 5)
+    """
+    scan = scan_folder(root, verbose=options.verbose)
     report = {
         "source": str(root),
         "skipped": [{"file": f, "reason": r} for f, r in scan.skipped],
@@ -432,7 +510,7 @@ def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0
     }
     names, labels, test_indices = list(scan.files), list(scan.labels), None
     if recipe.test_data:
-        test_scan = _test_folder(recipe.test_data, scan.class_names, verbose)
+        test_scan = _test_folder(recipe.test_data, scan.class_names, options.verbose)
         report["test_data"] = str(recipe.test_data)
         report["skipped"] += [{"file": f, "reason": r} for f, r in test_scan.skipped]
         report["converted"] += [{"file": f, "change": c} for f, c in test_scan.converted]
@@ -446,8 +524,8 @@ def load_folder(root, recipe, cache_dir=None, shard=None, budget=None, verbose=0
              np.asarray(indices, dtype="int64")))
         return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), tf.data.AUTOTUNE)
 
-    return _pipeline_splits(names, labels, scan.class_names, recipe, cache_dir, report,
-                            encoded, shard, budget, verbose, test_indices)
+    source = Source(names, labels, scan.class_names, report, encoded, test_indices)
+    return _pipeline_splits(source, recipe, options)
 
 
 def _test_folder(folder, class_names, verbose=0) -> Scan:
@@ -469,7 +547,7 @@ def tfds_test_split(recipe) -> str | None:
     return share if isinstance(share, str) and share else None
 
 
-def load_tfds(name, recipe, cache_dir=None, budget=None, verbose=0) -> Splits:
+def load_tfds(name, recipe, options: LoadOptions = LoadOptions()) -> Splits:
     """A tensorflow-datasets image classification set; image/label keys from its features.
 
     The recipe's ``data_dir`` (when set) is the folder tfds keeps prepared datasets in;
@@ -505,19 +583,19 @@ def load_tfds(name, recipe, cache_dir=None, budget=None, verbose=0) -> Splits:
     (train, train_labels), (val, val_labels) = dataset("train_split"), dataset("val_split")
     test, test_labels = dataset("test_split") if tfds_test_split(recipe) else (None, None)
     images = len(train_labels) + len(val_labels) + (0 if test is None else len(test_labels))
+    cache_dir = options.cache_dir
     choice, reason, figures = choose_cache(recipe.cache, images, recipe.image_size, cache_dir,
-                                           budget)
-    if verbose:
+                                           Memory(budget=options.budget))
+    if options.verbose:
         print(f"Cache: {choice} ({reason}).", flush=True)
     train, val = _cached(train, choice, cache_dir, "train"), _cached(val, choice, cache_dir, "val")
     test = None if test is None else _cached(test, choice, cache_dir, "test")
     report = {"source": f"tfds:{name}", "image_key": image_key, "label_key": label_key,
               "skipped": [], "converted": [], "dropped_classes": [],
               "cache": dict(choice=choice, reason=reason, **figures)}
-    splits = _splits(train, val, class_names, train_labels, val_labels, report, test,
-                     test_labels)
-    splits.cache, splits.all_train_labels = choice, train_labels
-    return splits
+    return _checked(Splits(train, val, class_names, train_labels, val_labels, report,
+                           cache=choice, all_train_labels=train_labels, test=test,
+                           test_labels=test_labels))
 
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for a dataset's download host before calling it offline
@@ -665,11 +743,13 @@ def feature_keys(features, image_key=None, label_key=None):
             find(tfds.features.ClassLabel, label_key, "label", "label_key"))
 
 
-def load_builtin(recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:
+def load_builtin(recipe, options: LoadOptions = LoadOptions()) -> Splits:
+    """The built-in shapes (drawn once, :func:`keras_vgg.finetune.builtin.make_shapes`),
+    loaded as a folder."""
     from keras_vgg.finetune.builtin import make_shapes
 
     root = make_shapes(images_per_class=recipe.builtin_images_per_class)
-    splits = _load_files(root, recipe, cache_dir, shard, budget, verbose)
+    splits = _load_files(root, recipe, options)
     splits.report["source"] = "builtin shapes"
     return splits
 
@@ -688,17 +768,18 @@ def load_data(recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Spl
     Folders and TFRecords are decoded on their first full pass: :func:`decode_once` runs it
     (the run does, before training) and counts the files that fail to decode.
     """
+    options = LoadOptions(cache_dir, shard, budget, verbose)
     if recipe.data == "builtin":
-        return load_builtin(recipe, cache_dir, shard, budget, verbose)
+        return load_builtin(recipe, options)
     if recipe.data.startswith("tfds:"):
         if recipe.tfrecords:
             raise expected("`tfrecords` unset with tfds data (tfds keeps its own TFRecords); it "
                            "writes folders", tfrecords=recipe.tfrecords, data=recipe.data)
-        return load_tfds(recipe.data[len("tfds:"):], recipe, cache_dir, budget, verbose)
-    return _load_files(recipe.data, recipe, cache_dir, shard, budget, verbose)
+        return load_tfds(recipe.data[len("tfds:"):], recipe, options)
+    return _load_files(recipe.data, recipe, options)
 
 
-def _load_files(root, recipe, cache_dir, shard, budget, verbose) -> Splits:
+def _load_files(root, recipe, options: LoadOptions) -> Splits:
     """A folder, a folder written as TFRecords (``recipe.tfrecords``), or TFRecords."""
     from_records = recipe.tfrecords or tfrecords.is_tfrecords(root)
     if recipe.test_data and from_records:  # TFRecords hold one folder: draw test_split
@@ -706,47 +787,44 @@ def _load_files(root, recipe, cache_dir, shard, budget, verbose) -> Splits:
                        "hold out a test share with test_split)", test_data=recipe.test_data,
                        tfrecords=recipe.tfrecords or str(root))
     if tfrecords.is_tfrecords(root):
-        return load_tfrecords(root, recipe, cache_dir, shard, budget, verbose)
+        return load_tfrecords(root, recipe, options)
     if recipe.tfrecords:
-        scan = scan_folder(root, verbose=verbose)
-        tfrecords.write_tfrecords(scan, root, recipe.tfrecords, seed=recipe.seed,
-                                  verbose=verbose)
-        splits = load_tfrecords(recipe.tfrecords, recipe, cache_dir, shard, budget, verbose)
+        scan = scan_folder(root, verbose=options.verbose)
+        tfrecords.write_tfrecords(scan, root, recipe.tfrecords, tfrecords.WriteOptions(
+            seed=recipe.seed, verbose=options.verbose))
+        splits = load_tfrecords(recipe.tfrecords, recipe, options)
         splits.report["source"] = str(root)
         splits.report["tfrecords"] = recipe.tfrecords
         return splits
-    return load_folder(root, recipe, cache_dir, shard, budget, verbose)
+    return load_folder(root, recipe, options)
 
 
-def load_tfrecords(path, recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Splits:
+def load_tfrecords(path, recipe, options: LoadOptions = LoadOptions()) -> Splits:
     """A folder written by :func:`keras_vgg.finetune.tfrecords.write_tfrecords` (a local path
     or any path tf.io.gfile reads: ``gs://``, ``s3://``), split and shared out as a folder."""
     index = tfrecords.read_index(path)
     report = {"source": str(path), "skipped": list(index["skipped"]),
               "converted": list(index["converted"]), "dropped_classes": list(index["dropped"])}
-    files = index["files"]
-    return _pipeline_splits(files, index["labels"], index["class_names"], recipe, cache_dir,
-                            report, lambda indices: tfrecords.records(path, index, indices),
-                            shard, budget, verbose)
+    source = Source(index["files"], index["labels"], index["class_names"], report,
+                    lambda indices: tfrecords.records(path, index, indices))
+    return _pipeline_splits(source, recipe, options)
 
 
-def _splits(train, val, class_names, train_labels, val_labels, report, test=None,
-            test_labels=None, padding=None) -> Splits:
-    """:class:`Splits`, checked (images in every split) and counted in ``report`` (each
-    image once: the padding of a worker's share left out)."""
-    splits = Splits(train, val, list(class_names), train_labels, val_labels, report,
-                    test=test, test_labels=test_labels, padding=dict(padding or {}))
+def _checked(splits: Splits) -> Splits:
+    """``splits``, checked (images in every split) and counted in its report (each image
+    once: the padding of a worker's share left out)."""
     counted = {split: splits.counted(split) for split in splits.present()}
     if any(len(labels) == 0 for labels in counted.values()):
-        test_count = "" if test_labels is None else f", {len(counted['test'])} for test"
+        test_count = "" if splits.test_labels is None else f", {len(counted['test'])} for test"
         raise ValueError(
             f"Expected images in every split. Received: {len(counted['train'])} for "
             f"training, {len(counted['val'])} for validation{test_count} (from "
-            f"{report['source']})."
+            f"{splits.report['source']})."
         )
-    report["classes"] = list(class_names)
+    splits.report["classes"] = list(splits.class_names)
     for split, labels in counted.items():
-        report[f"{split}_counts"] = np.bincount(labels, minlength=len(class_names)).tolist()
+        splits.report[f"{split}_counts"] = np.bincount(
+            labels, minlength=len(splits.class_names)).tolist()
     return splits
 
 

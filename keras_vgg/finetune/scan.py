@@ -170,6 +170,32 @@ def check_files(paths, workers=None, verbose=0):
     return results
 
 
+def _sort_into(scan, listing, fresh, known) -> list:
+    """Each class's files sorted into ``scan`` (usable, skipped, converted; a class with no
+    usable file dropped) by what this scan found (``fresh``) or the manifest kept
+    (``known``); returns the manifest's rows."""
+    rows = []
+    for name, files in listing.items():
+        usable = []
+        for path, size, mtime in files:
+            ok, reason, mode, width, height = fresh[path] if path in fresh else known[path][2:]
+            rows.append([path, size, mtime, ok, reason, mode, width, height])
+            if not ok:
+                scan.skipped.append((path, reason))
+                continue
+            usable.append(path)
+            scan.sizes.append((width, height))
+            if mode != "RGB":
+                scan.converted.append((path, f"{mode} -> RGB"))
+        if not usable:
+            scan.dropped_classes.append((name, "no usable images"))
+            continue
+        scan.files += usable
+        scan.labels += [len(scan.class_names)] * len(usable)
+        scan.class_names.append(name)
+    return rows
+
+
 def scan_folder(root, manifest=True, manifest_dir=None, workers=None, verbose=0) -> Scan:
     """Class names from the sub-folders of ``root`` (sorted), and every usable image.
 
@@ -195,25 +221,8 @@ def scan_folder(root, manifest=True, manifest_dir=None, workers=None, verbose=0)
     todo = [path for path, size, mtime in every if known.get(path, (None, None))[:2]
             != (size, mtime)]
     fresh = dict(zip(todo, check_files(todo, workers, verbose)))
-    rows, scan = [], Scan([], [], [], listed=len(every), checked=len(todo))
-    for name, files in listing.items():
-        usable = []
-        for path, size, mtime in files:
-            ok, reason, mode, width, height = fresh[path] if path in fresh else known[path][2:]
-            rows.append([path, size, mtime, ok, reason, mode, width, height])
-            if not ok:
-                scan.skipped.append((path, reason))
-                continue
-            usable.append(path)
-            scan.sizes.append((width, height))
-            if mode != "RGB":
-                scan.converted.append((path, f"{mode} -> RGB"))
-        if not usable:
-            scan.dropped_classes.append((name, "no usable images"))
-            continue
-        scan.files += usable
-        scan.labels += [len(scan.class_names)] * len(usable)
-        scan.class_names.append(name)
+    scan = Scan([], [], [], listed=len(every), checked=len(todo))
+    rows = _sort_into(scan, listing, fresh, known)
     if manifest and (todo or len(known) != len(every)):
         scan.manifest = _write_manifest(where, root, rows)
     elif manifest:

@@ -18,11 +18,14 @@ Example:
     >>> import tempfile
     >>> from keras_vgg.finetune.builtin import make_shapes
     >>> from keras_vgg.finetune.scan import scan_folder
-    >>> from keras_vgg.finetune.tfrecords import is_tfrecords, write_tfrecords
+    >>> from keras_vgg.finetune.tfrecords import WriteOptions, is_tfrecords, write_tfrecords
     >>> root, out = make_shapes(tempfile.mkdtemp(), images_per_class=3), tempfile.mkdtemp()
     >>> index = write_tfrecords(scan_folder(root), root, out)
     >>> is_tfrecords(out), len(index["labels"]), [s["count"] for s in index["shards"]]
     (True, 15, [15])
+    >>> index = write_tfrecords(scan_folder(root), root, out, WriteOptions(seed=1))
+    >>> index["seed"], len(index["shards"])
+    (1, 1)
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import json
 import os
 import re
 import uuid
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -88,52 +92,46 @@ def fingerprint(scan, root, seed=0, shard_bytes=SHARD_BYTES) -> str:
     return digest.hexdigest()
 
 
-def write_tfrecords(scan, root, out, seed=0, shard_bytes=SHARD_BYTES, workers=None,
-                    verbose=0) -> dict:
+@dataclass(frozen=True)
+class WriteOptions:
+    """How :func:`write_tfrecords` writes a set: ``seed`` draws the records' order and
+    ``shard_bytes`` sizes the shards (both part of the set's :func:`fingerprint`);
+    ``workers``: threads that read the files (default: one a core); ``verbose``: 1 prints
+    what is written and, from 1,000 images, a progress bar."""
+
+    seed: int = 0
+    shard_bytes: int = SHARD_BYTES
+    workers: int | None = None
+    verbose: int = 0
+
+
+def write_tfrecords(scan, root, out, options: WriteOptions = WriteOptions()) -> dict:
     """The usable images of ``scan`` (of the folder ``root``) written under ``out`` as
-    sharded TFRecords, in the order ``seed`` draws, with their index; returns the index.
-    Nothing is written when ``out`` already holds this set (the same :func:`fingerprint`:
-    an unchanged folder, the same seed and shard size); another set there is replaced as
-    the module docstring says; a folder holding anything else is refused (``tfrecords``
-    names a new folder or one this function wrote)."""
+    sharded TFRecords, in the order ``options.seed`` draws, with their index; returns the
+    index. Nothing is written when ``out`` already holds this set (the same
+    :func:`fingerprint`: an unchanged folder, the same seed and shard size); another set
+    there is replaced as the module docstring says; a folder holding anything else is
+    refused (``tfrecords`` names a new folder or one this function wrote)."""
     out, root = str(out), os.path.realpath(root)
-    print_ = print if verbose else (lambda *a, **k: None)
-    stamp = fingerprint(scan, root, seed, shard_bytes)
+    stamp = fingerprint(scan, root, options.seed, options.shard_bytes)
     old = read_index(out) if is_tfrecords(out) else None
     if old is not None and old.get("fingerprint") == stamp:
-        print_(f"TFRecords: {out} holds this folder already ({len(old['labels']):,} images).",
-               flush=True)
+        if options.verbose:
+            print(f"TFRecords: {out} holds this folder already ({len(old['labels']):,} "
+                  f"images).", flush=True)
         return old
     if old is None and tf.io.gfile.exists(out) and not all(
             _WRITTEN.fullmatch(name) for name in tf.io.gfile.listdir(out)):
         raise expected("`tfrecords` to name a new folder, or one keras_vgg wrote TFRecords in",
                        tfrecords=f"{out} (holds other files)")
     tf.io.gfile.makedirs(out)
-    files, labels = list(scan.files), list(scan.labels)
-    order = np.random.default_rng([int(seed), 19]).permutation(len(files))
-    sizes = np.array([os.path.getsize(files[i]) for i in order])
-    count = max(1, int(np.ceil(sizes.sum() / shard_bytes)))
-    bounds = np.linspace(0, len(order), count + 1).astype(int)
-    bar = keras.utils.Progbar(len(files), unit_name="image") if (
-        verbose and len(files) >= PROGRESS_FROM) else None
-    print_(f"TFRecords: writing {len(files):,} images to {out} ({count} shard(s)).", flush=True)
-    shards, generation = [], stamp[:GENERATION_CHARS]
-    with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for n in range(count):  # new names: the old index, still in force, names none of them
-            name = f"images-{generation}-{n:05d}-of-{count:05d}.tfrecord"
-            tmp = _join(out, f".{name}.{uuid.uuid4().hex}.tmp")
-            chunk = order[bounds[n]:bounds[n + 1]]
-            with tf.io.TFRecordWriter(tmp) as writer:
-                for i, data in zip(chunk, pool.map(_read, (files[i] for i in chunk))):
-                    writer.write(_example(data, labels[i], i))
-                    if bar is not None:
-                        bar.add(1)
-            tf.io.gfile.rename(tmp, _join(out, name), overwrite=True)
-            shards.append({"file": name, "count": int(len(chunk))})
+    generation = stamp[:GENERATION_CHARS]
+    shards = _write_shards(scan, out, generation, options)
     index = {"version": VERSION, "source": root, "fingerprint": stamp,
-             "generation": generation, "seed": int(seed), "shard_bytes": int(shard_bytes),
-             "class_names": list(scan.class_names), "files": files, "labels": labels,
-             "shards": shards,
+             "generation": generation, "seed": int(options.seed),
+             "shard_bytes": int(options.shard_bytes),
+             "class_names": list(scan.class_names), "files": list(scan.files),
+             "labels": list(scan.labels), "shards": shards,
              "skipped": [{"file": f, "reason": r} for f, r in scan.skipped],
              "converted": [{"file": f, "change": c} for f, c in scan.converted],
              "dropped": [{"class": c, "reason": r} for c, r in scan.dropped_classes]}
@@ -147,6 +145,36 @@ def write_tfrecords(scan, root, out, seed=0, shard_bytes=SHARD_BYTES, workers=No
         except tf.errors.NotFoundError:  # removed already (another worker's write)
             pass
     return index
+
+
+def _write_shards(scan, out, generation, options: WriteOptions) -> list:
+    """The usable images of ``scan`` written under ``out`` in the order ``options.seed``
+    draws, as shards of about ``options.shard_bytes`` named by ``generation`` (each to a
+    temporary name, renamed into place); returns ``[{"file", "count"}]`` a shard."""
+    files, labels = list(scan.files), list(scan.labels)
+    order = np.random.default_rng([int(options.seed), 19]).permutation(len(files))
+    sizes = np.array([os.path.getsize(files[i]) for i in order])
+    count = max(1, int(np.ceil(sizes.sum() / options.shard_bytes)))
+    bounds = np.linspace(0, len(order), count + 1).astype(int)
+    bar = keras.utils.Progbar(len(files), unit_name="image") if (
+        options.verbose and len(files) >= PROGRESS_FROM) else None
+    if options.verbose:
+        print(f"TFRecords: writing {len(files):,} images to {out} ({count} shard(s)).",
+              flush=True)
+    shards = []
+    with concurrent.futures.ThreadPoolExecutor(options.workers or os.cpu_count() or 1) as pool:
+        for n in range(count):  # new names: the old index, still in force, names none of them
+            name = f"images-{generation}-{n:05d}-of-{count:05d}.tfrecord"
+            tmp = _join(out, f".{name}.{uuid.uuid4().hex}.tmp")
+            chunk = order[bounds[n]:bounds[n + 1]]
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for i, data in zip(chunk, pool.map(_read, (files[i] for i in chunk))):
+                    writer.write(_example(data, labels[i], i))
+                    if bar is not None:
+                        bar.add(1)
+            tf.io.gfile.rename(tmp, _join(out, name), overwrite=True)
+            shards.append({"file": name, "count": int(len(chunk))})
+    return shards
 
 
 def _read(path) -> bytes:
