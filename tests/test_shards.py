@@ -165,7 +165,7 @@ def test_the_loop_leaves_the_padding_out_of_every_figure():
 # -- two workers on localhost ------------------------------------------------------------------
 
 TWO_WORKERS = dict(name="shares", model="vgg11", image_size=SIZE, augment=[], batch_size=2,
-                   validation_split=0.25, head_dropout=0.0, phase1_epochs=1, phase2_epochs=1,
+                   validation_split=0.25, head_dropout=0.0, phase1_epochs=0, phase2_epochs=1,
                    phase2_lr=1e-5, early_stopping_patience=0, reduce_lr_patience=0,
                    class_weight="none", tensorboard=False)
 
