@@ -1,4 +1,9 @@
-"""``build_vgg`` (check, build, load weights) and the public builders, one per variant.
+"""``build_vgg`` (check once, build, load weights) and the public builders, one per variant
+of the config table without BN (``VGG16``...), each with ``build_vgg``'s signature less
+``variant``. The one registry is the table (``keras_vgg.configs``), as torchvision's:
+``list_models()`` names every variant, ``get_model(name, ...)`` builds one by any of its
+names (``"vgg16"``, ``"D"``, ``"VGG16"``, ``"vgg16_bn"``), ``get_model_builder(name)`` gives
+its builder.
 
 Example:
     >>> from keras_vgg import VGG16, build_vgg, get_model
@@ -12,30 +17,44 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import keras
 
 from keras_vgg._helpers import expected
-from keras_vgg.builder import build_graph, check_arguments, resolve_config, resolve_input_shape
-from keras_vgg.configs import LRN, Conv, get_config
+from keras_vgg.builder import build_graph
+from keras_vgg.configs import CONFIGS, LRN, Conv, get_config
 from keras_vgg.convert import SOURCE_SUFFIXES
 from keras_vgg.precision import precision_scope
+from keras_vgg.spec import BuildSpec, build_spec
 from keras_vgg.weights import NAMES, find_weights, load_weights
 
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 
 
-def _check_published(weights, config, include_top, classes, classifier_activation):
-    find_weights(config.name, include_top, weights)
-    if include_top and classes != 1000:
-        raise expected(
-            f"`classes=1000` with `weights={weights!r}` and `include_top=True`", classes=classes)
-    activation = keras.activations.get(classifier_activation)
-    if include_top and activation not in (keras.activations.get("softmax"),
-                                          keras.activations.get(None)):
+def _check_weights(weights, spec: BuildSpec, widths):
+    """``weights`` against the checked ``spec`` (and the ``widths`` as given)."""
+    if isinstance(weights, str) and weights in NAMES:
+        if widths is not None:
+            raise expected(f"`widths=None` with `weights={weights!r}` (published weights are "
+                           "of the full width)", widths=widths)
+        _check_published(weights, spec)
+        _check_published_input(weights, spec)
+    elif weights is not None:
+        _check_weights_path(weights)
+
+
+def _check_published(weights, spec: BuildSpec):
+    find_weights(spec.config.name, spec.include_top, weights)
+    if spec.include_top and spec.classes != 1000:
+        raise expected(f"`classes=1000` with `weights={weights!r}` and `include_top=True`",
+                       classes=spec.classes)
+    activation = keras.activations.get(spec.classifier_activation)
+    if spec.include_top and activation not in (keras.activations.get("softmax"),
+                                               keras.activations.get(None)):
         raise expected("`classifier_activation` None or 'softmax' with pretrained weights",
-                       classifier_activation=classifier_activation)
+                       classifier_activation=spec.classifier_activation)
 
 
 def _check_weights_path(weights):
@@ -52,13 +71,13 @@ def _check_weights_path(weights):
             f"convert ({', '.join(SOURCE_SUFFIXES)})", weights=os.fspath(weights))
 
 
-def _check_published_input(weights, config, include_top, input_shape):
-    height, width, channels = input_shape
+def _check_published_input(weights, spec: BuildSpec):
+    height, width, channels = input_shape = spec.input_shape
     if channels != 3:
         raise expected(f"3 channels with pretrained weights (`weights={weights!r}`)",
                        input_shape=input_shape)
-    size = config.default_size
-    if include_top and (height, width) != (size, size):
+    size = spec.config.default_size
+    if spec.include_top and (height, width) != (size, size):
         raise expected(
             f"`input_shape=({size}, {size}, 3)` with include_top=True and weights={weights!r}",
             input_shape=input_shape)
@@ -119,27 +138,17 @@ def build_vgg(
         >>> model.get_layer("flatten").input.shape
         (None, 1, 1, 512)
     """
-    config = resolve_config(variant, batch_norm, widths)
-    check_arguments(config, include_top, pooling, classes, classifier_activation, dropout,
-                    adaptive_pool)
-    published = isinstance(weights, str) and weights in NAMES
-    if published:
-        if widths is not None:
-            raise expected(f"`widths=None` with `weights={weights!r}` (published weights are "
-                           "of the full width)", widths=widths)
-        _check_published(weights, config, include_top, classes, classifier_activation)
-        shape = resolve_input_shape(config, include_top, input_tensor, input_shape)
-        _check_published_input(weights, config, include_top, shape)
-    elif weights is not None:
-        _check_weights_path(weights)
+    spec = build_spec(variant, batch_norm, widths, include_top=include_top,
+                      input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
+                      classes=classes, classifier_activation=classifier_activation, name=name,
+                      dropout=dropout, adaptive_pool=adaptive_pool)
+    _check_weights(weights, spec, widths)
     with precision_scope(precision):
-        model = build_graph(config, include_top=include_top, input_tensor=input_tensor,
-                            input_shape=input_shape, pooling=pooling, classes=classes,
-                            classifier_activation=classifier_activation, name=name,
-                            dropout=dropout, adaptive_pool=adaptive_pool)
+        model = build_graph(spec)
     if weights is not None:
-        load_weights(model, weights, config.name, include_top)
+        load_weights(model, weights, spec.config.name, spec.include_top)
     return model
+
 
 _DOC = """{paper_name} ({name}): {summary}
 
@@ -176,41 +185,59 @@ def _describe_layers(config) -> str:
     return " | ".join(" ".join(_layer_text(layer) for layer in block) for block in config.blocks)
 
 
-def _public_builder(func_name: str, variant: str, summary: str):
+# What every builder of one variant takes: build_vgg's parameters less `variant`.
+BUILDER_SIGNATURE = inspect.signature(build_vgg).replace(
+    parameters=list(inspect.signature(build_vgg).parameters.values())[1:])
+
+
+def get_model_builder(variant):
+    """The builder of one variant (any of its names, or a ``VGGConfig``): ``build_vgg`` with
+    the variant filled in, with ``build_vgg``'s signature less ``variant``.
+
+    Example:
+        >>> builder = get_model_builder("D-BN")
+        >>> builder.__name__, builder(include_top=False, input_shape=(32, 32, 3)).name
+        ('vgg16_bn', 'vgg16_bn')
+    """
     config = get_config(variant)
 
-    def builder(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        name=None,
-        batch_norm=False,
-        dropout=0.5,
-        adaptive_pool=None,
-        precision=None,
-        widths=None,
-    ):
-        return build_vgg(
-            variant,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            batch_norm=batch_norm,
-            dropout=dropout,
-            adaptive_pool=adaptive_pool,
-            precision=precision,
-            widths=widths,
-        )
+    def builder(*args, **kwargs):
+        return build_vgg(config, **BUILDER_SIGNATURE.bind(*args, **kwargs).arguments)
 
+    builder.__signature__ = BUILDER_SIGNATURE
+    builder.__name__ = builder.__qualname__ = config.name
+    builder.__doc__ = f"``build_vgg({config.name!r}, ...)``: {config.paper_name}, " \
+                      f"{config.reference}."
+    return builder
+
+
+def get_model(variant, **kwargs):
+    """Build a variant by any of its names (``"vgg16"``, ``"vgg16_bn"``, ``"D"``, ``"VGGM"``)
+    or its ``VGGConfig``. Keyword arguments are those of :func:`build_vgg`.
+
+    Example:
+        >>> get_model("vgg_s", include_top=False, input_shape=(64, 64, 3)).output_shape
+        (None, 1, 1, 512)
+    """
+    return get_model_builder(variant)(**kwargs)
+
+
+def public_name(config) -> str:
+    """The public builder of a variant without BN: ``VGG16`` for vgg16, ``VGGM2048`` for
+    vgg_m_2048 (one of the variant's names in the table, ``get_config`` reads it).
+
+    Example:
+        >>> public_name(get_config("vgg11_lrn"))
+        'VGG11LRN'
+    """
+    return config.name.replace("_", "").upper()
+
+
+def _public_builder(variant: str, summary: str):
+    """``get_model_builder(variant)`` named and documented as a public builder."""
+    config = get_config(variant)
+    builder = get_model_builder(config)
+    func_name = public_name(config)
     builder.__name__ = builder.__qualname__ = func_name
     builder.__doc__ = _DOC.format(
         paper_name=config.paper_name,
@@ -221,41 +248,32 @@ def _public_builder(func_name: str, variant: str, summary: str):
         fc="-".join(str(u) for u in config.fc_units) + "-classes",
         bn="gives " + config.name + "_bn" if config.supports_batch_norm else "is not available",
         func=func_name,
-        channels=[l for b in config.blocks for l in b if isinstance(l, Conv)][-1].filters,
+        channels=config.conv_widths[-1],
     )
     return builder
 
 
-VGG11 = _public_builder("VGG11", "vgg11", "11 weight layers, the shallowest deep net")
-VGG11LRN = _public_builder("VGG11LRN", "vgg11_lrn", "VGG11 with LRN after the first conv")
-VGG13 = _public_builder("VGG13", "vgg13", "13 weight layers")
-VGG16C = _public_builder("VGG16C", "vgg16c", "VGG13 plus a 1x1 conv in blocks 3-5")
-VGG16 = _public_builder("VGG16", "vgg16", "16 weight layers; keras.applications layer names")
-VGG19 = _public_builder("VGG19", "vgg19", "19 weight layers; keras.applications layer names")
-VGGF = _public_builder("VGGF", "vgg_f", "the fast net (AlexNet-like, 11x11/4 first conv)")
-VGGM = _public_builder("VGGM", "vgg_m", "the medium net (7x7/2 first conv)")
-VGGM2048 = _public_builder("VGGM2048", "vgg_m_2048", "VGG-M with a 2048-wide fc2")
-VGGM1024 = _public_builder("VGGM1024", "vgg_m_1024", "VGG-M with a 1024-wide fc2")
-VGGM128 = _public_builder("VGGM128", "vgg_m_128", "VGG-M with a 128-wide fc2")
-VGGS = _public_builder("VGGS", "vgg_s", "the slow net (7x7/2 first conv, 3x3/3 pools). "
-                      "conv2 is unpadded as in the released model (the paper's Table 1 says pad 1)")
-
-BUILDERS = {
-    f.__name__: f
-    for f in (VGG11, VGG11LRN, VGG13, VGG16C, VGG16, VGG19, VGGF, VGGM, VGGM2048, VGGM1024,
-              VGGM128, VGGS)
-}
+VGG11 = _public_builder("vgg11", "11 weight layers, the shallowest deep net")
+VGG11LRN = _public_builder("vgg11_lrn", "VGG11 with LRN after the first conv")
+VGG13 = _public_builder("vgg13", "13 weight layers")
+VGG16C = _public_builder("vgg16c", "VGG13 plus a 1x1 conv in blocks 3-5")
+VGG16 = _public_builder("vgg16", "16 weight layers; keras.applications layer names")
+VGG19 = _public_builder("vgg19", "19 weight layers; keras.applications layer names")
+VGGF = _public_builder("vgg_f", "the fast net (AlexNet-like, 11x11/4 first conv)")
+VGGM = _public_builder("vgg_m", "the medium net (7x7/2 first conv)")
+VGGM2048 = _public_builder("vgg_m_2048", "VGG-M with a 2048-wide fc2")
+VGGM1024 = _public_builder("vgg_m_1024", "VGG-M with a 1024-wide fc2")
+VGGM128 = _public_builder("vgg_m_128", "VGG-M with a 128-wide fc2")
+VGGS = _public_builder("vgg_s", "the slow net (7x7/2 first conv, 3x3/3 pools). "
+                       "conv2 is unpadded as in the released model (the paper's Table 1 says pad 1)")
 
 
-def get_model(variant, **kwargs):
-    """Build a variant by name (``"vgg16"``, ``"vgg16_bn"``, ``"D"``, ``"VGGM"``, ...).
-
-    Keyword arguments are those of :func:`build_vgg`.
+def public_builders() -> dict:
+    """The public builders by name, one per variant of the table without BN, in its order.
 
     Example:
-        >>> get_model("vgg_s", include_top=False, input_shape=(64, 64, 3)).output_shape
-        (None, 1, 1, 512)
+        >>> list(public_builders())[:3]
+        ['VGG11', 'VGG11LRN', 'VGG13']
     """
-    if isinstance(variant, str) and variant in BUILDERS:
-        return BUILDERS[variant](**kwargs)
-    return build_vgg(variant, **kwargs)
+    return {public_name(c): globals()[public_name(c)] for c in CONFIGS.values()
+            if not c.batch_norm}

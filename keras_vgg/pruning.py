@@ -37,6 +37,7 @@ import numpy as np
 
 from keras_vgg._helpers import expected, find_nested
 from keras_vgg.choices import CRITERIA
+from keras_vgg.configs import VGGConfig, get_config
 from keras_vgg.vgg_model import VGGModel
 
 # Layers a VGG chain may hold besides Conv2D, BatchNormalization and Dense (none has weights).
@@ -216,13 +217,13 @@ def prune(model, flops=None, params=None, widths=None, criterion="auto") -> kera
     elif flops is not None or params is not None:
         raise expected("either `widths` or a `flops`/`params` target, not both",
                        widths=widths, flops=flops, params=params)
-    full = vgg_base(model)
+    base = vgg_base(model)
     widths = _checked_widths(widths, names, model)
     scores = filter_scores(model, criterion)
     keep = {name: np.sort(np.argsort(-scores[name], kind="stable")[:n])
             for name, n in zip(names, widths)}
-    pruned = _rebuilt(model, {name: len(k) for name, k in keep.items()},
-                      _recorded_widths(full, widths))
+    recorded = pruned_widths(get_config(base.variant).with_widths(widths))
+    pruned = _rebuilt(model, {name: len(k) for name, k in keep.items()}, recorded)
     _copy_weights(model, pruned, keep)
     return pruned
 
@@ -241,10 +242,18 @@ def _checked_widths(widths, names, model):
     return tuple(int(w) for w in widths)
 
 
-def _recorded_widths(base, widths):
-    """What the pruned model records: None when nothing went."""
-    table = [layer.filters for layer in _leaves(base) if isinstance(layer, keras.layers.Conv2D)]
-    return None if list(widths) == table and base.widths is None else tuple(widths)
+def pruned_widths(config: VGGConfig):
+    """What a model of ``config`` records as its widths (``model.widths``): its conv widths
+    when they differ from its variant's in the table (a pruned network), else None.
+
+    Example:
+        >>> from keras_vgg.configs import get_config
+        >>> vgg11 = get_config("vgg11")
+        >>> pruned_widths(vgg11), pruned_widths(vgg11.with_widths([8] * 8))
+        (None, (8, 8, 8, 8, 8, 8, 8, 8))
+    """
+    widths = config.conv_widths
+    return None if widths == get_config(config.name).conv_widths else widths
 
 
 def _rebuilt(model, filters: dict, widths) -> keras.Model:

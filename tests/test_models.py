@@ -10,7 +10,7 @@ import pytest
 import keras_vgg
 from keras_vgg import build_vgg, describe, get_model, list_models
 from keras_vgg.configs import Conv, layer_names
-from keras_vgg.models import BUILDERS
+from keras_vgg.models import get_model_builder, public_builders
 
 from test_configs import FAST_NET_POOLS, PARAMS
 
@@ -185,6 +185,9 @@ def test_nested_input_tensor_uses_source_inputs():
 
 
 def test_builders_registry_and_all_agree():
+    import inspect
+
+    BUILDERS = public_builders()
     public = {"VGG11", "VGG11LRN", "VGG13", "VGG16C", "VGG16", "VGG19", "VGGF", "VGGM", "VGGS",
               "VGGM2048", "VGGM1024", "VGGM128"}
     assert set(BUILDERS) == public
@@ -194,8 +197,18 @@ def test_builders_registry_and_all_agree():
     assert built == {n for n in list_models() if not n.endswith("_bn")}
     assert get_model("VGGS", include_top=False, input_shape=SMALL).name == "vgg_s"
     assert get_model("D-BN", include_top=False, input_shape=SMALL).name == "vgg16_bn"
+    signature = list(inspect.signature(build_vgg).parameters.values())[1:]
     for name, builder in BUILDERS.items():
         assert builder.__name__ == name and "Example:" in builder.__doc__
+        assert getattr(keras_vgg, name) is builder
+        assert keras_vgg.get_config(name).name == builder(include_top=False).name  # one table
+        assert list(inspect.signature(builder).parameters.values()) == signature
+    assert [p.name for p in signature[:8]] == [
+        "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+        "classifier_activation", "name"]
+    assert get_model_builder("d-bn")(False, input_shape=SMALL).name == "vgg16_bn"  # positional
+    with pytest.raises(TypeError, match="variant"):
+        keras_vgg.VGG16(variant="vgg19")
 
 
 def test_imagenet_weights_use_keras_file_and_hash(monkeypatch, tmp_path):
