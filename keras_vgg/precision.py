@@ -151,6 +151,36 @@ def precision_scope(precision: str | None):
         keras.config.set_dtype_policy(previous)
 
 
+def training_precision(mixed) -> str:
+    """What a recipe's ``mixed_precision`` trains in: ``"auto"`` (or None) the fast precision
+    this machine has (:func:`detect_precision`), ``"true"`` (or True) float16 on a GPU and
+    bfloat16 elsewhere (CPUs and TPUs compute bfloat16), ``"false"`` (or False) float32.
+
+    >>> training_precision("false")
+    'float32'
+    """
+    if mixed in ("auto", None):
+        return detect_precision(training=True).precision
+    if mixed in (True, "true"):
+        return "float16" if gpu_capability() is not None else "bfloat16"
+    if mixed in (False, "false"):
+        return "float32"
+    raise ValueError("Expected `mixed_precision` to be one of ['auto', 'true', 'false']. "
+                     f"Received: mixed_precision={mixed!r}")
+
+
+def training_scope(mixed):
+    """Keras's global dtype policy for the block, as ``training_precision(mixed)`` says
+    (``mixed_bfloat16``, ``mixed_float16`` or ``float32``); the previous one comes back
+    afterwards.
+
+    >>> with training_scope("false"):
+    ...     keras.layers.Dense(2).compute_dtype
+    'float32'
+    """
+    return precision_scope(training_precision(mixed))
+
+
 def precision_of(model) -> str:
     """``bfloat16`` or ``float16`` when any of ``model``'s layers computes in it, else
     ``float32``."""

@@ -30,6 +30,7 @@ import keras
 from keras_vgg._helpers import recorded
 from keras_vgg import layers as _layers  # noqa: F401  registers the layers a .keras names
 from keras_vgg.preprocessing import as_preprocessing
+from keras_vgg.run_folder import BEST, METRICS, RunFolder
 from keras_vgg.vgg_model import INFO_KEYS, VGGModel
 
 
@@ -62,10 +63,12 @@ def read_keras_record(path) -> dict | None:
     return record
 
 
-def _written_beside(path: Path) -> dict:
-    """What an older run folder wrote beside its best.keras: preprocessing, class names."""
+def _record_beside(path: Path) -> dict:
+    """The record of a model saved before models carried one (an older run's best.keras, or
+    any .keras file), from the files beside it: a run's metrics.json (preprocessing, class
+    names), else class_names.txt (class names)."""
     info = {}
-    metrics = path.parent / "metrics.json"
+    metrics = path.parent / METRICS
     if metrics.is_file():
         final = json.loads(metrics.read_text()).get("final", {})
         info = {k: final[k] for k in ("preprocessing", "class_names") if k in final}
@@ -90,12 +93,12 @@ def load_model(path, compile=True) -> keras.Model:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "best.keras"
+        path = RunFolder(path).best
     if path.suffix != ".keras" or not path.is_file():
-        folder = path.parent if path.name == "best.keras" else path
+        folder = path.parent if path.name == BEST else path
         raise ValueError(f"Expected a .keras file or a run folder holding best.keras. "
                          f"Received: {folder}")
     model = keras.saving.load_model(path, compile=compile)
-    missing = {key: value for key, value in _written_beside(path).items()
+    missing = {key: value for key, value in _record_beside(path).items()
                if recorded(model, key) is None}
     return with_record(model, **missing) if missing else model

@@ -143,7 +143,7 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
 
 # -- the multi-worker loop against fit ---------------------------------------------------------
 # One process runs the recipe under strategy="multi_worker" with a one-worker TF_CONFIG (so the
-# recipe's own loop, distribute._loop_fit, trains), another under "default" (Keras's fit), on
+# recipe's own loop, loop._loop_fit, trains), another under "default" (Keras's fit), on
 # the same imbalanced data, seed and recipe, with every feature the loop reimplements switched
 # on: balanced class weights, early stopping (restore_best_weights), ReduceLROnPlateau, a run
 # killed mid-epoch and resumed (BackupAndRestore's start epoch), and phase 2 starting where
@@ -184,13 +184,14 @@ def imbalanced_shapes(root):
 
 
 def sgd_step_check(strategy):
-    """distribute.fit on a Dense model with plain SGD: unlike Adam, SGD moves the weights in
+    """loop.fit on a Dense model with plain SGD: unlike Adam, SGD moves the weights in
     proportion to the gradient, so a wrong loss scale or normalisation shows in them. Imbalanced
     labels, balanced class weights, a last batch of 6 of 8, a seeded shuffle."""
     import tensorflow as tf
 
-    from keras_vgg.finetune import Recipe, distribute
+    from keras_vgg.finetune import Recipe
     from keras_vgg.finetune.data import shuffle_batch
+    from keras_vgg.finetune.loop import FitPlan, fit
     from keras_vgg.finetune.phase import class_weights
 
     rng = np.random.default_rng(0)
@@ -203,11 +204,11 @@ def sgd_step_check(strategy):
                                   keras.layers.Dense(3, activation="softmax")])
         model.compile(keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
-    history = distribute.fit(
+    history = fit(
         model, shuffle_batch(tf.data.Dataset.from_tensor_slices((x, y)), recipe),
-        validation_data=tf.data.Dataset.from_tensor_slices((x[::3], y[::3])).batch(8),
-        epochs=4, initial_epoch=0, callbacks=[], class_weight=class_weights(recipe, y, 3),
-        strategy=strategy, verbose=0)
+        tf.data.Dataset.from_tensor_slices((x[::3], y[::3])).batch(8),
+        FitPlan(epochs=4, class_weight=class_weights(recipe, y, 3), strategy=strategy,
+                verbose=0))
     return {"history": history.history,
             "weights": [np.asarray(w).tolist() for w in model.get_weights()]}
 
@@ -215,16 +216,16 @@ def sgd_step_check(strategy):
 def parity_worker(run_dir, data, strategy_name):
     """The subprocess side (``python tests/test_distribute.py RUN_DIR DATA STRATEGY``): the
     recipe killed and resumed, then the SGD check; writes STRATEGY.json beside RUN_DIR."""
-    from keras_vgg.finetune import Recipe, distribute, finetune
+    from keras_vgg.finetune import Recipe, distribute, finetune, loop
 
     loop_calls = []
-    loop_fit = distribute._loop_fit
+    loop_fit = loop._loop_fit
 
     def counted(*args, **kwargs):
         loop_calls.append(1)
         return loop_fit(*args, **kwargs)
 
-    distribute._loop_fit = counted
+    loop._loop_fit = counted
     recipe = Recipe(**dict(PARITY, data=data, strategy=strategy_name)).validate()
     first, resumed = EpochRecord(), EpochRecord()
     try:

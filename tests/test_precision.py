@@ -196,7 +196,7 @@ def test_a_runs_bfloat16_saved_model_agrees_on_its_held_out_split(builtin_run, t
 
 def test_predict_in_each_precision_and_an_exported_file_keeps_its_own(tmp_path):
     from keras_vgg.export import export
-    from keras_vgg.export.predict import predict
+    from keras_vgg.inference.predict import predict
 
     model = keras_vgg.VGG11(input_shape=SIZE, classes=3, adaptive_pool=1)
     model.preprocessing, model.class_names = "caffe", ["cat", "dog", "fox"]
@@ -253,7 +253,7 @@ def test_the_cli_takes_precision(tmp_path, capsys):
 
 def test_a_recipe_trains_in_what_mixed_precision_says(monkeypatch):
     from keras_vgg.finetune.config import Recipe
-    from keras_vgg.finetune.distribute import training_precision
+    from keras_vgg.precision import training_precision
     from keras_vgg.finetune.phase import inference_precision
 
     assert Recipe().mixed_precision == "auto"

@@ -1,9 +1,11 @@
-"""Run folders have one owner (keras_vgg.finetune.run_folder): naming, checks, export_run."""
+"""Run folders: their layout and lifecycle (keras_vgg.run_folder), naming and checks
+(keras_vgg.finetune.run_folder), export_run (keras_vgg.finetune.run_export)."""
 
 import pytest
 
 from keras_vgg.finetune import Recipe
-from keras_vgg.finetune.run_folder import export_run, new_run_dir, resolve_run_dir
+from keras_vgg.finetune.run_export import export_run
+from keras_vgg.finetune.run_folder import new_run_dir, resolve_run_dir
 
 
 def test_a_run_without_a_folder_never_lands_on_an_earlier_one(tmp_path, monkeypatch):

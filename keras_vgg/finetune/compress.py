@@ -45,11 +45,11 @@ Example (a tiny run on the built-in shapes):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -60,17 +60,67 @@ from keras_vgg.export import QUANTIZE, export
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune.compress_report import format_compress_report, plot_widths
 from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.phase import inference_precision, run_phase
-from keras_vgg.finetune.run_folder import write_json
+from keras_vgg.finetune.run_folder import read_recipe
 from keras_vgg.preprocessing import model_preprocessing
 from keras_vgg.pruning import CRITERIA, conv_names, conv_widths, model_cost, plan_widths, prune
+from keras_vgg.run_folder import RunFolder, RunState
 from keras_vgg.saving import load_model
 from keras_vgg.stats import PairedDifference, paired_difference
 
 REPORT = "compress_report.json"
 PREDICTIONS = "predictions.npz"  # labels and both models' classes on the held-out images
 DROP_MARGIN = 0.01  # the target: the pruned model within 1 point of the unpruned one
+
+
+@dataclass(frozen=True)
+class Asked:
+    """``compress``'s arguments, as given (None: the recipe's)."""
+
+    flops: float | None = None
+    params: float | None = None
+    steps: int = 1
+    epochs: int | None = None
+    lr: float | None = None
+    criterion: str = "auto"
+    quantize: tuple = ("none", "int8")
+    max_drop: float | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A compress's settings, checked, with each step's planned widths; ``state.json``
+    records them (``to_json``) and a resumed compress must have the same."""
+
+    target: dict
+    steps: int
+    epochs: int
+    lr: float
+    criterion: str
+    quantize: list
+    plan: list  # each step's conv widths
+    max_drop: float  # a fraction
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A compress about to run: the run it reads, its output folder, the run's recipe and
+    model, the settings, the state to resume (None: a fresh start), and the fits' callbacks
+    and verbosity."""
+
+    source: RunFolder
+    out: RunFolder
+    recipe: Recipe
+    model: keras.Model
+    settings: Settings
+    resumed: RunState | None
+    callbacks: tuple
+    verbose: int
 
 
 def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
@@ -92,24 +142,22 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
         max_drop: the accuracy the pruned model may lose, in points on the held-out split,
             before the report warns (default the recipe's ``compress_max_drop``, 1.0).
     """
-    run = Path(run)
-    recipe, model = _run_of(run)
-    out = Path(out) if out is not None else run / "compressed"
-    settings = _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quantize)
-    settings["max_drop"] = _max_drop(recipe.compress_max_drop if max_drop is None else max_drop)
+    source = RunFolder(run)
+    recipe, model = _run_of(source)
+    out = RunFolder(out) if out is not None else source.compressed
+    settings = _settings(recipe, model, Asked(flops, params, steps, epochs, lr, criterion,
+                                              quantize, max_drop))
     started = time.time()
-    _check_out(out, settings, overwrite, resume)
+    resumed = _check_out(out, settings, overwrite, resume)
+    job = _Job(source, out, recipe, model, settings, resumed, tuple(callbacks), verbose)
     with deterministic_kernels(recipe.deterministic):
-        report, state = _compress(run, recipe, model, out, settings, overwrite, resume,
-                                  callbacks, verbose)
+        report, state = _compress(job)
     report["seconds"] = round(time.time() - started, 1)
-    write_json(out / REPORT, report)
-    state["complete"] = True
-    write_json(out / "state.json", state)
-    shutil.rmtree(out / "cache", ignore_errors=True)
+    out.write(REPORT, report)
+    out.complete(state)
     if verbose:
         print(format_compress_report(report))
-        print(f"Compressed model: {out / 'best.keras'}; report: {out / REPORT}")
+        print(f"Compressed model: {out.best}; report: {out / REPORT}")
     elif report["accuracy_warning"]:
         warnings.warn(report["accuracy_warning"], stacklevel=2)
     return report
@@ -137,133 +185,129 @@ def accuracy_warning(paired: PairedDifference, max_drop: float, split: str):
             "fine-tune for more epochs.")
 
 
-def _compress(run, recipe, model, out, settings, overwrite, resume, callbacks, verbose):
+def _compress(job: _Job):
     """The steps, then ``(report, state)``; ``out`` checked, deterministic kernels on."""
+    out, recipe = job.out, job.recipe
     # the data before any folder: a run whose data is gone leaves nothing behind
-    splits = data_lib.load_data(recipe, cache_dir=out / "cache", verbose=verbose)
-    state = _open_out(out, settings, overwrite, resume)
-    (out / "cache").mkdir(exist_ok=True)
-    data_lib.decode_once(splits, verbose)
-    mode = model_preprocessing(model)
+    splits = data_lib.load_data(recipe, cache_dir=out.cache, verbose=job.verbose)
+    state = job.resumed
+    if state is None:
+        out.start()
+        state = RunState.of_compress(job.settings.to_json())
+        out.save_state(state)
+    out.cache.mkdir(exist_ok=True)
+    data_lib.decode_once(splits, job.verbose)
     step_recipe = dataclasses.replace(
-        recipe, phase2_epochs=settings["epochs"], phase2_lr=settings["lr"],
+        recipe, phase2_epochs=job.settings.epochs, phase2_lr=job.settings.lr,
         phase2_freeze="none", feature_cache="false")
-    pruned = model
-    for k, widths in enumerate(settings["plan"], start=1):
-        pruned = _step(k, pruned, widths, state, out, splits, step_recipe, mode, settings,
-                       callbacks, verbose)
-    shutil.copyfile(out / f"step{len(settings['plan'])}" / "best.keras", out / "best.keras")
-    return _report(run, model, pruned, settings, splits, recipe, mode, out, verbose), state
+    run = RunContext(step_recipe, out, splits, model_preprocessing(job.model),
+                     callbacks=job.callbacks, verbose=job.verbose)
+    pruned = job.model
+    for k in range(1, len(job.settings.plan) + 1):
+        pruned, state = _step(run, job.settings, k, pruned, state)
+    shutil.copyfile(out.step(len(job.settings.plan)).best, out.best)
+    return _report(run.but(recipe=recipe), job, pruned), state
 
 
-def compress_phase(run_dir: Path, recipe, resume=False, callbacks=(), verbose=2):
-    """The recipe's compress phase (``compress_flops`` or ``compress_params`` set) into
-    ``run_dir/compressed``; None when the recipe has none."""
+def compress_phase(run: RunContext, resume=False):
+    """The recipe's compress phase (``compress_flops`` or ``compress_params`` set) into the
+    run folder's ``compressed/``; None when the recipe has none."""
+    recipe = run.recipe
     if not (recipe.compress_flops or recipe.compress_params):
         return None
-    out = Path(run_dir) / "compressed"
-    resume = resume and (out / "state.json").is_file()
+    out = run.folder.compressed
+    resume = resume and out.state_file.is_file()
     quantize = recipe.export_quantize if "tflite" in recipe.export_formats else ("none", "int8")
-    return compress(run_dir, out, flops=recipe.compress_flops or None,
+    return compress(run.folder.path, out.path, flops=recipe.compress_flops or None,
                     params=recipe.compress_params or None, steps=recipe.compress_steps,
                     criterion=recipe.compress_criterion, quantize=quantize,
-                    max_drop=recipe.compress_max_drop, overwrite=not resume, resume=resume, callbacks=callbacks, verbose=verbose)
+                    max_drop=recipe.compress_max_drop, overwrite=not resume, resume=resume,
+                    callbacks=run.callbacks, verbose=run.verbose)
 
 
-def _run_of(run: Path):
+def _run_of(run: RunFolder):
     """The run's recipe and its best.keras (with its record)."""
-    if not (run / "recipe.json").is_file() or not (run / "best.keras").is_file():
+    if not run.is_run():
         raise ValueError("Expected `run` to be a finished fine-tune run folder (recipe.json and "
                          f"best.keras). Received: run={str(run)!r}")
-    recipe = Recipe.from_dict(json.loads((run / "recipe.json").read_text()),
-                              source=str(run / "recipe.json"))
-    return recipe, load_model(run)
+    return read_recipe(run), load_model(run.path)
 
 
-def _settings(recipe, model, flops, params, steps, epochs, lr, criterion, quantize) -> dict:
+def _settings(recipe, model, asked: Asked) -> Settings:
     """Every argument checked and the widths of each step planned (nothing written yet)."""
+    steps, criterion = asked.steps, asked.criterion
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Expected `steps` to be a positive int. Received: steps={steps!r}")
-    epochs = recipe.compress_epochs if epochs is None else epochs
+    epochs = recipe.compress_epochs if asked.epochs is None else asked.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"Expected `epochs` to be an int >= 0. Received: epochs={epochs!r}")
-    lr = recipe.compress_lr if lr is None else lr
+    lr = recipe.compress_lr if asked.lr is None else asked.lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"Expected `lr` to be a positive number. Received: lr={lr!r}")
     if criterion not in CRITERIA:
         raise ValueError(f"Expected `criterion` to be one of {list(CRITERIA)}. "
                          f"Received: criterion={criterion!r}")
-    quantize = list(quantize)
+    quantize = list(asked.quantize)
     if not quantize or any(q not in QUANTIZE for q in quantize):
         raise ValueError(f"Expected `quantize` to be TFLite modes from {list(QUANTIZE)}. "
                          f"Received: quantize={quantize!r}")
+    flops, params = asked.flops, asked.params
     final = plan_widths(model, flops=flops, params=params)  # checks the target
     arg, fraction = ("flops", flops) if flops is not None else ("params", params)
     plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
-    return {"target": {arg: fraction}, "steps": steps, "epochs": epochs, "lr": float(lr),
-            "criterion": criterion, "quantize": quantize,
-            "plan": [list(w) for w in plan] + [list(final)]}
+    max_drop = recipe.compress_max_drop if asked.max_drop is None else asked.max_drop
+    return Settings({arg: fraction}, steps, epochs, float(lr), criterion, quantize,
+                    [list(w) for w in plan] + [list(final)], _max_drop(max_drop))
 
 
-def _check_out(out: Path, settings, overwrite, resume):
+def _check_out(out: RunFolder, settings: Settings, overwrite, resume) -> RunState | None:
     """``out`` may be used: new (or ``overwrite``), or an unfinished one to resume with the
-    same settings."""
+    same settings (its state returned)."""
     if overwrite and resume:
         raise ValueError("Expected at most one of `overwrite` and `resume`. Received both.")
-    state_file = out / "state.json"
     if resume:
-        if not state_file.is_file():
+        state = out.read_state()
+        if state is None:
             raise ValueError("Nothing to resume: expected `out` (-o/--output) to be a compress "
                              f"folder with state.json. Received: out={str(out)!r}")
-        state = json.loads(state_file.read_text())
-        if state["settings"] != settings:
-            raise ValueError(f"A resumed compress keeps its settings ({state['settings']}). "
+        if state.settings != settings.to_json():
+            raise ValueError(f"A resumed compress keeps its settings ({state.settings}). "
                              "Resume with the same arguments, or start another `out`.")
-        if state.get("complete"):
+        if state.complete:
             raise ValueError(f"The compress in {out} is complete; there is nothing to resume.")
-    elif out.exists() and not overwrite:
+        return state
+    if out.path.exists() and not overwrite:
         raise ValueError(f"Expected `out` (-o/--output) not to exist (pass overwrite=True, "
                          "--overwrite, to replace it, or resume=True, --resume). "
                          f"Received: out={str(out)!r}")
+    return None
 
 
-def _open_out(out: Path, settings, overwrite, resume) -> dict:
-    """A fresh ``out`` with its state, or the state of the one to resume (``_check_out``
-    passed)."""
-    if resume:
-        return json.loads((out / "state.json").read_text())
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    state = {"settings": settings, "steps_done": 0, "complete": False}
-    write_json(out / "state.json", state)
-    return state
-
-
-def _step(k, model, widths, state, out, splits, recipe, mode, settings, callbacks, verbose):
-    """Pruning step ``k``: the model pruned to ``widths`` and fine-tuned in ``out/stepK``;
-    a step done before (resume) is read back."""
-    folder = out / f"step{k}"
-    if state["steps_done"] >= k:
-        return load_model(folder / "best.keras")
+def _step(run: RunContext, settings: Settings, k, model, state: RunState):
+    """Pruning step ``k``: the model pruned to the plan's widths and fine-tuned in the step's
+    folder (``run.folder`` is the compress's); a step done before (resume) is read back.
+    Returns (the step's model, the state)."""
+    folder = run.folder.step(k)
+    if state.steps_done >= k:
+        return load_model(folder.best), state
     # every step from the same seed, whatever ran before it in this process (a resumed
     # compress skips the steps done): its new layers' seeds and the fit's draws repeat
-    keras.utils.set_random_seed(recipe.seed)
-    pruned = prune(model, widths=widths, criterion=settings["criterion"])
-    pruned.preprocessing = mode
-    folder.mkdir(exist_ok=True)
-    if verbose:
-        print(f"Step {k}/{settings['steps']}: conv widths {list(widths)}, fine-tuning "
-              f"{settings['epochs']} epochs.", flush=True)
-    if settings["epochs"]:
-        phase_state = {"epoch": 0, "phases_done": []}
-        run_phase("phase2", pruned, splits, recipe, mode, folder, phase_state, callbacks,
-                  verbose)
-        pruned = load_model(folder / "best.keras")
+    keras.utils.set_random_seed(run.recipe.seed)
+    widths = settings.plan[k - 1]
+    pruned = prune(model, widths=widths, criterion=settings.criterion)
+    pruned.preprocessing = run.mode
+    folder.path.mkdir(exist_ok=True)
+    if run.verbose:
+        print(f"Step {k}/{settings.steps}: conv widths {list(widths)}, fine-tuning "
+              f"{settings.epochs} epochs.", flush=True)
+    if settings.epochs:
+        run_phase(run.but(folder=folder), "phase2", pruned, RunState())
+        pruned = load_model(folder.best)
     else:
-        pruned.save(folder / "best.keras")
-    state["steps_done"] = k
-    write_json(out / "state.json", state)
-    return pruned
+        pruned.save(folder.best)
+    state = state.step_done(k)
+    run.folder.save_state(state)
+    return pruned, state
 
 
 def held_out(splits) -> tuple:
@@ -272,13 +316,13 @@ def held_out(splits) -> tuple:
     return ("test", "test") if splits.test_labels is not None else ("val", "validation")
 
 
-def _classes(model, splits, split, recipe, mode) -> np.ndarray:
+def _classes(model, run: RunContext, split) -> np.ndarray:
     """Predicted classes of ``split``'s own images (padding left out), computed as the run's
     evaluation computes them."""
-    fast = inference_model(model, inference_precision(recipe))  # as evaluate_run
-    predicted = fast.predict(data_lib.eval_pipeline(getattr(splits, split), recipe, mode),
-                             verbose=0)
-    return np.asarray(predicted).argmax(-1)[:len(splits.counted(split))]
+    fast = inference_model(model, inference_precision(run.recipe))  # as evaluate_run
+    images = data_lib.eval_pipeline(getattr(run.splits, split), run.batched, run.mode)
+    predicted = fast.predict(images, verbose=0)
+    return np.asarray(predicted).argmax(-1)[:len(run.splits.counted(split))]
 
 
 def _write_predictions(path: Path, **arrays):
@@ -300,51 +344,60 @@ def compared(first, second, which=("after", "after")) -> PairedDifference:
     return paired_difference(arrays[0]["labels"], arrays[0][which[0]], arrays[1][which[1]])
 
 
-def _report(run, model, pruned, settings, splits, recipe, mode, out, verbose) -> dict:
-    """Both models scored and exported on the same images; the figures side by side, the
-    accuracies as a paired difference."""
+def _report(run: RunContext, job: _Job, pruned) -> dict:
+    """Both models scored and exported on the same images (``run``: the run's recipe and
+    data, the compress's folder); the figures side by side, the accuracies as a paired
+    difference."""
+    model, settings, out, splits = job.model, job.settings, run.folder, run.splits
     split, split_name = held_out(splits)
     labels = splits.counted(split)
-    before = _classes(model, splits, split, recipe, mode)
-    after = _classes(pruned, splits, split, recipe, mode)
+    before, after = _classes(model, run, split), _classes(pruned, run, split)
     paired = paired_difference(labels, before, after)
     _write_predictions(out / PREDICTIONS, labels=labels, before=before, after=after)
-    # the exports are checked on the same images, all of them
-    representative, sample, sample_labels = data_lib.export_arrays(
-        splits, recipe.seed, sample=len(labels))
-    exports = {}
-    for name, which in (("reference_export", model), ("export", pruned)):
-        exports[name] = export(which, out / name, ["tflite"], settings["quantize"],
-                               preprocessing=mode, class_names=splits.class_names,
-                               representative_data=representative, sample=sample,
-                               sample_labels=sample_labels, overwrite=True,
-                               verbose=bool(verbose))
+    exports = _exports(run, settings, model, pruned, len(labels))
     names = conv_names(model)
     cost_before, cost_after = model_cost(model), model_cost(pruned)
     widths = {"names": names, "before": list(conv_widths(model)),
               "after": list(conv_widths(pruned))}
     plot_widths(names, widths["before"], widths["after"], out / "widths.png")
-    rows = []
-    for old, new in zip(exports["reference_export"]["exports"], exports["export"]["exports"]):
-        rows.append({"file": new["file"], "quantize": new["quantize"],
-                     "size_before": old["size_bytes"], "size_after": new["size_bytes"],
-                     "latency_before_ms": old["latency_ms"], "latency_after_ms": new["latency_ms"],
-                     "agreement_before": old["top1_agreement"],
-                     "agreement_after": new["top1_agreement"],
-                     "max_abs_diff_after": new["max_abs_diff"],
-                     # each file against its own Keras model on the same images (paired)
-                     "vs_keras_before": old.get("paired_difference"),
-                     "vs_keras_after": new.get("paired_difference")})
-    return {"run": str(run), "model": str(out / "best.keras"), **{
-                k: settings[k] for k in ("target", "steps", "epochs", "lr", "criterion")},
+    rows = [_export_row(old, new) for old, new in zip(
+        exports["reference_export"]["exports"], exports["export"]["exports"])]
+    return {"run": str(job.source), "model": str(out.best), **{
+                k: getattr(settings, k) for k in ("target", "steps", "epochs", "lr", "criterion")},
             "widths": widths,
             "params": {"before": cost_before.params, "after": cost_after.params},
             "flops": {"before": cost_before.flops, "after": cost_after.flops},
             "accuracy": {"before": paired.first.value, "after": paired.second.value},
             "held_out": split_name, "held_out_images": paired.count,
             "before_minus_after": paired.to_json(),
-            "accuracy_target": {"max_drop": settings["max_drop"],
-                                "result": paired.judge(settings["max_drop"]),
-                                "verdict": paired.verdict(settings["max_drop"])},
-            "accuracy_warning": accuracy_warning(paired, settings["max_drop"], split_name),
+            "accuracy_target": {"max_drop": settings.max_drop,
+                                "result": paired.judge(settings.max_drop),
+                                "verdict": paired.verdict(settings.max_drop)},
+            "accuracy_warning": accuracy_warning(paired, settings.max_drop, split_name),
             "exports": rows}
+
+
+def _exports(run: RunContext, settings: Settings, model, pruned, images) -> dict:
+    """Both models exported (``reference_export/``, ``export/``), each file checked on the
+    same ``images`` held-out images, all of them."""
+    representative, sample, sample_labels = data_lib.export_arrays(
+        run.splits, run.recipe.seed, sample=images)
+    return {name: export(which, run.folder / name, ["tflite"], settings.quantize,
+                         preprocessing=run.mode, class_names=run.splits.class_names,
+                         representative_data=representative, sample=sample,
+                         sample_labels=sample_labels, overwrite=True,
+                         verbose=bool(run.verbose))
+            for name, which in (("reference_export", model), ("export", pruned))}
+
+
+def _export_row(old: dict, new: dict) -> dict:
+    """One row of the report's export table: a file of the unpruned and the pruned model."""
+    return {"file": new["file"], "quantize": new["quantize"],
+            "size_before": old["size_bytes"], "size_after": new["size_bytes"],
+            "latency_before_ms": old["latency_ms"], "latency_after_ms": new["latency_ms"],
+            "agreement_before": old["top1_agreement"],
+            "agreement_after": new["top1_agreement"],
+            "max_abs_diff_after": new["max_abs_diff"],
+            # each file against its own Keras model on the same images (paired)
+            "vs_keras_before": old.get("paired_difference"),
+            "vs_keras_after": new.get("paired_difference")}

@@ -44,9 +44,9 @@ from keras_vgg.stats import PairedDifference
 def format_compress_report(report) -> str:
     """Before, after and their ratio for each figure of the report; then the paired
     difference of the two models' accuracies and the verdict on the 1-point target."""
-    def row(name, before, after, scale=1.0, digits=2, ratio=True):
-        return (name, f"{before / scale:.{digits}f}", f"{after / scale:.{digits}f}",
-                f"{before / after:.2f}x" if ratio and after else "")
+    def row(name, before, after, scale=1.0):
+        return (name, f"{before / scale:.2f}", f"{after / scale:.2f}",
+                f"{before / after:.2f}x" if after else "")
 
     paired = PairedDifference.from_json(report["before_minus_after"])
     split = report["held_out"]

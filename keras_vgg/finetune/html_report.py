@@ -36,10 +36,11 @@ from keras_vgg.batch_norm import inference_model
 from keras_vgg.export.formats import REPORT
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
-from keras_vgg.finetune.config import Recipe
 from keras_vgg.finetune.phase import inference_precision
 from keras_vgg.finetune.report import chance_line
+from keras_vgg.finetune.run_folder import read_recipe
 from keras_vgg.gradcam import grad_cam, overlay
+from keras_vgg.run_folder import METRICS, RunFolder
 from keras_vgg.saving import load_model, record_of
 from keras_vgg.stats import Accuracy, PairedDifference, accuracy
 
@@ -86,13 +87,13 @@ def write_html_report(run_dir, export_report=None, splits=None, recipe=None) -> 
             recipe.json's, loaded again.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise ValueError("Expected a finished run folder holding metrics.json. Received: "
+    folder = RunFolder(run_dir)
+    if not folder.metrics.is_file():
+        raise ValueError(f"Expected a finished run folder holding {METRICS}. Received: "
                          f"run_dir={str(run_dir)!r}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads(folder.metrics.read_text())
     if recipe is None:
-        recipe = Recipe.from_dict(json.loads((run_dir / "recipe.json").read_text()),
-                                  source=str(run_dir / "recipe.json"))
+        recipe = read_recipe(folder)
     exported = _export_report(run_dir, export_report)
     mistakes = find_mistakes(run_dir, recipe, splits)
     page = render(run_dir, recipe, metrics, mistakes, exported)

@@ -1,7 +1,9 @@
 """One phase of a fine-tune run: freeze by the recipe, compile, fit with the recipe's
 callbacks (best.keras checkpoint, CSV log, early stopping, learning-rate schedule,
 TensorBoard, BackupAndRestore), resuming from its backup. ``train`` runs its two phases
-with it, ``compress`` its fine-tuning after each pruning step.
+with it, ``compress`` its fine-tuning after each pruning step; each passes its
+:class:`~keras_vgg.finetune.context.RunContext` and gets the new
+:class:`~keras_vgg.run_folder.RunState` back.
 
 Example:
     >>> from keras_vgg.finetune.config import Recipe
@@ -22,9 +24,12 @@ import numpy as np
 from keras_vgg.batch_norm import inference_model
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
+from keras_vgg.finetune.context import RunContext
+from keras_vgg.finetune.loop import FitPlan, fit
 from keras_vgg.finetune.model import bn_training, freeze
 from keras_vgg.finetune.report import read_log
 from keras_vgg.precision import with_float32_outputs
+from keras_vgg.run_folder import RunState
 
 def inference_precision(recipe) -> str:
     """What the feature cache and the evaluation compute in: the fast precision this machine
@@ -119,13 +124,14 @@ class WholeSaves:
             raise KeyboardInterrupt
 
 
-def _callbacks(recipe, run_dir, model, phase, best_so_far, first_epoch):
+def _callbacks(run: RunContext, model, phase, first_epoch):
+    """(the best.keras checkpoint, every callback of the phase in order)."""
+    recipe, folder = run.recipe, run.folder
     checkpoint = _CheckpointFullModel(
-        model, str(run_dir / "best.keras"), monitor="val_accuracy", mode="max",
-        save_best_only=True, initial_value_threshold=best_so_far,
+        model, str(folder.best), monitor="val_accuracy", mode="max",
+        save_best_only=True, initial_value_threshold=_best_so_far(folder),
     )
-    callbacks = [checkpoint, keras.callbacks.CSVLogger(str(run_dir / "training_log.csv"),
-                                                       append=True)]
+    callbacks = [checkpoint, keras.callbacks.CSVLogger(str(folder.log), append=True)]
     # Counters a resumed phase replays from the log. EarlyStopping does not restore the best
     # weights: best.keras holds them, and the next phase starts from this one's last epoch,
     # which BackupAndRestore can give back exactly after a kill.
@@ -138,26 +144,27 @@ def _callbacks(recipe, run_dir, model, phase, best_so_far, first_epoch):
             monitor="val_loss", factor=0.2, patience=recipe.reduce_lr_patience, min_lr=1e-7))
     callbacks += counted
     if recipe.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup" / phase)))
-    callbacks.append(_ReplayLoggedEpochs(run_dir / "training_log.csv", first_epoch, counted))
+        callbacks.append(keras.callbacks.TensorBoard(str(folder.logs)))
+    callbacks.append(keras.callbacks.BackupAndRestore(str(folder.backup(phase))))
+    callbacks.append(_ReplayLoggedEpochs(folder.log, first_epoch, counted))
     return checkpoint, callbacks
 
 
-def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
-    """The base's outputs for train and val, computed once and kept as .npy files
-    (``verbose`` as Keras's: 1 a progress bar, 2 one line)."""
-    folder = run_dir / "feature_cache"
+def cached_features(run: RunContext, model):
+    """The base's outputs for train and val, computed once and kept as .npy files in the
+    run folder's ``feature_cache/`` (``run.verbose`` as Keras's: 1 a progress bar, 2 one
+    line)."""
+    folder = run.folder.feature_cache
     folder.mkdir(exist_ok=True)
     base = with_float32_outputs(inference_model(model.get_layer("base"),
-                                                inference_precision(recipe)))
+                                                inference_precision(run.recipe)))
     out = {}
     for split in ("train", "val"):
         path = folder / f"{split}.npy"
         if not path.exists():
-            images = data_lib.eval_pipeline(getattr(splits, split), recipe, mode)
+            images = data_lib.eval_pipeline(getattr(run.splits, split), run.batched, run.mode)
             # float32 on disk whatever the compute dtype (np.save cannot store bfloat16).
-            features = np.asarray(base.predict(images, verbose=verbose),  # 2: no \r
+            features = np.asarray(base.predict(images, verbose=run.verbose),  # 2: no \r
                                   dtype="float32")
             tmp = folder / f".{split}.tmp.npy"
             np.save(tmp, features)
@@ -166,20 +173,21 @@ def cached_features(model, splits, recipe, mode, run_dir, verbose=0):
     return out
 
 
-def _phase_data(recipe, splits, mode, model, run_dir, use_cache, epoch, verbose=0):
+def _phase_data(run: RunContext, model, use_cache, epoch):
     """(train, validation) datasets of a phase; the training order and augmentation drawn
     from ``epoch`` (the phase's :class:`~keras_vgg.finetune.data.EpochSeed`)."""
+    recipe, splits = run.batched, run.splits
     if use_cache:
         with distribute.one_device():
-            features = cached_features(model, splits, recipe, mode, run_dir, verbose)
+            features = cached_features(run, model)
         # (features, label[, weight]): a worker's padding weighted 0, as in the image pipelines
         train = data_lib.shuffle_batch(
             data_lib.feature_dataset(splits, "train", features["train"]), recipe, epoch)
         val = data_lib.feature_dataset(splits, "val", features["val"]).batch(
             recipe.batch_size, drop_remainder=data_lib.sharded())
         return train, val
-    return (data_lib.train_pipeline(splits.train, recipe, mode, epoch=epoch),
-            data_lib.eval_pipeline(splits.val, recipe, mode))
+    return (data_lib.train_pipeline(splits.train, recipe, run.mode, epoch=epoch),
+            data_lib.eval_pipeline(splits.val, recipe, run.mode))
 
 
 def _all_train_labels(splits):
@@ -187,44 +195,37 @@ def _all_train_labels(splits):
     return splits.train_labels if splits.all_train_labels is None else splits.all_train_labels
 
 
-def _best_so_far(run_dir):
-    values = [row["val_accuracy"] for row in read_log(run_dir / "training_log.csv")
-              if "val_accuracy" in row]
+def _best_so_far(folder):
+    values = [row["val_accuracy"] for row in read_log(folder.log) if "val_accuracy" in row]
     return max(values) if values else None
 
 
-def run_phase(phase, model, splits, recipe, mode, run_dir, state, callbacks=(), verbose=2,
-              strategy=None):
+def run_phase(run: RunContext, phase: str, model, state: RunState) -> RunState:
     """One phase: freeze, compile (in the strategy's scope), fit (resuming from its backup
-    when there is one). ``recipe.batch_size`` here is the global batch."""
-    strategy = strategy or distribute.make_strategy("default")
+    when there is one); returns the state with the phase done."""
+    recipe = run.recipe
     epochs = getattr(recipe, f"{phase}_epochs")
     freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
     use_cache = phase == "phase1" and uses_feature_cache(recipe)
     target = model.get_layer("head") if use_cache else model
-    with strategy.scope():
+    with run.strategy.scope():
         target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                        jit_compile=recipe.jit_compile)
     epoch = data_lib.EpochSeed(recipe.seed)
-    train, val = _phase_data(recipe, splits, mode, model, run_dir, use_cache, epoch, verbose)
-    start = state["epoch"]
-    checkpoint, phase_callbacks = _callbacks(recipe, run_dir, model, phase,
-                                             _best_so_far(run_dir), start)
+    train, val = _phase_data(run, model, use_cache, epoch)
+    start = state.epoch
+    checkpoint, phase_callbacks = _callbacks(run, model, phase, start)
     phase_callbacks.insert(0, epoch)
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
+    weights = class_weights(recipe, _all_train_labels(run.splits), len(run.splits.class_names))
     with WholeSaves() as saves:
-        history = distribute.fit(
-            target, train, validation_data=val, epochs=start + epochs, initial_epoch=start,
-            class_weight=class_weights(recipe, _all_train_labels(splits),
-                                       len(splits.class_names)),
-            callbacks=[saves.opening] + phase_callbacks + list(callbacks) + [saves.closing],
-            strategy=strategy, verbose=verbose, batch_size=recipe.batch_size,
-        )
+        history = fit(target, train, val, FitPlan(
+            epochs=start + epochs, initial_epoch=start, class_weight=weights,
+            callbacks=(saves.opening, *phase_callbacks, *run.callbacks, saves.closing),
+            strategy=run.strategy, verbose=run.verbose, batch_size=run.global_batch))
     target._initial_epoch = None
-    state["epoch"] = history.epoch[-1] + 1 if history.epoch else start + epochs
-    if state["epoch"] < start + epochs:  # EarlyStopping ended the phase
-        state.setdefault("stopped_early", []).append(phase)
-    state["phases_done"].append(phase)
-    return use_cache
+    reached = history.epoch[-1] + 1 if history.epoch else start + epochs
+    # EarlyStopping ended the phase when it stopped short
+    return state.phase_done(phase, reached, stopped_early=reached < start + epochs)

@@ -27,11 +27,7 @@ Example (a tiny run on the built-in shapes):
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import shlex
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -46,16 +42,11 @@ from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.compress import compress_phase
 from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.html_report import write_html_report
-from keras_vgg.finetune.run_folder import (
-    open_run_dir,
-    resolve_run_dir,
-    start_run_dir,
-    write_json,
-)
 from keras_vgg.finetune.model import build_finetune_model
-from keras_vgg.finetune.phase import inference_precision, run_phase
+from keras_vgg.finetune.phase import inference_precision, run_phase, uses_feature_cache
 from keras_vgg.finetune.report import (
     chance,
     classification_metrics,
@@ -63,8 +54,15 @@ from keras_vgg.finetune.report import (
     plot_history,
     read_log,
 )
-from keras_vgg.precision import detect_precision, resolve_precision
+from keras_vgg.finetune.run_folder import open_run_dir, resolve_run_dir
+from keras_vgg.precision import (
+    detect_precision,
+    resolve_precision,
+    training_precision,
+    training_scope,
+)
 from keras_vgg.preprocessing import Preprocessing, model_preprocessing
+from keras_vgg.run_folder import BEST, METRICS, RunFolder, RunState
 from keras_vgg.stats import accuracy_of
 from keras_vgg.weights import find_weights
 
@@ -121,10 +119,10 @@ class RunInterrupted(KeyboardInterrupt):
     finished and saved, and ``str()`` says so with the command that continues the run."""
 
     def __init__(self, run_dir):
-        run_dir = Path(run_dir)
-        self.run_dir = run_dir
-        self.epochs_done = len(read_log(run_dir / "training_log.csv"))
-        self.resumable = (run_dir / "recipe.json").exists()
+        folder = RunFolder(run_dir)
+        self.run_dir = folder.path
+        self.epochs_done = len(read_log(folder.log))
+        self.resumable = folder.recipe_file.exists()
         super().__init__(self.message())
 
     def message(self) -> str:
@@ -132,7 +130,7 @@ class RunInterrupted(KeyboardInterrupt):
         if not self.resumable:
             return ("interrupted before the run started: nothing was saved; run the same "
                     "command again to start it.")
-        planned = json.loads((self.run_dir / "recipe.json").read_text())
+        planned = RunFolder(self.run_dir).read_recipe()
         planned = planned["phase1_epochs"] + planned["phase2_epochs"]
         done = self.epochs_done
         saved = (f"epoch{'s' if done > 1 else ''} {'1-' if done > 1 else ''}{done} of {planned} "
@@ -149,6 +147,18 @@ def fit_verbosity(verbose):
     return 1 if hasattr(sys.stdout, "isatty") and sys.stdout.isatty() else 2
 
 
+@dataclass(frozen=True)
+class _Start:
+    """A run about to start or resume: its folder, recipe (as recipe.json holds it) and
+    state, and when it started."""
+
+    folder: RunFolder
+    recipe: Recipe
+    state: RunState
+    resume: bool
+    started: float
+
+
 def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume=False,
              callbacks=(), verbose="auto") -> RunResult:
     """Runs a recipe end to end and writes its run directory; see the module docstring.
@@ -162,106 +172,121 @@ def finetune(recipe: Recipe | None = None, run_dir=None, overwrite=False, resume
     verbose = fit_verbosity(verbose)
     recipe, state = open_run_dir(run_dir, recipe, overwrite=overwrite, resume=resume)
     require_extras(recipe)
-    started = time.time()
+    start = _Start(RunFolder(run_dir), recipe, state, resume, time.time())
     keras.utils.set_random_seed(recipe.seed)
     strategy = distribute.make_strategy(recipe.strategy)
-    saved_recipe = recipe  # recipe.json keeps the per-replica batch size
-    recipe = dataclasses.replace(recipe, batch_size=recipe.batch_size
-                                 * strategy.num_replicas_in_sync)
     if verbose:
-        print(f"Precision: trains in {distribute.training_precision(recipe.mixed_precision)} "
+        print(f"Precision: trains in {training_precision(recipe.mixed_precision)} "
               f"(mixed_precision={recipe.mixed_precision}; this machine: "
               f"{detect_precision(training=True)}).", flush=True)
     try:
         with deterministic_kernels(recipe.deterministic), \
-                distribute.precision(recipe.mixed_precision), distribute.running(strategy):
-            return _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started,
-                             callbacks, verbose)
+                training_scope(recipe.mixed_precision), distribute.running(strategy):
+            run, model = _prepared(start, strategy, tuple(callbacks), verbose)
+            return _finetune(run, model, start)
     except KeyboardInterrupt as stop:
         if isinstance(stop, RunInterrupted):
             raise
         raise RunInterrupted(run_dir) from None
 
 
-def _finetune(recipe, saved_recipe, run_dir, state, strategy, resume, started, callbacks,
-              verbose) -> RunResult:
-    # Data and model first: a bad folder or model leaves no run directory behind.
-    splits = data_lib.load_data(recipe, cache_dir=run_dir / "cache",
+def _prepared(start: _Start, strategy, callbacks, verbose):
+    """``(RunContext, model)``: the data loaded and the model built, before anything is
+    written (a bad folder or model leaves no run directory behind)."""
+    folder, recipe = start.folder, start.recipe
+    splits = data_lib.load_data(recipe, cache_dir=folder.cache,
                                 shard=distribute.input_shard(strategy), verbose=verbose)
     with strategy.scope():
         model = build_finetune_model(recipe, len(splits.class_names), splits.class_names)
     mode = preprocessing_mode(recipe, model)
     model.preprocessing = mode  # the run's own: saved inside best.keras
-    if resume:  # a tf.data file cache cut off mid-write cannot be read back; rebuild it
-        shutil.rmtree(run_dir / "cache", ignore_errors=True)
+    return RunContext(recipe, folder, splits, mode, strategy, callbacks, verbose), model
+
+
+def _finetune(run: RunContext, model, start: _Start) -> RunResult:
+    folder = run.folder
+    if start.resume:  # a tf.data file cache cut off mid-write cannot be read back; rebuild it
+        folder.drop_scratch([folder.cache.name])
     else:
-        start_run_dir(run_dir, saved_recipe)
-    if splits.cache == "disk":
-        (run_dir / "cache").mkdir(exist_ok=True)
-    data_lib.decode_once(splits, verbose)  # fills the cache; skips what fails to decode
-    write_json(run_dir / "data_report.json", splits.report)
-    phase_starts, feature_cache = [], False
-    for phase in PHASES:
-        if not getattr(recipe, f"{phase}_epochs"):
-            continue
-        if phase in state["phases_done"]:
-            model.load_weights(run_dir / f"{phase}.weights.h5")
-            continue
-        phase_starts.append(state["epoch"])
-        feature_cache |= run_phase(phase, model, splits, recipe, mode, run_dir, state,
-                                   callbacks, verbose, strategy)
-        model.save_weights(run_dir / f"{phase}.weights.h5")
-        write_json(run_dir / "state.json", state)
+        folder.start()
+        folder.write(folder.recipe_file.name, run.recipe.to_dict())
+    if run.splits.cache == "disk":
+        folder.cache.mkdir(exist_ok=True)
+    data_lib.decode_once(run.splits, run.verbose)  # fills the cache; skips what fails to decode
+    folder.write(folder.data_report.name, run.splits.report)
+    state, phase_starts, feature_cache = _train_phases(run, model, start.state)
     with distribute.one_device():
-        metrics = evaluate_run(run_dir, splits, recipe, mode, phase_starts, strategy)
-    metrics["final"]["stopped_early"] = state.get("stopped_early", [])
-    metrics["final"]["epochs_planned"] = recipe.phase1_epochs + recipe.phase2_epochs
+        metrics = evaluate_run(run, _best_without_optimizer(folder), phase_starts)
+    metrics["final"]["stopped_early"] = list(state.stopped_early)
+    metrics["final"]["epochs_planned"] = run.recipe.phase1_epochs + run.recipe.phase2_epochs
     metrics["feature_cache"] = feature_cache
-    metrics["seconds"] = round(time.time() - started, 1)
-    write_json(run_dir / "metrics.json", metrics)
-    export_report = export_finished_run(run_dir, splits, recipe, mode, verbose) if recipe.export_formats \
-        else None
-    compress_report = compress_phase(run_dir, recipe, resume, callbacks, verbose)
-    write_html_report(run_dir, splits=splits, recipe=recipe)  # report.html
-    state["complete"] = True
-    write_json(run_dir / "state.json", state)
-    for scratch in ("backup", "cache"):  # nothing left to resume: drop the scratch copies
-        shutil.rmtree(run_dir / scratch, ignore_errors=True)
-    return RunResult(run_dir, run_dir / "best.keras", metrics, state["epoch"], feature_cache,
+    metrics["seconds"] = round(time.time() - start.started, 1)
+    folder.write(METRICS, metrics)
+    export_report = export_finished_run(run) if run.recipe.export_formats else None
+    compress_report = compress_phase(run, start.resume)
+    write_html_report(folder.path, splits=run.splits, recipe=run.batched)  # report.html
+    state = folder.complete(state)  # nothing left to resume: the scratch copies dropped
+    return RunResult(folder.path, folder.best, metrics, state.epoch, feature_cache,
                      export_report, compress_report)
 
 
-def export_finished_run(run_dir, splits, recipe, mode, verbose=2) -> dict:
-    """best.keras exported into ``run_dir/export``, calibrated on the training split and
-    checked on the validation split."""
+def _train_phases(run: RunContext, model, state: RunState):
+    """Each phase with epochs not done yet (one done before a resume is read back); returns
+    (the state, the epoch each phase run here started at, whether phase 1 used the feature
+    cache)."""
+    phase_starts, feature_cache = [], False
+    for phase in PHASES:
+        if not getattr(run.recipe, f"{phase}_epochs"):
+            continue
+        if phase in state.phases_done:
+            model.load_weights(run.folder.phase_weights(phase))
+            continue
+        phase_starts.append(state.epoch)
+        feature_cache |= phase == "phase1" and uses_feature_cache(run.recipe)
+        state = run_phase(run, phase, model, state)
+        model.save_weights(run.folder.phase_weights(phase))
+        run.folder.save_state(state)
+    return state, phase_starts, feature_cache
+
+
+def _best_without_optimizer(folder: RunFolder):
+    """best.keras written anew without optimizer state (a third of the size; resuming uses
+    the run's own backups, and a later fine-tune compiles afresh); returns the model."""
+    best = keras.saving.load_model(folder.best, compile=False)
+    tmp = folder / f".best.tmp{Path(BEST).suffix}"
+    best.save(tmp)
+    tmp.replace(folder.best)
+    return best
+
+
+def export_finished_run(run: RunContext) -> dict:
+    """best.keras exported into the run folder's ``export/``, calibrated on the training
+    split and checked on the validation split."""
     from keras_vgg.export import export
 
-    representative, sample, labels = data_lib.export_arrays(splits, recipe.seed)
-    return export(keras.saving.load_model(run_dir / "best.keras"), run_dir / "export",
-                  recipe.export_formats, recipe.export_quantize, preprocessing=mode,
-                  class_names=splits.class_names, representative_data=representative,
-                  sample=sample, sample_labels=labels, overwrite=True, verbose=bool(verbose))
+    recipe = run.recipe
+    representative, sample, labels = data_lib.export_arrays(run.splits, recipe.seed)
+    return export(keras.saving.load_model(run.folder.best), run.folder.export,
+                  recipe.export_formats, recipe.export_quantize, preprocessing=run.mode,
+                  class_names=run.splits.class_names, representative_data=representative,
+                  sample=sample, sample_labels=labels, overwrite=True,
+                  verbose=bool(run.verbose))
 
 
-def evaluate_run(run_dir, splits, recipe, mode, phase_starts=(), strategy=None) -> dict:
-    """Loads best.keras, scores the validation split (which chose it) and the test split
-    (which reports), writes the two pictures. best.keras is written anew without optimizer
-    state (a third of the size; resuming uses the run's own backups, and a later fine-tune
-    compiles afresh)."""
-    best = keras.saving.load_model(run_dir / "best.keras", compile=False)
-    tmp = run_dir / ".best.tmp.keras"
-    best.save(tmp)
-    os.replace(tmp, run_dir / "best.keras")
-    precision = inference_precision(recipe)
+def evaluate_run(run: RunContext, best, phase_starts=()) -> dict:
+    """metrics.json's figures of ``best`` (the run's best.keras): the validation split
+    (which chose it) and the test split (which reports); writes the two pictures."""
+    splits, folder = run.splits, run.folder
+    precision = inference_precision(run.recipe)
     fast = inference_model(best, precision)  # BatchNorm folded, then cast
-    scored = {split: _predicted(fast, splits, split, recipe, mode, strategy)
+    scored = {split: _predicted(fast, run, split)
               for split in splits.present() if split != "train"}
     reported = "test" if "test" in scored else "val"
     metrics = classification_metrics(*scored[reported], splits.class_names)
-    rows = read_log(run_dir / "training_log.csv")
-    plot_history(rows, run_dir / "history.png", phase_starts=phase_starts[1:])
+    rows = read_log(folder.log)
+    plot_history(rows, folder / "history.png", phase_starts=phase_starts[1:])
     plot_confusion(metrics["confusion_matrix"], splits.class_names,
-                   run_dir / "confusion_matrix.png",
+                   folder / "confusion_matrix.png",
                    title="test" if reported == "test" else "validation")
     logged = [row.get("val_accuracy", -1.0) for row in rows]
     best_epoch = logged.index(max(logged)) + 1 if logged else None  # the first best, as saved
@@ -274,21 +299,22 @@ def evaluate_run(run_dir, splits, recipe, mode, phase_starts=(), strategy=None) 
                       "test": None if test is None else test.to_json(),
                       "val_accuracy": figures["val"].value,
                       "validation": figures["val"].to_json(),
-                      "model": "best.keras",
+                      "model": BEST,
                       "best_epoch": best_epoch, "epochs_run": len(rows),
-                      "preprocessing": mode.to_json(), "class_names": splits.class_names,
+                      "preprocessing": run.mode.to_json(), "class_names": splits.class_names,
                       "evaluated_in": resolve_precision(precision),
-                      "trained_in": distribute.training_precision(recipe.mixed_precision)},
+                      "trained_in": training_precision(run.recipe.mixed_precision)},
             "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
             "epochs": rows}
 
 
-def _predicted(model, splits, split, recipe, mode, strategy=None):
+def _predicted(model, run: RunContext, split):
     """(labels, predicted classes) of ``split`` ("val" or "test"), each image once: a
     worker's padding (the end of its share) left out, every worker's share combined when
     the data is sharded."""
+    splits = run.splits
     probabilities = model.predict(
-        data_lib.eval_pipeline(getattr(splits, split), recipe, mode), verbose=0)
+        data_lib.eval_pipeline(getattr(splits, split), run.batched, run.mode), verbose=0)
     labels = splits.counted(split)
     predicted = probabilities.argmax(-1)[:len(labels)]
     if splits.shard is None:
@@ -296,6 +322,6 @@ def _predicted(model, splits, split, recipe, mode, strategy=None):
     k = len(splits.class_names)
     matrix = np.zeros((k, k), dtype="int64")
     np.add.at(matrix, (labels, predicted), 1)
-    matrix = distribute.sum_over_workers(strategy, matrix)
+    matrix = distribute.sum_over_workers(run.strategy, matrix)
     rows, cols = np.nonzero(matrix)
     return np.repeat(rows, matrix[rows, cols]), np.repeat(cols, matrix[rows, cols])
