@@ -67,16 +67,21 @@ def weight_layout(model):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(KERAS_APPS))
 def test_layer_names_and_weight_shapes_equal_keras_applications(name):
-    theirs = KERAS_APPS[name](weights=None)
-    ours = build_vgg(name, dropout=0)
+    """Names and layout at 32x32 with 10 classes (the size changes only fc1's rows and the
+    classes only the last layer); one pair at 224 with 1000 classes for those two."""
+    small = dict(input_shape=(32, 32, 3), classes=10)
+    theirs = KERAS_APPS[name](weights=None, **small)
+    ours = build_vgg(name, dropout=0, **small)
     assert [l.name for l in ours.layers[1:]] == [l.name for l in theirs.layers[1:]]
     assert weight_layout(ours) == weight_layout(theirs)
     # With the papers' dropout the extra layers carry no weights: same weight layout.
-    with_dropout = build_vgg(name)
+    with_dropout = build_vgg(name, **small)
     assert weight_layout(with_dropout) == weight_layout(theirs)
     assert [l.name for l in with_dropout.layers if "dropout" not in l.name][1:] == [
         l.name for l in theirs.layers[1:]
     ]
+    keras.backend.clear_session()
+    assert weight_layout(build_vgg(name)) == weight_layout(KERAS_APPS[name](weights=None))
 
 
 @pytest.mark.parametrize("name", list(KERAS_APPS))
