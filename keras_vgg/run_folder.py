@@ -113,6 +113,9 @@ class RunFolder:
     def __str__(self):
         return str(self.path)
 
+    def __fspath__(self):  # a RunFolder is a path too: Path(folder), open(folder / name)
+        return str(self.path)
+
     best = property(lambda self: self.path / BEST)
     recipe_file = property(lambda self: self.path / RECIPE)
     state_file = property(lambda self: self.path / STATE)
