@@ -31,3 +31,29 @@ def test_export_run_refuses_an_existing_output_before_reading_anything(tmp_path)
     with pytest.raises(ValueError, match="Expected a .keras file or a run folder"):
         export_run(tmp_path / "no_such_run", tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_run_state_writes_state_json_as_before_and_complete_drops_the_scratch(tmp_path):
+    """state.json keeps its keys and order (a run's, a compress's); complete() marks it and
+    drops backup/ and cache/, nothing else."""
+    import json
+
+    from keras_vgg.run_folder import RunFolder, RunState
+
+    folder = RunFolder(tmp_path / "run")
+    folder.start()
+    state = RunState().phase_done("phase1", 3).phase_done("phase2", 5, stopped_early=True)
+    folder.save_state(state)
+    assert json.loads(folder.state_file.read_text()) == {
+        "phases_done": ["phase1", "phase2"], "epoch": 5, "complete": False,
+        "stopped_early": ["phase2"]}
+    assert list(json.loads(folder.state_file.read_text())) == [
+        "phases_done", "epoch", "complete", "stopped_early"]
+    assert folder.read_state() == state and RunFolder(folder).path == folder.path
+    for name in ("backup", "cache", "feature_cache"):
+        (folder / name).mkdir()
+    assert folder.complete(state) == folder.read_state() == state.completed()
+    assert sorted(p.name for p in folder.path.iterdir()) == ["feature_cache", "state.json"]
+    compress = RunState.of_compress({"steps": 2}).step_done(1)
+    assert compress.to_json() == {"settings": {"steps": 2}, "steps_done": 1, "complete": False}
+    assert RunState.from_json(compress.to_json()) == compress
