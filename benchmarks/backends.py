@@ -56,15 +56,15 @@ def finetune_epoch(mixed_precision: str, images_per_class: int, repeats: int) ->
     import finetune_speed
 
     from keras_vgg.finetune import data as data_lib
-    from keras_vgg.finetune import distribute
+    from keras_vgg.precision import training_precision, training_scope
     from keras_vgg.finetune.config import load_recipe
     from keras_vgg.finetune.phase import class_weights
 
     recipe = load_recipe("builtin", [f"mixed_precision={mixed_precision}",
                                      f"builtin_images_per_class={images_per_class}"])
     splits = data_lib.load_data(recipe)
-    trained_in = distribute.training_precision(recipe.mixed_precision)
-    with distribute.precision(recipe.mixed_precision):
+    trained_in = training_precision(recipe.mixed_precision)
+    with training_scope(recipe.mixed_precision):
         model, mode = finetune_speed.fresh_model(recipe, splits, "phase2")
         pipeline = data_lib.train_pipeline(splits.train, recipe, mode)
         weights = class_weights(recipe, splits.train_labels, len(splits.class_names))
@@ -174,8 +174,22 @@ def body(args, rows, combined) -> str:
             "`mixed_precision=false` (float32) and the shipped `auto`.\n\n" + finetune_table)
 
 
-def main(argv=None) -> common.Section:
-    """Runs the workers, prints the tables; returns the section for the docs."""
+TITLE = "Backends: TensorFlow, JAX and PyTorch"
+
+
+def section(args, command, rounds) -> common.Section:
+    """The docs section from every round's worker results (``[[result, ...], ...]``, as
+    :func:`worker` prints them), the backends in ``args.backends``'s order."""
+    combined = combine(rounds)
+    combined = {b: combined[b] for b in args.backends if b in combined}
+    rows = rows_of(combined)
+    return common.Section(TITLE, command, body(args, rows, combined), rows=rows)
+
+
+def arguments(argv=None):
+    """``(args, in_worker, command)``: the parsed, checked arguments, whether this process
+    is a worker (``--worker``, set by :func:`run_worker`), and the command line that
+    reproduces them."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     arg_parser.add_argument("--size", type=common.positive_int, default=224)
@@ -191,6 +205,12 @@ def main(argv=None) -> common.Section:
     args = arg_parser.parse_args([a for a in argv if a != "--worker"])
     if args.size < 32:
         arg_parser.error(f"--size {args.size} is below VGG16's minimum input size 32")
+    return args, in_worker, common.command("backends.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    """Runs the workers, prints the tables; returns the section for the docs."""
+    args, in_worker, command = arguments(argv)
     if in_worker:
         worker(args)
         return None
@@ -207,12 +227,7 @@ def main(argv=None) -> common.Section:
             results.append(run_worker(backend, forwarded))
             print(f"[{backend}: {time.perf_counter() - began:.0f} s]", flush=True)
         rounds.append(results)
-    combined = combine(rounds)
-    combined = {b: combined[b] for b in args.backends if b in combined}
-    rows = rows_of(combined)
-    return common.report(common.Section(
-        "Backends: TensorFlow, JAX and PyTorch", common.command("backends.py", args, arg_parser),
-        body(args, rows, combined), rows=rows))
+    return common.report(section(args, command, rounds))
 
 
 if __name__ == "__main__":

@@ -253,7 +253,19 @@ def targets(report) -> list[common.Target]:
     return found
 
 
-def main(argv=None) -> common.Section:
+def section(args, command, report) -> common.Section:
+    """The docs section from :func:`measure`'s report: the table, then each target."""
+    found = targets(report)
+    body = table(report, args.repeats) + "\n\n" + "\n".join(
+        f"- {t.name}: {t.goal}; measured {t.measured} "
+        f"({'met' if t.met else 'not met' + (': ' + t.reading if t.reading else '')})"
+        for t in found)
+    return common.Section(TITLE, command, body, targets=found, extra=report)
+
+
+def arguments(argv=None):
+    """``(args, command)``: the parsed arguments (``--quick`` applied) and the command line
+    as given, without ``--write``."""
     parser = common.parser(__doc__)
     parser.add_argument("--run", help="a finished run folder (default: train the main job)")
     parser.add_argument("--flops", type=float, default=0.25, help="the fraction kept")
@@ -277,19 +289,18 @@ def main(argv=None) -> common.Section:
         args.large_size = args.large_size and 64
     if args.large_size and args.large_size < 32:
         parser.error(f"--large-size: expected 0 (off) or a size >= 32, got {args.large_size}")
-    report = measure(args)
     given = argv if argv is not None else sys.argv[1:]
     command = "python benchmarks/compress.py " + " ".join(a for a in given if a != "--write")
-    found = targets(report)
-    body = table(report, args.repeats) + "\n\n" + "\n".join(
-        f"- {t.name}: {t.goal}; measured {t.measured} "
-        f"({'met' if t.met else 'not met' + (': ' + t.reading if t.reading else '')})"
-        for t in found)
-    section = common.report(common.Section(TITLE, command.strip(), body, targets=found,
-                                           extra=report))
+    return args, command.strip()
+
+
+def main(argv=None) -> common.Section:
+    args, command = arguments(argv)
+    report = measure(args)
+    result = common.report(section(args, command, report))
     if args.write:
-        common.write_section(section)
-    return section
+        common.write_section(result)
+    return result
 
 
 if __name__ == "__main__":

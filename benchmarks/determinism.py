@@ -21,7 +21,7 @@ from tensorflow.python.framework import config as tf_config
 
 import common
 from keras_vgg.finetune import data as data_lib
-from keras_vgg.finetune import distribute
+from keras_vgg.precision import training_precision, training_scope
 from keras_vgg.finetune.config import load_recipe
 from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
 from keras_vgg.finetune.train import preprocessing_mode
@@ -34,7 +34,7 @@ def clock_for(recipe, splits, deterministic: bool):
     """A clock of one training epoch of the recipe's last phase, with TensorFlow's op
     determinism set as ``deterministic`` while it runs."""
     keras.utils.set_random_seed(recipe.seed)
-    with distribute.precision(recipe.mixed_precision):
+    with training_scope(recipe.mixed_precision):
         model = build_finetune_model(recipe, len(splits.class_names))
     freeze(model, recipe.phase2_freeze, freeze_bn=not bn_training(recipe))
     compiled(model, recipe, "phase2")
@@ -48,7 +48,7 @@ def clock_for(recipe, splits, deterministic: bool):
         before = tf_config.is_op_determinism_enabled()
         (tf_config.enable_op_determinism if deterministic else tf_config.disable_op_determinism)()
         try:
-            with distribute.precision(recipe.mixed_precision):
+            with training_scope(recipe.mixed_precision):
                 return timer()
         finally:
             (tf_config.enable_op_determinism if before else tf_config.disable_op_determinism)()
@@ -56,26 +56,17 @@ def clock_for(recipe, splits, deterministic: bool):
     return clock
 
 
-def main(argv=None) -> common.Section:
-    """Times both forms side by side; prints (and with --write, writes) the docs section."""
-    arg_parser = common.parser(__doc__)
-    arg_parser.add_argument("--repeats", type=common.positive_int, default=3)
-    arg_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                            help="overrides of the builtin recipe")
-    arg_parser.add_argument("--write", action="store_true",
-                            help="put the section into docs/benchmarks.md")
-    args = arg_parser.parse_args(argv)
-    recipe = load_recipe("builtin", args.set)
-    splits = data_lib.decode_once(data_lib.load_data(recipe))
-    clocks = {name: clock_for(recipe, splits, on) for name, on in FORMS.items()}
-    seconds = common.alternate(clocks, args.repeats)
+def section(args, command, recipe, images, trains_in, seconds) -> common.Section:
+    """The docs section from the seconds of every round (``{form: [...]}``, both forms of
+    :data:`FORMS`) of ``recipe``'s epochs on ``images`` training images, trained in the
+    precision ``trains_in``."""
     ratio = common.paired(seconds["deterministic"], seconds["not deterministic"])
     rows = [{"form": name, "epoch_s": common.median(seconds[name]), "rounds": seconds[name]}
             for name in FORMS]
     body = (f"Machine: {common.machine()}.\n\n"
             f"Recipe `builtin` ({recipe.model}, {recipe.image_size}x{recipe.image_size}, batch "
-            f"{recipe.batch_size}, {len(splits.train_labels):,} training images, augment "
-            f"{recipe.augment}, trains in {distribute.training_precision(recipe.mixed_precision)}"
+            f"{recipe.batch_size}, {images:,} training images, augment "
+            f"{recipe.augment}, trains in {trains_in}"
             f"), one epoch per round, {args.repeats} alternating rounds after a warm-up epoch "
             "each; medians.\n\n"
             + common.table(("form", "epoch s", "every round (s)"),
@@ -84,12 +75,36 @@ def main(argv=None) -> common.Section:
             + f"\n\nDeterministic / not (median of the paired rounds): {ratio:.2f}x the epoch "
             "time. Both forms draw the same data order and augmentation from (seed, epoch); "
             "what the switch changes is TensorFlow's choice of kernels.")
+    return common.Section(TITLE, command, body, rows=rows)
+
+
+def arguments(argv=None):
+    """``(args, recipe, command)``: the parsed arguments, the builtin recipe with their
+    overrides, and the command line that reproduces them."""
+    arg_parser = common.parser(__doc__)
+    arg_parser.add_argument("--repeats", type=common.positive_int, default=3)
+    arg_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                            help="overrides of the builtin recipe")
+    arg_parser.add_argument("--write", action="store_true",
+                            help="put the section into docs/benchmarks.md")
+    args = arg_parser.parse_args(argv)
+    recipe = load_recipe("builtin", args.set)
+    return args, recipe, common.command("determinism.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    """Times both forms side by side; prints (and with --write, writes) the docs section."""
+    args, recipe, command = arguments(argv)
+    splits = data_lib.decode_once(data_lib.load_data(recipe))
+    clocks = {name: clock_for(recipe, splits, on) for name, on in FORMS.items()}
+    seconds = common.alternate(clocks, args.repeats)
     keras.backend.clear_session()
-    section = common.report(common.Section(TITLE, common.command("determinism.py", args,
-                                                                 arg_parser), body, rows=rows))
+    result = common.report(section(
+        args, command, recipe, len(splits.train_labels),
+        training_precision(recipe.mixed_precision), seconds))
     if args.write:
-        common.write_section(section)
-    return section
+        common.write_section(result)
+    return result
 
 
 if __name__ == "__main__":

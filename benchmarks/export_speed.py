@@ -51,9 +51,17 @@ def measure(model_name, size, classes, quantize, repeats, calibration):
                         for row in report["exports"]})
         seconds = common.alternate({name: one_image(run, images[0])
                                     for name, run in runners.items()}, repeats)
-        rows = [{"export": "Keras", "file": keras_file.name, "runner": "keras",
-                 "size_mb": keras_file.stat().st_size / 1e6,
-                 "export_ms": report["keras"]["latency_ms"]}]
+        keras_bytes = keras_file.stat().st_size
+    keras.backend.clear_session()
+    return rows_of(keras_file.name, keras_bytes, report, seconds)
+
+
+def rows_of(keras_file, keras_bytes, report, seconds) -> list[dict]:
+    """Rows for Keras and each TFLite file from the ``.keras`` file's name and bytes,
+    export()'s report, and the seconds of every round (``{"keras": [...], quantize: [...]}``):
+    size and latency, each against Keras's."""
+    rows = [{"export": "Keras", "file": keras_file, "runner": "keras",
+             "size_mb": keras_bytes / 1e6, "export_ms": report["keras"]["latency_ms"]}]
     for row in report["exports"]:
         rows.append({"export": LABELS[row["quantize"]], "file": row["file"],
                      "runner": row["quantize"], "size_mb": row["size_bytes"] / 1e6,
@@ -64,7 +72,6 @@ def measure(model_name, size, classes, quantize, repeats, calibration):
         row["ms"] = 1000 * common.median(seconds[row["runner"]])
         row["keras_speedup"] = common.paired(seconds["keras"], seconds[row.pop("runner")])
         row["size_vs_keras"] = row["size_mb"] / rows[0]["size_mb"]
-    keras.backend.clear_session()
     return rows
 
 
@@ -94,8 +101,17 @@ def body(args, rows) -> str:
             "Keras's size is the `.keras` file.\n\n" + lines)
 
 
-def main(argv=None) -> common.Section:
-    """Exports, re-times side by side and prints the table; returns the section for the docs."""
+TITLE = "Export: Keras vs TFLite float32, float16, dynamic and int8"
+
+
+def section(args, command, rows) -> common.Section:
+    """The docs section from the rows (:func:`rows_of`)."""
+    return common.Section(TITLE, command, body(args, rows), rows=rows)
+
+
+def arguments(argv=None):
+    """``(args, command)``: the parsed, checked arguments and the command line that
+    reproduces them."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--model", default="vgg16", choices=keras_vgg.list_models())
     arg_parser.add_argument("--size", type=common.positive_int, default=224)
@@ -106,11 +122,15 @@ def main(argv=None) -> common.Section:
                             help="random uint8 images to calibrate int8 and to check on")
     args = arg_parser.parse_args(argv)
     common.check_size(arg_parser, "--size", args.size, [args.model])
+    return args, common.command("export_speed.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    """Exports, re-times side by side and prints the table; returns the section for the docs."""
+    args, command = arguments(argv)
     rows = measure(args.model, args.size, args.classes, args.quantize, args.repeats,
                    args.calibration)
-    return common.report(common.Section(
-        "Export: Keras vs TFLite float32, float16, dynamic and int8",
-        common.command("export_speed.py", args, arg_parser), body(args, rows), rows=rows))
+    return common.report(section(args, command, rows))
 
 
 if __name__ == "__main__":

@@ -31,9 +31,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vgg.finetune import data as data_lib
-from keras_vgg.finetune import distribute
+from keras_vgg.precision import training_scope
 from keras_vgg.finetune.config import load_recipe, shipped_recipes
 from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
+from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.phase import cached_features, class_weights, uses_feature_cache
 from keras_vgg.finetune.train import preprocessing_mode
 
@@ -89,7 +90,12 @@ def pipeline_overhead(recipe, splits, phase, repeats):
         "in-memory": epoch_clock(model, x, y=y, batch_size=recipe.batch_size,
                                  class_weight=weights),
     }, repeats)
-    steps = len(batches)
+    return overhead_row(recipe, phase, len(batches), seconds)
+
+
+def overhead_row(recipe, phase, steps, seconds) -> dict:
+    """A phase's row from the seconds of its epochs (``{"pipeline": [...], "in-memory":
+    [...]}``): steps/s of each and the median per-round ratio in-memory / pipeline."""
     return {"phase": phase, "freeze": getattr(recipe, f"{phase}_freeze"),
             "epochs": getattr(recipe, f"{phase}_epochs"), "steps": steps,
             "pipeline_steps_s": steps / common.median(seconds["pipeline"]),
@@ -118,7 +124,8 @@ def feature_cache(recipe, splits, repeats):
     plain()  # warm: the decoded-image cache is full before the features are extracted
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        features = cached_features(model, splits, recipe, mode, Path(run_dir))
+        features = cached_features(RunContext(recipe, Path(run_dir), splits, mode, verbose=0),
+                                   model)
         extraction = time.perf_counter() - start
     head = compiled(model.get_layer("head"), recipe, "phase1")
     cached = tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels))
@@ -127,16 +134,22 @@ def feature_cache(recipe, splits, repeats):
         "cached features": epoch_clock(head, data_lib.shuffle_batch(cached, recipe),
                                        class_weight=weights),
     }, repeats)
+    return cache_row(seconds, extraction, features["train"].shape[1:])
+
+
+def cache_row(seconds, extraction, feature_shape) -> dict:
+    """The feature cache's row from the seconds of its epochs (``{"frozen end to end": [...],
+    "cached features": [...]}``) and the one-time extraction's seconds."""
     plain_s, cached_s = (common.median(seconds[k]) for k in ("frozen end to end",
                                                              "cached features"))
     saved = plain_s - cached_s
     return {"plain_epoch_s": plain_s, "cached_epoch_s": cached_s,
             "speedup": common.paired(seconds["frozen end to end"], seconds["cached features"]),
-            "extraction_s": extraction, "feature_shape": list(features["train"].shape[1:]),
+            "extraction_s": extraction, "feature_shape": list(feature_shape),
             "break_even_epochs": extraction / saved if saved > 0 else float("inf")}
 
 
-def body(args, recipe, splits, overheads, total, cache) -> str:
+def body(args, recipe, source, images, overheads, total, cache) -> str:
     first = common.table(
         ("phase", "freeze", "epochs in recipe", "steps/epoch", "pipeline steps/s",
          "in-memory steps/s", "pipeline / in-memory", "overhead"),
@@ -153,7 +166,7 @@ def body(args, recipe, splits, overheads, total, cache) -> str:
     return (f"Recipe `{args.config}` ({recipe.model}, {recipe.image_size}x{recipe.image_size}, "
             f"batch {recipe.batch_size}, augment {recipe.augment}, weights {recipe.weights}, "
             f"jit_compile {recipe.jit_compile}, mixed_precision {recipe.mixed_precision}) on "
-            f"{splits.report['source']}: {len(splits.train_labels)} training images. Each "
+            f"{source}: {images} training images. Each "
             f"contestant runs {args.repeats} epochs, alternating with the other, after a "
             "warm-up epoch; steps/s and seconds are medians, ratios the median of the "
             "per-round ratios; training only (no validation).\n\n"
@@ -189,8 +202,31 @@ def targets(recipe, overheads, total, cache):
     ]
 
 
-def main(argv=None) -> common.Section:
-    """Measures both comparisons and prints their tables; returns the section for the docs."""
+TITLE = "Fine-tuning: input pipeline overhead and the feature cache"
+
+
+def recipe_ratio(overheads) -> float:
+    """The recipe's training time on in-memory batches over its time on the pipeline: each
+    phase's row (:func:`pipeline_overhead`) weighted by its epochs."""
+    return (sum(r["epochs"] * r["steps"] / r["memory_steps_s"] for r in overheads)
+            / sum(r["epochs"] * r["steps"] / r["memory_steps_s"] / r["ratio"]
+                  for r in overheads))
+
+
+def section(args, command, recipe, source, images, overheads, cache) -> common.Section:
+    """The docs section from the measured rows: one per phase (:func:`pipeline_overhead`)
+    and the feature cache's (:func:`feature_cache`), on ``images`` training images of
+    ``source``."""
+    total = recipe_ratio(overheads)
+    return common.Section(
+        TITLE, command, body(args, recipe, source, images, overheads, total, cache),
+        rows=overheads + [cache], targets=targets(recipe, overheads, total, cache),
+        extra={"recipe_ratio": total})
+
+
+def arguments(argv=None):
+    """``(args, recipe, command)``: the parsed arguments, the recipe they make (checked to
+    use the feature cache) and the command line that reproduces them."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--config", default="builtin", choices=shipped_recipes())
     arg_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -205,22 +241,21 @@ def main(argv=None) -> common.Section:
         cache_recipe(recipe)
     except ValueError as error:
         arg_parser.error(str(error))
+    return args, recipe, common.command("finetune_speed.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    """Measures both comparisons and prints their tables; returns the section for the docs."""
+    args, recipe, command = arguments(argv)
     keras.utils.set_random_seed(recipe.seed)
     splits = data_lib.load_data(recipe)
     phases = [p for p in ("phase1", "phase2") if getattr(recipe, f"{p}_epochs")]
-    with distribute.precision(recipe.mixed_precision):
+    with training_scope(recipe.mixed_precision):
         overheads = [pipeline_overhead(recipe, splits, p, args.repeats) for p in phases]
         cache = feature_cache(recipe, splits, args.repeats)
-    # The recipe's training time on in-memory batches over its time on the pipeline.
-    total = (sum(r["epochs"] * r["steps"] / r["memory_steps_s"] for r in overheads)
-             / sum(r["epochs"] * r["steps"] / r["memory_steps_s"] / r["ratio"]
-                   for r in overheads))
     keras.backend.clear_session()
-    return common.report(common.Section(
-        "Fine-tuning: input pipeline overhead and the feature cache",
-        common.command("finetune_speed.py", args, arg_parser),
-        body(args, recipe, splits, overheads, total, cache), rows=overheads + [cache],
-        targets=targets(recipe, overheads, total, cache), extra={"recipe_ratio": total}))
+    return common.report(section(args, command, recipe, splits.report["source"],
+                                 len(splits.train_labels), overheads, cache))
 
 
 if __name__ == "__main__":

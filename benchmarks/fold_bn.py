@@ -136,19 +136,26 @@ def library_rows(variant, size, repeats):
     clocks = {(batch, form): common.wall(lambda m=model, b=x[:batch]: m.predict_on_batch(b))
               for batch in (1, 8) for form, model in forms.items()}
     seconds = common.alternate(clocks, repeats)
+    keras.backend.clear_session()
+    return library_rows_of(seconds), exact
+
+
+def library_rows_of(seconds):
+    """One row per batch size from the seconds of every round (``{(batch, form): [...]}``):
+    each form's ms and its speed against the plain form's."""
     rows = []
-    for batch in (1, 8):
+    for batch in dict.fromkeys(key[0] for key in seconds):
         row = {"batch": batch, **{f"{form}_ms": 1000 * common.median(seconds[batch, form])
                                   for form in LIBRARY_FORMS}}
         for form in LIBRARY_FORMS[1:]:  # plain seconds / form seconds: the form's speed
             row[f"{form}_speed"] = common.paired(seconds[batch, "plain"], seconds[batch, form])
         rows.append(row)
-    keras.backend.clear_session()
-    return rows, exact
+    return rows
 
 
-def library_section(args, arg_parser) -> common.Section:
-    rows, exact = library_rows(args.model, args.size, args.repeats)
+def library_section(args, command, rows, exact) -> common.Section:
+    """``--library``'s docs section from the rows (:func:`library_rows_of`) and the largest
+    difference of the folded and unfolded float32 outputs."""
     names = {"plain": args.model, "bn unfolded": f"{args.model}_bn unfolded",
              "bn": f"{args.model}_bn folded"}
     table = common.table(
@@ -167,11 +174,11 @@ def library_section(args, arg_parser) -> common.Section:
             f"built it before.\n\n{table}\n\nFolded vs unfolded float32 outputs (softmax): "
             f"max abs difference {exact:.1e}.")
     worst = min(r["bn_speed"] for r in rows)
-    return common.report(common.Section(
-        LIBRARY_TITLE, common.command("fold_bn.py", args, arg_parser), body, rows=rows,
+    return common.Section(
+        LIBRARY_TITLE, command, body, rows=rows,
         targets=[common.Target(f"{args.model}_bn in bfloat16",
                                f">= {LIBRARY_TARGET}x the speed of {args.model}",
-                               f"{worst:.2f}x at worst", worst >= LIBRARY_TARGET)]))
+                               f"{worst:.2f}x at worst", worst >= LIBRARY_TARGET)])
 
 
 def rows_of(measured):
@@ -214,7 +221,17 @@ def targets(model, rows) -> list[common.Target]:
         "" if worst["folded_ratio"] <= TARGET else "see the reading under the table")]
 
 
-def main(argv=None) -> common.Section:
+def section(args, command, measured) -> common.Section:
+    """The docs section from what :func:`measure` returns (``seconds``: ``{(pass, form):
+    [...]}``, ``ops``: ``{(mode, form): op counts}``, ``max_abs_diff``)."""
+    rows = rows_of(measured)
+    return common.Section(TITLE, command, body(args, rows, measured), rows=rows,
+                          targets=targets(args.model, rows), extra=measured)
+
+
+def arguments(argv=None):
+    """``(args, command)``: the parsed arguments (``--quick`` spelt out as the settings it
+    stands for) and the command line that reproduces them."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--model", default="vgg16", choices=("vgg11", "vgg13", "vgg16",
                                                                 "vgg19"),
@@ -232,12 +249,16 @@ def main(argv=None) -> common.Section:
         args.model, args.size, args.repeats, args.calibration = "vgg11", 32, 2, 2
     if args.library:  # no TFLite file to calibrate
         del args.calibration
-        return library_section(args, arg_parser)
+    return args, common.command("fold_bn.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    args, command = arguments(argv)
+    if args.library:
+        rows, exact = library_rows(args.model, args.size, args.repeats)
+        return common.report(library_section(args, command, rows, exact))
     measured = measure(args.model, args.size, args.repeats, args.calibration)
-    rows = rows_of(measured)
-    return common.report(common.Section(
-        TITLE, common.command("fold_bn.py", args, arg_parser), body(args, rows, measured),
-        rows=rows, targets=targets(args.model, rows), extra=measured))
+    return common.report(section(args, command, measured))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,17 @@ def against_applications(size, batch, repeats, side):
     return rows, gemm
 
 
+def swept_row(name, size, batch, seconds, gemm_flops) -> dict:
+    """One variant of the sweep, from the seconds of every round (``{name: [...], "gemm":
+    [...]}``): images/s, GFLOP/s and the fraction of the GEMM's in the same rounds."""
+    gflops = keras_vgg.describe(name, input_shape=(size, size, 3)).gflops
+    rate = batch / common.median(seconds[name])
+    return {"model": name, "paper": keras_vgg.get_config(name).paper_name,
+            "gflops_per_image": gflops, "images_s": rate, "gflops_s": rate * gflops,
+            "fraction_of_peak": common.paired(seconds["gemm"], seconds[name])
+            * batch * gflops * 1e9 / gemm_flops}
+
+
 def sweep(variants, size, batch, repeats, side):
     """Images/s and GFLOP/s of every variant (with its top), one at a time, each in
     alternating rounds with the square GEMM; returns ``(rows, that GEMM's GFLOP/s)``."""
@@ -90,12 +101,7 @@ def sweep(variants, size, batch, repeats, side):
         model = keras_vgg.get_model(name, input_shape=(size, size, 3))
         seconds = common.alternate({name: predictor(model, x), "gemm": common.wall(square)},
                                    repeats)
-        gflops = keras_vgg.describe(name, input_shape=(size, size, 3)).gflops
-        rate = batch / common.median(seconds[name])
-        rows.append({"model": name, "paper": keras_vgg.get_config(name).paper_name,
-                     "gflops_per_image": gflops, "images_s": rate, "gflops_s": rate * gflops,
-                     "fraction_of_peak": common.paired(seconds["gemm"], seconds[name])
-                     * batch * gflops * 1e9 / square_flops})
+        rows.append(swept_row(name, size, batch, seconds, square_flops))
         gemm_seconds += seconds["gemm"]
         del model
         keras.backend.clear_session()
@@ -166,8 +172,24 @@ def targets(compared, batch, rounds):
     ]
 
 
-def main(argv=None) -> common.Section:
-    """Runs both parts and prints their tables; returns the section for the docs."""
+TITLE = "Inference: keras_vgg vs keras.applications, and every variant against the GEMM peak"
+
+
+def section(args, command, compared, gemm, swept, sweep_peak) -> common.Section:
+    """The docs section from what both parts measured (:func:`against_applications`'s rows
+    and GEMMs, :func:`sweep`'s rows and peak): the tables, the targets, the command."""
+    return common.Section(
+        TITLE, command, body(args, compared, gemm, swept, sweep_peak),
+        rows=compared + swept, targets=targets(compared, args.batch, args.repeats),
+        extra={"compared": compared, "swept": swept, "gemm_gflops_s": gemm,
+               "sweep_peak_gflops_s": sweep_peak,
+               "sweep_settings": f"{args.sweep_size}x{args.sweep_size}, "
+                                 f"batch {args.sweep_batch}"})
+
+
+def arguments(argv=None):
+    """``(args, command)``: the parsed, checked arguments and the command line that
+    reproduces them."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--size", type=common.positive_int, default=224)
     arg_parser.add_argument("--batch", type=common.positive_int, default=8)
@@ -181,18 +203,16 @@ def main(argv=None) -> common.Section:
     args = arg_parser.parse_args(argv)
     common.check_size(arg_parser, "--sweep-size", args.sweep_size, args.variants)
     common.check_size(arg_parser, "--size", args.size, APPLICATIONS)
+    return args, common.command("inference.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    """Runs both parts and prints their tables; returns the section for the docs."""
+    args, command = arguments(argv)
     compared, gemm = against_applications(args.size, args.batch, args.repeats, args.gemm)
     swept, sweep_peak = sweep(args.variants, args.sweep_size, args.sweep_batch,
                               args.sweep_repeats, args.gemm)
-    return common.report(common.Section(
-        "Inference: keras_vgg vs keras.applications, and every variant against the GEMM peak",
-        common.command("inference.py", args, arg_parser),
-        body(args, compared, gemm, swept, sweep_peak),
-        rows=compared + swept, targets=targets(compared, args.batch, args.repeats),
-        extra={"compared": compared, "swept": swept, "gemm_gflops_s": gemm,
-               "sweep_peak_gflops_s": sweep_peak,
-               "sweep_settings": f"{args.sweep_size}x{args.sweep_size}, "
-                                 f"batch {args.sweep_batch}"}))
+    return common.report(section(args, command, compared, gemm, swept, sweep_peak))
 
 
 if __name__ == "__main__":

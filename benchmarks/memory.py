@@ -70,12 +70,17 @@ def measure(variants, size, batch):
     rows = []
     for variant in variants:
         peaks = peak_of(variant, size, batch)
-        weights = 4 * peaks["params"] / 1e6
-        rows.append({"model": variant, "weights_mb": weights, "peak_mb": peaks["peak"],
-                     "build_mb": peaks["build"] - baseline, "run_mb": peaks["peak"] - baseline,
-                     "x_weights": (peaks["peak"] - baseline) / weights})
+        rows.append(row_of(variant, peaks, baseline))
         print(f"{variant}: peak {peaks['peak']:.0f} MB", flush=True)
     return baseline, rows
+
+
+def row_of(variant, peaks, baseline) -> dict:
+    """A variant's row from its child's peaks (:func:`peak_of`, MB) and the baseline's."""
+    weights = 4 * peaks["params"] / 1e6
+    return {"model": variant, "weights_mb": weights, "peak_mb": peaks["peak"],
+            "build_mb": peaks["build"] - baseline, "run_mb": peaks["peak"] - baseline,
+            "x_weights": (peaks["peak"] - baseline) / weights}
 
 
 def body(args, baseline, rows) -> str:
@@ -92,22 +97,36 @@ def body(args, baseline, rows) -> str:
             f"latter over the float32 weight bytes.\n\n{lines}")
 
 
-def main(argv=None):
-    """Runs the children and prints the table; returns the section for the docs."""
+TITLE = "Memory: peak RSS of building and running each variant"
+
+
+def section(args, command, baseline, rows) -> common.Section:
+    """The docs section from the baseline's peak and the variants' rows (:func:`row_of`)."""
+    return common.Section(TITLE, command, body(args, baseline, rows), rows=rows,
+                          extra={"baseline_mb": baseline})
+
+
+def arguments(argv=None):
+    """``(args, command)``: the parsed arguments and the command line that reproduces them
+    (a child's own, when ``--child`` is given, is not checked)."""
     arg_parser = common.parser(__doc__)
     common.add_variants(arg_parser)
     arg_parser.add_argument("--size", type=common.positive_int, default=224)
     arg_parser.add_argument("--batch", type=common.positive_int, default=1)
     arg_parser.add_argument("--child", help=argparse.SUPPRESS)
     args = arg_parser.parse_args(argv)
+    if not args.child:
+        common.check_size(arg_parser, "--size", args.size, args.variants)
+    return args, common.command("memory.py", args, arg_parser)
+
+
+def main(argv=None):
+    """Runs the children and prints the table; returns the section for the docs."""
+    args, command = arguments(argv)
     if args.child:
         return child(args.child, args.size, args.batch)
-    common.check_size(arg_parser, "--size", args.size, args.variants)
     baseline, rows = measure(args.variants, args.size, args.batch)
-    return common.report(common.Section(
-        "Memory: peak RSS of building and running each variant",
-        common.command("memory.py", args, arg_parser), body(args, baseline, rows), rows=rows,
-        extra={"baseline_mb": baseline}))
+    return common.report(section(args, command, baseline, rows))
 
 
 if __name__ == "__main__":

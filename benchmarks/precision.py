@@ -21,7 +21,7 @@ import keras
 from finetune_speed import compiled, epoch_clock
 
 from keras_vgg.finetune import data as data_lib
-from keras_vgg.finetune import distribute
+from keras_vgg.precision import training_scope
 from keras_vgg.finetune.config import load_recipe
 from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
 from keras_vgg.finetune.train import preprocessing_mode
@@ -34,7 +34,7 @@ def clock_for(recipe, splits, mixed, jit):
     """An epoch clock of phase 2 for one form, and the dtype policy its base computes in."""
     recipe = dataclasses.replace(recipe, mixed_precision=mixed, jit_compile=jit)
     keras.utils.set_random_seed(recipe.seed)
-    with distribute.precision(mixed):
+    with training_scope(mixed):
         model = build_finetune_model(recipe, len(splits.class_names))
         policy = model.get_layer("base").layers[1].dtype_policy.name
     freeze(model, recipe.phase2_freeze, freeze_bn=not bn_training(recipe))
@@ -43,8 +43,34 @@ def clock_for(recipe, splits, mixed, jit):
     return epoch_clock(model, pipeline), policy
 
 
-def main(argv=None) -> common.Section:
-    """Times the four forms side by side; prints and returns the docs section."""
+TITLE = "Fine-tuning: mixed precision and XLA"
+
+
+def rows_of(policies, seconds) -> list[dict]:
+    """One row per form (float32 first) from the seconds of its epochs: the median epoch and
+    the median per-round speed-up over float32."""
+    return [{"form": name, "policy": policies[name], "epoch_s": common.median(seconds[name]),
+             "speedup": common.paired(seconds["float32"], seconds[name])} for name in seconds]
+
+
+def section(args, command, recipe, images, rows) -> common.Section:
+    """The docs section from the rows (:func:`rows_of`) of ``recipe``'s phase 2 on
+    ``images`` training images."""
+    body = (f"Recipe `builtin` phase 2 ({recipe.model}, {args.image_size}x{args.image_size}, "
+            f"batch {recipe.batch_size}, {images} training images, freeze "
+            f"{recipe.phase2_freeze}), one epoch per round, {args.repeats} alternating rounds "
+            "after a warm-up epoch (which also holds XLA's compilation); medians.\n\n"
+            + common.table(("form", "base computes in", "epoch s", "float32 / this (speed-up)"),
+                           [(r["form"], r["policy"], f"{r['epoch_s']:.2f}",
+                             f"{r['speedup']:.2f}") for r in rows], left=2)
+            + "\n\nOn this CPU these are the only precision figures: no GPU was lent to "
+            "measure `mixed_float16` where it is meant to pay.")
+    return common.Section(TITLE, command, body, rows=rows)
+
+
+def arguments(argv=None):
+    """``(args, recipe, command)``: the parsed arguments, the builtin recipe with their
+    overrides, and the command line that reproduces them."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--image-size", type=common.positive_int, default=64)
     arg_parser.add_argument("--repeats", type=common.positive_int, default=3)
@@ -53,28 +79,22 @@ def main(argv=None) -> common.Section:
     arg_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                             help="overrides of the builtin recipe")
     args = arg_parser.parse_args(argv)
-    forms = ["float32"] + [name for name in args.forms if name != "float32"]
     recipe = load_recipe("builtin", [f"image_size={args.image_size}", *args.set])
+    return args, recipe, common.command("precision.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    """Times the four forms side by side; prints and returns the docs section."""
+    args, recipe, command = arguments(argv)
+    forms = ["float32"] + [name for name in args.forms if name != "float32"]
     splits = data_lib.load_data(recipe)
     clocks, policies = {}, {}
     for name in forms:
         clocks[name], policies[name] = clock_for(recipe, splits, *FORMS[name])
     seconds = common.alternate(clocks, args.repeats)
-    rows = [{"form": name, "policy": policies[name], "epoch_s": common.median(seconds[name]),
-             "speedup": common.paired(seconds["float32"], seconds[name])} for name in forms]
-    body = (f"Recipe `builtin` phase 2 ({recipe.model}, {args.image_size}x{args.image_size}, "
-            f"batch {recipe.batch_size}, {len(splits.train_labels)} training images, freeze "
-            f"{recipe.phase2_freeze}), one epoch per round, {args.repeats} alternating rounds "
-            "after a warm-up epoch (which also holds XLA's compilation); medians.\n\n"
-            + common.table(("form", "base computes in", "epoch s", "float32 / this (speed-up)"),
-                           [(r["form"], r["policy"], f"{r['epoch_s']:.2f}",
-                             f"{r['speedup']:.2f}") for r in rows], left=2)
-            + "\n\nOn this CPU these are the only precision figures: no GPU was lent to "
-            "measure `mixed_float16` where it is meant to pay.")
+    rows = rows_of(policies, seconds)
     keras.backend.clear_session()
-    return common.report(common.Section(
-        "Fine-tuning: mixed precision and XLA", common.command("precision.py", args, arg_parser),
-        body, rows=rows))
+    return common.report(section(args, command, recipe, len(splits.train_labels), rows))
 
 
 if __name__ == "__main__":

@@ -52,17 +52,25 @@ def variant_row(name, size, batch, repeats, gemms) -> dict:
               "bfloat16": common.wall(lambda: fast.predict_on_batch(x)),
               **{f"gemm {dtype}": common.wall(run) for dtype, (run, _) in gemms.items()}}
     seconds = common.alternate(clocks, repeats)
+    row = timed_row(name, size, batch, seconds, {d: f for d, (_, f) in gemms.items()}, diff)
+    clocks.clear()  # the models go with their clocks
+    keras.backend.clear_session()
+    gc.collect()
+    return row
+
+
+def timed_row(name, size, batch, seconds, gemm_flops, diff) -> dict:
+    """A variant's row from the seconds of every round (``{"float32": [...], "bfloat16":
+    [...], "gemm float32": [...], "gemm bfloat16": [...]}``), each GEMM's FLOPs (``{dtype:
+    flops}``) and the largest difference of the two precisions' outputs."""
     gflops = keras_vgg.describe(name, input_shape=(size, size, 3)).gflops
     row = {"model": name, "gflops_per_image": gflops, "max_abs_diff": diff,
            "speedup": common.paired(seconds["float32"], seconds["bfloat16"])}
-    for dtype, (_, flops) in gemms.items():
+    for dtype, flops in gemm_flops.items():
         row[f"{dtype}_images_s"] = batch / common.median(seconds[dtype])
         row[f"{dtype}_of_peak"] = common.paired(seconds[f"gemm {dtype}"], seconds[dtype]) \
             * batch * gflops * 1e9 / flops
         row[f"{dtype}_gemm_gflops_s"] = flops / common.median(seconds[f"gemm {dtype}"]) / 1e9
-    clocks.clear()  # the models go with their clocks
-    keras.backend.clear_session()
-    gc.collect()
     return row
 
 
@@ -70,9 +78,10 @@ def cache_clocks(size, per_class):
     """Clocks of the recipe's feature-cache extraction (VGG16 base at ``size``) in float32
     (``mixed_precision: false``) and in ``auto``; each round extracts afresh."""
     from keras_vgg.finetune import data as data_lib
-    from keras_vgg.finetune import distribute
+    from keras_vgg.precision import training_scope
     from keras_vgg.finetune.config import load_recipe
     from keras_vgg.finetune.model import build_finetune_model
+    from keras_vgg.finetune.context import RunContext
     from keras_vgg.finetune.phase import cached_features
     from keras_vgg.finetune.train import preprocessing_mode
 
@@ -84,13 +93,13 @@ def cache_clocks(size, per_class):
     clocks = {}
     for name, mixed in (("float32", "false"), ("auto", "auto")):
         form = dataclasses.replace(recipe, mixed_precision=mixed)
-        with distribute.precision(mixed):  # as a run builds its model
+        with training_scope(mixed):  # as a run builds its model
             model = build_finetune_model(form, len(splits.class_names))
-        mode = preprocessing_mode(form, model)
+        run = RunContext(form, folder, splits, preprocessing_mode(form, model), verbose=0)
 
-        def extract(form=form, model=model, mode=mode):
-            shutil.rmtree(folder / "feature_cache", ignore_errors=True)
-            cached_features(model, splits, form, mode, folder)
+        def extract(run=run, model=model):
+            shutil.rmtree(run.folder.feature_cache, ignore_errors=True)
+            cached_features(run, model)
 
         clocks[name] = common.wall(extract)
     return clocks, len(splits.train_labels) + len(splits.val_labels)
@@ -137,7 +146,21 @@ def plot(rows, path):
     plt.close(fig)
 
 
-def main(argv=None) -> common.Section:
+TITLE = "Inference in bfloat16: every variant, feature cache, fine-tune epoch"
+
+
+def section(args, command, rows, cache_s, images, epoch_s, policies, recipe) -> common.Section:
+    """The docs section from what the three parts measured: the variants' rows
+    (:func:`timed_row`), the seconds of each feature-cache extraction of ``images`` images
+    and of each fine-tune epoch of ``recipe`` (``{"float32": [...], "auto": [...]}``), and
+    the dtype policy each epoch's model computed in."""
+    return common.Section(TITLE, command,
+                          body(args, rows, cache_s, images, epoch_s, policies, recipe),
+                          rows=rows, targets=targets(rows, cache_s, epoch_s))
+
+
+def arguments(argv=None):
+    """``(args, command)``: the parsed arguments and the command line that reproduces them."""
     arg_parser = common.parser(__doc__)
     arg_parser.add_argument("--size", type=common.positive_int, default=224)
     arg_parser.add_argument("--batch", type=common.positive_int, default=8)
@@ -148,18 +171,20 @@ def main(argv=None) -> common.Section:
                             help="built-in images per class for the feature cache (5 classes)")
     common.add_variants(arg_parser)
     args = arg_parser.parse_args(argv)
-    variants = args.variants
+    return args, common.command("precision_inference.py", args, arg_parser)
+
+
+def main(argv=None) -> common.Section:
+    args, command = arguments(argv)
     gemms = {dtype: gemm(args.gemm, dtype) for dtype in ("float32", "bfloat16")}
-    rows = [variant_row(name, args.size, args.batch, args.repeats, gemms) for name in variants]
+    rows = [variant_row(name, args.size, args.batch, args.repeats, gemms)
+            for name in args.variants]
     cache, images = cache_clocks(args.cache_size, args.cache_images)
     cache_s = common.alternate(cache, args.repeats)
     epochs, policies, recipe = epoch_clocks()
     epoch_s = common.alternate(epochs, args.repeats)
-    return common.report(common.Section(
-        "Inference in bfloat16: every variant, feature cache, fine-tune epoch",
-        common.command("precision_inference.py", args, arg_parser),
-        body(args, rows, cache_s, images, epoch_s, policies, recipe),
-        rows=rows, targets=targets(rows, cache_s, epoch_s)))
+    return common.report(section(args, command, rows, cache_s, images, epoch_s, policies,
+                                 recipe))
 
 
 def body(args, rows, cache_s, images, epoch_s, policies, recipe) -> str:
