@@ -45,6 +45,7 @@ import numpy as np
 from keras_vgg._extras import require
 from keras_vgg._helpers import expected as _expected
 from keras_vgg.builder import build_graph
+from keras_vgg.spec import build_spec
 from keras_vgg.configs import LRN, Conv, get_config, layer_names
 from keras_vgg.preprocessing import Preprocessing
 
@@ -481,7 +482,8 @@ def convert(source, variant, output, *, include_top=True, input_shape=None, clas
                          f"--overwrite, to replace it). Received: output={output!r}")
     if not os.path.isfile(source):
         raise _expected("`source` to be an existing file to convert", source=os.fspath(source))
-    model = build_graph(variant, include_top=include_top, input_shape=input_shape,
-                        classes=classes, adaptive_pool=adaptive_pool, widths=widths)
+    model = build_graph(build_spec(variant, widths=widths, include_top=include_top,
+                                   input_shape=input_shape, classes=classes,
+                                   adaptive_pool=adaptive_pool))
     assign(model, read_source(source), get_config(variant).name)
     return save_converted(model, output, variant, os.fspath(source))

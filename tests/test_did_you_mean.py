@@ -78,7 +78,7 @@ def test_misspelled_flag_gets_the_command_usage(capsys):
 
 
 def test_overwrite_in_python_names_the_argument(tmp_path):
-    from keras_vgg.finetune.run_folder import export_run
+    from keras_vgg.finetune.run_export import export_run
 
     (tmp_path / "out").mkdir()
     with pytest.raises(ValueError) as error:

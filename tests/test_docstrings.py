@@ -10,8 +10,8 @@ import keras_vgg
 import keras_vgg.models
 
 PACKAGE = Path(keras_vgg.__file__).parent
-# Found, not listed: every module of the package (the deprecated keras_vgg.recipes shim
-# included; cli runs the command line and has no examples of its own).
+# Found, not listed: every module of the package (cli runs the command line and has no
+# examples of its own).
 NO_EXAMPLES = {"keras_vgg.cli"}
 MODULES = sorted(
     name for name in (
@@ -28,9 +28,9 @@ def test_module_examples(module_name):
     assert result.attempted > 0
 
 
-@pytest.mark.parametrize("name", sorted(keras_vgg.models.BUILDERS))
+@pytest.mark.parametrize("name", sorted(keras_vgg.models.public_builders()))
 def test_public_builder_examples(name):
-    builder = keras_vgg.models.BUILDERS[name]
+    builder = keras_vgg.models.public_builders()[name]
     parser = doctest.DocTestParser()
     test = parser.get_doctest(builder.__doc__, {name: builder}, name, None, 0)
     result = doctest.DocTestRunner().run(test)

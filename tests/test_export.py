@@ -381,9 +381,9 @@ def test_int8_calibrated_on_other_images_is_refused_and_nothing_is_written(tmp_p
 def mixed_model():
     """A VGG11 classifier built under mixed_bfloat16 (float32 variables, bfloat16 compute),
     its head fitted to shapes, and the same network built in float32 with its weights."""
-    from keras_vgg.finetune.distribute import precision
+    from keras_vgg.precision import training_scope
 
-    with precision(True):  # mixed_bfloat16 on CPU
+    with training_scope(True):  # mixed_bfloat16 on CPU
         mixed = small_classifier("vgg11", 32)
         assert mixed.layers[1].layers[1].compute_dtype == "bfloat16"
         images, labels = shapes(20, 32, seed=3)

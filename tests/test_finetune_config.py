@@ -195,36 +195,10 @@ def test_the_library_never_imports_finetune():
     import sys
 
     code = ("import sys, keras_vgg; print([m for m in sys.modules if m.startswith("
-            "('keras_vgg.finetune', 'keras_vgg.recipes', 'keras_vgg._recipes'))])")
+            "('keras_vgg.finetune', 'keras_vgg.recipe_files'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=CHILD_TIMEOUT_S)
     assert out.stdout.strip() == "[]"
-
-
-def test_the_old_name_warns_and_gives_the_same_modules():
-    import importlib
-    import warnings
-
-    import keras_vgg.finetune
-
-    with warnings.catch_warnings():  # the first import warns too, unless another test's did
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import keras_vgg.recipes
-    with pytest.warns(DeprecationWarning, match="import from keras_vgg.finetune instead"):
-        importlib.reload(keras_vgg.recipes)
-    from keras_vgg.recipes.config import Recipe as OldRecipe
-    from keras_vgg.recipes.data import load_data
-
-    assert load_data is keras_vgg.finetune.data.load_data and OldRecipe is Recipe
-    assert keras_vgg.recipes.finetune is keras_vgg.finetune.finetune
-    for name in keras_vgg.recipes.SUBMODULES:
-        old = importlib.import_module(f"keras_vgg.recipes.{name}")
-        assert old is importlib.import_module(f"keras_vgg.finetune.{name}"), name
-    # The old names only (run_folder's export_run and new_run_dir came after the rename).
-    assert sorted(keras_vgg.recipes.__all__) == [
-        "Recipe", "RunResult", "finetune", "load_recipe", "shipped_recipes"]
-    for name in keras_vgg.recipes.__all__:
-        assert getattr(keras_vgg.recipes, name) is getattr(keras_vgg.finetune, name), name
 
 
 # -- the shipped recipe files -----------------------------------------------------------------

@@ -3,7 +3,7 @@ module earlier in LAYERS, or to one of the same layer without a cycle.
 
 The order is the house's: helpers -> configs -> layers -> preprocessing/labels -> the model
 class that carries a preprocessing -> saving (reading it back) -> builder (graph only) -> convert -> weights -> models -> features -> the package's front
-(``keras_vgg/__init__``) -> export -> fine-tuning -> cli. A new module must be placed here.
+(``keras_vgg/__init__``) -> export -> inference -> fine-tuning -> cli. A new module must be placed here.
 A package's lazy front (``LAZY = {module: names}``, loaded on first use) counts as importing
 each module it names.
 """
@@ -23,20 +23,24 @@ LAYERS = [
     ("keras_vgg.layers",),
     ("keras_vgg.preprocessing", "keras_vgg.labels"),
     ("keras_vgg.vgg_model", "keras_vgg.precision"),  # the model class; what models compute in
+    ("keras_vgg.run_folder",),  # a run folder's file names and lifecycle (no Keras)
     ("keras_vgg.saving",),  # reading .keras files and run folders with their record
+    ("keras_vgg.pruning",),  # structured pruning; what a model records as its widths
+    ("keras_vgg.spec",),  # a build's arguments, checked once
     ("keras_vgg.builder",),
     ("keras_vgg.convert",),
     ("keras_vgg.weights",),
     ("keras_vgg.models",),
     # model surgery: BatchNorm folded into the convs (and the models to predict with:
     # folded, then cast), structured pruning
-    ("keras_vgg.batch_norm", "keras_vgg.pruning"),
+    ("keras_vgg.batch_norm",),
     ("keras_vgg.features",),
     # what people use the features for; pixels: images in, model inputs out
     ("keras_vgg.pixels", "keras_vgg.losses", "keras_vgg.gradcam", "keras_vgg.embeddings"),
     ("keras_vgg",),
-    ("keras_vgg.export",),  # and its modules
-    ("keras_vgg.finetune", "keras_vgg.recipes"),  # the engine, and the old name's shim
+    ("keras_vgg.export",),  # and its modules: writing and checking bundles
+    ("keras_vgg.inference",),  # running a model or a bundle on image files
+    ("keras_vgg.finetune",),  # the engine
     ("keras_vgg.cli",),
 ]
 

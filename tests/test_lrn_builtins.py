@@ -23,6 +23,7 @@ from test_layers import POOL_CASES, caffe_max_pool_reference, lrn_reference
 
 from keras_vgg import build_vgg, list_models, min_input_size
 from keras_vgg.builder import build_graph
+from keras_vgg.spec import build_spec
 from keras_vgg.configs import Pool, get_config
 from keras_vgg.export import TFLiteRunner, serving_model, tflite_ops, write_tflite
 from keras_vgg.layers import CeilMaxPooling2D, LocalResponseNormalization, channel_window
@@ -135,7 +136,7 @@ def test_builder_keeps_the_min_pad_for_a_pool_on_the_raw_input():
     the input's minimum (the input may be negative)."""
     config = get_config("vgg_f")
     config = dataclasses.replace(config, blocks=((Pool(3, 2, ceil=True),), *config.blocks))
-    model = build_graph(config, include_top=False, input_shape=(96, 96, 3))
+    model = build_graph(build_spec(config, include_top=False, input_shape=(96, 96, 3)))
     assert [pool.pad_value for pool in _ceil_pools(model)] == [None, 0.0, 0.0, 0.0]
 
 

@@ -3,6 +3,7 @@ backend that is not installed is skipped with one line naming the extra, not a t
 from conftest; under CI=true it is an error, so CI cannot pass without a backend."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TEST = ["-k", "no_test_has_this_name", "-p", "no:cacheprovider"]
+
+
+def small_tree(tmp_path) -> Path:
+    """The real script in a copy of the repository's layout whose tests/ holds a conftest that
+    imports Keras (so a backend that fails to import shows, as with the real suite) and one
+    test per file of the script's second line: the script runs as in CI, without collecting
+    the whole suite three more times."""
+    root = tmp_path / "repo"
+    (root / "tools").mkdir(parents=True)
+    script = (ROOT / "tools" / "test_matrix.sh").read_text()
+    (root / "tools" / "test_matrix.sh").write_text(script)
+    (root / "tests").mkdir()
+    (root / "tests" / "conftest.py").write_text("import keras  # noqa: F401\n")
+    second_line = re.search(r"SECOND_LINE=\((.*?)\)", script, re.S).group(1).split()
+    for name in ["tests/test_first_line.py", *second_line]:
+        (root / name).write_text("def test_one():\n    pass\n")
+    return root
 
 
 def run_matrix(tmp_path, ci):
@@ -24,8 +42,8 @@ def run_matrix(tmp_path, ci):
     env.pop("CI", None)
     if ci:
         env["CI"] = "true"
-    return subprocess.run(["bash", "tools/test_matrix.sh", *NO_TEST], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(["bash", "tools/test_matrix.sh", *NO_TEST], cwd=small_tree(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_a_missing_backend_is_skipped_with_one_line(tmp_path):

@@ -13,7 +13,7 @@ from PIL import Image
 from test_data_scale import jpeg_bytes, truncate
 from test_distribute import finished, free_ports, h5_arrays, run_recipes
 
-from keras_vgg.finetune import Recipe, distribute
+from keras_vgg.finetune import Recipe, distribute, loop
 from keras_vgg.finetune import tfrecords as tfrecords_lib
 from keras_vgg.finetune.data import decode_once, eval_pipeline, load_data, train_pipeline
 from keras_vgg.finetune.scan import scan_folder
@@ -132,7 +132,7 @@ def test_a_split_smaller_than_the_workers_is_refused(tmp_path):
 
 
 def test_the_loop_leaves_the_padding_out_of_every_figure():
-    """distribute._loop_fit (the multi-worker loop, here on one device) on batches of (x, y,
+    """loop._loop_fit (the multi-worker loop, here on one device) on batches of (x, y,
     weight): padding of weight 0 (noise, the wrong label) changes neither the weights trained
     (plain SGD: a wrong normalisation shows in them) nor the logged figures."""
     rng = np.random.default_rng(0)
@@ -146,9 +146,8 @@ def test_the_loop_leaves_the_padding_out_of_every_figure():
         model.compile(keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         data = tf.data.Dataset.from_tensor_slices(arrays).batch(4)
-        history = distribute._loop_fit(model, data, data, epochs=3, initial_epoch=0,
-                                       callbacks=[], class_weight=None,
-                                       strategy=tf.distribute.get_strategy(), verbose=0)
+        history = loop._loop_fit(model, data, data, loop.FitPlan(
+            epochs=3, strategy=tf.distribute.get_strategy(), verbose=0))
         return history.history, model.get_weights()
 
     plain_history, plain_weights = fitted(x, y)

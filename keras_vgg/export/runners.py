@@ -29,6 +29,7 @@ from keras_vgg.export.openvino_export import OpenVINORunner
 from keras_vgg.export.serving import serving_model
 from keras_vgg.precision import resolve_precision
 from keras_vgg.preprocessing import resize_uint8
+from keras_vgg.run_folder import BEST
 from keras_vgg.saving import load_model
 
 
@@ -149,7 +150,7 @@ def _check_predictor_path(path: Path):
     if path.is_file() and path.suffix in (".keras", *SERVED):
         return
     if path.is_dir() and any((path / name).is_file() for name in ("saved_model.pb",
-                                                                   "best.keras", "model.xml")):
+                                                                   BEST, "model.xml")):
         return
     what = ("no such file or folder" if not path.exists() else
             "a folder without best.keras, saved_model.pb or model.xml" if path.is_dir() else

@@ -2,12 +2,13 @@
 
 Modules: ``config`` (the :class:`Recipe` record, :func:`load_recipe`, the shipped recipes),
 ``data`` (tfds, folders, the built-in shapes), ``builtin`` (drawing those shapes), ``model``
-(head surgery, freezing by block), ``run_folder`` (naming, checking and starting run
-folders; ``export_run``, a run's model exported on its own data), ``phase`` (one phase:
+(head surgery, freezing by block), ``run_folder`` (naming and checking run
+folders), ``run_export`` (``export_run``, a run's model exported on its own data), ``context``
+(what a run's phases need), ``phase`` (one phase:
 freeze, compile, fit with the recipe's callbacks), ``compress`` (a run's model pruned,
 fine-tuned again, exported and compared; ``compress_report``), ``train`` (the two phases,
 resuming), ``report`` (metrics, pictures, the run's summary), ``distribute``
-(tf.distribute and precision). It needs
+(strategies), ``loop`` (fit, and its own loop under a multi-worker strategy). It needs
 the finetune extra: ``pip install "keras-vgg[finetune]"``. The library (``keras_vgg``) never
 imports this package; it imports the library.
 
@@ -23,12 +24,13 @@ from keras_vgg._helpers import lazy_exports
 # (keras-vgg finetune --dry-run, keras-vgg recipes) loads no TensorFlow.
 LAZY = {
     "keras_vgg.finetune.config": ("Recipe", "load_recipe", "shipped_recipes"),
-    "keras_vgg.finetune.run_folder": ("export_run", "new_run_dir"),
+    "keras_vgg.finetune.run_folder": ("new_run_dir",),
+    "keras_vgg.finetune.run_export": ("ExportOptions", "export_run"),
     "keras_vgg.finetune.compress": ("compress",),
     "keras_vgg.finetune.train": ("RunResult", "finetune"),
 }
 
-__all__ = ["Recipe", "RunResult", "compress", "export_run", "finetune", "load_recipe", "new_run_dir",
-           "shipped_recipes"]
+__all__ = ["ExportOptions", "Recipe", "RunResult", "compress", "export_run", "finetune",
+           "load_recipe", "new_run_dir", "shipped_recipes"]
 
 __getattr__, __dir__ = lazy_exports(__name__, LAZY)
