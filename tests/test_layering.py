@@ -169,3 +169,66 @@ def test_no_function_over_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and code_lines(node) > 60:
                 long.append(f"{name}.{node.name}: {code_lines(node)} lines")
     assert not long, "split these: " + "; ".join(long)
+
+
+# The public entry points a user calls with keywords, in the manner of Keras's own (build_vgg
+# as keras.applications.VGG16, export as Model.export, the losses as keras.losses): each
+# argument is a user's choice with a default. Every other function (the engine) takes at
+# most 5 parameters and passes a typed record (BuildSpec, RunContext, FitPlan, _Job, ...)
+# where it needs more. A new entry point goes here on purpose, with its public name.
+PUBLIC_ENTRY_POINTS = {
+    "keras_vgg.models.build_vgg", "keras_vgg.convert.convert", "keras_vgg.embeddings.embed",
+    "keras_vgg.export.bundle.export", "keras_vgg.export.tflite.write_tflite",
+    "keras_vgg.finetune.compress.compress", "keras_vgg.finetune.train.finetune",
+    "keras_vgg.gradcam.grad_cam", "keras_vgg.inference.embed.embed_files",
+    "keras_vgg.inference.explain.explain", "keras_vgg.losses.PerceptualLoss.__init__",
+    "keras_vgg.losses.StyleLoss.__init__",
+    "keras_vgg.losses._FeatureLoss.__init__",  # the two losses' own arguments, passed on
+}
+MAX_PARAMETERS = 5
+
+
+def parameters(function: ast.FunctionDef) -> int:
+    """Named parameters, less self/cls (*args and **kwargs are not counted)."""
+    args = function.args
+    return len([a for a in args.posonlyargs + args.args + args.kwonlyargs
+                if a.arg not in ("self", "cls")])
+
+
+def functions_of(name: str, path: Path):
+    """(qualified name, node) for every function of a module, methods as Class.method."""
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield f"{prefix}.{child.name}", child
+                yield from walk(child, f"{prefix}.{child.name}")
+            elif isinstance(child, ast.ClassDef):
+                yield from walk(child, f"{prefix}.{child.name}")
+            else:
+                yield from walk(child, prefix)
+
+    yield from walk(ast.parse(path.read_text(), str(path)), name)
+
+
+def test_no_engine_function_over_5_parameters():
+    wide = [f"{qualified}: {parameters(node)}" for name, path in MODULES.items()
+            for qualified, node in functions_of(name, path)
+            if parameters(node) > MAX_PARAMETERS and qualified not in PUBLIC_ENTRY_POINTS]
+    assert not wide, ("pass a typed record instead (or, for a public entry point a user "
+                      "calls with keywords, add it to PUBLIC_ENTRY_POINTS): " + "; ".join(wide))
+
+
+def test_every_public_entry_point_exists_and_is_wide():
+    """The allowance names real functions that need it: one that shrinks leaves the list."""
+    found = {qualified: parameters(node) for name, path in MODULES.items()
+             for qualified, node in functions_of(name, path)}
+    assert {name: found.get(name) for name in PUBLIC_ENTRY_POINTS
+            if found.get(name, 0) <= MAX_PARAMETERS} == {}
+
+
+def test_the_parameter_check_counts_methods_and_keywords(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("class A:\n    def f(self, a, b, *, c, d, e, f):\n        pass\n"
+                      "def g(a, b=1, *args, **kwargs):\n    pass\n")
+    counted = {q: parameters(n) for q, n in functions_of("m", module)}
+    assert counted == {"m.A.f": 6, "m.g": 2}
