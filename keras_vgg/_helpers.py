@@ -46,9 +46,11 @@ def did_you_mean(name, choices, quote=True) -> str:
     return f". Did you mean {match!r}?" if quote else f". Did you mean {match}?"
 
 
-class OutputExists(FileExistsError):
-    """The one error for "the output exists" (a bundle, a folder of pictures, an ``.npz``):
-    nothing is overwritten unless ``overwrite=True`` (``--overwrite``) says so."""
+class OutputExists(FileExistsError, ValueError):
+    """The one error for "the output exists" (a bundle, a run folder, a compress, a converted
+    file, a folder of pictures, an ``.npz``): nothing is overwritten unless ``overwrite=True``
+    (``--overwrite``) says so. A ``FileExistsError``, and a ``ValueError`` as every other
+    refused argument is, so code catching either sees it."""
 
 
 def expected(what: str, **received) -> ValueError:

@@ -43,7 +43,7 @@ import keras
 import numpy as np
 
 from keras_vgg._extras import require
-from keras_vgg._helpers import expected as _expected
+from keras_vgg._helpers import OutputExists, expected as _expected
 from keras_vgg.builder import build_graph
 from keras_vgg.spec import build_spec
 from keras_vgg.configs import LRN, Conv, get_config, layer_names
@@ -478,8 +478,8 @@ def convert(source, variant, output, *, include_top=True, input_shape=None, clas
         raise ValueError(f"Expected `output` (-o/--output) to end in .weights.h5. "
                          f"Received: output={output!r}")
     if os.path.exists(output) and not overwrite:
-        raise ValueError(f"Expected `output` (-o/--output) not to exist (pass overwrite=True, "
-                         f"--overwrite, to replace it). Received: output={output!r}")
+        raise OutputExists(f"Expected `output` (-o/--output) not to exist (pass overwrite=True, "
+                           f"--overwrite, to replace it). Received: output={output!r}")
     if not os.path.isfile(source):
         raise _expected("`source` to be an existing file to convert", source=os.fspath(source))
     model = build_graph(build_spec(variant, widths=widths, include_top=include_top,

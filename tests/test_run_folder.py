@@ -57,3 +57,34 @@ def test_run_state_writes_state_json_as_before_and_complete_drops_the_scratch(tm
     compress = RunState.of_compress({"steps": 2}).step_done(1)
     assert compress.to_json() == {"settings": {"steps": 2}, "steps_done": 1, "complete": False}
     assert RunState.from_json(compress.to_json()) == compress
+
+
+def test_every_existing_output_is_refused_with_one_error_type(tmp_path):
+    """Issue 29: a run folder, a compress, a run's export, a converted file, a bundle, a
+    folder of pictures and an .npz (the last three in their own tests) all refuse an
+    existing output with OutputExists: a FileExistsError, and a ValueError as before."""
+    from keras_vgg import convert
+    from keras_vgg._helpers import OutputExists
+    from keras_vgg.finetune.compress import Settings, _check_out
+    from keras_vgg.finetune.run_folder import open_run_dir
+    from keras_vgg.run_folder import RunFolder
+
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "file.txt").write_text("kept")
+    (used / "vgg11.weights.h5").write_text("kept")
+    settings = Settings({"flops": 0.5}, 1, 1, 1e-4, "l1", ["none"], [[1]], 1.0)
+    refusals = {
+        "run_dir": lambda: open_run_dir(used, Recipe()),
+        "compress": lambda: _check_out(RunFolder(used), settings, False, False),
+        "export_run": lambda: export_run(tmp_path / "no_such_run", used),
+        "convert": lambda: convert.convert(tmp_path / "no_such.pth", "vgg11",
+                                            used / "vgg11.weights.h5"),
+    }
+    for name, call in refusals.items():
+        with pytest.raises(OutputExists) as error:
+            call()
+        assert isinstance(error.value, FileExistsError) and isinstance(error.value, ValueError)
+        assert str(used) in str(error.value), name
+    assert sorted(p.name for p in used.iterdir()) == ["file.txt", "vgg11.weights.h5"]
+    assert (used / "file.txt").read_text() == "kept"

@@ -55,6 +55,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_vgg._helpers import OutputExists
 from keras_vgg.batch_norm import inference_model
 from keras_vgg.export import QUANTIZE, export
 from keras_vgg.finetune import data as data_lib
@@ -277,7 +278,7 @@ def _check_out(out: RunFolder, settings: Settings, overwrite, resume) -> RunStat
             raise ValueError(f"The compress in {out} is complete; there is nothing to resume.")
         return state
     if out.path.exists() and not overwrite:
-        raise ValueError(f"Expected `out` (-o/--output) not to exist (pass overwrite=True, "
+        raise OutputExists(f"Expected `out` (-o/--output) not to exist (pass overwrite=True, "
                          "--overwrite, to replace it, or resume=True, --resume). "
                          f"Received: out={str(out)!r}")
     return None

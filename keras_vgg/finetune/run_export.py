@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_vgg._helpers import OutputExists
 from keras_vgg.choices import SAMPLE_IMAGES
 from keras_vgg.export.formats import DEFAULT_FORMATS
 from keras_vgg.finetune import data as data_lib
@@ -69,7 +70,7 @@ def export_run(model, out, options: ExportOptions | None = None) -> dict:
     options = options or ExportOptions()
     out = Path(out)
     if out.exists() and not options.overwrite:  # before loading any data
-        raise ValueError(f"{out} exists; pass overwrite=True to replace it.")
+        raise OutputExists(f"{out} exists; pass overwrite=True to replace it.")
     loaded = load_model(model)
     record = record_of(loaded)
     preprocessing = options.preprocessing or record["preprocessing"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keras_vgg._helpers import OutputExists
 from keras_vgg.finetune.config import Recipe
 from keras_vgg.run_folder import RECIPE, RunFolder, RunState
 
@@ -80,7 +81,7 @@ def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
             raise ValueError(f"The run in {folder} is complete; there is nothing to resume.")
         return saved_recipe, state
     if folder.holds_files() and not overwrite:
-        raise ValueError(
+        raise OutputExists(
             f"The run directory {str(folder)!r} already holds a run. Pass overwrite=True "
             "to replace it, resume=True to continue it, or choose another run_dir."
         )
