@@ -23,6 +23,7 @@ _quiet.quiet_before_tensorflow()  # before TensorFlow loads: its native log line
 
 # {module: the names the package gives from it}, imported when first used.
 LAZY = {
+    "keras_vgg._helpers": ("OutputExists",),
     "keras_vgg.batch_norm": ("fold_batch_norm",),
     "keras_vgg.configs": ("CONFIGS", "VGGConfig", "describe", "get_config", "list_models",
                           "min_input_size"),
@@ -82,6 +83,7 @@ __all__ = [
     "VGGConfig",
     "LocalResponseNormalization",
     "CeilMaxPooling2D",
+    "OutputExists",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, LAZY)

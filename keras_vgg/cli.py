@@ -342,13 +342,13 @@ def add_export_parsers(commands):
 
 
 def export_command(args) -> int:
-    from keras_vgg.finetune.run_export import ExportOptions, export_run
+    from keras_vgg.finetune.run_export import export_run
 
-    export_run(args.model, args.output, ExportOptions(
-        args.format, args.quantize, preprocessing=args.preprocessing,
-        image_size=args.image_size, representative_data=args.representative_data,
-        sample_data=args.sample_data, int8_io=args.int8_io, min_agreement=args.min_agreement,
-        precision=args.precision, overwrite=args.overwrite))
+    export_run(args.model, args.output, args.format, args.quantize,
+               preprocessing=args.preprocessing, image_size=args.image_size,
+               representative_data=args.representative_data, sample_data=args.sample_data,
+               int8_io=args.int8_io, min_agreement=args.min_agreement,
+               precision=args.precision, overwrite=args.overwrite)
     print(f"Exported to {Path(args.output)} (report: {Path(args.output) / 'export_report.json'})")
     return 0
 

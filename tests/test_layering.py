@@ -2,8 +2,11 @@
 module earlier in LAYERS, or to one of the same layer without a cycle.
 
 The order is the house's: helpers -> configs -> layers -> preprocessing/labels -> the model
-class that carries a preprocessing -> saving (reading it back) -> builder (graph only) -> convert -> weights -> models -> features -> the package's front
-(``keras_vgg/__init__``) -> export -> inference -> fine-tuning -> cli. A new module must be placed here.
+class that carries a preprocessing (and precision) -> run_folder (a run's file names) ->
+saving (reading it back) -> pruning -> spec (a build's checked arguments) -> builder (graph
+only) -> convert -> weights -> models -> batch_norm -> features -> pixels/losses/gradcam/
+embeddings -> the package's front (``keras_vgg/__init__``) -> export -> inference ->
+fine-tuning -> cli. A new module must be placed here.
 A package's lazy front (``LAZY = {module: names}``, loaded on first use) counts as importing
 each module it names.
 """
@@ -32,7 +35,7 @@ LAYERS = [
     ("keras_vgg.weights",),
     ("keras_vgg.models",),
     # model surgery: BatchNorm folded into the convs (and the models to predict with:
-    # folded, then cast), structured pruning
+    # folded, then cast)
     ("keras_vgg.batch_norm",),
     ("keras_vgg.features",),
     # what people use the features for; pixels: images in, model inputs out
@@ -180,6 +183,7 @@ PUBLIC_ENTRY_POINTS = {
     "keras_vgg.models.build_vgg", "keras_vgg.convert.convert", "keras_vgg.embeddings.embed",
     "keras_vgg.export.bundle.export", "keras_vgg.export.tflite.write_tflite",
     "keras_vgg.finetune.compress.compress", "keras_vgg.finetune.train.finetune",
+    "keras_vgg.finetune.run_export.export_run",
     "keras_vgg.gradcam.grad_cam", "keras_vgg.inference.embed.embed_files",
     "keras_vgg.inference.explain.explain", "keras_vgg.losses.PerceptualLoss.__init__",
     "keras_vgg.losses.StyleLoss.__init__",

@@ -88,3 +88,10 @@ def test_every_existing_output_is_refused_with_one_error_type(tmp_path):
         assert str(used) in str(error.value), name
     assert sorted(p.name for p in used.iterdir()) == ["file.txt", "vgg11.weights.h5"]
     assert (used / "file.txt").read_text() == "kept"
+
+
+def test_output_exists_is_public():
+    import keras_vgg
+    from keras_vgg._helpers import OutputExists
+
+    assert keras_vgg.OutputExists is OutputExists and "OutputExists" in keras_vgg.__all__

@@ -13,7 +13,7 @@ from PIL import Image
 from test_data_scale import jpeg_bytes, truncate
 from test_distribute import finished, free_ports, h5_arrays, run_recipes
 
-from keras_vgg.finetune import Recipe, distribute, loop
+from keras_vgg.finetune import Recipe, loop
 from keras_vgg.finetune import tfrecords as tfrecords_lib
 from keras_vgg.finetune.data import decode_once, eval_pipeline, load_data, train_pipeline
 from keras_vgg.finetune.scan import scan_folder
@@ -164,7 +164,7 @@ def test_the_loop_leaves_the_padding_out_of_every_figure():
 # -- two workers on localhost ------------------------------------------------------------------
 
 TWO_WORKERS = dict(name="shares", model="vgg11", image_size=SIZE, augment=[], batch_size=2,
-                   validation_split=0.25, head_dropout=0.0, phase1_epochs=0, phase2_epochs=1,
+                   validation_split=0.25, head_dropout=0.0, phase1_epochs=1, phase2_epochs=1,
                    phase2_lr=1e-5, early_stopping_patience=0, reduce_lr_patience=0,
                    class_weight="none", tensorboard=False)
 

@@ -25,12 +25,12 @@ from keras_vgg._helpers import lazy_exports
 LAZY = {
     "keras_vgg.finetune.config": ("Recipe", "load_recipe", "shipped_recipes"),
     "keras_vgg.finetune.run_folder": ("new_run_dir",),
-    "keras_vgg.finetune.run_export": ("ExportOptions", "export_run"),
+    "keras_vgg.finetune.run_export": ("export_run",),
     "keras_vgg.finetune.compress": ("compress",),
     "keras_vgg.finetune.train": ("RunResult", "finetune"),
 }
 
-__all__ = ["ExportOptions", "Recipe", "RunResult", "compress", "export_run", "finetune",
-           "load_recipe", "new_run_dir", "shipped_recipes"]
+__all__ = ["Recipe", "RunResult", "compress", "export_run", "finetune", "load_recipe",
+           "new_run_dir", "shipped_recipes"]
 
 __getattr__, __dir__ = lazy_exports(__name__, LAZY)

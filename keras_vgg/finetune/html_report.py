@@ -239,7 +239,7 @@ def _section(part) -> str:
 def header_html(run_dir, recipe, metrics) -> str:
     """The run's name, recipe, model, data and date."""
     final = metrics["final"]
-    data_file = run_dir / "data_report.json"
+    data_file = RunFolder(run_dir).data_report
     data = json.loads(data_file.read_text()) if data_file.is_file() else {}
     counts = ", ".join(f"{sum(data[f'{s}_counts']):,} {name}" for s, name in
                        (("train", "train"), ("val", "validation"), ("test", "test"))

@@ -20,6 +20,7 @@ import numpy as np
 from keras_vgg._extras import require
 from keras_vgg._helpers import first_named
 from keras_vgg.export.report import format_report
+from keras_vgg.run_folder import RunFolder
 from keras_vgg.stats import Accuracy, accuracy
 
 NAMED_FILES = 5  # skipped files the console names; data_report.json lists them all
@@ -127,7 +128,7 @@ def format_run(result) -> str:
                  "upwards (set test_split or test_data)."]
     if final.get("chance", {}).get("within_chance"):
         lines.append(chance_line(final))
-    report = json.loads((result.run_dir / "data_report.json").read_text())
+    report = json.loads(RunFolder(result.run_dir).data_report.read_text())
     counts = [skipped_files(report["skipped"]),
               f"converted {len(report['converted'])} to RGB" if report["converted"] else "",
               f"dropped {len(report['dropped_classes'])} class folder(s)"

@@ -57,17 +57,27 @@ class ExportOptions:
     verbose: bool = True
 
 
-def export_run(model, out, options: ExportOptions | None = None) -> dict:
+def export_run(model, out, formats=DEFAULT_FORMATS, quantize=("none",), *, preprocessing=None,
+               image_size=None, representative_data=None, sample_data=None, int8_io="uint8",
+               min_agreement=None, precision="float32", overwrite=False, verbose=True) -> dict:
     """``keras-vgg export``: a run folder's ``best.keras`` (or any ``.keras`` file) exported
     into ``out`` with ``keras_vgg.export.export``, on the data the run names; returns the
-    export report.
+    export report. The arguments are :class:`ExportOptions`'s.
 
     Example (what the README's run gives, int8 calibrated on its own data):
-        export_run("runs/shapes", "exported/", ExportOptions(quantize=("none", "int8")))
+        export_run("runs/shapes", "exported/", quantize=["none", "int8"])
     """
+    return _export(model, out, ExportOptions(
+        tuple(formats), tuple(quantize), preprocessing=preprocessing, image_size=image_size,
+        representative_data=representative_data, sample_data=sample_data, int8_io=int8_io,
+        min_agreement=min_agreement, precision=precision, overwrite=overwrite,
+        verbose=verbose))
+
+
+def _export(model, out, options: ExportOptions) -> dict:
+    """:func:`export_run` on its checked options."""
     from keras_vgg.export import export
 
-    options = options or ExportOptions()
     out = Path(out)
     if out.exists() and not options.overwrite:  # before loading any data
         raise OutputExists(f"{out} exists; pass overwrite=True to replace it.")
