@@ -279,8 +279,8 @@ def _check_out(out: RunFolder, settings: Settings, overwrite, resume) -> RunStat
         return state
     if out.path.exists() and not overwrite:
         raise OutputExists(f"Expected `out` (-o/--output) not to exist (pass overwrite=True, "
-                         "--overwrite, to replace it, or resume=True, --resume). "
-                         f"Received: out={str(out)!r}")
+                           "--overwrite, to replace it, or resume=True, --resume). "
+                           f"Received: out={str(out)!r}")
     return None
 
 

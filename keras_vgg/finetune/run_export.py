@@ -68,14 +68,14 @@ def export_run(model, out, formats=DEFAULT_FORMATS, quantize=("none",), *, prepr
         export_run("runs/shapes", "exported/", quantize=["none", "int8"])
     """
     return _export(model, out, ExportOptions(
-        tuple(formats), tuple(quantize), preprocessing=preprocessing, image_size=image_size,
+        formats, quantize, preprocessing=preprocessing, image_size=image_size,
         representative_data=representative_data, sample_data=sample_data, int8_io=int8_io,
         min_agreement=min_agreement, precision=precision, overwrite=overwrite,
         verbose=verbose))
 
 
 def _export(model, out, options: ExportOptions) -> dict:
-    """:func:`export_run` on its checked options."""
+    """:func:`export_run` on its options, gathered in one record."""
     from keras_vgg.export import export
 
     out = Path(out)
