@@ -52,7 +52,7 @@ def inference(precision: str, size: int, batch: int, repeats: int) -> float:
 
 
 def finetune_epoch(mixed_precision: str, images_per_class: int, repeats: int) -> dict:
-    """Seconds of one phase-2 epoch of the builtin recipe (median of ``repeats``)."""
+    """Seconds of one epoch of the builtin recipe's phase (median of ``repeats``)."""
     import finetune_speed
 
     from keras_vgg.finetune import data as data_lib
@@ -61,19 +61,19 @@ def finetune_epoch(mixed_precision: str, images_per_class: int, repeats: int) ->
     from keras_vgg.finetune.phase import class_weights
 
     recipe = load_recipe("builtin", [f"mixed_precision={mixed_precision}",
-                                     f"builtin_images_per_class={images_per_class}"])
+                                     f"data.builtin_images_per_class={images_per_class}"])
     splits = data_lib.load_data(recipe)
     trained_in = training_precision(recipe.mixed_precision)
     with training_scope(recipe.mixed_precision):
-        model, mode = finetune_speed.fresh_model(recipe, splits, "phase2")
+        model, mode = finetune_speed.fresh_model(recipe, splits, -1)
         pipeline = data_lib.train_pipeline(splits.train, recipe, mode)
         weights = class_weights(recipe, splits.train_labels, len(splits.class_names))
         clock = finetune_speed.epoch_clock(model, pipeline, class_weight=weights)
         clock()  # warm-up: compiles, fills the decoded-image cache
         seconds = common.median([clock() for _ in range(repeats)])
     return {"precision": trained_in, "epoch_s": seconds,
-            "images": len(splits.train_labels), "model": recipe.model,
-            "image_size": recipe.image_size, "batch_size": recipe.batch_size}
+            "images": len(splits.train_labels), "model": recipe.model.name,
+            "image_size": recipe.model.image_size, "batch_size": recipe.data.batch_size}
 
 
 def worker(args) -> dict:

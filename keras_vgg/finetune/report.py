@@ -166,6 +166,6 @@ def chance_line(final) -> str:
     return (f"{split} accuracy {figure['accuracy']:.1%} is within the interval of chance "
             f"({final['chance']['rate']:.1%} for {classes} classes): the model has learnt "
             f"nothing; start from pretrained weights (--weights imagenet), or from scratch "
-            f"give it more images per class and more epochs (phase2_epochs), a batch-norm "
-            f"model at a small size (model=vgg11_bn image_size=64), and check that the "
+            f"give it more images per class and more epochs (phases.N.epochs), a batch-norm "
+            f"model at a small size (model.name=vgg11_bn model.image_size=64), and check that the "
             f"class folders really differ.")
