@@ -9,7 +9,7 @@ drift in the machine's speed hits every backend alike. Each worker measures:
 1. Inference: ``VGG16`` with its top (138M parameters) at 224x224, random weights,
    ``predict_on_batch`` on a batch of ``--batch`` images, ``--repeats`` times after a warm-up,
    in float32 and in bfloat16 (``precision=`` of the builder).
-2. Fine-tuning: one epoch of the shipped builtin recipe's phase 2 (every block trains, the
+2. Fine-tuning: one epoch of the shipped builtin recipe's one phase (every block trains, the
    recipe's pipeline with augmentation), through the recipe's own code (load_data,
    train_pipeline, build_finetune_model, freeze, compile as run_phase does), after a warm-up
    epoch, in float32 and in what ``mixed_precision=auto`` picks on that backend.
@@ -167,7 +167,7 @@ def body(args, rows, combined) -> str:
             f"Inference: VGG16 with its top at {args.size}x{args.size}, batch {args.batch}, "
             f"`predict_on_batch`, median of {args.repeats} after a warm-up.\n\n"
             f"{inference_table}\n\n"
-            f"Fine-tuning: one epoch of the builtin recipe's phase 2 ({epoch['model']}, "
+            f"Fine-tuning: one epoch of the builtin recipe's phase ({epoch['model']}, "
             f"{epoch['image_size']}x{epoch['image_size']}, batch {epoch['batch_size']}, "
             f"{epoch['images']} training images, every block training, the recipe's pipeline "
             f"with augmentation), median of {args.epochs} epochs after a warm-up epoch; "

@@ -1,6 +1,6 @@
 """Training speed of the precision switches: --mixed-precision and --jit-compile.
 
-The built-in recipe's phase 2 (the layers it unfreezes, with its learning rate) is
+The built-in recipe's phase (the layers it unfreezes, with its learning rate) is
 trained one epoch at a time in four forms, alternating: float32, mixed precision
 (``mixed_bfloat16`` on a CPU, ``mixed_float16`` on a GPU: what ``--mixed-precision``
 chooses), XLA (``jit_compile``), and both. Each form's model is built under its own dtype

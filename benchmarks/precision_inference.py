@@ -6,7 +6,7 @@ rounds with a square ``tf.matmul`` in float32 and one in bfloat16 (--gemm x --ge
 precision's measured peak), so each precision's GFLOP/s is read against its own peak.
 Part 2 times the recipe's feature-cache extraction (``keras_vgg.finetune.train.
 cached_features``, the code a run uses) with ``mixed_precision`` false (float32) and auto.
-Part 3 times one epoch of the built-in recipe's phase 2 in float32 and with
+Part 3 times one epoch of the built-in recipe's phase in float32 and with
 ``mixed_precision: auto`` (benchmarks/precision.py's clock).
 
 Usage:
@@ -205,7 +205,7 @@ def body(args, rows, cache_s, images, epoch_s, policies, recipe) -> str:
         [(f"feature cache: VGG16 base, {images} images at {args.cache_size}x{args.cache_size}",
           f"{common.median(cache_s['float32']):.2f}", f"{common.median(cache_s['auto']):.2f}",
           f"{common.paired(cache_s['float32'], cache_s['auto']):.2f}"),
-         (f"fine-tune epoch: builtin phase 2 ({recipe.model.name}, {recipe.model.image_size}x"
+         (f"fine-tune epoch: builtin phase ({recipe.model.name}, {recipe.model.image_size}x"
           f"{recipe.model.image_size}, computes in {policies['auto']})",
           f"{common.median(epoch_s['float32']):.2f}", f"{common.median(epoch_s['auto']):.2f}",
           f"{common.paired(epoch_s['float32'], epoch_s['auto']):.2f}")])

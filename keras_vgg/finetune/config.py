@@ -44,7 +44,8 @@ def load_recipe(source: str | Path | None = None, overrides=()) -> Recipe:
     """A recipe from a shipped name or a JSON/YAML file, then ``key=value`` overrides (dotted
     keys). A file without a ``name`` key is named after itself (the run folder is runs/NAME)."""
     values, given = _recipe_values(source), _overrides(overrides)
-    for key, value in [*given.items(), *_from_scratch(values, given).items()]:
+    # the from-scratch plan first, then every key given on top (phases.0.epochs=2 changes it)
+    for key, value in [*_from_scratch(values, given).items(), *given.items()]:
         set_dotted(values, key, value)
     origin = str(source) if source is not None else "the overrides"
     return Recipe.from_dict(values, source=origin)
@@ -59,8 +60,8 @@ def from_scratch_note(source: str | Path | None = None, overrides=()) -> str:
         return ""
     return (f"From scratch (model.weights=none): the {values.get('name', 'given')} recipe is "
             "made for pretrained weights, so this run trains every block from random weights, "
-            f"with no head-only phase: {dotted_pairs(switched)} (set any of these keys to "
-            "choose otherwise).")
+            f"with no head-only phase: {dotted_pairs(switched, skip=given)} (set any of these "
+            "keys to choose otherwise).")
 
 
 def _recipe_values(source) -> dict:
@@ -90,8 +91,8 @@ def _overrides(overrides) -> dict:
 
 
 def _from_scratch(values, given) -> dict:
-    """The ``FROM_SCRATCH`` keys not ``given`` (nor a key inside or around one), when a
-    recipe with pretrained weights is told to start from none; {} otherwise."""
+    """The ``FROM_SCRATCH`` keys not ``given`` (nor a section holding one), when a recipe
+    with pretrained weights is told to start from none; {} otherwise."""
     model = values.get("model")
     pretrained = isinstance(model, dict) and no_weights(model.get("weights")) is not None
     asked = given.get("model.weights", "imagenet")
@@ -99,8 +100,7 @@ def _from_scratch(values, given) -> dict:
         return {}
 
     def touched(key):
-        return any(g == key or g.startswith(key + ".") or key.startswith(g + ".")
-                   for g in given)
+        return any(g == key or key.startswith(g + ".") for g in given)
 
     return {k: v for k, v in FROM_SCRATCH.items() if not touched(k)}
 

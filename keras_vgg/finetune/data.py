@@ -234,27 +234,29 @@ def choose_cache(cache, images, image_size, cache_dir=None, memory=Memory()):
     if cache == "memory":
         if available is not None and estimate > FIT_SHARE * available:
             raise expected(
-                f"`cache` to fit in memory: {images:,} images at {image_size}x{image_size} "
+                f"`data.cache` to fit in memory: {images:,} images at {image_size}x{image_size} "
                 f"decode to {_gb(estimate)}, over {FIT_SHARE:.0%} of the "
-                f"{_gb(available)} of RAM available. Use cache=auto (memory when it fits, "
-                f"else a disk cache in the run folder), cache=disk or cache=none (decode every "
-                f"epoch), or a smaller image_size", cache="memory")
-        return "memory", "cache=memory", figures
+                f"{_gb(available)} of RAM available. Use data.cache=auto (memory when it fits, "
+                f"else a disk cache in the run folder), data.cache=disk or data.cache=none "
+                f"(decode every epoch), or a smaller model.image_size",
+                **{"data.cache": "memory"})
+        return "memory", "data.cache=memory", figures
     if cache in ("disk", "none"):
         return (cache if cache_dir is not None or cache == "none" else "memory"), \
-            f"cache={cache}", figures
+            f"data.cache={cache}", figures
     if cache != "auto":
-        raise expected("`cache` to be one of ['auto', 'memory', 'disk', 'none']", cache=cache)
+        raise expected("`data.cache` to be one of ['auto', 'memory', 'disk', 'none']",
+                       **{"data.cache": cache})
     if budget is None:
         budget = MEMORY_CAP if available is None else min(MEMORY_SHARE * available, MEMORY_CAP)
     figures["budget_bytes"] = int(budget)
     size = f"{images:,} images at {image_size}x{image_size} decode to {_gb(estimate)}"
     if estimate <= budget:
-        return "memory", f"cache=auto: {size}, within the memory budget {_gb(budget)}", figures
+        return "memory", f"data.cache=auto: {size}, within the memory budget {_gb(budget)}", figures
     if cache_dir is not None:
-        return "disk", (f"cache=auto: {size}, over the memory budget {_gb(budget)}: a disk "
+        return "disk", (f"data.cache=auto: {size}, over the memory budget {_gb(budget)}: a disk "
                         f"cache in {cache_dir}"), figures
-    return "none", (f"cache=auto: {size}, over the memory budget {_gb(budget)} and no run "
+    return "none", (f"data.cache=auto: {size}, over the memory budget {_gb(budget)} and no run "
                     "folder to cache in: decoded every epoch"), figures
 
 
@@ -530,14 +532,16 @@ def load_folder(root, recipe, options: LoadOptions = LoadOptions()) -> Splits:
 
 
 def _test_folder(folder, class_names, verbose=0) -> Scan:
-    """The scan of a separate test folder (``test_data``), which must hold the training
+    """The scan of a separate test folder (``data.test_data``), which must hold the training
     folder's classes."""
     if not Path(folder).is_dir():
-        raise expected("`test_data` to be a folder of class sub-folders", test_data=str(folder))
+        raise expected("`data.test_data` to be a folder of class sub-folders",
+                       **{"data.test_data": str(folder)})
     scan = scan_folder(folder, verbose=verbose)
     if list(scan.class_names) != list(class_names):
-        raise expected(f"`test_data` to hold the training data's classes {list(class_names)}",
-                       test_data=f"{folder} (classes {list(scan.class_names)})")
+        raise expected(f"`data.test_data` to hold the training data's classes "
+                       f"{list(class_names)}",
+                       **{"data.test_data": f"{folder} (classes {list(scan.class_names)})"})
     return scan
 
 
@@ -774,8 +778,10 @@ def load_data(recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Spl
         return load_builtin(recipe, options)
     if recipe.data.source.startswith("tfds:"):
         if recipe.data.tfrecords:
-            raise expected("`tfrecords` unset with tfds data (tfds keeps its own TFRecords); it "
-                           "writes folders", tfrecords=recipe.data.tfrecords, data=recipe.data.source)
+            raise expected("`data.tfrecords` unset with tfds data (tfds keeps its own "
+                           "TFRecords); it writes folders",
+                           **{"data.tfrecords": recipe.data.tfrecords,
+                              "data.source": recipe.data.source})
         return load_tfds(recipe.data.source[len("tfds:"):], recipe, options)
     return _load_files(recipe.data.source, recipe, options)
 
@@ -784,9 +790,10 @@ def _load_files(root, recipe, options: LoadOptions) -> Splits:
     """A folder, a folder written as TFRecords (``recipe.data.tfrecords``), or TFRecords."""
     from_records = recipe.data.tfrecords or tfrecords.is_tfrecords(root)
     if recipe.data.test_data and from_records:  # TFRecords hold one folder: draw test_split
-        raise expected("`test_data` unset when training from TFRecords (they hold one folder; "
-                       "hold out a test share with test_split)", test_data=recipe.data.test_data,
-                       tfrecords=recipe.data.tfrecords or str(root))
+        raise expected("`data.test_data` unset when training from TFRecords (they hold one "
+                       "folder; hold out a test share with data.test_split)",
+                       **{"data.test_data": recipe.data.test_data,
+                          "data.tfrecords": recipe.data.tfrecords or str(root)})
     if tfrecords.is_tfrecords(root):
         return load_tfrecords(root, recipe, options)
     if recipe.data.tfrecords:
