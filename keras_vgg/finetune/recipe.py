@@ -289,8 +289,9 @@ def _phases(given, source) -> list:
 
 def set_dotted(values: dict, key: str, value):
     """Sets ``key`` (dotted: ``data.batch_size``, ``phases.1.epochs``) in nested ``values``.
-    A missing section is created; a mapping set at ``phases.N`` adds a phase after the last."""
-    parts = key.split(".")
+    A missing section is created; a mapping set at ``phases.N`` adds a phase after the last.
+    ``value`` is copied: a later key set inside it never changes the caller's object."""
+    parts, value = key.split("."), copy.deepcopy(value)
     node = values
     for depth, part in enumerate(parts[:-1]):
         node = _child(node, part, ".".join(parts[:depth + 1]), key)
