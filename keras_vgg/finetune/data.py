@@ -568,14 +568,14 @@ def load_tfds(name, recipe, options: LoadOptions = LoadOptions()) -> Splits:
     class_names = list(builder.info.features[label_key].names)
 
     def dataset(split_key):
-        split = getattr(recipe, split_key)
+        split = getattr(recipe.data, split_key)
         try:
             ds = builder.as_dataset(split=split, shuffle_files=False)
         except (ValueError, KeyError, tf.errors.InvalidArgumentError) as error:
             raise ValueError(
-                f"Expected `{split_key}` to be a split of {name} "
+                f"Expected `data.{split_key}` to be a split of {name} "
                 f"({sorted(builder.info.splits)}; slices like 'train[:80%]' work). "
-                f"Received: {split_key}={split!r} ({error})"
+                f"Received: data.{split_key}={split!r} ({error})"
             ) from error
         label_only = builder.as_dataset(split=split, shuffle_files=False,
                                         decoders={image_key: tfds.decode.SkipDecoding()})

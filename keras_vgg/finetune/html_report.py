@@ -273,11 +273,11 @@ def figures_html(final) -> str:
             lines.append(f"<p class=\"note\">Only {test.count:,} test images: the 95% "
                          f"interval spans {(test.high - test.low) * 100:.1f} points, too "
                          "wide to tell close models apart (hold out more images: "
-                         "test_split or test_data).</p>")
+                         "data.test_split or data.test_data).</p>")
     else:
         lines.append("<p class=\"note\">No test split: the only figure is the validation "
                      "split's, and the same images chose the epoch, so it is biased upwards "
-                     "(set test_split or test_data).</p>")
+                     "(set data.test_split or data.test_data).</p>")
     if final.get("chance", {}).get("within_chance"):
         lines.append(f"<p class=\"note\">{_e(chance_line(final))}</p>")
     lines.append(f"<p>Validation (it chose the epoch): {_e(validation)}</p>")

@@ -125,7 +125,7 @@ def format_run(result) -> str:
         lines = [f"Validation accuracy {validation} ({chose.rsplit('; validation', 1)[0]}) in "
                  f"{result.metrics['seconds']:.0f} s{cached}",
                  "No test split: the same images chose the epoch, so this figure is biased "
-                 "upwards (set test_split or test_data)."]
+                 "upwards (set data.test_split or data.test_data)."]
     if final.get("chance", {}).get("within_chance"):
         lines.append(chance_line(final))
     report = json.loads(RunFolder(result.run_dir).data_report.read_text())
