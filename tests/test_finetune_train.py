@@ -426,7 +426,7 @@ def test_resume_refuses_a_changed_recipe(tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         finetune(tiny(), run_dir=run, callbacks=[Interrupt(0, 0)], verbose=0)
-    with pytest.raises(ValueError, match=r"differ.*batch_size"):
+    with pytest.raises(ValueError, match=r"differ.*data\.batch_size"):
         finetune(tiny({"data.batch_size": 4}), run_dir=run, resume=True, verbose=0)
 
 
