@@ -392,3 +392,21 @@ def test_the_finetune_flags_set_their_section_keys(capsys, tmp_path):
             values["seed"], values["deterministic"]) == (True, True, "mirrored", 5, False)
     # given, the from-scratch plan keeps them; the phases it does set
     assert values["phases"] == [{"epochs": 15, "lr": 0.001, "freeze": "none"}]
+
+
+@pytest.mark.parametrize("override, closest", [("phase1_epoch=1", "phases.0.epochs"),
+                                               ("batch_sizes=3", "data.batch_size"),
+                                               ("export_format=tflite", "export.formats")])
+def test_a_misspelt_flat_key_is_pointed_to_its_new_spelling(override, closest):
+    with pytest.raises(ValueError) as info:
+        load_recipe("builtin", [override])
+    assert str(info.value) == (f"Unknown recipe key {override.split('=')[0]!r} in builtin. "
+                               f"Did you mean {closest!r}?")
+
+
+def test_a_folder_without_a_recipe_is_not_a_run(tmp_path):
+    with pytest.raises(ValueError) as info:
+        read_recipe(tmp_path)
+    assert str(info.value) == (f"Expected a fine-tune run folder (with recipe.json). Received: "
+                               f"{str(tmp_path)!r} has no recipe.json")
+    assert list(tmp_path.iterdir()) == []

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keras_vgg._helpers import did_you_mean, expected
+from keras_vgg._helpers import closest, did_you_mean, expected
 from keras_vgg.configs import get_config, list_models, min_input_size
 # The names, from the one light module: reading a recipe loads no TensorFlow.
 from keras_vgg.choices import (CRITERIA, FORMATS, NAMED_MODES, QUANTIZE, SOURCE_SUFFIXES,
@@ -260,11 +260,18 @@ def _refuse_unknown(values: dict, names, prefix, source):
     if not unknown:
         return
     dotted = [prefix + name for name in names]
-    guesses = [did_you_mean(prefix + key, dotted) for key in unknown]
+    guesses = [_old_key_guess(prefix + key) or did_you_mean(prefix + key, dotted)
+               for key in unknown]
     if len(unknown) == 1 and guesses[0]:  # the closest key, not all of them
         raise ValueError(f"Unknown recipe key {prefix + unknown[0]!r} in {source}{guesses[0]}")
     raise ValueError(f"Unknown recipe key(s) {[prefix + k for k in unknown]} in {source}. "
                      f"Expected keys from {dotted}" + ("".join(guesses) or "."))
+
+
+def _old_key_guess(key) -> str:
+    """A misspelt 0.1 key (``phase1_epoch``): ". Did you mean 'phases.0.epochs'?", else ""."""
+    match = closest(key, OLD_KEYS) if "." not in key else None
+    return f". Did you mean {OLD_KEYS[match]!r}?" if match else ""
 
 
 def _section(kind, given, key, source):

@@ -53,6 +53,9 @@ def read_recipe(folder) -> Recipe:
     """The recipe a run folder's recipe.json holds."""
     folder = RunFolder(folder)
     values = folder.read_recipe()
+    if values is None:
+        raise ValueError(f"Expected a fine-tune run folder (with {RECIPE}). Received: "
+                         f"{str(folder)!r} has no {RECIPE}")
     if any(key in OLD_KEYS for key in values):
         raise ValueError(f"The run in {folder} was started by keras-vgg 0.1 (its "
                          f"{folder.recipe_file.name} has flat keys, not sections): this "
