@@ -658,18 +658,18 @@ def test_feature_keys():
         "file_name": tfds.features.Text()})
     assert feature_keys(features) == ("image", "label")
     assert feature_keys(features, "image", "label") == ("image", "label")
-    with pytest.raises(ValueError, match=r"Expected `image_key` to name a Image feature "
-                                         r"\['image'\]. Received: image_key='file_name'"):
+    with pytest.raises(ValueError, match=r"Expected `data.image_key` to name a Image feature "
+                                         r"\['image'\]. Received: data.image_key='file_name'"):
         feature_keys(features, image_key="file_name")
-    with pytest.raises(ValueError, match=r"Expected `label_key` to name a ClassLabel feature "
-                                         r"\['label'\]. Received: label_key='labels'"):
+    with pytest.raises(ValueError, match=r"Expected `data.label_key` to name a ClassLabel feature "
+                                         r"\['label'\]. Received: data.label_key='labels'"):
         feature_keys(features, label_key="labels")
 
     other = tfds.features.FeaturesDict({
         "img": tfds.features.Image(shape=(None, None, 3)),
         "coarse": tfds.features.ClassLabel(num_classes=2),
         "fine": tfds.features.ClassLabel(num_classes=4)})
-    with pytest.raises(ValueError, match=r"exactly one ClassLabel feature or `label_key` set"):
+    with pytest.raises(ValueError, match=r"exactly one ClassLabel feature or `data.label_key` set"):
         feature_keys(other)
     assert feature_keys(other, label_key="fine") == ("img", "fine")  # the only Image: found
 

@@ -744,8 +744,8 @@ def feature_keys(features, image_key=None, label_key=None):
             f"Found: {names}"
         )
 
-    return (find(tfds.features.Image, image_key, "image", "image_key"),
-            find(tfds.features.ClassLabel, label_key, "label", "label_key"))
+    return (find(tfds.features.Image, image_key, "image", "data.image_key"),
+            find(tfds.features.ClassLabel, label_key, "label", "data.label_key"))
 
 
 def load_builtin(recipe, options: LoadOptions = LoadOptions()) -> Splits:
