@@ -1,8 +1,10 @@
 """LoRA phases (keras_vgg.finetune.lora): adapters on the kernels a phase trains, the exact
 number of parameters they train, best.keras merged into a plain VGG (safe_mode, a fresh
-process, the adapted model's predictions), the bad inputs refused with the key, and resume."""
+process, the adapted model's predictions), the bad inputs refused with the key, and resume.
+The two tests of a LoRA run are marked ``backend`` (also run under jax and torch)."""
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -72,6 +74,7 @@ LOAD_PLAIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.backend
 def test_merged_best_keras_is_plain_and_predicts_what_the_adapted_model_did(lora_run, tmp_path):
     """best.keras, loaded with safe_mode=True in a fresh process, has no LoRA in its config
     nor among its weights and predicts what the adapted model predicted after the epoch that
@@ -92,6 +95,7 @@ def test_merged_best_keras_is_plain_and_predicts_what_the_adapted_model_did(lora
     assert recorded <= 1e-6
 
 
+@pytest.mark.backend
 def test_a_lora_phase_trains_the_adapters_bn_and_head_alone(lora_run):
     """Keras's shapes: A (3, 3, in, R) and B (R, out) per 3x3 conv, R * (9 in + out) in all;
     plus the unfrozen blocks' BN scales and offsets (bn_training: no weights) and the head.
@@ -152,3 +156,105 @@ def test_a_rank_the_model_cannot_take_is_refused_before_anything_is_written(
         finetune(tiny(changes), run_dir=run, verbose=0)
     assert str(error.value) == message
     assert not run.exists()
+
+
+# -- resume -----------------------------------------------------------------------------------
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """The weights (fixed kernels and adapters included) at the end of each epoch, and at the
+    start of the first epoch this process runs (after the backup is put back)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends, self.first = {}, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first is None:
+            self.first = (epoch, [np.array(w) for w in self.model.get_weights()])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends[epoch] = [np.array(w) for w in self.model.get_weights()]
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == (1, 1):
+            raise KeyboardInterrupt("killed")
+
+
+def test_an_interrupted_lora_phase_resumes_with_its_adapters(tmp_path):
+    """Interrupted in the LoRA phase's second epoch, the resumed run starts from the first
+    epoch's fixed kernels and adapters exactly (Keras's backup alone holds the merged kernel
+    and would start the adapters at zero), and finishes with a plain best.keras."""
+    recipe = tiny({"phases.0.epochs": 2})
+    run, first = tmp_path / "run", EpochWeights()
+    with pytest.raises(KeyboardInterrupt):
+        finetune(recipe, run_dir=run, callbacks=[first, Interrupt()], verbose=0)
+    resumed = EpochWeights()
+    result = finetune(None, run_dir=run, resume=True, callbacks=[resumed], verbose=0)
+    epoch, weights = resumed.first
+    assert epoch == 1
+    for restored, kept in zip(weights, first.ends[0], strict=True):
+        np.testing.assert_array_equal(restored, kept)
+    assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1]
+    assert result.metrics["lora"]["phase1"]["max_abs_diff"] <= 1e-6
+    assert not adapted(keras.saving.load_model(result.best_model, safe_mode=True))
+    assert not (run / "backup").exists()
+
+
+KILLED_RUN = textwrap.dedent("""
+    import json, os, signal, sys
+    import keras
+    from keras_vgg.finetune import Recipe, finetune
+
+    class KillNine(keras.callbacks.Callback):  # SIGKILL: no cleanup, no exception handler
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_begin(self, batch, logs=None):
+            if [self.epoch, batch] == json.loads(sys.argv[3]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    recipe = Recipe.from_dict(json.loads(sys.argv[2]))
+    finetune(recipe, run_dir=sys.argv[1], callbacks=[KillNine()], verbose=0)
+""")
+
+
+@pytest.mark.slow
+def test_kill_nine_in_a_lora_phase_then_resume_ends_as_an_uninterrupted_run(tmp_path):
+    """A run never killed; the same run killed with SIGKILL in its LoRA phase's second epoch;
+    `keras-vgg finetune --resume` of the killed one: the same metrics.json and the same
+    best.keras and phase weights (max abs diff 0)."""
+    # (augmented, as tests/test_finetune_train.py's: no feature cache in phase 1)
+    recipe = tiny({"phases": [{"epochs": 1, "freeze": "all"}, {**LORA_PHASE, "epochs": 3}],
+                   "data.augment": ["flip"]}).to_dict()
+
+    def run(run_dir, kill_at):
+        return subprocess.run([sys.executable, "-c", KILLED_RUN, str(run_dir), json.dumps(recipe),
+                               json.dumps(kill_at)], capture_output=True, text=True,
+                              timeout=PROCESS_TIMEOUT)
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run(whole, [-1, -1]).returncode == 0
+    assert run(killed, [2, 1]).returncode == -signal.SIGKILL
+    assert [row["epoch"] for row in read_log(killed / "training_log.csv")] == [0, 1]
+    resumed = subprocess.run([sys.executable, "-m", "keras_vgg.cli", "finetune", "--resume",
+                              "--run-dir", str(killed)], capture_output=True, text=True,
+                             timeout=PROCESS_TIMEOUT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    figures = [json.loads((folder / "metrics.json").read_text()) for folder in (whole, killed)]
+    for metrics in figures:
+        metrics.pop("seconds")
+    assert figures[0] == figures[1]
+    for name in ("best.keras", "phase2.weights.h5"):
+        a, b = (keras.saving.load_model(folder / "best.keras") for folder in (whole, killed))
+        if name != "best.keras":
+            a.load_weights(whole / name)
+            b.load_weights(killed / name)
+        diff = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                   for x, y in zip(a.weights, b.weights, strict=True))
+        print(f"{name}: killed and resumed vs uninterrupted, max abs diff {diff}")
+        assert diff == 0.0, name
