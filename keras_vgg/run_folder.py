@@ -41,6 +41,7 @@ FEATURE_CACHE = "feature_cache"
 LOGS = "logs"  # TensorBoard's
 EXPORT = "export"
 COMPRESSED = "compressed"
+LORA = "lora.json"  # each LoRA phase: rank, adapted layers, parameters, merge check
 SCRATCH = (BACKUP, CACHE)  # nothing left to resume once a run is complete
 
 
@@ -127,6 +128,7 @@ class RunFolder:
     logs = property(lambda self: self.path / LOGS)
     export = property(lambda self: self.path / EXPORT)
     compressed = property(lambda self: RunFolder(self.path / COMPRESSED))
+    lora = property(lambda self: self.path / LORA)
 
     def backup(self, phase: str) -> Path:
         return self.path / BACKUP / phase

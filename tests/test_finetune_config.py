@@ -265,8 +265,8 @@ def test_shipped_recipe_values():
     def transfer(head_epochs, data, head_dropout=0.2):
         return {"data": {"batch_size": 32, **data},
                 "model": {**pretrained, "head_dropout": head_dropout},
-                "phases": [{"epochs": head_epochs, "lr": 0.001, "freeze": "all"},
-                           {"epochs": 5, "lr": 1e-05, "freeze": "block4"}]}
+                "phases": [{"epochs": head_epochs, "lr": 0.001, "freeze": "all", "lora_rank": 0},
+                           {"epochs": 5, "lr": 1e-05, "freeze": "block4", "lora_rank": 0}]}
 
     every = ["flip", "rotation", "zoom", "contrast"]
     expected = {
@@ -275,7 +275,7 @@ def test_shipped_recipe_values():
                              "test_split": 0.35},
                     "model": {"name": "vgg11_bn", "weights": None, "image_size": 32,
                               "head": "avg"},
-                    "phases": [{"epochs": 6, "lr": 0.001, "freeze": "none"}],
+                    "phases": [{"epochs": 6, "lr": 0.001, "freeze": "none", "lora_rank": 0}],
                     "early_stopping_patience": 5},
         "tf_flowers": transfer(5, {"source": "tfds:tf_flowers", "train_split": "train[:70%]",
                                    "val_split": "train[70%:85%]", "test_split": "train[85%:]",

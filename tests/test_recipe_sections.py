@@ -192,9 +192,9 @@ def test_a_key_inside_a_value_is_refused():
         "data.batch_size=32")
     assert refusal(lambda: load_recipe("builtin", ["phases=[]"])).startswith(
         "Expected `phases` to be a list of phases, each a mapping of ['epochs', 'lr', "
-        "'freeze']. Received: phases=[]")
+        "'freeze', 'lora_rank']. Received: phases=[]")
     assert refusal(lambda: load_recipe("builtin", ["phases.0=3"])) == (
-        "Expected `phases.0` to be a section: a mapping of ['epochs', 'lr', 'freeze']. "
+        "Expected `phases.0` to be a section: a mapping of ['epochs', 'lr', 'freeze', 'lora_rank']. "
         "Received: phases.0=3")
 
 
@@ -349,7 +349,7 @@ def test_a_resume_names_the_dotted_keys_that_differ(tmp_path):
         f"{folder / 'recipe.json'}: ['data.batch_size', 'phases.0.epochs']. Resume without "
         "changes, or start a new run directory.")
     more = saved.but({"phases.1": {"epochs": 1}})
-    assert "['phases.1.epochs', 'phases.1.freeze', 'phases.1.lr']" in refusal(
+    assert "['phases.1.epochs', 'phases.1.freeze', 'phases.1.lora_rank', 'phases.1.lr']" in refusal(
         lambda: open_run_dir(folder, more, resume=True))
 
 
@@ -370,7 +370,7 @@ def test_the_dry_run_prints_nested_json_that_config_reads_back(argv, capsys, tmp
     assert list(values) == TOP
     assert all(isinstance(values[key], dict) for key in SECTIONS)
     assert isinstance(values["phases"], list) and all(
-        list(phase) == ["epochs", "lr", "freeze"] for phase in values["phases"])
+        list(phase) == ["epochs", "lr", "freeze", "lora_rank"] for phase in values["phases"])
     path = tmp_path / "saved.json"
     path.write_text(printed)
     assert load_recipe(path) == Recipe.from_dict(values)
@@ -391,7 +391,7 @@ def test_the_finetune_flags_set_their_section_keys(capsys, tmp_path):
     assert (values["mixed_precision"], values["jit_compile"], values["strategy"],
             values["seed"], values["deterministic"]) == (True, True, "mirrored", 5, False)
     # given, the from-scratch plan keeps them; the phases it does set
-    assert values["phases"] == [{"epochs": 15, "lr": 0.001, "freeze": "none"}]
+    assert values["phases"] == [{"epochs": 15, "lr": 0.001, "freeze": "none", "lora_rank": 0}]
 
 
 @pytest.mark.parametrize("override, closest", [("phase1_epoch=1", "phases.0.epochs"),

@@ -25,6 +25,7 @@ import numpy as np
 from keras_vgg.batch_norm import inference_model
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
+from keras_vgg.finetune import lora
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.loop import FitPlan, fit
 from keras_vgg.finetune.model import bn_training, freeze
@@ -130,11 +131,13 @@ class WholeSaves:
             raise KeyboardInterrupt
 
 
-def _callbacks(run: RunContext, model, phase, first_epoch):
-    """(the best.keras checkpoint, every callback of the phase in order)."""
+def _callbacks(run: RunContext, saved, phase, first_epoch, adapters=None):
+    """(the best.keras checkpoint, every callback of the phase in order). ``saved`` is what
+    the checkpoint saves (the model, or a LoRA phase's :class:`~keras_vgg.finetune.lora.
+    MergedSaves`); ``adapters`` a LoRA phase's :class:`~keras_vgg.finetune.lora.AdapterBackup`."""
     recipe, folder = run.recipe, run.folder
     checkpoint = _CheckpointFullModel(
-        model, str(folder.best), monitor="val_accuracy", mode="max",
+        saved, str(folder.best), monitor="val_accuracy", mode="max",
         save_best_only=True, initial_value_threshold=_best_so_far(folder),
     )
     callbacks = [checkpoint, keras.callbacks.CSVLogger(str(folder.log), append=True)]
@@ -151,7 +154,11 @@ def _callbacks(run: RunContext, model, phase, first_epoch):
     callbacks += counted
     if recipe.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(folder.logs)))
+    if adapters is not None:  # the adapters on disk before the backup that needs them
+        callbacks.append(adapters.saving)
     callbacks.append(keras.callbacks.BackupAndRestore(str(folder.backup(phase))))
+    if adapters is not None:
+        callbacks.append(adapters.restoring)
     callbacks.append(_ReplayLoggedEpochs(folder.log, first_epoch, counted))
     return checkpoint, callbacks
 
@@ -217,13 +224,19 @@ def run_phase(run: RunContext, index: int, model, state: RunState) -> RunState:
     use_cache = index == 0 and uses_feature_cache(recipe)
     target = model.get_layer("head") if use_cache else model
     with run.strategy.scope():
+        adapted = (lora.enable(model, settings.lora_rank, f"phases.{index}.lora_rank")
+                   if settings.lora_rank else [])
         target.compile(optimizer=keras.optimizers.Adam(settings.lr),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                        jit_compile=recipe.jit_compile)
     epoch = data_lib.EpochSeed(recipe.seed)
     train, val = _phase_data(run, model, use_cache, epoch)
     start = state.epoch
-    checkpoint, phase_callbacks = _callbacks(run, model, phase, start)
+    saved, adapters = model, None
+    if adapted:  # best.keras saved merged (plain), checked against the adapted model
+        saved = lora.MergedSaves(model, lora.first_images(val))
+        adapters = lora.AdapterBackup(run.folder.backup(phase) / "lora", adapted)
+    checkpoint, phase_callbacks = _callbacks(run, saved, phase, start, adapters)
     phase_callbacks.insert(0, epoch)
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
@@ -234,6 +247,8 @@ def run_phase(run: RunContext, index: int, model, state: RunState) -> RunState:
             callbacks=(saves.opening, *phase_callbacks, *run.callbacks, saves.closing),
             strategy=run.strategy, verbose=run.verbose, batch_size=run.global_batch))
     target._initial_epoch = None
+    if adapted:
+        lora.record(run.folder, phase, model, saved)
     reached = history.epoch[-1] + 1 if history.epoch else start + epochs
     # EarlyStopping ended the phase when it stopped short
     return state.phase_done(phase, reached, stopped_early=reached < start + epochs)

@@ -80,11 +80,14 @@ class ModelSection:
 @dataclass
 class Phase:
     """One phase: blocks 1..N held fixed (``freeze``: all | none | blockN), then ``epochs``
-    at the Adam rate ``lr``. A phase of 0 epochs is skipped."""
+    at the Adam rate ``lr``. A phase of 0 epochs is skipped. ``lora_rank`` R > 0: the conv
+    and dense kernels the phase trains in the base stay fixed and learn through rank-R
+    adapters (keras_vgg.finetune.lora); the head trains fully. 0: off."""
 
     epochs: int = 5
     lr: float = 1e-3
     freeze: str = "none"
+    lora_rank: int = 0
 
 
 @dataclass
@@ -355,6 +358,7 @@ def _check_numbers(recipe: Recipe):
     for index, phase in enumerate(recipe.phases):
         _at_least(f"phases.{index}.epochs", phase.epochs, 0)
         _positive(f"phases.{index}.lr", phase.lr)
+        _check_lora(recipe, index)
     if recipe.epochs == 0:
         raise ValueError("Expected a phase with epochs > 0. Received: "
                          + ", ".join(f"phases.{i}.epochs=0" for i in range(len(recipe.phases))))
@@ -378,6 +382,26 @@ def _check_numbers(recipe: Recipe):
     if model.image_size < smallest:
         raise expected(f"`model.image_size` >= {smallest} for {model.name}",
                        **{"model.image_size": model.image_size})
+
+
+def _check_lora(recipe: Recipe, index: int):
+    """``phases.N.lora_rank``: 0 (off) or a rank, on a phase that trains part of the base and
+    that trains on images (the feature cache trains the head alone). A rank above a layer's
+    size is refused once the model is built (keras_vgg.finetune.lora.check_ranks)."""
+    phase, key = recipe.phases[index], f"phases.{index}.lora_rank"
+    if phase.lora_rank < 0:
+        raise expected(f"`{key}` >= 0 (0: no LoRA; R > 0: rank-R adapters)",
+                       **{key: phase.lora_rank})
+    if not phase.lora_rank:
+        return
+    if phase.freeze == "all":
+        raise expected(f"`{key}` = 0 on a phase that trains nothing of the base (LoRA adapts "
+                       "the kernels a phase trains; the head trains fully)",
+                       **{key: phase.lora_rank, f"phases.{index}.freeze": phase.freeze})
+    if index == 0 and recipe.feature_cache is True:
+        raise expected(f"`{key}` = 0 with feature_cache=true (phase 0 then trains the head "
+                       "alone on the base's outputs)", **{key: phase.lora_rank,
+                                                         "feature_cache": True})
 
 
 def _check_test_split(data: DataSection):

@@ -27,6 +27,7 @@ Example (a tiny run on the built-in shapes):
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
@@ -39,7 +40,7 @@ import numpy as np
 from keras_vgg._extras import require
 from keras_vgg.batch_norm import inference_model
 from keras_vgg.finetune import data as data_lib
-from keras_vgg.finetune import distribute
+from keras_vgg.finetune import distribute, lora
 from keras_vgg.finetune.compress import compress_phase
 from keras_vgg.finetune.recipe import Recipe, phase_name
 from keras_vgg.finetune.context import RunContext
@@ -194,6 +195,7 @@ def _prepared(start: _Start, strategy, callbacks, verbose):
                                 shard=distribute.input_shard(strategy), verbose=verbose)
     with strategy.scope():
         model = build_finetune_model(recipe, len(splits.class_names), splits.class_names)
+    lora.check_ranks(recipe, model)  # a rank above a layer's size: refused before any file
     mode = preprocessing_mode(recipe, model)
     model.preprocessing = mode  # the run's own: saved inside best.keras
     return RunContext(recipe, folder, splits, mode, strategy, callbacks, verbose), model
@@ -216,6 +218,8 @@ def _finetune(run: RunContext, model, start: _Start) -> RunResult:
     metrics["final"]["stopped_early"] = list(state.stopped_early)
     metrics["final"]["epochs_planned"] = run.recipe.epochs
     metrics["feature_cache"] = feature_cache
+    if folder.lora.exists():  # each LoRA phase's figures (keras_vgg.finetune.lora.record)
+        metrics["lora"] = json.loads(folder.lora.read_text())
     metrics["seconds"] = round(time.time() - start.started, 1)
     folder.write(METRICS, metrics)
     export_report = export_finished_run(run) if run.recipe.export.formats else None
@@ -241,6 +245,8 @@ def _train_phases(run: RunContext, model, state: RunState):
         phase_starts.append(state.epoch)
         feature_cache |= index == 0 and uses_feature_cache(run.recipe)
         state = run_phase(run, index, model, state)
+        with run.strategy.scope():  # a LoRA phase's adapters merged: the next phase's model
+            model = lora.merged(model)
         model.save_weights(run.folder.phase_weights(phase))
         run.folder.save_state(state)
     return state, phase_starts, feature_cache
