@@ -9,7 +9,7 @@ drift in the machine's speed hits every backend alike. Each worker measures:
 1. Inference: ``VGG16`` with its top (138M parameters) at 224x224, random weights,
    ``predict_on_batch`` on a batch of ``--batch`` images, ``--repeats`` times after a warm-up,
    in float32 and in bfloat16 (``precision=`` of the builder).
-2. Fine-tuning: one epoch of the shipped builtin recipe's phase 2 (every block trains, the
+2. Fine-tuning: one epoch of the shipped builtin recipe's one phase (every block trains, the
    recipe's pipeline with augmentation), through the recipe's own code (load_data,
    train_pipeline, build_finetune_model, freeze, compile as run_phase does), after a warm-up
    epoch, in float32 and in what ``mixed_precision=auto`` picks on that backend.
@@ -52,7 +52,7 @@ def inference(precision: str, size: int, batch: int, repeats: int) -> float:
 
 
 def finetune_epoch(mixed_precision: str, images_per_class: int, repeats: int) -> dict:
-    """Seconds of one phase-2 epoch of the builtin recipe (median of ``repeats``)."""
+    """Seconds of one epoch of the builtin recipe's phase (median of ``repeats``)."""
     import finetune_speed
 
     from keras_vgg.finetune import data as data_lib
@@ -61,19 +61,19 @@ def finetune_epoch(mixed_precision: str, images_per_class: int, repeats: int) ->
     from keras_vgg.finetune.phase import class_weights
 
     recipe = load_recipe("builtin", [f"mixed_precision={mixed_precision}",
-                                     f"builtin_images_per_class={images_per_class}"])
+                                     f"data.builtin_images_per_class={images_per_class}"])
     splits = data_lib.load_data(recipe)
     trained_in = training_precision(recipe.mixed_precision)
     with training_scope(recipe.mixed_precision):
-        model, mode = finetune_speed.fresh_model(recipe, splits, "phase2")
+        model, mode = finetune_speed.fresh_model(recipe, splits, -1)
         pipeline = data_lib.train_pipeline(splits.train, recipe, mode)
         weights = class_weights(recipe, splits.train_labels, len(splits.class_names))
         clock = finetune_speed.epoch_clock(model, pipeline, class_weight=weights)
         clock()  # warm-up: compiles, fills the decoded-image cache
         seconds = common.median([clock() for _ in range(repeats)])
     return {"precision": trained_in, "epoch_s": seconds,
-            "images": len(splits.train_labels), "model": recipe.model,
-            "image_size": recipe.image_size, "batch_size": recipe.batch_size}
+            "images": len(splits.train_labels), "model": recipe.model.name,
+            "image_size": recipe.model.image_size, "batch_size": recipe.data.batch_size}
 
 
 def worker(args) -> dict:
@@ -167,7 +167,7 @@ def body(args, rows, combined) -> str:
             f"Inference: VGG16 with its top at {args.size}x{args.size}, batch {args.batch}, "
             f"`predict_on_batch`, median of {args.repeats} after a warm-up.\n\n"
             f"{inference_table}\n\n"
-            f"Fine-tuning: one epoch of the builtin recipe's phase 2 ({epoch['model']}, "
+            f"Fine-tuning: one epoch of the builtin recipe's phase ({epoch['model']}, "
             f"{epoch['image_size']}x{epoch['image_size']}, batch {epoch['batch_size']}, "
             f"{epoch['images']} training images, every block training, the recipe's pipeline "
             f"with augmentation), median of {args.epochs} epochs after a warm-up epoch; "

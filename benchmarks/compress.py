@@ -281,8 +281,7 @@ def arguments(argv=None):
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args(argv)
     if args.quick:
-        args.set += ["builtin_images_per_class=8", "phase1_epochs=0", "phase2_epochs=1",
-                     "tensorboard=false"]
+        args.set += ["data.builtin_images_per_class=8", "phases.0.epochs=1", "tensorboard=false"]
         # no fine-tuning: the control is then the run's own model (tests/test_compress.py
         # fine-tunes compresses; this run checks the script end to end)
         args.epochs, args.repeats, args.quantize = 0, 3, ["none", "int8"]

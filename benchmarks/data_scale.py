@@ -165,15 +165,17 @@ def child_new(folder, image_size):
     """Scan (no manifest), second start (the manifest), decode once, one epoch; as JSON."""
     import numpy as np
 
-    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.recipe import Recipe
     from keras_vgg.finetune import data as data_lib
     from keras_vgg.finetune.scan import scan_folder
 
     warm(folder)
     home = Path(tempfile.mkdtemp(prefix="data_scale_"))
     os.environ["KERAS_HOME"] = str(home)  # a fresh manifest folder
-    recipe = Recipe(data=str(folder), model="vgg16", image_size=image_size, batch_size=32,
-                    augment=["flip", "rotation", "zoom", "contrast"], cache="auto").validate()
+    recipe = Recipe().but({"data.source": str(folder), "model.name": "vgg16",
+                           "model.image_size": image_size, "data.batch_size": 32,
+                           "data.augment": ["flip", "rotation", "zoom", "contrast"],
+                           "data.cache": "auto"})
     cache_dir = home / "run" / "cache"
     cache_dir.mkdir(parents=True)
     out = {"cores": os.cpu_count()}

@@ -10,7 +10,7 @@ of (deterministic epoch s) / (non-deterministic epoch s).
 Usage:
     python benchmarks/determinism.py                 # the main job's settings, 3 rounds
     python benchmarks/determinism.py --write         # ... and its section in docs/benchmarks.md
-    python benchmarks/determinism.py --repeats 1 --set builtin_images_per_class=20  # smoke
+    python benchmarks/determinism.py --repeats 1 --set data.builtin_images_per_class=20  # smoke
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def clock_for(recipe, splits, deterministic: bool):
     keras.utils.set_random_seed(recipe.seed)
     with training_scope(recipe.mixed_precision):
         model = build_finetune_model(recipe, len(splits.class_names))
-    freeze(model, recipe.phase2_freeze, freeze_bn=not bn_training(recipe))
-    compiled(model, recipe, "phase2")
+    freeze(model, recipe.phases[-1].freeze, freeze_bn=not bn_training(recipe))
+    compiled(model, recipe, -1)
     epoch = data_lib.EpochSeed(recipe.seed)
     pipeline = data_lib.train_pipeline(splits.train, recipe, preprocessing_mode(recipe, model),
                                        epoch=epoch)
@@ -64,9 +64,9 @@ def section(args, command, recipe, images, trains_in, seconds) -> common.Section
     rows = [{"form": name, "epoch_s": common.median(seconds[name]), "rounds": seconds[name]}
             for name in FORMS]
     body = (f"Machine: {common.machine()}.\n\n"
-            f"Recipe `builtin` ({recipe.model}, {recipe.image_size}x{recipe.image_size}, batch "
-            f"{recipe.batch_size}, {images:,} training images, augment "
-            f"{recipe.augment}, trains in {trains_in}"
+            f"Recipe `builtin` ({recipe.model.name}, {recipe.model.image_size}x{recipe.model.image_size}, batch "
+            f"{recipe.data.batch_size}, {images:,} training images, augment "
+            f"{recipe.data.augment}, trains in {trains_in}"
             f"), one epoch per round, {args.repeats} alternating rounds after a warm-up epoch "
             "each; medians.\n\n"
             + common.table(("form", "epoch s", "every round (s)"),

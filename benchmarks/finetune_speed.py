@@ -8,14 +8,14 @@ does (jit_compile and mixed_precision follow the recipe; one device).
    training pipeline (cached decode, shuffle, batch, augment, preprocess, prefetch) vs one
    epoch on the same batches, taken from that pipeline once into numpy arrays, fed to the
    same compiled model. Epochs alternate; steps/s is steps over the epoch's wall time.
-2. Feature cache: with augment=[] and phase 1 freezing the whole base (the recipe's cache
+2. Feature cache: with data.augment=[] and phase 1 freezing the whole base (the recipe's cache
    condition), one epoch of training the head on cached features vs one epoch of the
    frozen-base model end to end, alternating; plus the one-time cost of cached_features.
 
 Usage:
     python benchmarks/finetune_speed.py                     # the built-in recipe as shipped
-    python benchmarks/finetune_speed.py --repeats 3 --set builtin_images_per_class=40
-    python benchmarks/finetune_speed.py --config builtin --set image_size=64 batch_size=16
+    python benchmarks/finetune_speed.py --repeats 3 --set data.builtin_images_per_class=40
+    python benchmarks/finetune_speed.py --config builtin --set model.image_size=64 data.batch_size=16
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.precision import training_scope
-from keras_vgg.finetune.config import load_recipe, shipped_recipes
+from keras_vgg.finetune.config import load_recipe, phase_name, shipped_recipes
 from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.phase import cached_features, class_weights, uses_feature_cache
@@ -60,26 +60,27 @@ def epoch_clock(model, data, **fit_kwargs):
     return clock
 
 
-def compiled(model, recipe, phase):
-    """Compiled as the recipe's run_phase compiles ``phase``."""
-    model.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
+def compiled(model, recipe, index):
+    """Compiled as the recipe's run_phase compiles phase ``index``."""
+    model.compile(optimizer=keras.optimizers.Adam(recipe.phases[index].lr),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=recipe.jit_compile)
     return model
 
 
-def fresh_model(recipe, splits, phase):
-    """The recipe's model, frozen and compiled as ``phase`` does, and its preprocessing."""
+def fresh_model(recipe, splits, index):
+    """The recipe's model, frozen and compiled as phase ``index`` does, and its
+    preprocessing."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(recipe.seed)
     model = build_finetune_model(recipe, len(splits.class_names))
-    freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
-    return compiled(model, recipe, phase), preprocessing_mode(recipe, model)
+    freeze(model, recipe.phases[index].freeze, freeze_bn=not bn_training(recipe))
+    return compiled(model, recipe, index), preprocessing_mode(recipe, model)
 
 
-def pipeline_overhead(recipe, splits, phase, repeats):
+def pipeline_overhead(recipe, splits, index, repeats):
     """One row: steps/s on the real pipeline and on the same batches from numpy arrays."""
-    model, mode = fresh_model(recipe, splits, phase)
+    model, mode = fresh_model(recipe, splits, index)
     pipeline = data_lib.train_pipeline(splits.train, recipe, mode)
     batches = list(pipeline.as_numpy_iterator())  # one epoch of the pipeline, in memory
     x = np.concatenate([b[0] for b in batches])
@@ -87,17 +88,17 @@ def pipeline_overhead(recipe, splits, phase, repeats):
     weights = class_weights(recipe, splits.train_labels, len(splits.class_names))
     seconds = common.alternate({
         "pipeline": epoch_clock(model, pipeline, class_weight=weights),
-        "in-memory": epoch_clock(model, x, y=y, batch_size=recipe.batch_size,
+        "in-memory": epoch_clock(model, x, y=y, batch_size=recipe.data.batch_size,
                                  class_weight=weights),
     }, repeats)
-    return overhead_row(recipe, phase, len(batches), seconds)
+    return overhead_row(recipe, index, len(batches), seconds)
 
 
-def overhead_row(recipe, phase, steps, seconds) -> dict:
+def overhead_row(recipe, index, steps, seconds) -> dict:
     """A phase's row from the seconds of its epochs (``{"pipeline": [...], "in-memory":
     [...]}``): steps/s of each and the median per-round ratio in-memory / pipeline."""
-    return {"phase": phase, "freeze": getattr(recipe, f"{phase}_freeze"),
-            "epochs": getattr(recipe, f"{phase}_epochs"), "steps": steps,
+    return {"phase": phase_name(index), "freeze": recipe.phases[index].freeze,
+            "epochs": recipe.phases[index].epochs, "steps": steps,
             "pipeline_steps_s": steps / common.median(seconds["pipeline"]),
             "memory_steps_s": steps / common.median(seconds["in-memory"]),
             "ratio": common.paired(seconds["in-memory"], seconds["pipeline"])}
@@ -105,19 +106,19 @@ def overhead_row(recipe, phase, steps, seconds) -> dict:
 
 def cache_recipe(recipe):
     """The recipe without augmentation, which the feature cache needs; checked to use it."""
-    recipe = dataclasses.replace(recipe, augment=[], feature_cache="auto").validate()
+    recipe = recipe.but({"data.augment": [], "feature_cache": "auto"})
     if not uses_feature_cache(recipe):
-        raise ValueError("Expected a recipe whose phase 1 freezes the whole base "
-                         f"(phase1_freeze=all, phase1_epochs > 0). Received: "
-                         f"phase1_freeze={recipe.phase1_freeze!r}, "
-                         f"phase1_epochs={recipe.phase1_epochs}")
+        first = recipe.phases[0]
+        raise ValueError("Expected a recipe whose phase 0 freezes the whole base "
+                         "(phases.0.freeze=all, phases.0.epochs > 0). Received: "
+                         f"phases.0.freeze={first.freeze!r}, phases.0.epochs={first.epochs}")
     return recipe
 
 
 def feature_cache(recipe, splits, repeats):
     """Per-epoch seconds of the head on cached features vs the frozen model end to end."""
     recipe = cache_recipe(recipe)
-    model, mode = fresh_model(recipe, splits, "phase1")
+    model, mode = fresh_model(recipe, splits, 0)
     weights = class_weights(recipe, splits.train_labels, len(splits.class_names))
     plain = epoch_clock(model, data_lib.train_pipeline(splits.train, recipe, mode),
                         class_weight=weights)
@@ -127,7 +128,7 @@ def feature_cache(recipe, splits, repeats):
         features = cached_features(RunContext(recipe, Path(run_dir), splits, mode, verbose=0),
                                    model)
         extraction = time.perf_counter() - start
-    head = compiled(model.get_layer("head"), recipe, "phase1")
+    head = compiled(model.get_layer("head"), recipe, 0)
     cached = tf.data.Dataset.from_tensor_slices((features["train"], splits.train_labels))
     seconds = common.alternate({
         "frozen end to end": plain,
@@ -163,8 +164,8 @@ def body(args, recipe, source, images, overheads, total, cache) -> str:
         [("training split", f"{cache['plain_epoch_s']:.3f}", f"{cache['cached_epoch_s']:.3f}",
           f"{cache['speedup']:.1f}", f"{cache['extraction_s']:.2f}",
           f"{cache['break_even_epochs']:.2f}")])
-    return (f"Recipe `{args.config}` ({recipe.model}, {recipe.image_size}x{recipe.image_size}, "
-            f"batch {recipe.batch_size}, augment {recipe.augment}, weights {recipe.weights}, "
+    return (f"Recipe `{args.config}` ({recipe.model.name}, {recipe.model.image_size}x{recipe.model.image_size}, "
+            f"batch {recipe.data.batch_size}, augment {recipe.data.augment}, weights {recipe.model.weights}, "
             f"jit_compile {recipe.jit_compile}, mixed_precision {recipe.mixed_precision}) on "
             f"{source}: {images} training images. Each "
             f"contestant runs {args.repeats} epochs, alternating with the other, after a "
@@ -174,7 +175,7 @@ def body(args, recipe, source, images, overheads, total, cache) -> str:
             "shuffle, batch, augment, preprocess, prefetch) vs the same batches, read once from "
             "it into numpy arrays, fed to the same compiled model. \"recipe\" weights each "
             f"phase by its epochs.\n\n{first}\n\n"
-            "Feature cache (augment=[], phase 1 freezing the whole base, as the recipe's cache "
+            "Feature cache (data.augment=[], phase 1 freezing the whole base, as the recipe's cache "
             "requires): an epoch of the head on `cached_features` vs an epoch of the "
             "frozen-base model end to end on `train_pipeline`. The one-time extraction "
             f"(train + val splits, features {tuple(cache['feature_shape'])}, written and read "
@@ -195,7 +196,7 @@ def targets(recipe, overheads, total, cache):
         common.Target(
             "feature cache", ">= 10x faster per epoch than frozen training",
             f"{cache['speedup']:.1f}x", fast, "" if fast else
-            f"at {recipe.image_size}x{recipe.image_size} a frozen-base epoch costs only "
+            f"at {recipe.model.image_size}x{recipe.model.image_size} a frozen-base epoch costs only "
             f"{cache['plain_epoch_s']:.2f} s, and the head's {cache['cached_epoch_s']:.3f} s is "
             f"Keras's fixed per-step cost ({1000 * cache['cached_epoch_s'] / steps:.1f} ms per "
             "step) more than its arithmetic"),
@@ -234,10 +235,12 @@ def arguments(argv=None):
     arg_parser.add_argument("--repeats", type=common.positive_int, default=5)
     args = arg_parser.parse_args(argv)
     # The builtin recipe trains from scratch with no head-only phase; the feature cache
-    # needs one, so it gets the 2 head epochs it had before (the overrides may change them).
-    head_phase = ["phase1_epochs=2"] if args.config == "builtin" else []
+    # needs one, so 2 head epochs go before its phase (the overrides apply to the file's).
     try:
-        recipe = load_recipe(args.config, head_phase + args.set)
+        recipe = load_recipe(args.config, args.set)
+        if args.config == "builtin":
+            head = {"freeze": "all", "epochs": 2, "lr": 1e-3}
+            recipe = recipe.but({"phases": [head, *map(dataclasses.asdict, recipe.phases)]})
         cache_recipe(recipe)
     except ValueError as error:
         arg_parser.error(str(error))
@@ -249,7 +252,7 @@ def main(argv=None) -> common.Section:
     args, recipe, command = arguments(argv)
     keras.utils.set_random_seed(recipe.seed)
     splits = data_lib.load_data(recipe)
-    phases = [p for p in ("phase1", "phase2") if getattr(recipe, f"{p}_epochs")]
+    phases = [index for index, phase in enumerate(recipe.phases) if phase.epochs]
     with training_scope(recipe.mixed_precision):
         overheads = [pipeline_overhead(recipe, splits, p, args.repeats) for p in phases]
         cache = feature_cache(recipe, splits, args.repeats)

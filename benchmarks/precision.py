@@ -1,6 +1,6 @@
 """Training speed of the precision switches: --mixed-precision and --jit-compile.
 
-The built-in recipe's phase 2 (the layers it unfreezes, with its learning rate) is
+The built-in recipe's phase (the layers it unfreezes, with its learning rate) is
 trained one epoch at a time in four forms, alternating: float32, mixed precision
 (``mixed_bfloat16`` on a CPU, ``mixed_float16`` on a GPU: what ``--mixed-precision``
 chooses), XLA (``jit_compile``), and both. Each form's model is built under its own dtype
@@ -9,7 +9,7 @@ policy, as the recipe builds it.
 Usage:
     python benchmarks/precision.py                    # 64x64, 3 alternating epochs each
     python benchmarks/precision.py --image-size 32 --repeats 1 --forms "mixed precision" \
-        --set builtin_images_per_class=8                 # a smoke run
+        --set data.builtin_images_per_class=8                 # a smoke run
 """
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ FORMS = {"float32": (False, False), "mixed precision": (True, False), "XLA": (Fa
 
 
 def clock_for(recipe, splits, mixed, jit):
-    """An epoch clock of phase 2 for one form, and the dtype policy its base computes in."""
-    recipe = dataclasses.replace(recipe, mixed_precision=mixed, jit_compile=jit)
+    """An epoch clock of the recipe's last phase for one form, and the dtype policy its base
+    computes in."""
+    recipe = recipe.but({"mixed_precision": mixed, "jit_compile": jit})
     keras.utils.set_random_seed(recipe.seed)
     with training_scope(mixed):
         model = build_finetune_model(recipe, len(splits.class_names))
         policy = model.get_layer("base").layers[1].dtype_policy.name
-    freeze(model, recipe.phase2_freeze, freeze_bn=not bn_training(recipe))
-    compiled(model, recipe, "phase2")
+    freeze(model, recipe.phases[-1].freeze, freeze_bn=not bn_training(recipe))
+    compiled(model, recipe, -1)
     pipeline = data_lib.train_pipeline(splits.train, recipe, preprocessing_mode(recipe, model))
     return epoch_clock(model, pipeline), policy
 
@@ -54,11 +55,11 @@ def rows_of(policies, seconds) -> list[dict]:
 
 
 def section(args, command, recipe, images, rows) -> common.Section:
-    """The docs section from the rows (:func:`rows_of`) of ``recipe``'s phase 2 on
+    """The docs section from the rows (:func:`rows_of`) of ``recipe``'s last phase on
     ``images`` training images."""
-    body = (f"Recipe `builtin` phase 2 ({recipe.model}, {args.image_size}x{args.image_size}, "
-            f"batch {recipe.batch_size}, {images} training images, freeze "
-            f"{recipe.phase2_freeze}), one epoch per round, {args.repeats} alternating rounds "
+    body = (f"Recipe `builtin`'s phase ({recipe.model.name}, {args.image_size}x{args.image_size}, "
+            f"batch {recipe.data.batch_size}, {images} training images, freeze "
+            f"{recipe.phases[-1].freeze}), one epoch per round, {args.repeats} alternating rounds "
             "after a warm-up epoch (which also holds XLA's compilation); medians.\n\n"
             + common.table(("form", "base computes in", "epoch s", "float32 / this (speed-up)"),
                            [(r["form"], r["policy"], f"{r['epoch_s']:.2f}",
@@ -79,7 +80,7 @@ def arguments(argv=None):
     arg_parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                             help="overrides of the builtin recipe")
     args = arg_parser.parse_args(argv)
-    recipe = load_recipe("builtin", [f"image_size={args.image_size}", *args.set])
+    recipe = load_recipe("builtin", [f"model.image_size={args.image_size}", *args.set])
     return args, recipe, common.command("precision.py", args, arg_parser)
 
 

@@ -6,7 +6,7 @@ rounds with a square ``tf.matmul`` in float32 and one in bfloat16 (--gemm x --ge
 precision's measured peak), so each precision's GFLOP/s is read against its own peak.
 Part 2 times the recipe's feature-cache extraction (``keras_vgg.finetune.train.
 cached_features``, the code a run uses) with ``mixed_precision`` false (float32) and auto.
-Part 3 times one epoch of the built-in recipe's phase 2 in float32 and with
+Part 3 times one epoch of the built-in recipe's phase in float32 and with
 ``mixed_precision: auto`` (benchmarks/precision.py's clock).
 
 Usage:
@@ -85,14 +85,16 @@ def cache_clocks(size, per_class):
     from keras_vgg.finetune.phase import cached_features
     from keras_vgg.finetune.train import preprocessing_mode
 
-    recipe = load_recipe("builtin", [f"image_size={size}", "model=vgg16", "weights=none",
-                                     f"builtin_images_per_class={per_class}", "augment=none",
-                                     "test_split=0"])  # the cache holds train and val only
+    recipe = load_recipe("builtin", [f"model.image_size={size}", "model.name=vgg16",
+                                     "model.weights=none",
+                                     f"data.builtin_images_per_class={per_class}",
+                                     "data.augment=none", "data.test_split=0"])
+    # (no test split: the cache holds train and val only)
     splits = data_lib.load_data(recipe)
     folder = Path(tempfile.mkdtemp())
     clocks = {}
-    for name, mixed in (("float32", "false"), ("auto", "auto")):
-        form = dataclasses.replace(recipe, mixed_precision=mixed)
+    for name, mixed in (("float32", False), ("auto", "auto")):
+        form = recipe.but({"mixed_precision": mixed})
         with training_scope(mixed):  # as a run builds its model
             model = build_finetune_model(form, len(splits.class_names))
         run = RunContext(form, folder, splits, preprocessing_mode(form, model), verbose=0)
@@ -106,7 +108,7 @@ def cache_clocks(size, per_class):
 
 
 def epoch_clocks():
-    """One epoch of the built-in recipe's phase 2, float32 and ``mixed_precision: auto``."""
+    """One epoch of the built-in recipe's phase, float32 and ``mixed_precision: auto``."""
     from precision import clock_for
 
     from keras_vgg.finetune import data as data_lib
@@ -115,7 +117,7 @@ def epoch_clocks():
     recipe = load_recipe("builtin")
     splits = data_lib.load_data(recipe)
     clocks, policies = {}, {}
-    for name, mixed in (("float32", "false"), ("auto", "auto")):
+    for name, mixed in (("float32", False), ("auto", "auto")):
         clocks[name], policies[name] = clock_for(recipe, splits, mixed, False)
     return clocks, policies, recipe
 
@@ -203,8 +205,8 @@ def body(args, rows, cache_s, images, epoch_s, policies, recipe) -> str:
         [(f"feature cache: VGG16 base, {images} images at {args.cache_size}x{args.cache_size}",
           f"{common.median(cache_s['float32']):.2f}", f"{common.median(cache_s['auto']):.2f}",
           f"{common.paired(cache_s['float32'], cache_s['auto']):.2f}"),
-         (f"fine-tune epoch: builtin phase 2 ({recipe.model}, {recipe.image_size}x"
-          f"{recipe.image_size}, computes in {policies['auto']})",
+         (f"fine-tune epoch: builtin phase ({recipe.model.name}, {recipe.model.image_size}x"
+          f"{recipe.model.image_size}, computes in {policies['auto']})",
           f"{common.median(epoch_s['float32']):.2f}", f"{common.median(epoch_s['auto']):.2f}",
           f"{common.paired(epoch_s['float32'], epoch_s['auto']):.2f}")])
     return (f"Machine: {common.machine()}. `auto` here: {detect_precision()}.\n\n"

@@ -5,9 +5,9 @@ Examples:
     $ keras-vgg summary vgg_m --input-shape 64,64,3 --no-top
     $ keras-vgg finetune                      # the built-in shapes, offline, a few minutes
     $ keras-vgg finetune --data photos/ --model vgg16 --weights imagenet
-    $ keras-vgg finetune --config tf_flowers phase2_epochs=10 batch_size=16
+    $ keras-vgg finetune --config tf_flowers phases.1.epochs=10 data.batch_size=16
     $ keras-vgg recipes                       # the shipped recipes and what each should reach
-    $ keras-vgg finetune --dry-run tf_flowers batch_size=16   # the resolved recipe, no run
+    $ keras-vgg finetune --dry-run tf_flowers data.batch_size=16   # the resolved recipe
     $ keras-vgg finetune --strategy mirrored --mixed-precision   # all local GPUs
     $ keras-vgg export runs/builtin --format saved_model tflite \\
           --quantize none float16 dynamic int8 -o exported/
@@ -160,8 +160,12 @@ def printing(table):
     return command
 
 
-FINETUNE_FLAGS = ("data", "model", "weights", "image_size", "batch_size", "head", "strategy",
-                  "mixed_precision", "jit_compile", "seed", "deterministic")
+# each flag of `finetune` and the recipe key it sets
+FINETUNE_FLAGS = {"data": "data.source", "model": "model.name", "weights": "model.weights",
+                  "image_size": "model.image_size", "batch_size": "data.batch_size",
+                  "head": "model.head", "strategy": "strategy",
+                  "mixed_precision": "mixed_precision", "jit_compile": "jit_compile",
+                  "seed": "seed", "deterministic": "deterministic"}
 
 
 def add_finetune_parser(commands):
@@ -173,7 +177,7 @@ def add_finetune_parser(commands):
         epilog=recipes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     finetune.add_argument("overrides", nargs="*", metavar="[RECIPE] key=value",
                           help="a recipe first (as --config), then any recipe key, e.g. "
-                          "phase2_epochs=10 augment=flip,zoom")
+                          "phases.1.epochs=10 data.augment=flip,zoom (phases count from 0)")
     finetune.add_argument("--config", help="a recipe file (YAML/JSON) or a shipped recipe name")
     finetune.add_argument("--data", help="'builtin', a folder of class sub-folders, or tfds:NAME")
     finetune.add_argument("--model", help="a variant name from `keras-vgg list`")
@@ -257,8 +261,8 @@ def resolved_recipe(args):
     from keras_vgg.finetune.config import from_scratch_note, load_recipe
 
     config, overrides = split_recipe(args)
-    flags = [f"{flag}={json.dumps(value) if isinstance(value, bool) else value}"
-             for flag, value in ((f, getattr(args, f)) for f in FINETUNE_FLAGS)
+    flags = [f"{key}={json.dumps(value) if isinstance(value, bool) else value}"
+             for key, value in ((k, getattr(args, f)) for f, k in FINETUNE_FLAGS.items())
              if value is not None]
     return (load_recipe(config, flags + overrides),
             from_scratch_note(config, flags + overrides))
@@ -551,9 +555,9 @@ def add_compress_parser(commands):
                           help="pruning steps, each followed by fine-tuning (default 1: "
                           "one-shot)")
     compress.add_argument("--epochs", type=int, help="fine-tune epochs per step (default: the "
-                          "run's compress_epochs, 5 unless its recipe says)")
+                          "run's compress.epochs, 5 unless its recipe says)")
     compress.add_argument("--lr", type=float, help="their learning rate (default: the run's "
-                          "compress_lr, 1e-4 unless its recipe says)")
+                          "compress.lr, 1e-4 unless its recipe says)")
     compress.add_argument("--criterion", choices=CRITERIA, default="auto",
                           help="filter ranking (auto: BN scale where there is BN, else L1)")
     compress.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none", "int8"],
@@ -561,7 +565,7 @@ def add_compress_parser(commands):
     compress.add_argument("--max-drop", type=float, metavar="POINTS",
                           help="warn when the pruned model loses more accuracy than this on "
                           "the held-out split, in points (default: the run's "
-                          "compress_max_drop, 1.0 unless its recipe says)")
+                          "compress.max_drop, 1.0 unless its recipe says)")
     resume = compress.add_mutually_exclusive_group()
     resume.add_argument("--overwrite", action="store_true", help="replace the output folder")
     resume.add_argument("--resume", action="store_true", help="continue an interrupted one")

@@ -133,8 +133,9 @@ def tiny_tfds_builder():
 
 @dataclass
 class TinyTfds:
-    """A real tfds dataset: ``name`` for ``data="tfds:NAME"``, and ``data_dir``, the folder to
-    give the recipe as its ``data_dir`` (``Recipe(data_dir=str(tiny.data_dir), ...)``)."""
+    """A real tfds dataset: ``name`` for ``data.source="tfds:NAME"``, and ``data_dir``, the
+    folder to give the recipe as its ``data.data_dir``
+    (``Recipe().but({"data.data_dir": str(tiny.data_dir), ...})``)."""
 
     name: str
     data_dir: Path

@@ -52,9 +52,9 @@ def trained_shapes_classifier():
     preprocessing, like a fine-tuned run's best.keras."""
     keras.utils.set_random_seed(0)
     with precision_scope("auto"):  # bfloat16 where the CPU is fast at it
-        model = build_finetune_model(Recipe(model="vgg11_bn", image_size=SIZE,
-                                            head_dropout=0.0), len(SHAPES),
-                                     class_names=list(SHAPES))
+        recipe = Recipe().but({"model.name": "vgg11_bn", "model.image_size": SIZE,
+                               "model.head_dropout": 0.0})
+        model = build_finetune_model(recipe, len(SHAPES), class_names=list(SHAPES))
     model.preprocessing = "torch"
     images, labels = draw(150, seed=0)
     images, labels = np.concatenate([images, images[:, :, ::-1]]), np.concatenate([labels] * 2)

@@ -30,13 +30,14 @@ BACKEND = keras.backend.backend()
 CHILD_TIMEOUT_S = 600
 
 
-def tiny(**overrides):
-    values = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
-                  builtin_images_per_class=4, batch_size=8, augment=["flip", "rotation"],
-                  phase1_epochs=1, phase2_epochs=1, phase2_lr=1e-3, tensorboard=False,
-                  early_stopping_patience=0, reduce_lr_patience=0)
-    values.update(overrides)
-    return Recipe(**values).validate()
+def tiny(changes=None):
+    """A tiny two-phase recipe, with ``changes`` ({dotted key: value}) on top."""
+    return Recipe().but({
+        "name": "tiny", "data.source": "builtin", "model.name": "vgg11", "model.image_size": 32,
+        "data.builtin_images_per_class": 4, "data.batch_size": 8,
+        "data.augment": ["flip", "rotation"], "phases.0.epochs": 1, "phases.1.epochs": 1,
+        "phases.1.lr": 1e-3, "tensorboard": False, "early_stopping_patience": 0,
+        "reduce_lr_patience": 0, **(changes or {})})
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 2), (2, 5), (4, 4)])
@@ -76,8 +77,9 @@ def test_fine_tune_resumed_after_a_kill_ends_as_an_uninterrupted_run(tmp_path):
     log)."""
     from tests.test_finetune_train import Interrupt
 
-    recipe = tiny(phase2_epochs=4, builtin_images_per_class=6, test_split=0.34,
-                  early_stopping_patience=2, reduce_lr_patience=1)
+    recipe = tiny({"phases.1.epochs": 4, "data.builtin_images_per_class": 6,
+                   "data.test_split": 0.34, "early_stopping_patience": 2,
+                   "reduce_lr_patience": 1})
     whole = finetune(recipe, run_dir=tmp_path / "whole", verbose=0)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -103,7 +105,7 @@ def test_fine_tune_resumed_after_a_kill_ends_as_an_uninterrupted_run(tmp_path):
 
 
 def test_feature_cache_phase_on_this_backend(tmp_path):
-    result = finetune(tiny(feature_cache="true", augment=[], phase2_epochs=0),
+    result = finetune(tiny({"feature_cache": True, "data.augment": [], "phases.1.epochs": 0}),
                       run_dir=tmp_path / "run", verbose=0)
     assert result.feature_cache and result.epochs == 1
 
@@ -111,8 +113,9 @@ def test_feature_cache_phase_on_this_backend(tmp_path):
 def test_tfds_data_fine_tunes_on_this_backend(tiny_tfds_prepared, tmp_path):
     """A real (tiny) tfds dataset through the recipe, augmentation on, both phases."""
     data = tiny_tfds_prepared
-    result = finetune(tiny(data=f"tfds:{data.name}", train_split="train", val_split="test",
-                           data_dir=str(data.data_dir), augment=["flip"]),
+    result = finetune(tiny({"data.source": f"tfds:{data.name}", "data.train_split": "train",
+                            "data.val_split": "test", "data.data_dir": str(data.data_dir),
+                            "data.augment": ["flip"]}),
                       run_dir=tmp_path / "run", verbose=0)
     assert result.epochs == 2
     assert keras.saving.load_model(result.best_model).class_names == data.classes
@@ -131,12 +134,13 @@ DATA_PARALLEL = textwrap.dedent("""
     import json, sys
     import numpy as np
     from keras_vgg.finetune import Recipe, finetune
-    recipe = Recipe(name="dp", data="builtin", model="vgg11", image_size=32,
-                    builtin_images_per_class=10, batch_size=int(sys.argv[4]), augment=[],
-                    head_dropout=0.0,
-                    phase1_epochs=0, phase2_epochs=1, phase2_lr=1e-3, tensorboard=False,
-                    early_stopping_patience=0, reduce_lr_patience=0, class_weight="none",
-                    mixed_precision="false", strategy=sys.argv[1])
+    recipe = Recipe().but({
+        "name": "dp", "data.source": "builtin", "model.name": "vgg11", "model.image_size": 32,
+        "data.builtin_images_per_class": 10, "data.batch_size": int(sys.argv[4]),
+        "data.augment": [], "model.head_dropout": 0.0,
+        "phases": [{"epochs": 1, "lr": 1e-3, "freeze": "block4"}], "tensorboard": False,
+        "early_stopping_patience": 0, "reduce_lr_patience": 0, "class_weight": "none",
+        "mixed_precision": False, "strategy": sys.argv[1]})
     result = finetune(recipe, run_dir=sys.argv[2], verbose=0)
     import keras
     model = keras.saving.load_model(result.best_model)
@@ -236,6 +240,6 @@ def test_export_on_another_backend_says_to_use_tensorflow(tmp_path):
     model = VGG11(weights=None, input_shape=(32, 32, 3), classes=3)
     with pytest.raises(ValueError, match=f"Received: KERAS_BACKEND={BACKEND}"):
         export(model, tmp_path / "out", preprocessing="caffe")
-    with pytest.raises(ValueError, match=r"export_formats=\['tflite'\]"):
-        finetune(tiny(export_formats=["tflite"]), run_dir=tmp_path / "run", verbose=0)
+    with pytest.raises(ValueError, match=r"export\.formats=\['tflite'\]"):
+        finetune(tiny({"export.formats": ["tflite"]}), run_dir=tmp_path / "run", verbose=0)
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()

@@ -70,7 +70,7 @@ def test_a_bn_form_folds_exactly_and_keeps_its_names_and_record(top):
 
 
 def test_a_fine_tuned_model_folds_its_base():
-    recipe = Recipe(model="vgg11_bn", image_size=32)
+    recipe = Recipe().but({"model.name": "vgg11_bn", "model.image_size": 32})
     model = with_random_bn(build_finetune_model(recipe, 3, ["a", "b", "c"]))
     model.preprocessing = "caffe"
     folded = assert_folds(model, 255 * images())

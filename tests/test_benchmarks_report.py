@@ -217,10 +217,10 @@ def test_finetune_speed_targets_missed_say_why():
 
 def test_finetune_speed_rows_from_the_seconds_of_each_round():
     _, recipe, _ = finetune_speed.arguments([])
-    row = finetune_speed.overhead_row(recipe, "phase2", 15, {"pipeline": [1.0, 1.2, 1.1],
-                                                            "in-memory": [0.9, 1.0, 1.1]})
+    row = finetune_speed.overhead_row(recipe, 1, 15, {"pipeline": [1.0, 1.2, 1.1],
+                                                     "in-memory": [0.9, 1.0, 1.1]})
     assert (row["phase"], row["freeze"], row["epochs"], row["steps"]) == (
-        "phase2", recipe.phase2_freeze, recipe.phase2_epochs, 15)
+        "phase2", recipe.phases[1].freeze, recipe.phases[1].epochs, 15)
     assert row["pipeline_steps_s"] == 15 / 1.1 and row["memory_steps_s"] == 15 / 1.0
     assert row["ratio"] == pytest.approx(0.9)  # median of 0.9, 0.833, 1.0
     cache = finetune_speed.cache_row({"frozen end to end": [1.2, 1.3, 1.1],
@@ -244,11 +244,12 @@ def test_precision_rows_are_against_float32():
     assert rows[1]["speedup"] == pytest.approx(2.0)  # median of 2.0, 1.6, 2.0
     args, recipe, command = precision.arguments(["--image-size", "32", "--repeats", "1",
                                                  "--forms", "mixed precision"])
-    assert recipe.image_size == 32
+    assert recipe.model.image_size == 32
     section = precision.section(args, command, recipe, 40, rows)
     assert section.command == ("python benchmarks/precision.py --image-size 32 --repeats 1 "
                                "--forms mixed precision")
-    assert f"({recipe.model}, 32x32, batch {recipe.batch_size}, 40 training images, freeze " \
+    assert f"({recipe.model.name}, 32x32, batch {recipe.data.batch_size}, 40 training images, " \
+        "freeze " \
         in section.body and "1 alternating rounds" in section.body
     assert_columns(section.body, ("form", "base computes in", "epoch s",
                                   "float32 / this (speed-up)"))
@@ -298,7 +299,7 @@ def test_precision_inference_tables_and_targets(tmp_path):
     assert "convolutions ran at 1316 GFLOP/s" in section.body
     assert "| feature cache: VGG16 base, 200 images at 224x224 | 23.71 | 4.47 | 5.30 |" \
         in section.body
-    assert ("| fine-tune epoch: builtin phase 2 (vgg11_bn, 32x32, computes in mixed_bfloat16) "
+    assert ("| fine-tune epoch: builtin phase (vgg11_bn, 32x32, computes in mixed_bfloat16) "
             "| 4.26 | 3.23 | 1.32 |") in section.body
     assert "](precision.png)" in section.body
     vgg16, plain, cache, epoch = section.targets
@@ -657,9 +658,9 @@ def test_compress_without_int8_has_no_file_targets():
 
 def test_determinism_table_and_ratio():
     args, recipe, command = determinism.arguments(["--repeats", "2", "--set",
-                                                   "builtin_images_per_class=20"])
+                                                   "data.builtin_images_per_class=20"])
     assert command == ("python benchmarks/determinism.py --repeats 2 --set "
-                       "builtin_images_per_class=20")
+                       "data.builtin_images_per_class=20")
     assert determinism.arguments(["--write"])[2] == \
         "python benchmarks/determinism.py --repeats 3 --write"
     seconds = {"not deterministic": [3.0, 3.2], "deterministic": [3.6, 3.68]}
@@ -669,8 +670,9 @@ def test_determinism_table_and_ratio():
     assert_columns(section.body, ("form", "epoch s", "every round (s)"))
     assert row_line("deterministic", "3.64", "3.60, 3.68") in section.body
     assert "Deterministic / not (median of the paired rounds): 1.17x the epoch" in section.body
-    assert f"({recipe.model}, {recipe.image_size}x{recipe.image_size}, batch " \
-           f"{recipe.batch_size}, 80 training images" in section.body
+    model = recipe.model
+    assert f"({model.name}, {model.image_size}x{model.image_size}, batch " \
+           f"{recipe.data.batch_size}, 80 training images" in section.body
     assert "trains in bfloat16), one epoch per round, 2 alternating rounds" in section.body
     assert section.title == determinism.TITLE
     assert run_all.DETERMINISM_TITLE == f"## {determinism.TITLE}"

@@ -270,7 +270,7 @@ def test_smoke_determinism_times_both_forms_and_restores_the_switch():
     from tensorflow.python.framework import config as tf_config
 
     before = tf_config.is_op_determinism_enabled()
-    section = determinism.main(["--repeats", "1", "--set", "builtin_images_per_class=20"])
+    section = determinism.main(["--repeats", "1", "--set", "data.builtin_images_per_class=20"])
     assert tf_config.is_op_determinism_enabled() == before
     assert [row["form"] for row in section.rows] == ["not deterministic", "deterministic"]
     assert all(math.isfinite(row["epoch_s"]) and row["epoch_s"] > 0 for row in section.rows)

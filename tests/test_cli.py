@@ -111,9 +111,11 @@ def test_help_is_plain_text_and_finetune_help_lists_recipe_keys(capsys):
     with pytest.raises(SystemExit):
         cli.main(["finetune", "--help"])
     text = capsys.readouterr().out
-    assert 'folder: data="path/to/folder_of_class_subfolders"' in text
-    assert 'weights="imagenet"' in text and "phase2_freeze=none phase2_lr=0.001" in text
+    assert 'folder: data.source="path/to/folder_of_class_subfolders"' in text
+    assert 'model.weights="imagenet"' in text
+    assert 'phases.0.freeze="none" phases.0.epochs=6 phases.0.lr=0.001' in text
     from keras_vgg.finetune import Recipe
+    from keras_vgg.finetune.recipe import dotted_items
 
-    for key in Recipe().to_dict():
+    for key in dotted_items(Recipe().to_dict()):
         assert f"{key}=" in text, key

@@ -25,7 +25,7 @@ def loaded_after(code):
     "c.main(['list'])",
     "c.main(['recipes'])",
     "c.main(['finetune', '--dry-run'])",
-    "c.main(['finetune', 'tf_flowers', '--dry-run', 'batch_size=16'])",
+    "c.main(['finetune', 'tf_flowers', '--dry-run', 'data.batch_size=16'])",
 ])
 def test_commands_load_no_framework(code):
     assert loaded_after(code) == "[]"

@@ -20,8 +20,7 @@ from keras_vgg.precision import with_precision
 from keras_vgg.pruning import model_cost, plan_widths
 from keras_vgg.stats import accuracy_of, paired_difference
 
-TINY = ["phase1_epochs=0", "phase2_epochs=1", "builtin_images_per_class=8",
-        "tensorboard=false"]
+TINY = ["phases.0.epochs=1", "data.builtin_images_per_class=8", "tensorboard=false"]
 # the compress of the tiny run that two tests read: two steps of two epochs (a kill in the
 # second epoch of step 2 then resumes from a backup, after a step already done)
 ARGS = dict(flops=0.3, steps=2, epochs=2, quantize=["none", "int8"], verbose=0)
@@ -69,7 +68,7 @@ class LastWeights(keras.callbacks.Callback):
 def tiny_run(tmp_path_factory):
     """8 images per class (4 train, 1 validation, 3 test), batches of 8: 3 steps an epoch."""
     run = tmp_path_factory.mktemp("compress") / "run"
-    finetune(load_recipe("builtin", TINY + ["batch_size=8"]), run_dir=run, verbose=0)
+    finetune(load_recipe("builtin", TINY + ["data.batch_size=8"]), run_dir=run, verbose=0)
     keras.backend.clear_session()
     return run
 
@@ -181,7 +180,7 @@ def test_a_killed_compress_resumes_to_the_weights_of_one_never_killed(tiny_run, 
         compress(tiny_run, out, callbacks=[KillInFit(fit=2, epoch=1, batch=1)], **RESUMED)
     state = json.loads((out / "state.json").read_text())
     assert state["steps_done"] == 1 and not state["complete"]
-    backup = json.loads((out / "step2" / "backup" / "phase2" / "training_metadata.json")
+    backup = json.loads((out / "step2" / "backup" / "phase1" / "training_metadata.json")
                         .read_text())
     assert backup["epoch"] == 1  # saved at the end of epoch 0, the one completed
     with pytest.raises(ValueError, match=r"`out` \(-o/--output\) not to exist"):
@@ -257,7 +256,7 @@ def test_the_command_line_compresses_a_run(tiny_run, tmp_path, capsys):
 
 def test_a_recipe_with_a_compress_phase_runs_it(tmp_path):
     """The run ends with its compress phase (no fine-tuning epoch: the plumbing only)."""
-    recipe = load_recipe("builtin", TINY + ["compress_params=0.2", "compress_epochs=0"])
+    recipe = load_recipe("builtin", TINY + ["compress.params=0.2", "compress.epochs=0"])
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     report = result.compress_report
     assert report == json.loads((tmp_path / "run" / "compressed" / "compress_report.json")
@@ -270,15 +269,15 @@ def test_a_recipe_with_a_compress_phase_runs_it(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("compress_flops=2", r"`compress_flops` to be the fraction to keep"),
-    ("compress_steps=0", r"`compress_steps` >= 1"),
-    ("compress_criterion=random", r"`compress_criterion` to be one of"),
+    ("compress.flops=2", r"`compress.flops` to be the fraction to keep"),
+    ("compress.steps=0", r"`compress.steps` >= 1"),
+    ("compress.criterion=random", r"`compress.criterion` to be one of"),
 ])
 def test_bad_compress_keys_are_named(override, message):
     with pytest.raises(ValueError, match=message):
         load_recipe("builtin", [override])
-    with pytest.raises(ValueError, match=r"one of `compress_flops` and `compress_params`"):
-        Recipe(compress_flops=0.3, compress_params=0.3).validate()
+    with pytest.raises(ValueError, match=r"one of `compress.flops` and `compress.params`"):
+        Recipe().but({"compress.flops": 0.3, "compress.params": 0.3})
 
 
 def test_compress_of_the_main_job_keeps_its_accuracy(builtin_run, tmp_path):
@@ -314,7 +313,7 @@ def test_a_compress_that_loses_accuracy_warns_in_the_console_and_the_report(
         builtin_run, tmp_path, capsys):
     """Issue 28: 5% of the main job's FLOPs with no fine-tuning loses far more than the
     1-point default (--max-drop): the console and compress_report.json say so; a looser
-    --max-drop, or a recipe's compress_max_drop, moves the line."""
+    --max-drop, or a recipe's compress.max_drop, moves the line."""
     run, _ = builtin_run
     out = tmp_path / "lossy"
     assert main(["compress", str(run), "--flops", "0.05", "--epochs", "0", "--quantize",
@@ -327,7 +326,7 @@ def test_a_compress_that_loses_accuracy_warns_in_the_console_and_the_report(
     assert report["accuracy_warning"].startswith(
         f"Warning: the pruned model lost {drop} points on the 1,050 test images "
         f"({paired['first']['accuracy']:.1%} -> {paired['second']['accuracy']:.1%}; ")
-    assert "more than the 1 allowed (--max-drop, compress_max_drop)" in report["accuracy_warning"]
+    assert "more than the 1 allowed (--max-drop, compress.max_drop)" in report["accuracy_warning"]
     assert report["accuracy_warning"] in printed
     assert report["accuracy_target"]["max_drop"] == DROP_MARGIN
     # the same drop under a threshold above it: no warning, and the target moves with it
@@ -338,20 +337,20 @@ def test_a_compress_that_loses_accuracy_warns_in_the_console_and_the_report(
     assert loose["accuracy_warning"] is None and loose["accuracy_target"]["max_drop"] == 1.0
     with pytest.raises(ValueError, match=r"`max_drop` .*Received: max_drop=-1"):
         compress(run, tmp_path / "never", flops=0.05, max_drop=-1)
-    with pytest.raises(ValueError, match=r"`compress_max_drop` .*compress_max_drop=-1"):
-        load_recipe("builtin", ["compress_max_drop=-1"])
+    with pytest.raises(ValueError, match=r"`compress.max_drop` .*compress.max_drop=-1"):
+        load_recipe("builtin", ["compress.max_drop=-1"])
     assert not (tmp_path / "never").exists()
 
 
 def test_compress_help_names_the_real_defaults(capsys):
-    """Issue 28: --epochs/--lr default to the run's compress_epochs/compress_lr (5, 1e-4),
-    not its phase2 settings."""
+    """Issue 28: --epochs/--lr default to the run's compress.epochs/compress.lr (5, 1e-4),
+    not its phases' settings."""
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
     words = " ".join(capsys.readouterr().out.split())
-    assert "default: the run's compress_epochs, 5 unless its recipe says" in words
-    assert "default: the run's compress_lr, 1e-4 unless its recipe says" in words
-    assert "compress_max_drop, 1.0 unless its recipe says" in words
+    assert "default: the run's compress.epochs, 5 unless its recipe says" in words
+    assert "default: the run's compress.lr, 1e-4 unless its recipe says" in words
+    assert "compress.max_drop, 1.0 unless its recipe says" in words
     assert "phase2" not in words
 
 
@@ -362,8 +361,8 @@ def test_a_pruned_base_file_fine_tunes_as_a_recipes_weights(tmp_path):
     base.preprocessing = "torch"
     small = keras_vgg.prune(base, flops=0.3)
     small.save(tmp_path / "small.keras")
-    recipe = load_recipe("builtin", TINY + [f"weights={tmp_path / 'small.keras'}",
-                                            "phase2_freeze=none"])
+    recipe = load_recipe("builtin", TINY + [f"model.weights={tmp_path / 'small.keras'}",
+                                            "phases.0.freeze=none"])
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     trained = keras_vgg.load_model(result.best_model)
     assert trained.get_layer("base").widths == small.widths

@@ -51,10 +51,11 @@ def truncate(path):
     Path(path).write_bytes(data[: len(data) // 2])
 
 
-def recipe(data, **overrides):
-    values = dict(data=str(data), model="vgg11", image_size=SIZE, batch_size=4, augment=[],
-                  validation_split=0.25)
-    return Recipe(**{**values, **overrides}).validate()
+def recipe(data, changes=None):
+    """A small recipe on ``data``, with ``changes`` ({dotted key: value}) on top."""
+    return Recipe().but({"data.source": str(data), "model.name": "vgg11",
+                         "model.image_size": SIZE, "data.batch_size": 4, "data.augment": [],
+                         "data.validation_split": 0.25, **(changes or {})})
 
 
 # -- the manifest ----------------------------------------------------------------------------
@@ -107,19 +108,21 @@ def test_cache_auto_picks_memory_under_the_budget_else_disk(tmp_path):
     assert choose_cache("auto", 10, 224, None, Memory(available=10**12))[0] == "memory"
     for cache in ("disk", "none"):
         assert choose_cache(cache, 10**9, 224, tmp_path)[0] == cache
-    assert Recipe().cache == "auto"
-    with pytest.raises(ValueError, match=r"Expected `cache` to be one of \['auto', 'memory'"):
-        Recipe(cache="ram").validate()
+    assert Recipe().data.cache == "auto"
+    with pytest.raises(ValueError,
+                       match=r"Expected `data.cache` to be one of \['auto', 'memory'"):
+        Recipe().but({"data.cache": "ram"})
 
 
 def test_cache_memory_that_cannot_fit_fails_early_with_the_figure(tmp_path):
     with pytest.raises(ValueError) as error:
         choose_cache("memory", 100_000, 224, tmp_path, Memory(available=8 * 10**9))
     message = str(error.value)
-    assert message.startswith("Expected `cache` to fit in memory: 100,000 images at 224x224 "
-                              "decode to 15.05 GB, over 80% of the 8.00 GB")
-    assert "cache=auto" in message and "cache=disk" in message and "cache=none" in message
-    assert message.endswith("Received: cache='memory'")
+    assert message.startswith("Expected `data.cache` to fit in memory: 100,000 images at "
+                              "224x224 decode to 15.05 GB, over 80% of the 8.00 GB")
+    assert "data.cache=auto" in message and "data.cache=disk" in message
+    assert "data.cache=none" in message
+    assert message.endswith("Received: data.cache='memory'")
 
 
 def test_cache_auto_over_the_budget_decodes_into_the_run_folder(tmp_path):
@@ -142,7 +145,7 @@ def test_a_file_that_passes_the_scan_but_fails_to_decode_is_skipped_and_counted(
     root = folder(tmp_path / "data", per_class=4, classes="ab")
     truncate(root / "b" / "1.jpg")
     assert str(root / "b" / "1.jpg") in scan_folder(root).files  # the header is fine
-    splits = load_data(recipe(root, cache="none"))
+    splits = load_data(recipe(root, {"data.cache": "none"}))
     assert len(splits.train_labels) + len(splits.val_labels) == 8  # before the decode
     decode_once(splits)
     report = splits.report
@@ -155,7 +158,7 @@ def test_a_file_that_passes_the_scan_but_fails_to_decode_is_skipped_and_counted(
     # mid-epoch too, not a crash.
     train = splits.report["train_counts"]
     truncate(root / "a" / "0.jpg")
-    batches = train_pipeline(splits.train, recipe(root, cache="none"), "torch")
+    batches = train_pipeline(splits.train, recipe(root, {"data.cache": "none"}), "torch")
     seen = sum(len(y) for _, y in batches.as_numpy_iterator())
     assert seen in (sum(train) - 1, sum(train))  # - 1 when a/0.jpg is a training image
 
@@ -163,8 +166,9 @@ def test_a_file_that_passes_the_scan_but_fails_to_decode_is_skipped_and_counted(
 def test_a_run_skips_the_undecodable_file_and_reports_it(tmp_path):
     root = folder(tmp_path / "data", per_class=4, classes="ab")
     truncate(root / "a" / "2.jpg")
-    run = finetune(recipe(root, phase1_epochs=1, phase2_epochs=0, tensorboard=False,
-                          early_stopping_patience=0, reduce_lr_patience=0),
+    run = finetune(recipe(root, {"phases.0.epochs": 1, "phases.1.epochs": 0,
+                                 "tensorboard": False, "early_stopping_patience": 0,
+                                 "reduce_lr_patience": 0}),
                    run_dir=tmp_path / "run", verbose=0)
     report = json.loads((run.run_dir / "data_report.json").read_text())
     assert report["decode"]["failed"] == 1
@@ -216,7 +220,7 @@ def test_a_folder_written_as_tfrecords_trains_the_same_images(tmp_path):
     truncate(root / "b" / "3.jpg")
     out = tmp_path / "records"
     direct = decode_once(load_data(recipe(root)))
-    via = decode_once(load_data(recipe(root, tfrecords=str(out))))
+    via = decode_once(load_data(recipe(root, {"data.tfrecords": str(out)})))
     index = tfrecords_lib.read_index(out)
     shard_name = f"images-{index['generation']}-00000-of-00001.tfrecord"  # the set's own names
     assert index["fingerprint"].startswith(index["generation"])
@@ -234,11 +238,11 @@ def test_a_folder_written_as_tfrecords_trains_the_same_images(tmp_path):
     written = shard.stat().st_mtime_ns
     again = decode_once(load_data(recipe(out)))  # data= the TFRecords folder itself
     assert images(again) == images(direct) and shard.stat().st_mtime_ns == written
-    load_data(recipe(root, tfrecords=str(out)))  # unchanged folder: not written again
+    load_data(recipe(root, {"data.tfrecords": str(out)}))  # unchanged folder: not written again
     assert shard.stat().st_mtime_ns == written
 
     (root / "a" / "new.jpg").write_bytes(jpeg_bytes(99))  # changed folder: written again
-    grown = decode_once(load_data(recipe(root, tfrecords=str(out))))
+    grown = decode_once(load_data(recipe(root, {"data.tfrecords": str(out)})))
     assert sum(grown.report["train_counts"]) + sum(grown.report["val_counts"]) == 8
     regrown = tfrecords_lib.read_index(out)  # a new set, under new names; the old one gone
     assert sorted(p.name for p in out.iterdir()) == [
@@ -251,11 +255,12 @@ def test_tfrecords_refuses_a_folder_of_other_files_and_tfds(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"Expected `tfrecords` to name a new folder.*"
-                                         r"Received: tfrecords='.*other \(holds other files\)'"):
-        load_data(recipe(root, tfrecords=str(other)))
+    with pytest.raises(ValueError, match=r"Expected `data.tfrecords` to name a new folder.*"
+                                         r"Received: data.tfrecords='.*other \(holds other "
+                                         r"files\)'"):
+        load_data(recipe(root, {"data.tfrecords": str(other)}))
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
-    with pytest.raises(ValueError, match=r"Expected `tfrecords` unset with tfds data"):
-        load_data(recipe("tfds:mnist", tfrecords=str(tmp_path / "x")))
-    assert Recipe(tfrecords="none").validate().tfrecords is None
+    with pytest.raises(ValueError, match=r"Expected `data.tfrecords` unset with tfds data"):
+        load_data(recipe("tfds:mnist", {"data.tfrecords": str(tmp_path / "x")}))
+    assert Recipe().but({"data.tfrecords": "none"}).data.tfrecords is None
     assert not tfrecords_lib.is_tfrecords(root)

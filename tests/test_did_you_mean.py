@@ -37,13 +37,13 @@ def test_variant_name():
 
 def test_recipe_key_and_value_and_name():
     with pytest.raises(ValueError) as error:
-        load_recipe("builtin", ["phase1_epoch=1"])
-    assert str(error.value) == "Unknown recipe key 'phase1_epoch' in builtin. Did you mean " \
-                               "'phase1_epochs'?"
+        load_recipe("builtin", ["phases.0.epoch=1"])
+    assert str(error.value) == "Unknown recipe key 'phases.0.epoch' in builtin. Did you mean " \
+                               "'phases.0.epochs'?"
     with pytest.raises(ValueError) as error:
-        load_recipe("builtin", ["head=avgg"])
-    assert str(error.value) == ("Expected `head` to be one of ['avg', 'max', 'flatten', 'fc']. "
-                                "Received: head='avgg'. Did you mean 'avg'?")
+        load_recipe("builtin", ["model.head=avgg"])
+    assert str(error.value) == ("Expected `model.head` to be one of ['avg', 'max', 'flatten', "
+                                "'fc']. Received: model.head='avgg'. Did you mean 'avg'?")
     with pytest.raises(ValueError) as error:
         load_recipe("tf_flower")
     assert str(error.value).endswith("Received: config='tf_flower'. Did you mean 'tf_flowers'?")
@@ -51,7 +51,7 @@ def test_recipe_key_and_value_and_name():
 
 def test_cli_model_and_shipped_recipe(capsys):
     code, err = cli_error(capsys, ["finetune", "--dry-run", "--model", "vgg61"])
-    assert code == 2 and err.endswith("Received: model='vgg61'. Did you mean 'vgg16'?\n")
+    assert code == 2 and err.endswith("Received: model.name='vgg61'. Did you mean 'vgg16'?\n")
     code, err = cli_error(capsys, ["finetune", "tf_flower", "--dry-run"])
     assert code == 2 and err.endswith("then key=value overrides. Received: 'tf_flower'. "
                                       "Did you mean 'tf_flowers'?\n")
@@ -98,7 +98,7 @@ def test_overwrite_on_the_command_line_names_the_flag(tmp_path, capsys):
 
 
 def test_finetune_takes_options_between_overrides(capsys):
-    assert cli.main(["finetune", "tf_flowers", "--dry-run", "batch_size=16"]) == 0
+    assert cli.main(["finetune", "tf_flowers", "--dry-run", "data.batch_size=16"]) == 0
     out = capsys.readouterr().out
     assert '"name": "tf_flowers"' in out and '"batch_size": 16' in out
 

@@ -21,10 +21,12 @@ from keras_vgg.finetune import Recipe, finetune
 from keras_vgg.finetune.distribute import STRATEGIES, make_strategy
 from keras_vgg.finetune.report import read_log
 
-TINY = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
-            builtin_images_per_class=8, augment=[], head_dropout=0.0, phase1_epochs=2,
-            phase2_epochs=1, phase2_lr=1e-5, early_stopping_patience=0, reduce_lr_patience=0,
-            class_weight="none", tensorboard=False)
+# Recipes as {dotted key: value}: Recipe().but(values) in the process that runs them.
+TINY = {"name": "tiny", "data.source": "builtin", "model.name": "vgg11", "model.image_size": 32,
+        "data.builtin_images_per_class": 8, "data.augment": [], "model.head_dropout": 0.0,
+        "phases.0.epochs": 2, "phases.1.epochs": 1, "phases.1.lr": 1e-5,
+        "early_stopping_patience": 0, "reduce_lr_patience": 0, "class_weight": "none",
+        "tensorboard": False}
 
 # A fresh process running a tiny recipe or two (TensorFlow's import, a strategy's set-up): about
 # a minute; a hung one (a worker waiting for its peer) fails its test at this bound instead of
@@ -41,13 +43,13 @@ RUN = textwrap.dedent("""
             cpu, [tf.config.LogicalDeviceConfiguration()] * int(os.environ["LOGICAL_CPUS"]))
     from keras_vgg.finetune import Recipe, finetune
     for run_dir, values in json.loads(sys.argv[1]):
-        finetune(Recipe(**values).validate(), run_dir=run_dir, verbose=0)
+        finetune(Recipe().but(values), run_dir=run_dir, verbose=0)
 """)
 
 
 def run_recipes(runs, **env):
-    """Start a Python process that runs each (run_dir, recipe values) in turn (wait for it
-    with ``finished``)."""
+    """Start a Python process that runs each (run_dir, recipe values: {dotted key: value}) in
+    turn (wait for it with ``finished``)."""
     return subprocess.Popen(
         [sys.executable, "-c", RUN, json.dumps(runs)], env={**os.environ, **env},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -70,8 +72,8 @@ def losses(run_dir):
 
 def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     """Per-replica batch 8 on 2 replicas = global batch 16 on one device: same losses."""
-    runs = [(str(tmp_path / "mirrored"), dict(TINY, strategy="mirrored", batch_size=8)),
-            (str(tmp_path / "single"), dict(TINY, strategy="default", batch_size=16))]
+    runs = [(str(tmp_path / "mirrored"), {**TINY, "strategy": "mirrored", "data.batch_size": 8}),
+            (str(tmp_path / "single"), {**TINY, "strategy": "default", "data.batch_size": 16})]
     finished(run_recipes(runs, LOGICAL_CPUS="2"))
     mirrored, single = losses(tmp_path / "mirrored"), losses(tmp_path / "single")
     assert len(mirrored) == len(single) == 3
@@ -79,7 +81,8 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     # of each gradient) turn that noise into updates of full size for near-zero gradients, so
     # the epochs agree to about 2e-4, not to float precision.
     np.testing.assert_allclose(mirrored, single, rtol=1e-3)
-    assert json.loads((tmp_path / "mirrored" / "recipe.json").read_text())["batch_size"] == 8
+    recorded = json.loads((tmp_path / "mirrored" / "recipe.json").read_text())
+    assert recorded["data"]["batch_size"] == 8
 
 
 def free_ports(n):
@@ -107,7 +110,8 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     workers = [
         run_recipes([(str(tmp_path / f"worker{i}"),
-                      dict(TINY, strategy="multi_worker", batch_size=8, tensorboard=True))],
+                      {**TINY, "strategy": "multi_worker", "data.batch_size": 8,
+                       "tensorboard": True})],
                     TF_CONFIG=json.dumps({"cluster": cluster,
                                           "task": {"type": "worker", "index": i}}))
         for i in range(2)
@@ -149,10 +153,11 @@ def test_two_workers_on_localhost_finish_and_agree_on_the_weights(tmp_path):
 # killed mid-epoch and resumed (BackupAndRestore's start epoch), and phase 2 starting where
 # the early-stopped phase 1 ended. With one worker the two must agree epoch by epoch.
 
-PARITY = dict(name="parity", model="vgg11", image_size=32, augment=[], head_dropout=0.0,
-              batch_size=8, validation_split=0.25, phase1_epochs=8, phase1_lr=0.05,
-              phase2_epochs=1, phase2_lr=1e-4, early_stopping_patience=2,
-              reduce_lr_patience=1, class_weight="balanced", tensorboard=False)
+PARITY = {"name": "parity", "model.name": "vgg11", "model.image_size": 32, "data.augment": [],
+          "model.head_dropout": 0.0, "data.batch_size": 8, "data.validation_split": 0.25,
+          "phases.0.epochs": 8, "phases.0.lr": 0.05, "phases.1.epochs": 1, "phases.1.lr": 1e-4,
+          "early_stopping_patience": 2, "reduce_lr_patience": 1, "class_weight": "balanced",
+          "tensorboard": False}
 PARITY_KILL = (1, 1)  # (epoch, batch): inside phase 1, before early stopping
 
 
@@ -197,7 +202,7 @@ def sgd_step_check(strategy):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(22, 16)).astype("float32")
     y = np.repeat(np.arange(3, dtype="int32"), [13, 6, 3])
-    recipe = Recipe(batch_size=8, class_weight="balanced")
+    recipe = Recipe().but({"data.batch_size": 8, "class_weight": "balanced"})
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),
@@ -226,7 +231,7 @@ def parity_worker(run_dir, data, strategy_name):
         return loop_fit(*args, **kwargs)
 
     loop._loop_fit = counted
-    recipe = Recipe(**dict(PARITY, data=data, strategy=strategy_name)).validate()
+    recipe = Recipe().but({**PARITY, "data.source": data, "strategy": strategy_name})
     first, resumed = EpochRecord(), EpochRecord()
     try:
         finetune(recipe, run_dir=run_dir, callbacks=[first, KillAt(*PARITY_KILL)], verbose=0)
@@ -268,9 +273,9 @@ def test_multi_worker_loop_matches_fit_on_one_worker(tmp_path):
     rows = fit["first"] + fit["resumed"]
     epochs = [r["epoch"] for r in rows]
     assert epochs == list(range(len(epochs)))
-    assert 2 < len(epochs) - 1 < PARITY["phase1_epochs"]  # phase 1 stopped early
-    assert min(r["lr"] for r in rows[:-1]) < PARITY["phase1_lr"] / 4
-    assert rows[-1]["lr"] == pytest.approx(PARITY["phase2_lr"])
+    assert 2 < len(epochs) - 1 < PARITY["phases.0.epochs"]  # phase 1 stopped early
+    assert min(r["lr"] for r in rows[:-1]) < PARITY["phases.0.lr"] / 4
+    assert rows[-1]["lr"] == pytest.approx(PARITY["phases.1.lr"])
 
     # The loop did the same, epoch by epoch.
     assert loop["killed"] and [r["epoch"] for r in loop["first"] + loop["resumed"]] == epochs
@@ -298,8 +303,8 @@ def test_multi_worker_loop_matches_fit_on_one_worker(tmp_path):
 def test_mixed_precision_and_xla_train_and_keep_the_classifier_float32(tmp_path):
     import keras
 
-    recipe = Recipe(**dict(TINY, phase1_epochs=1, batch_size=16, mixed_precision=True,
-                           jit_compile=True)).validate()
+    recipe = Recipe().but({**TINY, "phases.0.epochs": 1, "data.batch_size": 16,
+                           "mixed_precision": True, "jit_compile": True})
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     assert keras.config.dtype_policy().name == "float32"  # the global policy comes back
     assert np.isfinite(losses(tmp_path / "run")).all()
@@ -318,9 +323,9 @@ def test_strategy_names_and_errors(monkeypatch):
     with pytest.raises(ValueError, match="strategy='tpu' found no TPU"):
         make_strategy("tpu")
     with pytest.raises(ValueError, match="Expected `strategy` to be one of"):
-        Recipe(strategy="horovod").validate()
+        Recipe().but({"strategy": "horovod"})
     with pytest.raises(ValueError, match="mixed_precision"):
-        Recipe(mixed_precision="yes").validate()
+        Recipe().but({"mixed_precision": "yes"})
 
 
 def test_cli_flags_reach_the_recipe(monkeypatch, capsys):
@@ -337,7 +342,7 @@ def test_cli_flags_reach_the_recipe(monkeypatch, capsys):
     assert main(["finetune", "--strategy", "mirrored", "--mixed-precision", "--jit-compile",
                  "--batch-size", "8"]) == 2
     assert (seen[0].strategy, seen[0].mixed_precision, seen[0].jit_compile,
-            seen[0].batch_size) == ("mirrored", "true", True, 8)
+            seen[0].data.batch_size) == ("mirrored", True, True, 8)
     assert main(["finetune", "--strategy", "horovod"]) == 2
     assert "Expected `strategy` to be one of ['default', 'mirrored', 'multi_worker', 'tpu']" in (
         capsys.readouterr().err)

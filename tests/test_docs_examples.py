@@ -76,9 +76,10 @@ def the_block(doc: str, snippet: str) -> Block:
 # The run the README's and docs' bash lines make with `keras-vgg finetune` (the main job,
 # about 140 s): the same recipe (VGG11-BN on the built-in shapes at 32x32), small and short
 # (one epoch: the examples show what a run folder gives, not how good its model is).
-TINY_RUN = dict(name="builtin", data="builtin", model="vgg11_bn", image_size=32,
-                builtin_images_per_class=8, phase1_epochs=0, phase2_epochs=1,
-                early_stopping_patience=0, reduce_lr_patience=0, tensorboard=False)
+TINY_RUN = {"name": "builtin", "data.source": "builtin", "model.name": "vgg11_bn",
+            "model.image_size": 32, "data.builtin_images_per_class": 8,
+            "phases": [{"freeze": "none", "epochs": 1, "lr": 1e-3}],
+            "early_stopping_patience": 0, "reduce_lr_patience": 0, "tensorboard": False}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("docs_run") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.utils, "get_file", _refuse)
-        finetune(Recipe(**TINY_RUN).validate(), run_dir=run, verbose=0)
+        finetune(Recipe().but(TINY_RUN), run_dir=run, verbose=0)
     keras.backend.clear_session()
     return run
 

@@ -492,8 +492,8 @@ def test_recipe_exports_at_its_end(tmp_path):
     from keras_vgg.finetune import finetune, load_recipe
 
     recipe = load_recipe("builtin", [
-        "builtin_images_per_class=6", "phase1_epochs=1", "phase2_epochs=0",
-        "tensorboard=false", "export_formats=tflite", "export_quantize=none,int8"])
+        "data.builtin_images_per_class=6", 'phases=[{"freeze": "all", "epochs": 1, "lr": 0.001}]',
+        "tensorboard=false", "export.formats=tflite", "export.quantize=none,int8"])
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     out = tmp_path / "run" / "export"
     assert sorted(p.name for p in out.iterdir()) == [

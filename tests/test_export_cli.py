@@ -647,7 +647,7 @@ def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
     int8 = TFLiteRunner(out / "model_int8.tflite")(images)
     assert np.abs(int8 - probabilities).max() <= 0.03  # measured 0.0089
 
-    held_out = stratified_split(labels, Recipe().validation_split, Recipe().seed)[1]
+    held_out = stratified_split(labels, Recipe().data.validation_split, Recipe().seed)[1]
     images, labels = images[held_out], labels[held_out]
     keras_accuracy = np.mean(keras_top1(run_dir, images) == labels)
     assert report["keras"]["accuracy"] == pytest.approx(keras_accuracy)
@@ -750,9 +750,10 @@ def test_cli_export_sample_data_with_other_classes(run_dir, tmp_path, capsys):
 
 
 # Regression: `keras-vgg export` loads --representative-data/--sample-data through
-# Recipe(name="export", data=..., image_size=SIZE).validate(), whose default model is vgg16,
-# so any model smaller than vgg16's minimum input (32) is refused with a message about a model
-# that is not involved: "Expected `image_size` >= 32 for vgg16. Received: image_size=16".
+# a Recipe (name="export", data.source=..., model.image_size=SIZE), whose default model is
+# vgg16, so any model smaller than vgg16's minimum input (32) is refused with a message about a
+# model that is not involved: "Expected `model.image_size` >= 32 for vgg16. Received:
+# model.image_size=16".
 def test_cli_export_calibrates_a_small_model(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

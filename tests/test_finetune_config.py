@@ -8,7 +8,8 @@ import pytest
 from keras_vgg import cli
 from keras_vgg.finetune import Recipe, load_recipe, shipped_recipes
 from keras_vgg.finetune.builtin import make_shapes
-from keras_vgg.finetune.config import freeze_blocks, parse_value
+from keras_vgg.finetune.config import Phase, freeze_blocks, parse_value
+from keras_vgg.finetune.recipe import dotted_items
 
 # A fresh Python process importing keras_vgg: about 10 s (TensorFlow's import); a hung one
 # fails its test at this bound instead of holding CI.
@@ -18,35 +19,42 @@ SHIPPED = ["builtin", "caltech101", "cats_vs_dogs", "folder", "oxford_flowers102
 
 def test_shipped_recipes_all_validate():
     assert shipped_recipes() == SHIPPED
-    data = {name: load_recipe(name).data for name in SHIPPED}
+    data = {name: load_recipe(name).data.source for name in SHIPPED}
     assert data["builtin"] == "builtin"
     assert data["tf_flowers"] == "tfds:tf_flowers"
     assert data["oxford_flowers102"] == "tfds:oxford_flowers102"
-    assert (load_recipe("oxford_flowers102").val_split,
-            load_recipe("oxford_flowers102").test_split) == ("validation", "test")
-    assert load_recipe("folder").test_split == 0.2 and load_recipe("builtin").test_split == 0.35
+    assert (load_recipe("oxford_flowers102").data.val_split,
+            load_recipe("oxford_flowers102").data.test_split) == ("validation", "test")
+    assert (load_recipe("folder").data.test_split == 0.2
+            and load_recipe("builtin").data.test_split == 0.35)
     assert all(load_recipe(name).deterministic and load_recipe(name).seed == 0
                for name in SHIPPED)
-    assert load_recipe("tf_flowers").weights == "imagenet"
+    assert load_recipe("tf_flowers").model.weights == "imagenet"
 
 
 def test_builtin_recipe_is_offline_and_small():
     recipe = load_recipe("builtin")
-    assert (recipe.model, recipe.weights, recipe.image_size) == ("vgg11_bn", None, 32)
-    assert (recipe.phase1_freeze, recipe.phase2_freeze) == ("all", "none")
+    assert (recipe.model.name, recipe.model.weights, recipe.model.image_size) == (
+        "vgg11_bn", None, 32)
+    # From random weights: one phase that trains every block (no head-only phase).
+    assert [phase.freeze for phase in recipe.phases] == ["none"]
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["test_split=1.2"], r"Expected `test_split` to be the share of each class held out for "
-                         r"test, in \[0, 1\).*Received: test_split=1.2"),
-    (["test_split=test"], r"a split name is for tfds data\). Received: test_split='test'"),
-    (["validation_split=0.5", "test_split=0.5"],
-     r"Expected `validation_split` \+ `test_split` < 1 \(images left to train on\). "
-     r"Received: validation_split=0.5, test_split=0.5"),
-    (["test_split=0.2", "test_data=elsewhere"], r"Expected one of `test_split` and `test_data`"),
-    (["data=tfds:tf_flowers", "test_split=0.2"],
-     r"Expected `test_split` to name a split of the tfds dataset"),
-    (["data=tfds:tf_flowers", "test_data=elsewhere"], r"Expected `test_data` unset with tfds"),
+    (["data.test_split=1.2"],
+     r"Expected `data.test_split` to be the share of each class held out for "
+     r"test, in \[0, 1\).*Received: data.test_split=1.2"),
+    (["data.test_split=test"],
+     r"a split name is for tfds data\). Received: data.test_split='test'"),
+    (["data.validation_split=0.5", "data.test_split=0.5"],
+     r"Expected `data.validation_split` \+ `data.test_split` < 1 \(images left to train on\). "
+     r"Received: data.validation_split=0.5, data.test_split=0.5"),
+    (["data.test_split=0.2", "data.test_data=elsewhere"],
+     r"Expected one of `data.test_split` and `data.test_data`"),
+    (["data.source=tfds:tf_flowers", "data.test_split=0.2"],
+     r"Expected `data.test_split` to name a split of the tfds dataset"),
+    (["data.source=tfds:tf_flowers", "data.test_data=elsewhere"],
+     r"Expected `data.test_data` unset with tfds"),
     (["deterministic=maybe"], r"Expected `deterministic` to be bool. Received: "
                               r"deterministic='maybe'"),
 ])
@@ -56,31 +64,36 @@ def test_test_split_and_determinism_keys_are_checked(overrides, message):
 
 
 def test_test_split_keys_accept_their_forms():
-    assert load_recipe("builtin", ["test_split=0"]).test_split == 0
-    assert load_recipe("builtin", ["test_split=0", "test_data=none"]).test_data is None
-    tfds = load_recipe("tf_flowers", ["test_split=train[90%:]"])
-    assert tfds.test_split == "train[90%:]"
+    assert load_recipe("builtin", ["data.test_split=0"]).data.test_split == 0
+    assert load_recipe("builtin", ["data.test_split=0",
+                                   "data.test_data=none"]).data.test_data is None
+    tfds = load_recipe("tf_flowers", ["data.test_split=train[90%:]"])
+    assert tfds.data.test_split == "train[90%:]"
     assert load_recipe("builtin", ["deterministic=false"]).deterministic is False
 
 
 def test_overrides_parse_by_type():
-    recipe = load_recipe("builtin", ["batch_size=8", "phase2_lr=1e-4", "augment=flip,zoom",
-                                     "tensorboard=false", "weights=null", "model=D"])
-    assert recipe.batch_size == 8 and recipe.phase2_lr == 1e-4
-    assert recipe.augment == ["flip", "zoom"] and recipe.tensorboard is False
-    assert recipe.weights is None and recipe.model == "vgg16"  # paper names resolve
-    assert load_recipe("builtin", ["augment=none"]).augment == []
+    recipe = load_recipe("builtin", ["data.batch_size=8", "phases.0.lr=1e-4",
+                                     "data.augment=flip,zoom", "tensorboard=false",
+                                     "model.weights=null", "model.name=D"])
+    assert recipe.data.batch_size == 8 and recipe.phases[0].lr == 1e-4
+    assert recipe.data.augment == ["flip", "zoom"] and recipe.tensorboard is False
+    assert recipe.model.weights is None and recipe.model.name == "vgg16"  # paper names resolve
+    assert load_recipe("builtin", ["data.augment=none"]).data.augment == []
     assert parse_value("3") == 3 and parse_value("abc") == "abc" and parse_value("[1]") == [1]
 
 
 @pytest.mark.parametrize("override, named", [
-    ("model=vgg99", "model"), ("head=conv", "head"), ("batch_size=0", "batch_size"),
-    ("batch_size=a", "batch_size"), ("phase1_freeze=block6", "phase1_freeze"),
-    ("phase1_lr=0", "phase1_lr"), ("image_size=16", "image_size"),
-    ("validation_split=1.5", "validation_split"), ("augment=blur", "augment"),
-    ("head_dropout=1", "head_dropout"), ("cache=gpu", "cache"), ("class_weight=x", "class_weight"),
-    ("preprocessing=bgr", "preprocessing"), ("weights=my.h5", r"weights='my.h5' \(no such file\)"),
-    ("nonsense=1", "nonsense"), ("phase2_epochs=-1", "phase2_epochs"), ("novalue", "key=value"),
+    ("model.name=vgg99", "model.name"), ("model.head=conv", "model.head"),
+    ("data.batch_size=0", "data.batch_size"), ("data.batch_size=a", "data.batch_size"),
+    ("phases.0.freeze=block6", "phases.0.freeze"), ("phases.0.lr=0", "phases.0.lr"),
+    ("model.image_size=16", "model.image_size"),
+    ("data.validation_split=1.5", "data.validation_split"), ("data.augment=blur", "data.augment"),
+    ("model.head_dropout=1", "model.head_dropout"), ("data.cache=gpu", "data.cache"),
+    ("class_weight=x", "class_weight"), ("model.preprocessing=bgr", "model.preprocessing"),
+    ("model.weights=my.h5", r"model.weights='my.h5' \(no such file\)"),
+    ("nonsense=1", "nonsense"), ("phases.0.epochs=-1", "phases.0.epochs"),
+    ("novalue", "key=value"),
 ])
 def test_bad_values_name_the_key(override, named):
     with pytest.raises(ValueError, match=named):
@@ -89,17 +102,19 @@ def test_bad_values_name_the_key(override, named):
 
 @pytest.mark.parametrize("text", ["none", "None", "null", "NULL", ""])
 def test_no_weights_can_be_said_on_a_command_line(text):
-    assert load_recipe("folder", [f"weights={text}"]).weights is None
+    assert load_recipe("folder", [f"model.weights={text}"]).model.weights is None
 
 
 def test_a_transfer_recipe_without_weights_trains_every_block():
-    scratch = load_recipe("folder", ["weights=none"])
-    assert (scratch.phase2_freeze, scratch.phase2_lr) == ("none", 1e-3)
-    assert (scratch.phase1_freeze, scratch.phase1_lr) == ("all", 1e-3)
-    chosen = load_recipe("folder", ["weights=none", "phase2_lr=1e-4", "phase2_freeze=block2"])
-    assert (chosen.phase2_freeze, chosen.phase2_lr) == ("block2", 1e-4)
+    scratch = load_recipe("folder", ["model.weights=none"])
+    assert scratch.phases == [Phase(epochs=15, lr=1e-3, freeze="none")]
+    # Keys the user gives go on top of that plan (its one phase is phases.0).
+    chosen = load_recipe("folder", ["model.weights=none", "phases.0.lr=1e-4",
+                                    "phases.0.freeze=block2"])
+    assert chosen.phases == [Phase(epochs=15, lr=1e-4, freeze="block2")]
+    assert load_recipe("folder", ["model.weights=none"]).phases == scratch.phases  # unchanged
     pretrained = load_recipe("folder")
-    assert (pretrained.weights, pretrained.phase2_freeze, pretrained.phase2_lr) == (
+    assert (pretrained.model.weights, pretrained.phases[1].freeze, pretrained.phases[1].lr) == (
         "imagenet", "block4", 1e-5)
 
 
@@ -107,11 +122,12 @@ def test_cli_weights_none_trains_from_scratch(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shapes = make_shapes(tmp_path / "shapes", images_per_class=3)
     argv = ["finetune", "--data", str(shapes), "--model", "vgg11", "--weights", "none",
-            "--image-size", "32", "phase1_epochs=1", "phase2_epochs=1", "augment=none",
-            "tensorboard=false", "--run-dir", "runs/none"]
+            "--image-size", "32",
+            'phases=[{"freeze": "all", "epochs": 1}, {"freeze": "none", "epochs": 1}]',
+            "data.augment=none", "tensorboard=false", "--run-dir", "runs/none"]
     assert cli.main(argv) == 0
     saved = json.loads((tmp_path / "runs/none/recipe.json").read_text())
-    assert saved["weights"] is None and saved["phase2_freeze"] == "none"
+    assert saved["model"]["weights"] is None and saved["phases"][1]["freeze"] == "none"
 
 
 def test_a_plain_keras_weights_file_must_name_its_preprocessing(tmp_path):
@@ -120,25 +136,30 @@ def test_a_plain_keras_weights_file_must_name_its_preprocessing(tmp_path):
     path = tmp_path / "mine.weights.h5"
     keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3)).save_weights(path)
     with pytest.raises(ValueError, match="does not say how its inputs were preprocessed"):
-        load_recipe("builtin", [f"weights={path}"])
-    assert load_recipe("builtin", [f"weights={path}", "preprocessing=caffe"]).weights == str(path)
+        load_recipe("builtin", [f"model.weights={path}"])
+    assert load_recipe("builtin", [f"model.weights={path}",
+                                   "model.preprocessing=caffe"]).model.weights == str(path)
 
 
 def test_no_epochs_at_all_is_refused():
-    with pytest.raises(ValueError, match="phase1_epochs"):
-        load_recipe("builtin", ["phase1_epochs=0", "phase2_epochs=0"])
+    with pytest.raises(ValueError, match="phases.0.epochs"):
+        load_recipe("builtin", ["phases.0.epochs=0"])
+    with pytest.raises(ValueError, match=re.escape(
+            "Expected a phase with epochs > 0. Received: phases.0.epochs=0, phases.1.epochs=0")):
+        load_recipe("folder", ["phases.0.epochs=0", "phases.1.epochs=0"])
 
 
 def test_recipe_files_json_and_yaml(tmp_path):
-    (tmp_path / "r.json").write_text(json.dumps({"model": "vgg13", "image_size": 48}))
-    assert load_recipe(tmp_path / "r.json").model == "vgg13"
+    (tmp_path / "r.json").write_text(json.dumps({"model": {"name": "vgg13", "image_size": 48}}))
+    assert load_recipe(tmp_path / "r.json").model.name == "vgg13"
     assert load_recipe(tmp_path / "r.json").name == "r"  # runs/r, not runs/builtin
     (tmp_path / "named.json").write_text(json.dumps({"name": "exp1"}))
     assert load_recipe(tmp_path / "named.json").name == "exp1"
-    (tmp_path / "r.yaml").write_text("model: vgg_f\nimage_size: 64\naugment: [flip]\n")
-    recipe = load_recipe(tmp_path / "r.yaml", ["batch_size=4"])
-    assert (recipe.model, recipe.image_size, recipe.augment, recipe.batch_size) == (
-        "vgg_f", 64, ["flip"], 4)
+    (tmp_path / "r.yaml").write_text("model:\n  name: vgg_f\n  image_size: 64\n"
+                                     "data:\n  augment: [flip]\n")
+    recipe = load_recipe(tmp_path / "r.yaml", ["data.batch_size=4"])
+    assert (recipe.model.name, recipe.model.image_size, recipe.data.augment,
+            recipe.data.batch_size) == ("vgg_f", 64, ["flip"], 4)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="Could not parse"):
         load_recipe(tmp_path / "bad.json")
@@ -150,7 +171,7 @@ def test_recipe_files_json_and_yaml(tmp_path):
 
 
 def test_recipe_round_trips_through_json():
-    recipe = load_recipe("tf_flowers", ["phase2_epochs=3"])
+    recipe = load_recipe("tf_flowers", ["phases.1.epochs=3"])
     again = Recipe.from_dict(json.loads(json.dumps(recipe.to_dict())))
     assert again == recipe
 
@@ -164,9 +185,10 @@ def test_freeze_blocks():
     (["finetune", "--data", "/no/such/folder"], "data"),
     (["finetune", "--config", "nope"], "config"),
     (["finetune", "--resume"], "--resume with --run-dir only"),
-    (["finetune", "--resume", "--run-dir", "x", "batch_size=3"], "--resume with --run-dir only"),
+    (["finetune", "--resume", "--run-dir", "x", "data.batch_size=3"],
+     "--resume with --run-dir only"),
     (["finetune", "--resume", "--run-dir", "no_such_run"], "Nothing to resume"),
-    (["finetune", "batch_size"], "key=value"),
+    (["finetune", "data.batch_size"], "key=value"),
 ])
 def test_finetune_command_bad_input_exits_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -177,14 +199,16 @@ def test_finetune_command_bad_input_exits_2(argv, message, capsys, tmp_path, mon
 
 def test_finetune_command_runs_and_never_reuses_a_run_dir(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["finetune", "--model", "vgg11", "phase1_epochs=1", "phase2_epochs=0",
-            "builtin_images_per_class=3", "tensorboard=false"]
+    argv = ["finetune", "--model", "vgg11",
+            'phases=[{"freeze": "all", "epochs": 1, "lr": 0.001}]',
+            "data.builtin_images_per_class=3", "tensorboard=false"]
     assert cli.main(argv) == 0
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "Outputs in runs/builtin:" in out and "Outputs in runs/builtin-2:" in out
     assert "  best.keras" in out
-    assert json.loads((tmp_path / "runs/builtin-2/recipe.json").read_text())["model"] == "vgg11"
+    saved = json.loads((tmp_path / "runs/builtin-2/recipe.json").read_text())
+    assert saved["model"]["name"] == "vgg11"
     assert cli.main(argv + ["--run-dir", "runs/builtin"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(argv + ["--run-dir", "runs/builtin", "--overwrite"]) == 0
@@ -227,7 +251,7 @@ def test_shipped_recipes_are_commented_yaml_stating_what_they_reach():
     for name in SHIPPED:
         text = (recipes_folder() / f"{name}.yaml").read_text()
         assert text.startswith(f"# {name}: "), name
-        if load_recipe(name).data.startswith("tfds:"):  # never run here: said so, not measured
+        if load_recipe(name).data.source.startswith("tfds:"):  # never run here: said so, not measured
             assert "Not run here" in text and "not a measurement" in text, name
     builtin = (recipes_folder() / "builtin.yaml").read_text()
     assert "about 85 s" in builtin and "2-core AVX-512" in builtin
@@ -236,43 +260,50 @@ def test_shipped_recipes_are_commented_yaml_stating_what_they_reach():
 
 def test_shipped_recipe_values():
     """The values of the shipped files, exactly."""
-    transfer = {"model": "vgg16", "weights": "imagenet", "image_size": 224, "head": "avg",
-                "batch_size": 32, "phase1_lr": 0.001, "phase1_freeze": "all",
-                "phase2_lr": 1e-05, "phase2_freeze": "block4"}
+    pretrained = {"name": "vgg16", "weights": "imagenet", "image_size": 224, "head": "avg"}
+
+    def transfer(head_epochs, data, head_dropout=0.2):
+        return {"data": {"batch_size": 32, **data},
+                "model": {**pretrained, "head_dropout": head_dropout},
+                "phases": [{"epochs": head_epochs, "lr": 0.001, "freeze": "all"},
+                           {"epochs": 5, "lr": 1e-05, "freeze": "block4"}]}
+
     every = ["flip", "rotation", "zoom", "contrast"]
     expected = {
-        "builtin": {"data": "builtin", "model": "vgg11_bn", "weights": None, "image_size": 32,
-                    "head": "avg", "augment": ["flip"], "batch_size": 32, "phase1_epochs": 0,
-                    "phase1_lr": 0.001, "phase1_freeze": "all", "phase2_epochs": 6,
-                    "phase2_lr": 0.001, "phase2_freeze": "none", "early_stopping_patience": 5,
-                    "builtin_images_per_class": 600, "validation_split": 0.1,
-                    "test_split": 0.35},
-        "tf_flowers": {**transfer, "data": "tfds:tf_flowers", "train_split": "train[:70%]",
-                       "val_split": "train[70%:85%]", "test_split": "train[85%:]",
-                       "head_dropout": 0.2, "augment": every,
-                       "phase1_epochs": 5, "phase2_epochs": 5},
-        "cats_vs_dogs": {**transfer, "data": "tfds:cats_vs_dogs", "train_split": "train[:70%]",
-                         "val_split": "train[70%:85%]", "test_split": "train[85%:]",
-                         "head_dropout": 0.2,
-                         "augment": ["flip", "rotation", "zoom"], "phase1_epochs": 5,
-                         "phase2_epochs": 5},
-        "oxford_flowers102": {**transfer, "data": "tfds:oxford_flowers102",
-                              "train_split": "train", "val_split": "validation",
-                              "test_split": "test",
-                              "head_dropout": 0.3, "augment": every, "phase1_epochs": 10,
-                              "phase2_epochs": 5},
-        "caltech101": {**transfer, "data": "tfds:caltech101", "train_split": "train[:80%]",
-                       "val_split": "train[80%:]", "test_split": "test", "head_dropout": 0.2,
-                       "augment": every, "phase1_epochs": 8, "phase2_epochs": 5},
-        "folder": {**transfer, "data": "path/to/folder_of_class_subfolders",
-                   "validation_split": 0.2, "test_split": 0.2, "head_dropout": 0.2,
-                   "augment": every, "phase1_epochs": 5, "phase2_epochs": 5},
+        "builtin": {"data": {"source": "builtin", "augment": ["flip"], "batch_size": 32,
+                             "builtin_images_per_class": 600, "validation_split": 0.1,
+                             "test_split": 0.35},
+                    "model": {"name": "vgg11_bn", "weights": None, "image_size": 32,
+                              "head": "avg"},
+                    "phases": [{"epochs": 6, "lr": 0.001, "freeze": "none"}],
+                    "early_stopping_patience": 5},
+        "tf_flowers": transfer(5, {"source": "tfds:tf_flowers", "train_split": "train[:70%]",
+                                   "val_split": "train[70%:85%]", "test_split": "train[85%:]",
+                                   "augment": every}),
+        "cats_vs_dogs": transfer(5, {"source": "tfds:cats_vs_dogs",
+                                     "train_split": "train[:70%]",
+                                     "val_split": "train[70%:85%]",
+                                     "test_split": "train[85%:]",
+                                     "augment": ["flip", "rotation", "zoom"]}),
+        "oxford_flowers102": transfer(10, {"source": "tfds:oxford_flowers102",
+                                           "train_split": "train", "val_split": "validation",
+                                           "test_split": "test", "augment": every},
+                                      head_dropout=0.3),
+        "caltech101": transfer(8, {"source": "tfds:caltech101", "train_split": "train[:80%]",
+                                   "val_split": "train[80%:]", "test_split": "test",
+                                   "augment": every}),
+        "folder": transfer(5, {"source": "path/to/folder_of_class_subfolders",
+                               "validation_split": 0.2, "test_split": 0.2, "augment": every}),
     }
+    default = Recipe().to_dict()
     for name, values in expected.items():
         recipe = load_recipe(name).to_dict()
-        assert recipe == {**Recipe().to_dict(), "name": name, **values}, name
-        for key, value in values.items():  # 1e-05 stays a float: YAML 1.1 reads 1e-5 as text
-            assert type(recipe[key]) is type(value), (name, key)
+        assert recipe == {**default, "name": name, **values,
+                          "data": {**default["data"], **values["data"]},
+                          "model": {**default["model"], **values["model"]}}, name
+        saved = dotted_items(recipe)
+        for key, value in dotted_items(values).items():  # 1e-05 stays a float: YAML 1.1
+            assert type(saved[key]) is type(value), (name, key)  # reads 1e-5 as text
 
 
 # -- keras-vgg recipes, keras-vgg finetune --dry-run ------------------------------------------
@@ -300,28 +331,31 @@ def test_recipes_command_lists_every_shipped_recipe(capsys):
 
 def test_dry_run_prints_every_key_and_touches_nothing(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["finetune", "--dry-run", "--model", "vgg19", "tf_flowers", "batch_size=16",
-            "augment=flip,zoom"]
+    argv = ["finetune", "--dry-run", "--model", "vgg19", "tf_flowers", "data.batch_size=16",
+            "data.augment=flip,zoom"]
     assert cli.main(argv) == 0
     out, err = capsys.readouterr()
     printed = json.loads(out)
     assert list(printed) == list(Recipe().to_dict())  # every key, in the record's order
-    assert printed == {**load_recipe("tf_flowers").to_dict(), "model": "vgg19",
-                       "batch_size": 16, "augment": ["flip", "zoom"]}
-    assert (printed["data"], printed["phase2_lr"], printed["weights"]) == (
-        "tfds:tf_flowers", 1e-05, "imagenet")
+    assert list(dotted_items(printed)) == list(dotted_items(load_recipe("tf_flowers").to_dict()))
+    wanted = load_recipe("tf_flowers").to_dict()
+    wanted["model"]["name"] = "vgg19"
+    wanted["data"].update(batch_size=16, augment=["flip", "zoom"])
+    assert printed == wanted
+    assert (printed["data"]["source"], printed["phases"][1]["lr"],
+            printed["model"]["weights"]) == ("tfds:tf_flowers", 1e-05, "imagenet")
     assert "dry run, nothing trained or written" in err
     assert list(tmp_path.iterdir()) == []  # no runs/, no dataset, no cache
     # What it printed is a recipe file that --config runs as the same recipe.
     (tmp_path / "saved.json").write_text(out)
     assert load_recipe(tmp_path / "saved.json") == load_recipe(
-        "tf_flowers", ["model=vgg19", "batch_size=16", "augment=flip,zoom"])
+        "tf_flowers", ["model.name=vgg19", "data.batch_size=16", "data.augment=flip,zoom"])
     # No recipe: builtin, or folder with --data; --config names one as RECIPE does.
     assert cli.main(["finetune", "--dry-run"]) == 0
     assert json.loads(capsys.readouterr().out) == load_recipe("builtin").to_dict()
     assert cli.main(["finetune", "--dry-run", "--data", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == load_recipe(
-        "folder", [f"data={tmp_path}"]).to_dict()
+        "folder", [f"data.source={tmp_path}"]).to_dict()
     assert cli.main(["finetune", "--dry-run", "--config", "caltech101", "seed=3"]) == 0
     assert json.loads(capsys.readouterr().out) == load_recipe("caltech101", ["seed=3"]).to_dict()
     assert cli.main(["finetune", "--dry-run", "--seed", "7", "--no-deterministic"]) == 0
@@ -330,7 +364,7 @@ def test_dry_run_prints_every_key_and_touches_nothing(capsys, tmp_path, monkeypa
 
 
 def test_dry_run_of_a_resume_prints_the_runs_own_recipe(capsys, tmp_path):
-    saved = load_recipe("builtin", ["batch_size=8"])
+    saved = load_recipe("builtin", ["data.batch_size=8"])
     (tmp_path / "recipe.json").write_text(json.dumps(saved.to_dict()))
     assert cli.main(["finetune", "--dry-run", "--resume", "--run-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == saved.to_dict()
@@ -344,8 +378,8 @@ def test_dry_run_of_a_resume_prints_the_runs_own_recipe(capsys, tmp_path):
      "Expected RECIPE (a recipe file or one of ['builtin', 'caltech101', 'cats_vs_dogs', "
      "'folder', 'oxford_flowers102', 'tf_flowers']), then key=value overrides. "
      "Received: 'flowers'"),
-    (["finetune", "--dry-run", "builtin", "batch_size=0"],
-     "Expected `batch_size` >= 1. Received: batch_size=0"),
+    (["finetune", "--dry-run", "builtin", "data.batch_size=0"],
+     "Expected `data.batch_size` >= 1. Received: data.batch_size=0"),
     (["finetune", "--dry-run", "builtin", "tf_flowers"],
      "Expected an override of the form key=value. Received: 'tf_flowers'"),
 ])
@@ -365,13 +399,13 @@ def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path):
     from keras_vgg.finetune import finetune
 
     wanted = 'Expected the finetune extra: pip install "keras-vgg[finetune]"'
-    recipe = load_recipe("builtin", ["builtin_images_per_class=3", "tensorboard=false"])
+    recipe = load_recipe("builtin", ["data.builtin_images_per_class=3", "tensorboard=false"])
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "yaml", None)  # `import yaml` fails as if not installed
         with pytest.raises(ImportError, match=r"^PyYAML is not installed .*keras-vgg\[finetune\]"):
             load_recipe("builtin")
-        (tmp_path / "mine.json").write_text('{"model": "vgg13"}')
-        assert load_recipe(tmp_path / "mine.json").model == "vgg13"  # JSON needs no PyYAML
+        (tmp_path / "mine.json").write_text('{"model": {"name": "vgg13"}}')
+        assert load_recipe(tmp_path / "mine.json").model.name == "vgg13"  # JSON needs no PyYAML
         assert cli.main(["recipes"]) == 2 and wanted in capsys.readouterr().err
         assert cli.main(["finetune", "--dry-run"]) == 2 and wanted in capsys.readouterr().err
     for modules, package in ((["matplotlib"], "matplotlib"), (["PIL", "PIL.Image"], "pillow"),
@@ -380,7 +414,7 @@ def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path):
             for module in modules:
                 patch.setitem(sys.modules, module, None)
             run = recipe if package != "tensorboard" else load_recipe(
-                "builtin", ["builtin_images_per_class=3"])
+                "builtin", ["data.builtin_images_per_class=3"])
             with pytest.raises(MissingExtra, match=rf"^{package} is not installed.*{re.escape(wanted)}"):
                 finetune(run, run_dir=tmp_path / "run")  # before any data or run folder
             assert not (tmp_path / "run").exists()

@@ -39,11 +39,12 @@ RED, GREEN, BLUE = (200, 30, 90), (10, 200, 30), (40, 60, 220)
 # --- helpers ---------------------------------------------------------------------------
 
 
-def make_recipe(data, **overrides):
-    values = dict(data=str(data), model="vgg11", image_size=SIZE, batch_size=4,
-                  validation_split=0.25, augment=[])
-    values.update(overrides)
-    return Recipe(**values).validate()
+def make_recipe(data, changes=None):
+    """A small recipe on ``data`` (a folder, "builtin" or "tfds:NAME"), with ``changes``
+    ({dotted key: value}) on top."""
+    return Recipe().but({"data.source": str(data), "model.name": "vgg11",
+                         "model.image_size": SIZE, "data.batch_size": 4,
+                         "data.validation_split": 0.25, "data.augment": [], **(changes or {})})
 
 
 def solid(mode, colour, size=(12, 10)):
@@ -131,7 +132,7 @@ def test_bad_files_are_skipped_with_their_reason_and_hidden_ones_ignored(tmp_pat
     assert scan.converted == [] and scan.dropped_classes == []
 
     # ...and the pipeline's one decode skips and counts it.
-    splits = decode_once(load_folder(root, make_recipe(root, validation_split=0.5)))
+    splits = decode_once(load_folder(root, make_recipe(root, {"data.validation_split": 0.5})))
     assert splits.report["decode"]["failed"] == 1
     assert splits.report["skipped"][-1] == {"file": str(root / "b" / "trunc.jpg"),
                                             "reason": UNDECODABLE}
@@ -249,7 +250,7 @@ def test_grayscale_palette_and_rgba_are_converted_to_rgb(tmp_path):
         ("pal/0.png", "P -> RGB"), ("pal/1.png", "P -> RGB"),
         ("rgba/0.png", "RGBA -> RGB"), ("rgba/1.png", "RGBA -> RGB")]
 
-    splits = load_data(make_recipe(root, validation_split=0.5))
+    splits = load_data(make_recipe(root, {"data.validation_split": 0.5}))
     assert splits.report["converted"][0] == {"file": str(root / "gray" / "0.png"),
                                              "change": "L -> RGB"}
     assert len(splits.report["converted"]) == 6
@@ -293,7 +294,7 @@ def test_report_counts_and_dataset_labels(tmp_path):
 def test_disk_cache_writes_under_cache_dir(tmp_path):
     root = two_classes(tmp_path / "data", n=4)
     (tmp_path / "cache").mkdir()  # the caller makes it (the run directory's cache/)
-    splits = load_data(make_recipe(root, cache="disk"), cache_dir=tmp_path / "cache")
+    splits = load_data(make_recipe(root, {"data.cache": "disk"}), cache_dir=tmp_path / "cache")
     list(splits.train)
     list(splits.val)
     names = sorted(p.name for p in (tmp_path / "cache").iterdir())
@@ -302,7 +303,7 @@ def test_disk_cache_writes_under_cache_dir(tmp_path):
 
 def test_builtin_data_uses_keras_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    splits = load_data(make_recipe("builtin", builtin_images_per_class=3))
+    splits = load_data(make_recipe("builtin", {"data.builtin_images_per_class": 3}))
     assert splits.report["source"] == "builtin shapes"
     assert splits.class_names == list(SHAPES)
     assert splits.report["train_counts"] == [2] * 5 and splits.report["val_counts"] == [1] * 5
@@ -376,7 +377,7 @@ def test_eval_pipeline_preprocesses_with_the_mode(tmp_path, mode):
     for name, colour in (("a", RED), ("b", GREEN)):
         for i in range(2):
             write(root / name / f"{i}.png", solid("RGB", colour))
-    recipe = make_recipe(root, validation_split=0.5)
+    recipe = make_recipe(root, {"data.validation_split": 0.5})
     splits = load_data(recipe)
     (x, y), = list(eval_pipeline(splits.val, recipe, mode).as_numpy_iterator())
     assert x.dtype == np.float32 and x.shape == (2, SIZE, SIZE, 3) and y.tolist() == [0, 1]
@@ -391,10 +392,10 @@ def test_eval_pipeline_preprocesses_with_the_mode(tmp_path, mode):
 def test_eval_pipeline_keeps_file_order_and_labels(tmp_path):
     root = tmp_path / "data"
     colours = coloured_folder(root, n=6)
-    recipe = make_recipe(root, batch_size=3)
+    recipe = make_recipe(root, {"data.batch_size": 3})
     splits = load_data(recipe)
     scan = scan_folder(root)
-    train_idx, val_idx = stratified_split(scan.labels, recipe.validation_split, recipe.seed)
+    train_idx, val_idx = stratified_split(scan.labels, recipe.data.validation_split, recipe.seed)
     for ds, idx, labels in ((splits.train, train_idx, splits.train_labels),
                             (splits.val, val_idx, splits.val_labels)):
         batches = list(eval_pipeline(ds, recipe, "tf").as_numpy_iterator())
@@ -410,7 +411,7 @@ def test_augmentation_only_in_train_pipeline(tmp_path, augment):
     for c, name in enumerate("ab"):
         for i in range(4):
             write(root / name / f"{i}.png", asymmetric(green=40 * i + c))
-    recipe = make_recipe(root, augment=augment, augment_factor=0.5)
+    recipe = make_recipe(root, {"data.augment": augment, "data.augment_factor": 0.5})
     splits = load_data(recipe)
     evaluated = [x for x, _ in eval_pipeline(splits.train, recipe, "tf").as_numpy_iterator()]
     again = [x for x, _ in eval_pipeline(splits.train, recipe, "tf").as_numpy_iterator()]
@@ -436,7 +437,7 @@ def test_augmentation_only_in_train_pipeline(tmp_path, augment):
 
 
 def test_shuffle_batch_draws_each_epoch_from_the_seed_and_the_epoch(tmp_path):
-    recipe = make_recipe(tmp_path, batch_size=5, seed=3)
+    recipe = make_recipe(tmp_path, {"data.batch_size": 5, "seed": 3})
 
     def epochs(recipe, order=(0, 1)):
         epoch = EpochSeed(recipe.seed)
@@ -452,7 +453,7 @@ def test_shuffle_batch_draws_each_epoch_from_the_seed_and_the_epoch(tmp_path):
     assert sorted(first[0]) == list(range(20)) and first[0] != list(range(20))
     assert first[0] != first[1]  # reshuffled each epoch
     assert epochs(recipe, order=(1,)) == [first[1]]  # epoch 1 alone: as after epoch 0
-    other = epochs(make_recipe(tmp_path, batch_size=5, seed=4), order=(0,))
+    other = epochs(make_recipe(tmp_path, {"data.batch_size": 5, "seed": 4}), order=(0,))
     assert other[0] != first[0]
     batches = list(shuffle_batch(tf.data.Dataset.range(20), recipe).as_numpy_iterator())
     assert [len(b) for b in batches] == [5] * 4
@@ -479,11 +480,10 @@ def test_train_pipeline_order_is_seeded(tmp_path):
 # tf_flowers builder on a machine without a network (the offline fixture).
 
 
-def tiny_recipe(tiny, **overrides):
-    values = dict(data=f"tfds:{tiny.name}", train_split="train", val_split="test",
-                  data_dir=str(tiny.data_dir))
-    values.update(overrides)
-    return make_recipe(**values)
+def tiny_recipe(tiny, changes=None):
+    return make_recipe(f"tfds:{tiny.name}", {
+        "data.train_split": "train", "data.val_split": "test",
+        "data.data_dir": str(tiny.data_dir), **(changes or {})})
 
 
 def check_tiny_split(tiny, split, ds, labels):
@@ -526,8 +526,8 @@ def test_tfds_download_and_prepare_for_real_then_as_dataset(tiny_tfds, offline):
 
 def test_tfds_split_slicing(tiny_tfds_prepared):
     whole = load_data(tiny_recipe(tiny_tfds_prepared))
-    splits = load_data(tiny_recipe(tiny_tfds_prepared, train_split="train[:6]",
-                                   val_split="train[6:]+test"))
+    splits = load_data(tiny_recipe(tiny_tfds_prepared, {"data.train_split": "train[:6]",
+                                                        "data.val_split": "train[6:]+test"}))
     assert (len(splits.train_labels), len(splits.val_labels)) == (6, 3 + 4)
     assert splits.train_labels.tolist() == whole.train_labels[:6].tolist()
     assert splits.val_labels.tolist() == (whole.train_labels[6:].tolist()
@@ -542,11 +542,11 @@ def test_tfds_split_slicing(tiny_tfds_prepared):
 @pytest.mark.parametrize("key, value", [
     ("train_split", "tran[:75%]"), ("train_split", "train[:75"), ("val_split", "validation")])
 def test_tfds_bad_split(tiny_tfds_prepared, key, value):
-    with pytest.raises(ValueError, match=rf"Expected `{key}` to be a split of "
+    with pytest.raises(ValueError, match=rf"Expected `data.{key}` to be a split of "
                                          rf"{tiny_tfds_prepared.name} \(\['test', 'train'\]"
                        ) as error:
-        load_data(tiny_recipe(tiny_tfds_prepared, **{key: value}))
-    assert f"{key}={value!r}" in str(error.value)
+        load_data(tiny_recipe(tiny_tfds_prepared, {f"data.{key}": value}))
+    assert f"data.{key}={value!r}" in str(error.value)
 
 
 @pytest.mark.parametrize("key, value, names", [
@@ -554,10 +554,11 @@ def test_tfds_bad_split(tiny_tfds_prepared, key, value):
     ("label_key", "nope", "ClassLabel feature ['label']")])
 def test_tfds_wrong_feature_key_fails_before_preparing(tiny_tfds, key, value, names):
     with pytest.raises(ValueError, match=r"Expected `.*` to name a") as error:
-        load_data(tiny_recipe(tiny_tfds, **{key: value}))
+        load_data(tiny_recipe(tiny_tfds, {f"data.{key}": value}))
     assert str(error.value) == f"Expected `{key}` to name a {names}. Received: {key}={value!r}"
     assert not (tiny_tfds.data_dir / tiny_tfds.name).exists()  # nothing prepared
-    splits = load_data(tiny_recipe(tiny_tfds, image_key="image", label_key="label"))
+    splits = load_data(tiny_recipe(tiny_tfds, {"data.image_key": "image",
+                                                  "data.label_key": "label"}))
     assert splits.class_names == tiny_tfds.classes
 
 
@@ -580,7 +581,8 @@ def test_tfds_offline_fails_within_seconds_saying_how_to_prepare(tmp_path, offli
     import requests
     from tensorflow_datasets.core.download import downloader
 
-    recipe = flowers_recipe(data_dir=str(tmp_path / "tfds") if data_dir == "recipe" else None)
+    recipe = flowers_recipe(
+        {"data.data_dir": str(tmp_path / "tfds") if data_dir == "recipe" else None})
     if data_dir == "recipe":
         root = str(tmp_path / "tfds")
     else:  # tfds' default: $TFDS_DATA_DIR (conftest sets it), else ~/tensorflow_datasets
@@ -633,7 +635,8 @@ def test_tfds_grayscale_images_become_rgb():
     emnist...) comes through with 3, as a VGG input needs. (mock_data: mnist's real
     features, generated examples; the real path is tested above.)"""
     with tfds.testing.mock_data(num_examples=4):
-        splits = load_data(make_recipe("tfds:mnist", train_split="train", val_split="test"))
+        splits = load_data(make_recipe("tfds:mnist", {"data.train_split": "train",
+                                                      "data.val_split": "test"}))
     assert splits.class_names == [str(i) for i in range(10)]
     assert splits.train.element_spec[0].shape.as_list() == [SIZE, SIZE, 3]
     image, _ = next(iter(splits.train))
@@ -643,10 +646,9 @@ def test_tfds_grayscale_images_become_rgb():
 FLOWERS = ["dandelion", "daisy", "tulips", "sunflowers", "roses"]
 
 
-def flowers_recipe(**overrides):
-    values = dict(data="tfds:tf_flowers", train_split="train[:75%]", val_split="train[75%:]")
-    values.update(overrides)
-    return make_recipe(**values)
+def flowers_recipe(changes=None):
+    return make_recipe("tfds:tf_flowers", {"data.train_split": "train[:75%]",
+                                           "data.val_split": "train[75%:]", **(changes or {})})
 
 
 def test_feature_keys():
@@ -656,18 +658,18 @@ def test_feature_keys():
         "file_name": tfds.features.Text()})
     assert feature_keys(features) == ("image", "label")
     assert feature_keys(features, "image", "label") == ("image", "label")
-    with pytest.raises(ValueError, match=r"Expected `image_key` to name a Image feature "
-                                         r"\['image'\]. Received: image_key='file_name'"):
+    with pytest.raises(ValueError, match=r"Expected `data.image_key` to name a Image feature "
+                                         r"\['image'\]. Received: data.image_key='file_name'"):
         feature_keys(features, image_key="file_name")
-    with pytest.raises(ValueError, match=r"Expected `label_key` to name a ClassLabel feature "
-                                         r"\['label'\]. Received: label_key='labels'"):
+    with pytest.raises(ValueError, match=r"Expected `data.label_key` to name a ClassLabel feature "
+                                         r"\['label'\]. Received: data.label_key='labels'"):
         feature_keys(features, label_key="labels")
 
     other = tfds.features.FeaturesDict({
         "img": tfds.features.Image(shape=(None, None, 3)),
         "coarse": tfds.features.ClassLabel(num_classes=2),
         "fine": tfds.features.ClassLabel(num_classes=4)})
-    with pytest.raises(ValueError, match=r"exactly one ClassLabel feature or `label_key` set"):
+    with pytest.raises(ValueError, match=r"exactly one ClassLabel feature or `data.label_key` set"):
         feature_keys(other)
     assert feature_keys(other, label_key="fine") == ("img", "fine")  # the only Image: found
 
@@ -677,9 +679,10 @@ def test_feature_keys():
 def test_shipped_tfds_recipes_find_their_feature_keys(name, classes):
     """The shipped tfds recipes rely on feature discovery in the real builders' features."""
     recipe = load_recipe(name)
-    assert recipe.data == f"tfds:{name}"
+    assert recipe.data.source == f"tfds:{name}"
     features = tfds.builder(name).info.features
-    assert feature_keys(features, recipe.image_key, recipe.label_key) == ("image", "label")
+    keys = feature_keys(features, recipe.data.image_key, recipe.data.label_key)
+    assert keys == ("image", "label")
     assert features["label"].num_classes == classes
 
 
@@ -782,7 +785,7 @@ def test_png_missing_its_last_chunk_is_skipped(tmp_path):
     scan = scan_folder(root)
     assert [(f, r.split(" (")[0]) for f, r in scan.skipped] == [
         (str(bad), "corrupt or truncated")]
-    splits = load_data(make_recipe(root, validation_split=0.5))
+    splits = load_data(make_recipe(root, {"data.validation_split": 0.5}))
     list(splits.train), list(splits.val)  # every kept file decodes
 
 
@@ -792,7 +795,7 @@ def test_gif_missing_its_trailer_is_kept_because_it_decodes(tmp_path):
     (root / "a" / "cut.gif").write_bytes(encoded(noise_image(), "GIF")[:-1])
     scan = scan_folder(root)
     assert scan.skipped == [] and str(root / "a" / "cut.gif") in scan.files
-    splits = load_data(make_recipe(root, validation_split=0.5))
+    splits = load_data(make_recipe(root, {"data.validation_split": 0.5}))
     assert len(list(splits.train)) + len(list(splits.val)) == 5
 
 
@@ -825,7 +828,7 @@ def test_test_split_is_held_out_per_class_before_validation(tmp_path):
     three disjoint splits that cover the folder, drawn from the seed."""
     root = tmp_path / "data"
     colours = coloured_folder(root, n=12)
-    recipe = make_recipe(root, test_split=0.25)
+    recipe = make_recipe(root, {"data.test_split": 0.25})
     splits = decode_once(load_data(recipe))
     assert splits.present() == ("train", "val", "test")
     assert (splits.report["train_counts"], splits.report["val_counts"],
@@ -835,7 +838,7 @@ def test_test_split_is_held_out_per_class_before_validation(tmp_path):
     assert sorted(sum(seen, [])) == sorted(c[1] for c in colours.values())  # each image once
     again = decode_once(load_data(recipe))
     assert sorted(int(x[0, 0, 1]) for x, _ in again.test.as_numpy_iterator()) == seen[2]
-    other = decode_once(load_data(make_recipe(root, test_split=0.25, seed=1)))
+    other = decode_once(load_data(make_recipe(root, {"data.test_split": 0.25, "seed": 1})))
     assert sorted(int(x[0, 0, 1]) for x, _ in other.test.as_numpy_iterator()) != seen[2]
     without = load_data(make_recipe(root))
     assert without.test is None and without.present() == ("train", "val")
@@ -845,7 +848,7 @@ def test_test_data_is_a_separate_folder_of_the_same_classes(tmp_path):
     train_root, test_root = tmp_path / "train", tmp_path / "test"
     coloured_folder(train_root, n=4)
     two_classes(test_root, n=3)
-    splits = decode_once(load_data(make_recipe(train_root, test_data=str(test_root))))
+    splits = decode_once(load_data(make_recipe(train_root, {"data.test_data": str(test_root)})))
     assert splits.report["test_data"] == str(test_root)
     assert (splits.report["train_counts"], splits.report["val_counts"],
             splits.report["test_counts"]) == ([3, 3], [1, 1], [3, 3])
@@ -853,27 +856,28 @@ def test_test_data_is_a_separate_folder_of_the_same_classes(tmp_path):
         == sorted([RED] * 3 + [GREEN] * 3)
     write(tmp_path / "odd" / "c" / "0.png")
     write(tmp_path / "odd" / "a" / "0.png")
-    with pytest.raises(ValueError, match=r"Expected `test_data` to hold the training data's "
-                       r"classes \['a', 'b'\]\. Received: test_data=\".*odd \(classes "
+    with pytest.raises(ValueError, match=r"Expected `data.test_data` to hold the training "
+                       r"data's classes \['a', 'b'\]\. Received: data.test_data=\".*odd \(classes "
                        r"\['a', 'c'\]\)\""):
-        load_data(make_recipe(train_root, test_data=str(tmp_path / "odd")))
-    with pytest.raises(ValueError, match=r"Expected `test_data` unset when training from "
-                       r"TFRecords .* Received: test_data="):
-        load_data(make_recipe(train_root, test_data=str(test_root),
-                              tfrecords=str(tmp_path / "records")))
-    with pytest.raises(ValueError, match=r"Expected `test_data` to be a folder of class "
-                       r"sub-folders. Received: test_data='.*nowhere'"):
-        load_data(make_recipe(train_root, test_data=str(tmp_path / "nowhere")))
+        load_data(make_recipe(train_root, {"data.test_data": str(tmp_path / "odd")}))
+    with pytest.raises(ValueError, match=r"Expected `data.test_data` unset when training from "
+                       r"TFRecords .* Received: data.test_data="):
+        load_data(make_recipe(train_root, {"data.test_data": str(test_root),
+                                           "data.tfrecords": str(tmp_path / "records")}))
+    with pytest.raises(ValueError, match=r"Expected `data.test_data` to be a folder of class "
+                       r"sub-folders. Received: data.test_data='.*nowhere'"):
+        load_data(make_recipe(train_root, {"data.test_data": str(tmp_path / "nowhere")}))
 
 
 def test_tfds_test_split_by_name(tiny_tfds_prepared, offline):
-    recipe = tiny_recipe(tiny_tfds_prepared, train_split="train[:6]", val_split="train[6:]",
-                         test_split="test")
+    recipe = tiny_recipe(tiny_tfds_prepared, {"data.train_split": "train[:6]",
+                                              "data.val_split": "train[6:]",
+                                              "data.test_split": "test"})
     splits = load_data(recipe)
     assert (sum(splits.report["train_counts"]), sum(splits.report["val_counts"])) == (6, 3)
     assert [a + b for a, b in zip(splits.report["train_counts"],
                                   splits.report["val_counts"])] == [4, 3, 2]
     assert splits.report["test_counts"] == [2, 1, 1]
     check_tiny_split(tiny_tfds_prepared, "test", splits.test, splits.test_labels)
-    with pytest.raises(ValueError, match=r"Expected `test_split` to be a split of"):
-        load_data(tiny_recipe(tiny_tfds_prepared, test_split="holdout"))
+    with pytest.raises(ValueError, match=r"Expected `data.test_split` to be a split of"):
+        load_data(tiny_recipe(tiny_tfds_prepared, {"data.test_split": "holdout"}))

@@ -22,13 +22,16 @@ from keras_vgg.finetune.train import preprocessing_mode
 from keras_vgg.stats import accuracy
 
 
-def tiny(**overrides):
-    values = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
-                  builtin_images_per_class=4, batch_size=8, augment=["flip"],
-                  phase1_epochs=1, phase2_epochs=1, phase2_lr=1e-3, tensorboard=False,
-                  early_stopping_patience=0, reduce_lr_patience=0)
-    values.update(overrides)
-    return Recipe(**values).validate()
+TINY = {"name": "tiny", "data.source": "builtin", "model.name": "vgg11", "model.image_size": 32,
+        "data.builtin_images_per_class": 4, "data.batch_size": 8, "data.augment": ["flip"],
+        "phases.0.epochs": 1, "phases.1.epochs": 1, "phases.1.lr": 1e-3, "tensorboard": False,
+        "early_stopping_patience": 0, "reduce_lr_patience": 0}
+
+
+def tiny(changes=None):
+    """A tiny two-phase recipe (head on the frozen base, then blocks 5 and up), with
+    ``changes`` ({dotted key: value}) on top."""
+    return Recipe().but({**TINY, **(changes or {})})
 
 
 class Snapshots(keras.callbacks.Callback):
@@ -138,7 +141,8 @@ def test_readme_states_the_main_jobs_exact_figure(builtin_run):
 
 def test_frozen_layers_do_not_change_and_unfrozen_blocks_do(tmp_path):
     snaps = Snapshots()
-    recipe = tiny(model="vgg11_bn", phase2_freeze="block3", head_dropout=0.0)
+    recipe = tiny({"model.name": "vgg11_bn", "phases.1.freeze": "block3",
+                   "model.head_dropout": 0.0})
     finetune(recipe, run_dir=tmp_path / "run", callbacks=[snaps], verbose=0)
     phase1, phase2 = snaps.fits
     keys = phase1["begin"].keys()
@@ -159,7 +163,7 @@ def test_frozen_layers_do_not_change_and_unfrozen_blocks_do(tmp_path):
 
 def test_bn_stays_fixed_in_unfrozen_blocks_unless_bn_training():
     """keras-io's base(x, training=False) alone would not do this in Keras 3 (keras#20285)."""
-    recipe = tiny(model="vgg11_bn", bn_training="false")
+    recipe = tiny({"model.name": "vgg11_bn", "model.bn_training": False})
     model = build_finetune_model(recipe, 3)
     frozen = freeze(model, "none", freeze_bn=True)
     assert frozen == [f"{name}_bn" for name in ("block1_conv1", "block2_conv1", "block3_conv1",
@@ -177,7 +181,7 @@ def test_bn_stays_fixed_in_unfrozen_blocks_unless_bn_training():
 
 
 def test_freeze_specs_name_the_frozen_layers():
-    model = build_finetune_model(tiny(model="vgg16"), 2)
+    model = build_finetune_model(tiny({"model.name": "vgg16"}), 2)
     assert freeze(model, "block2") == [
         "block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"]
     assert len(freeze(model, "block4")) == 10
@@ -194,7 +198,7 @@ def test_freeze_specs_name_the_frozen_layers():
     ("flatten", ["features", "flatten", "head_dropout", "predictions"], (None, 7)),
 ])
 def test_heads(head, layers, shape):
-    model = build_finetune_model(tiny(head=head), 7)
+    model = build_finetune_model(tiny({"model.head": head}), 7)
     head_model = model.get_layer("head")
     assert ["features"] + [layer.name for layer in head_model.layers] == layers
     assert model.output_shape == shape
@@ -202,7 +206,8 @@ def test_heads(head, layers, shape):
 
 
 def test_fc_head_keeps_fc1_fc2_and_replaces_predictions():
-    model = build_finetune_model(tiny(head="fc", head_dropout=0.0, head_units=0), 5)
+    model = build_finetune_model(
+        tiny({"model.head": "fc", "model.head_dropout": 0.0, "model.head_units": 0}), 5)
     base = model.get_layer("base")
     assert [layer.name for layer in base.layers][-4:] == ["fc1", "fc1_dropout", "fc2",
                                                          "fc2_dropout"]
@@ -215,7 +220,7 @@ def test_fc_head_keeps_fc1_fc2_and_replaces_predictions():
 
 
 def test_head_units_adds_a_hidden_layer():
-    head = build_finetune_model(tiny(head_units=16), 3).get_layer("head")
+    head = build_finetune_model(tiny({"model.head_units": 16}), 3).get_layer("head")
     assert [layer.name for layer in head.layers] == [
         "avg_pool", "head_fc", "head_dropout", "predictions"]
     assert head.get_layer("head_fc").units == 16
@@ -225,9 +230,10 @@ def test_head_units_adds_a_hidden_layer():
 
 
 def test_feature_cache_trains_the_same_head_as_the_plain_path(tmp_path):
-    common = dict(augment=[], phase2_epochs=0, phase1_epochs=2, head_dropout=0.0)
-    cached = finetune(tiny(feature_cache="true", **common), run_dir=tmp_path / "a", verbose=0)
-    plain = finetune(tiny(feature_cache="false", **common), run_dir=tmp_path / "b", verbose=0)
+    common = {"data.augment": [], "phases.1.epochs": 0, "phases.0.epochs": 2,
+              "model.head_dropout": 0.0}
+    cached = finetune(tiny({"feature_cache": True, **common}), run_dir=tmp_path / "a", verbose=0)
+    plain = finetune(tiny({"feature_cache": False, **common}), run_dir=tmp_path / "b", verbose=0)
     assert cached.feature_cache and not plain.feature_cache
     assert sorted(p.name for p in (tmp_path / "a" / "feature_cache").iterdir()) == [
         "train.npy", "val.npy"]
@@ -247,19 +253,19 @@ def test_feature_cache_trains_the_same_head_as_the_plain_path(tmp_path):
 def test_feature_cache_auto_only_when_frozen_and_not_augmented(tmp_path):
     from keras_vgg.finetune.phase import uses_feature_cache
 
-    assert uses_feature_cache(tiny(augment=[]))
-    assert not uses_feature_cache(tiny(augment=["flip"]))
-    assert not uses_feature_cache(tiny(augment=[], phase1_freeze="block4"))
-    assert not uses_feature_cache(tiny(augment=[], feature_cache="false"))
+    assert uses_feature_cache(tiny({"data.augment": []}))
+    assert not uses_feature_cache(tiny({"data.augment": ["flip"]}))
+    assert not uses_feature_cache(tiny({"data.augment": [], "phases.0.freeze": "block4"}))
+    assert not uses_feature_cache(tiny({"data.augment": [], "feature_cache": False}))
     with pytest.raises(ValueError, match="feature_cache"):
-        tiny(feature_cache="true", augment=["flip"])
+        tiny({"feature_cache": True, "data.augment": ["flip"]})
 
 
 def test_early_stopping_is_reported_with_the_best_epoch(tmp_path):
     """A rate too small to change anything: val_accuracy never improves on epoch 1, so
     EarlyStopping (patience 1) ends phase 1 after epoch 2 of 4, and the run says so."""
-    recipe = tiny(phase1_epochs=4, phase2_epochs=0, phase1_lr=1e-12, augment=[],
-                  early_stopping_patience=1)
+    recipe = tiny({"phases.0.epochs": 4, "phases.1.epochs": 0, "phases.0.lr": 1e-12,
+                   "data.augment": [], "early_stopping_patience": 1})
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     final = result.metrics["final"]
     assert (final["best_epoch"], final["epochs_run"], final["epochs_planned"]) == (1, 2, 4)
@@ -271,7 +277,7 @@ def test_early_stopping_is_reported_with_the_best_epoch(tmp_path):
         f"Validation accuracy {validation} (best.keras, from epoch 1 of 2; early stopping ended "
         f"phase1) in {result.metrics['seconds']:.0f} s, head trained on cached features",
         "No test split: the same images chose the epoch, so this figure is biased upwards (set "
-        "test_split or test_data)."]
+        "data.test_split or data.test_data)."]
 
 
 # -- interruption and resume ------------------------------------------------------------------
@@ -294,12 +300,12 @@ class EpochWeights(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize("settings, kill_epoch", [
-    ({}, 1), ({}, 3), ({"feature_cache": "true", "augment": []}, 1), ({"cache": "disk"}, 1),
+    ({}, 1), ({}, 3), ({"feature_cache": True, "data.augment": []}, 1), ({"data.cache": "disk"}, 1),
 ], ids=["phase1-epoch2", "phase2-epoch2", "feature-cache", "disk-cache"])
 def test_killed_inside_a_phase_resumes_from_its_last_epoch(tmp_path, settings, kill_epoch):
     """Killed in a phase's second epoch, the resumed run starts from the weights of the epoch
     before (BackupAndRestore), does not run that epoch again, and ends with every epoch."""
-    recipe = tiny(phase1_epochs=2, phase2_epochs=2, **settings)
+    recipe = tiny({"phases.0.epochs": 2, "phases.1.epochs": 2, **settings})
     run, first = tmp_path / "run", EpochWeights()
     with pytest.raises(KeyboardInterrupt):
         finetune(recipe, run_dir=run, callbacks=[first, Interrupt(kill_epoch, 1)], verbose=0)
@@ -311,14 +317,14 @@ def test_killed_inside_a_phase_resumes_from_its_last_epoch(tmp_path, settings, k
     assert epoch == kill_epoch
     for restored, kept in zip(weights, first.ends[kill_epoch - 1], strict=True):
         np.testing.assert_array_equal(restored, kept)
-    assert result.epochs == 4 and result.feature_cache == (settings.get("feature_cache") == "true")
+    assert result.epochs == 4 and result.feature_cache == (settings.get("feature_cache") is True)
     assert [row["epoch"] for row in read_log(run / "training_log.csv")] == [0, 1, 2, 3]
     assert not (run / "backup").exists() and not (run / "cache").exists()
 
 
 @pytest.mark.parametrize("kill_at", [(0, 1), (2, 1)], ids=["phase1", "phase2"])
 def test_killed_run_resumes_and_finishes_every_epoch(tmp_path, kill_at):
-    recipe = tiny(phase1_epochs=2, phase2_epochs=2)
+    recipe = tiny({"phases.0.epochs": 2, "phases.1.epochs": 2})
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         finetune(recipe, run_dir=run, callbacks=[Interrupt(*kill_at)], verbose=0)
@@ -346,7 +352,7 @@ KILLED_RUN = textwrap.dedent("""
             if [self.epoch, batch] == json.loads(sys.argv[3]):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    recipe = Recipe(**json.loads(sys.argv[2])).validate()
+    recipe = Recipe.from_dict(json.loads(sys.argv[2]))
     finetune(recipe, run_dir=sys.argv[1], callbacks=[KillNine()], verbose=0)
 """)
 PROCESS_TIMEOUT = 600  # seconds; a tiny run takes about 20
@@ -364,9 +370,9 @@ def test_kill_nine_in_phase_two_then_resume_ends_with_an_uninterrupted_runs_weig
     second epoch; `keras-vgg finetune --resume` of the killed one. The resumed run ends with
     the same weights (max abs diff 0) and the same metrics.json as the uninterrupted one."""
     # Early stopping and learning-rate reduction on: their counters must survive the kill too.
-    recipe = tiny(phase2_epochs=4, builtin_images_per_class=6, test_split=0.34,
-                  augment=["flip", "rotation"], early_stopping_patience=2,
-                  reduce_lr_patience=1).to_dict()
+    recipe = tiny({"phases.1.epochs": 4, "data.builtin_images_per_class": 6,
+                   "data.test_split": 0.34, "data.augment": ["flip", "rotation"],
+                   "early_stopping_patience": 2, "reduce_lr_patience": 1}).to_dict()
 
     def run(run_dir, kill_at):
         return subprocess.run([sys.executable, "-c", KILLED_RUN, str(run_dir), json.dumps(recipe),
@@ -410,7 +416,7 @@ def test_existing_run_dir_needs_overwrite_or_resume(tmp_path):
     assert (run / "precious.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="Nothing to resume"):
         finetune(tiny(), run_dir=run, resume=True, verbose=0)
-    finetune(tiny(phase2_epochs=0), run_dir=run, overwrite=True, verbose=0)
+    finetune(tiny({"phases.1.epochs": 0}), run_dir=run, overwrite=True, verbose=0)
     assert not (run / "precious.txt").exists() and (run / "best.keras").exists()
     with pytest.raises(ValueError, match="complete"):
         finetune(None, run_dir=run, resume=True, verbose=0)
@@ -420,8 +426,8 @@ def test_resume_refuses_a_changed_recipe(tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         finetune(tiny(), run_dir=run, callbacks=[Interrupt(0, 0)], verbose=0)
-    with pytest.raises(ValueError, match=r"differ.*batch_size"):
-        finetune(tiny(batch_size=4), run_dir=run, resume=True, verbose=0)
+    with pytest.raises(ValueError, match=r"differ.*data\.batch_size"):
+        finetune(tiny({"data.batch_size": 4}), run_dir=run, resume=True, verbose=0)
 
 
 class CacheFiles(keras.callbacks.Callback):
@@ -437,7 +443,7 @@ class CacheFiles(keras.callbacks.Callback):
 
 def test_disk_cache_is_used_and_dropped_when_the_run_completes(tmp_path):
     seen = CacheFiles(tmp_path / "run" / "cache")
-    result = finetune(tiny(cache="disk", phase2_epochs=0), run_dir=tmp_path / "run",
+    result = finetune(tiny({"data.cache": "disk", "phases.1.epochs": 0}), run_dir=tmp_path / "run",
                       callbacks=[seen], verbose=0)
     assert result.best_model.exists()
     # tf.data's file cache: an index and a data shard per split, written in the first epoch.
@@ -455,7 +461,8 @@ def test_fc_head_fine_tunes_from_a_weights_file(tmp_path):
     source = VGG11(input_shape=(32, 32, 3))  # 1000 classes, as a published file
     source.preprocessing = Preprocessing("tf")
     path = save_converted(source, str(tmp_path / "vgg11_32.weights.h5"), "vgg11")
-    recipe = tiny(head="fc", weights=path, phase2_epochs=0, augment=[])
+    recipe = tiny({"model.head": "fc", "model.weights": path, "phases.1.epochs": 0,
+                   "data.augment": []})
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     assert result.metrics["final"]["preprocessing"] == "tf"
     best = keras.saving.load_model(result.best_model)
@@ -468,7 +475,8 @@ def test_fc_head_fine_tunes_from_a_weights_file(tmp_path):
 
 def test_bad_data_leaves_no_run_dir(tmp_path):
     with pytest.raises(ValueError, match="data"):
-        finetune(tiny(data=str(tmp_path / "missing")), run_dir=tmp_path / "run", verbose=0)
+        finetune(tiny({"data.source": str(tmp_path / "missing")}), run_dir=tmp_path / "run",
+                 verbose=0)
     assert not (tmp_path / "run").exists()
 
 
@@ -482,7 +490,8 @@ def test_folder_with_bad_files_trains_and_reports_what_it_skipped(tmp_path):
     Image.new("L", (40, 40), 128).save(root / "cross" / "gray.png")
     Image.new("RGBA", (40, 40), (255, 0, 0, 128)).save(root / "cross" / "rgba.png")
     (root / "empty").mkdir()
-    result = finetune(tiny(data=str(root), phase2_epochs=0), run_dir=tmp_path / "run", verbose=0)
+    result = finetune(tiny({"data.source": str(root), "phases.1.epochs": 0}),
+                      run_dir=tmp_path / "run", verbose=0)
     report = json.loads((result.run_dir / "data_report.json").read_text())
     assert sorted(os.path.basename(s["file"]) for s in report["skipped"]) == [
         "broken.png", "notes.txt"]
@@ -496,14 +505,15 @@ def test_folder_with_bad_files_trains_and_reports_what_it_skipped(tmp_path):
 def test_tfds_dataset_through_the_recipe(tmp_path, tiny_tfds, offline):
     """A real tfds dataset (conftest's tiny_tfds), prepared by the run itself into the recipe's
     data_dir, fine-tuned and scored on its held-out split."""
-    recipe = tiny(data=f"tfds:{tiny_tfds.name}", data_dir=str(tiny_tfds.data_dir),
-                  train_split="train", val_split="test", phase2_epochs=0)
+    recipe = tiny({"data.source": f"tfds:{tiny_tfds.name}",
+                   "data.data_dir": str(tiny_tfds.data_dir), "data.train_split": "train",
+                   "data.val_split": "test", "phases.1.epochs": 0})
     result = finetune(recipe, run_dir=tmp_path / "r", verbose=0)
     assert result.metrics["final"]["class_names"] == tiny_tfds.classes
     matrix = np.array(result.metrics["confusion_matrix"])
     assert matrix.sum(axis=1).tolist() == tiny_tfds.counts["test"]  # [2, 1, 1]
     assert (tiny_tfds.data_dir / tiny_tfds.name / "1.0.0" / "dataset_info.json").is_file()
-    assert json.loads((result.run_dir / "recipe.json").read_text())["data_dir"] == str(
+    assert json.loads((result.run_dir / "recipe.json").read_text())["data"]["data_dir"] == str(
         tiny_tfds.data_dir)
     assert offline == []  # no host was asked for
 
@@ -524,16 +534,18 @@ def test_history_plot_ticks_whole_epochs(tmp_path):
 def test_class_weights_balanced():
     weights = class_weights(tiny(), np.array([0, 0, 0, 1]), 2)
     assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
-    assert class_weights(tiny(class_weight="none"), np.array([0, 1]), 2) is None
+    assert class_weights(tiny({"class_weight": "none"}), np.array([0, 1]), 2) is None
 
 
 def test_preprocessing_follows_the_weights():
     assert preprocessing_mode(tiny()).mode == "torch"
-    assert preprocessing_mode(tiny(model="vgg16", weights="imagenet")).mode == "caffe"
-    assert preprocessing_mode(tiny(model="vgg11", weights="imagenet")).mode == "torch"
-    assert preprocessing_mode(tiny(preprocessing="tf")).mode == "tf"
+    assert preprocessing_mode(tiny({"model.name": "vgg16", "model.weights": "imagenet"})
+                              ).mode == "caffe"
+    assert preprocessing_mode(tiny({"model.name": "vgg11", "model.weights": "imagenet"})
+                              ).mode == "torch"
+    assert preprocessing_mode(tiny({"model.preprocessing": "tf"})).mode == "tf"
     with pytest.raises(ValueError, match=r"weights='some.weights.h5' \(no such file\)"):
-        tiny(weights="some.weights.h5")
+        tiny({"model.weights": "some.weights.h5"})
 
 
 def test_matconvnet_weights_fine_tune_and_export_with_their_mean_pixel(tmp_path):
@@ -544,7 +556,8 @@ def test_matconvnet_weights_fine_tune_and_export_with_their_mean_pixel(tmp_path)
     from keras_vgg.cli import main
 
     mat = write_mat(tmp_path / "vgg_f.mat", "vgg_f", 64)
-    recipe = tiny(model="vgg_f", weights=str(mat), image_size=64, phase2_epochs=0, augment=[])
+    recipe = tiny({"model.name": "vgg_f", "model.weights": str(mat), "model.image_size": 64,
+                   "phases.1.epochs": 0, "data.augment": []})
     result = finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     recorded = result.metrics["final"]["preprocessing"]
     assert recorded == {"mode": "mean_image", "mean": [120.0, 115.0, 100.0]}

@@ -160,11 +160,12 @@ def test_a_runs_feature_cache_evaluation_report_and_compress_predict_folded(tmp_
         return own(self, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "predict", spy)
-    recipe = Recipe(name="tiny", data="builtin", model="vgg11_bn", image_size=32,
-                    builtin_images_per_class=4, batch_size=8, augment=[], phase1_epochs=1,
-                    phase2_epochs=1, phase2_lr=1e-3, tensorboard=False, feature_cache="true",
-                    early_stopping_patience=0, reduce_lr_patience=0,
-                    export_formats=[]).validate()
+    recipe = Recipe().but({
+        "name": "tiny", "data.source": "builtin", "model.name": "vgg11_bn",
+        "model.image_size": 32, "data.builtin_images_per_class": 4, "data.batch_size": 8,
+        "data.augment": [], "phases.0.epochs": 1, "phases.1.epochs": 1, "phases.1.lr": 1e-3,
+        "tensorboard": False, "feature_cache": True, "early_stopping_patience": 0,
+        "reduce_lr_patience": 0, "export.formats": []})
     finetune(recipe, run_dir=tmp_path / "run", verbose=0)
     names = [name for name, _ in predicted]
     assert len(predicted) >= 4, names  # the cache (train, val), val, test

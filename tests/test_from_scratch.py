@@ -12,49 +12,57 @@ import pytest
 from keras_vgg import cli
 from keras_vgg.finetune import Recipe, finetune, load_recipe
 from keras_vgg.finetune.builtin import make_shapes
-from keras_vgg.finetune.config import FROM_SCRATCH, from_scratch_note
+from keras_vgg.finetune.config import FROM_SCRATCH, Phase, from_scratch_note
 from keras_vgg.finetune.data import UNDECODABLE
 from keras_vgg.finetune.report import chance, format_run, skipped_files
 from keras_vgg.stats import accuracy
 
-NOTE = ("From scratch (weights=none): the folder recipe is made for pretrained weights, so this "
-        "run trains every block from random weights, with no head-only phase: model=vgg11_bn "
-        "image_size=64 batch_size=16 phase1_epochs=0 phase2_epochs=15 phase2_freeze=none "
-        "phase2_lr=0.001 (set any of these keys to choose otherwise).")
+NOTE = ("From scratch (model.weights=none): the folder recipe is made for pretrained weights, "
+        "so this run trains every block from random weights, with no head-only phase: "
+        'model.name="vgg11_bn" model.image_size=64 data.batch_size=16 phases.0.epochs=15 '
+        'phases.0.lr=0.001 phases.0.freeze="none" (set any of these keys to choose otherwise).')
+
+
+def at(values, key):
+    """The value at dotted ``key`` in nested ``values``."""
+    for part in key.split("."):
+        values = values[int(part)] if isinstance(values, list) else values[part]
+    return values
 
 
 def test_weights_none_skips_the_head_only_phase_and_trains_every_block():
-    scratch = load_recipe("folder", ["data=photos", "weights=none"])
-    assert scratch.weights is None
-    assert {key: getattr(scratch, key) for key in FROM_SCRATCH} == {
-        "model": "vgg11_bn", "image_size": 64, "batch_size": 16, "phase1_epochs": 0,
-        "phase2_epochs": 15, "phase2_freeze": "none", "phase2_lr": 1e-3}
-    assert from_scratch_note("folder", ["data=photos", "weights=none"]) == NOTE
+    scratch = load_recipe("folder", ["data.source=photos", "model.weights=none"])
+    assert scratch.model.weights is None
+    assert {key: at(scratch.to_dict(), key) for key in FROM_SCRATCH} == {
+        "model.name": "vgg11_bn", "model.image_size": 64, "data.batch_size": 16,
+        "phases": [{"epochs": 15, "lr": 1e-3, "freeze": "none"}]}
+    assert from_scratch_note("folder", ["data.source=photos", "model.weights=none"]) == NOTE
 
 
 def test_keys_the_user_gives_are_kept_and_left_out_of_the_note():
-    given = ["weights=none", "model=vgg16", "image_size=96", "phase2_epochs=30"]
+    given = ["model.weights=none", "model.name=vgg16", "model.image_size=96",
+             "phases.0.epochs=30"]
     recipe = load_recipe("folder", given)
-    assert (recipe.model, recipe.image_size, recipe.phase2_epochs, recipe.phase1_epochs) == (
-        "vgg16", 96, 30, 0)
+    assert (recipe.model.name, recipe.model.image_size, recipe.phases) == (
+        "vgg16", 96, [Phase(epochs=30, lr=1e-3, freeze="none")])
     assert from_scratch_note("folder", given).endswith(
-        "no head-only phase: batch_size=16 phase1_epochs=0 phase2_freeze=none phase2_lr=0.001 "
+        'no head-only phase: data.batch_size=16 phases.0.lr=0.001 phases.0.freeze="none" '
         "(set any of these keys to choose otherwise).")
 
 
 def test_nothing_changes_with_pretrained_weights_or_a_from_scratch_recipe():
-    assert from_scratch_note("folder", ["data=photos"]) == ""
-    assert from_scratch_note("builtin", ["weights=none"]) == ""
-    assert load_recipe("builtin", ["weights=none"]) == load_recipe("builtin")
-    assert load_recipe("folder").phase1_epochs == 5
+    assert from_scratch_note("folder", ["data.source=photos"]) == ""
+    assert from_scratch_note("builtin", ["model.weights=none"]) == ""
+    assert load_recipe("builtin", ["model.weights=none"]) == load_recipe("builtin")
+    assert load_recipe("folder").phases[0].epochs == 5
 
 
 def test_dry_run_shows_the_from_scratch_plan(capsys, tmp_path):
     assert cli.main(["finetune", "--dry-run", "--data", str(tmp_path), "--weights", "none"]) == 0
     captured = capsys.readouterr()
     plan = json.loads(captured.out)
-    assert (plan["phase1_epochs"], plan["phase2_freeze"], plan["model"]) == (0, "none",
-                                                                             "vgg11_bn")
+    assert (len(plan["phases"]), plan["phases"][0]["freeze"], plan["model"]["name"]) == (
+        1, "none", "vgg11_bn")
     assert captured.err.splitlines()[0] == NOTE
 
 
@@ -78,10 +86,12 @@ def _photos_with_bad_files(root: Path) -> tuple[Path, tuple[Path, Path]]:
 def run_that_learns_nothing(tmp_path_factory):
     root = tmp_path_factory.mktemp("chance")
     photos, bad = _photos_with_bad_files(root / "photos")
-    recipe = Recipe(name="chance", data=str(photos), model="vgg11", image_size=32,
-                    batch_size=8, augment=[], test_split=0.34, phase1_epochs=0,
-                    phase2_epochs=1, phase2_lr=1e-9, phase2_freeze="none", tensorboard=False,
-                    early_stopping_patience=0, reduce_lr_patience=0).validate()
+    recipe = Recipe.from_dict({
+        "name": "chance",
+        "data": {"source": str(photos), "batch_size": 8, "augment": [], "test_split": 0.34},
+        "model": {"name": "vgg11", "image_size": 32},
+        "phases": [{"epochs": 1, "lr": 1e-9, "freeze": "none"}], "tensorboard": False,
+        "early_stopping_patience": 0, "reduce_lr_patience": 0})
     out = io.StringIO()
     from contextlib import redirect_stdout
 
@@ -101,7 +111,8 @@ def test_a_run_within_the_interval_of_chance_says_so(run_that_learns_nothing):
         f"Test accuracy {final['test']['accuracy']:.1%} is within the interval of chance "
         "(20.0% for 5 classes): the model has learnt nothing; start from pretrained weights "
         "(--weights imagenet), or from scratch give it more images per class and more epochs "
-        "(phase2_epochs), a batch-norm model at a small size (model=vgg11_bn image_size=64), "
+        "(phases.N.epochs), a batch-norm model at a small size (model.name=vgg11_bn "
+        "model.image_size=64), "
         "and check that the class folders really differ.")
 
 

@@ -20,15 +20,15 @@ CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser",
                 None)
 
 
-def tiny(**overrides):
+def tiny(changes=None):
     """32x32, 10 images per class (20 held out for test), one head epoch: most test
-    images are misclassified."""
-    values = dict(name="tiny", data="builtin", model="vgg11", image_size=32,
-                  builtin_images_per_class=10, test_split=0.35, batch_size=8, augment=[],
-                  phase1_epochs=1, phase2_epochs=0, tensorboard=False,
-                  early_stopping_patience=0, reduce_lr_patience=0)
-    values.update(overrides)
-    return Recipe(**values).validate()
+    images are misclassified. ``changes``: dotted keys to values on top."""
+    values = {"name": "tiny", "data.source": "builtin", "model.name": "vgg11",
+              "model.image_size": 32, "data.builtin_images_per_class": 10,
+              "data.test_split": 0.35, "data.batch_size": 8, "data.augment": [],
+              "phases": [{"epochs": 1, "lr": 1e-3, "freeze": "all"}], "tensorboard": False,
+              "early_stopping_patience": 0, "reduce_lr_patience": 0}
+    return Recipe().but({**values, **(changes or {})})
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_report_command_caps_the_images_and_shows_an_export_table(tiny_run, tmp_
 
 
 def test_a_run_without_a_test_split_says_so(tmp_path):
-    finetune(tiny(test_split=0.0), run_dir=tmp_path / "run", verbose=0)
+    finetune(tiny({"data.test_split": 0.0}), run_dir=tmp_path / "run", verbose=0)
     page = (tmp_path / "run" / "report.html").read_text()
     assert "No test split: the only figure is the validation split's" in page
     assert "Test accuracy <b>" not in page

@@ -19,9 +19,8 @@ EPOCHS = 20
 # The tiny recipe of tests/test_finetune_train.py, on the command line: 32x32, 5 classes of
 # 6 shapes, epochs of a few steps (enough of them that Ctrl-C lands mid-run).
 TINY = ["--model", "vgg11", "--image-size", "32", "--batch-size", "8",
-        "builtin_images_per_class=6", "augment=flip", "phase1_epochs=0",
-        f"phase2_epochs={EPOCHS}", "tensorboard=false", "early_stopping_patience=0",
-        "reduce_lr_patience=0"]
+        "data.builtin_images_per_class=6", "data.augment=flip", f"phases.0.epochs={EPOCHS}",
+        "tensorboard=false", "early_stopping_patience=0", "reduce_lr_patience=0"]
 CLI = [sys.executable, "-m", "keras_vgg.cli"]
 TIMEOUT = 600  # seconds; the whole tiny run takes about 30
 

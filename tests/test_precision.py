@@ -124,7 +124,7 @@ def test_a_fine_tuned_models_nested_head_keeps_a_float32_classifier():
     from keras_vgg.finetune.config import load_recipe
     from keras_vgg.finetune.model import build_finetune_model
 
-    model = build_finetune_model(load_recipe("builtin", ["builtin_images_per_class=6"]), 5)
+    model = build_finetune_model(load_recipe("builtin", ["data.builtin_images_per_class=6"]), 5)
     fast = with_precision(model, "bfloat16")
     assert fast.get_layer("base").get_layer("block1_conv1").compute_dtype == "bfloat16"
     head = fast.get_layer("head")
@@ -257,14 +257,16 @@ def test_a_recipe_trains_in_what_mixed_precision_says(monkeypatch):
     from keras_vgg.finetune.phase import inference_precision
 
     assert Recipe().mixed_precision == "auto"
-    assert Recipe(mixed_precision=True).validate().mixed_precision == "true"
+    assert Recipe(mixed_precision=True).validate().mixed_precision is True
     machine(monkeypatch, {"amx_bf16"})
     assert training_precision("auto") == "bfloat16" and training_precision("true") == "bfloat16"
     machine(monkeypatch, {"avx2"})
     assert training_precision("auto") == "float32" and training_precision("true") == "bfloat16"
     assert training_precision("false") == "float32"
-    assert inference_precision(Recipe(mixed_precision="false")) == "float32"
+    assert inference_precision(Recipe(mixed_precision=False).validate()) == "float32"
     assert inference_precision(Recipe()) == "auto"
-    with pytest.raises(ValueError, match=r"Expected `mixed_precision` to be one of \['auto', "
-                       r"'true', 'false'\]"):
-        Recipe(mixed_precision="fast").validate()
+    # a real boolean or 'auto': the strings "true"/"false" of keras-vgg 0.1 are refused
+    for text in ("fast", "true", "false"):
+        with pytest.raises(ValueError, match=r"^Expected `mixed_precision` to be true, false "
+                           rf"or 'auto'. Received: mixed_precision='{text}'$"):
+            Recipe(mixed_precision=text).validate()

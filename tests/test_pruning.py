@@ -35,7 +35,8 @@ def with_random_bn(model, seed=0):
 
 
 def finetuned(head, variant="vgg11_bn"):
-    recipe = Recipe(model=variant, image_size=32, head=head, head_units=0)
+    recipe = Recipe().but({"model.name": variant, "model.image_size": 32, "model.head": head,
+                           "model.head_units": 0})
     model = build_finetune_model(recipe, 3, ["a", "b", "c"])
     model.preprocessing = "torch"
     return with_random_bn(model)

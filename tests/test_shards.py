@@ -40,10 +40,11 @@ def shard_bytes(root, shards=SHARDS):
     return -(-total // shards)
 
 
-def recipe(data, **overrides):
-    values = dict(data=str(data), model="vgg11", image_size=SIZE, batch_size=2, augment=[],
-                  validation_split=0.25)
-    return Recipe(**{**values, **overrides}).validate()
+def recipe(data, changes=None):
+    """A small recipe on ``data``, with ``changes`` ({dotted key: value}) on top."""
+    return Recipe().but({"data.source": str(data), "model.name": "vgg11",
+                         "model.image_size": SIZE, "data.batch_size": 2, "data.augment": [],
+                         "data.validation_split": 0.25, **(changes or {})})
 
 
 def count(ds) -> int:
@@ -77,7 +78,7 @@ def test_uneven_shares_count_each_image_once_and_run_equal_steps(tmp_path, sourc
         index = tfrecords_lib.write_tfrecords(scan_folder(root), root, data, WriteOptions(
             shard_bytes=shard_bytes(root)))
         assert len(index["shards"]) == SHARDS
-    r = recipe(data, **({} if test_split is None else {"test_split": test_split}))
+    r = recipe(data, {} if test_split is None else {"data.test_split": test_split})
     whole = decode_once(load_data(r))
     shares = [decode_once(load_data(r, shard=(w, workers))) for w in range(workers)]
     sizes = {split: -(-len(getattr(whole, f"{split}_labels")) // workers) for split in padding}
@@ -163,10 +164,11 @@ def test_the_loop_leaves_the_padding_out_of_every_figure():
 
 # -- two workers on localhost ------------------------------------------------------------------
 
-TWO_WORKERS = dict(name="shares", model="vgg11", image_size=SIZE, augment=[], batch_size=2,
-                   validation_split=0.25, head_dropout=0.0, phase1_epochs=1, phase2_epochs=1,
-                   phase2_lr=1e-5, early_stopping_patience=0, reduce_lr_patience=0,
-                   class_weight="none", tensorboard=False)
+TWO_WORKERS = {"name": "shares", "model.name": "vgg11", "model.image_size": SIZE,
+               "data.augment": [], "data.batch_size": 2, "data.validation_split": 0.25,
+               "model.head_dropout": 0.0, "phases.0.epochs": 1, "phases.1.epochs": 1,
+               "phases.1.lr": 1e-5, "early_stopping_patience": 0, "reduce_lr_patience": 0,
+               "class_weight": "none", "tensorboard": False}
 
 
 def test_two_workers_score_each_image_once(tmp_path):
@@ -178,7 +180,7 @@ def test_two_workers_score_each_image_once(tmp_path):
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     workers = [
         run_recipes([(str(tmp_path / f"worker{i}"),
-                      dict(TWO_WORKERS, data=str(root), strategy="multi_worker"))],
+                      {**TWO_WORKERS, "data.source": str(root), "strategy": "multi_worker"})],
                     TF_CONFIG=json.dumps({"cluster": cluster,
                                           "task": {"type": "worker", "index": i}}))
         for i in range(2)]
@@ -265,10 +267,10 @@ def test_the_seed_orders_the_records_and_keys_the_set(tmp_path):
         tfrecords_lib.write_tfrecords(scan_folder(root), root, tmp_path / f"seed{seed}",
                                       WriteOptions(seed=seed))
     assert order(tmp_path / "seed0") != order(tmp_path / "seed1")
-    load_data(recipe(root, tfrecords=str(out)))  # the recipe's seed: 0
+    load_data(recipe(root, {"data.tfrecords": str(out)}))  # the recipe's seed: 0
     assert order(out) == order(tmp_path / "seed0")
-    load_data(recipe(root, tfrecords=str(out), seed=1))  # another seed: written again
+    load_data(recipe(root, {"data.tfrecords": str(out), "seed": 1}))  # another seed: again
     assert order(out) == order(tmp_path / "seed1")
     written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    load_data(recipe(root, tfrecords=str(out), seed=1))  # the same set: not written again
+    load_data(recipe(root, {"data.tfrecords": str(out), "seed": 1}))  # the same set: not again
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == written

@@ -292,12 +292,13 @@ def test_a_keras_file_as_weights_brings_its_record(tmp_path):
     with pytest.raises(ValueError, match="is for vgg11, not vgg13"):
         build_vgg("vgg13", weights=str(tmp_path / "m.keras"), input_shape=SIZE, classes=3,
                   adaptive_pool=1)
-    Recipe(weights=str(tmp_path / "m.keras"), preprocessing="auto").validate()
+    Recipe().but({"model.weights": str(tmp_path / "m.keras"), "model.preprocessing": "auto"})
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     plain.save(tmp_path / "plain.keras")
     assert read_keras_record(tmp_path / "plain.keras") is None
     with pytest.raises(ValueError, match="preprocessing"):
-        Recipe(weights=str(tmp_path / "plain.keras"), preprocessing="auto").validate()
+        Recipe().but({"model.weights": str(tmp_path / "plain.keras"),
+                      "model.preprocessing": "auto"})
 
 
 def test_pth_without_torch_says_what_to_do(monkeypatch, tmp_path):

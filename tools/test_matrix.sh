@@ -6,8 +6,9 @@
 # jax, then torch, then tensorflow on SECOND_LINE (files chosen so that both lines take about
 # as long; the files of the session-wide `builtin_run` fixture stay in line 1, so the main
 # job trains once). Each run writes its own log and Keras cache; every log is printed whole
-# once all have ended, and the exit status is the first failing run's (in the order below; a
-# run that collected no test, say under -k, counts as passed unless every run did).
+# once all have ended, with each run's 25 slowest tests (where CI's time goes), and the exit
+# status is the first failing run's (in the order below; a run that collected no test, say
+# under -k, counts as passed unless every run did).
 #
 # A backend that is not installed (after `pip install -e ".[test]"` alone) is skipped with a
 # one-line notice naming the extra to install; under CI=true it is an error instead. While
@@ -47,7 +48,7 @@ run() {  # run NAME BACKEND [pytest arguments]: one pytest run, its log and exit
     shift 2
     mkdir -p "$work/$name/keras_home"
     KERAS_BACKEND=$backend KERAS_HOME="$work/$name/keras_home" \
-        python -m pytest -q "$@" > "$work/$name/log" 2>&1
+        python -m pytest -q --durations=25 "$@" > "$work/$name/log" 2>&1
     echo $? > "$work/$name/rc"
 }
 

@@ -18,7 +18,7 @@ else its validation split (the report says which). The comparison is a paired di
 (``keras_vgg.stats.paired_difference``: unpruned minus pruned, its 95% interval, how many
 images changed answer), and "within 1 point of the unpruned model" (``DROP_MARGIN``, the
 default) is judged on its interval: met, missed, or undecided when the split is too small to tell.
-The margin is ``max_drop`` points (the recipe's ``compress_max_drop``, 1 point unless it
+The margin is ``max_drop`` points (the recipe's ``compress.max_drop``, 1 point unless it
 says); when the pruned model loses more than that on the held-out images, the report's
 ``accuracy_warning`` says so, and so does the console (or a ``UserWarning`` when
 ``verbose=0``): a compress never loses accuracy silently.
@@ -32,8 +32,8 @@ is checked, and the target planned, before anything is written.
 Example (a tiny run on the built-in shapes):
     >>> import tempfile
     >>> from keras_vgg.finetune import compress, finetune, load_recipe
-    >>> recipe = load_recipe("builtin", ["phase1_epochs=0", "phase2_epochs=1",
-    ...                                  "builtin_images_per_class=8", "tensorboard=false"])
+    >>> recipe = load_recipe("builtin", ["phases.0.epochs=1", "data.builtin_images_per_class=8",
+    ...                                  "tensorboard=false"])
     >>> run = finetune(recipe, run_dir=tempfile.mkdtemp() + "/run", verbose=0).run_dir
     >>> report = compress(run, flops=0.3, epochs=1, quantize=["none"], verbose=0)
     >>> report["flops"]["after"] / report["flops"]["before"] <= 0.3
@@ -60,7 +60,7 @@ from keras_vgg.batch_norm import inference_model
 from keras_vgg.export import QUANTIZE, export
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune.compress_report import format_compress_report, plot_widths
-from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.phase import inference_precision, run_phase
@@ -141,7 +141,7 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
         overwrite, resume: replace an existing ``out``, or continue an interrupted one.
         callbacks: more Keras callbacks for each step's fit.
         max_drop: the accuracy the pruned model may lose, in points on the held-out split,
-            before the report warns (default the recipe's ``compress_max_drop``, 1.0).
+            before the report warns (default the recipe's ``compress.max_drop``, 1.0).
     """
     source = RunFolder(run)
     recipe, model = _run_of(source)
@@ -182,7 +182,7 @@ def accuracy_warning(paired: PairedDifference, max_drop: float, split: str):
             f"{paired.count:,} {split} images ({paired.first.value:.1%} -> "
             f"{paired.second.value:.1%}; 95% CI of the drop {100 * paired.low:+.1f} to "
             f"{100 * paired.high:+.1f}, {significant}), more than the {100 * max_drop:g} "
-            "allowed (--max-drop, compress_max_drop): keep more FLOPs or parameters, or "
+            "allowed (--max-drop, compress.max_drop): keep more FLOPs or parameters, or "
             "fine-tune for more epochs.")
 
 
@@ -198,9 +198,10 @@ def _compress(job: _Job):
         out.save_state(state)
     out.cache.mkdir(exist_ok=True)
     data_lib.decode_once(splits, job.verbose)
-    step_recipe = dataclasses.replace(
-        recipe, phase2_epochs=job.settings.epochs, phase2_lr=job.settings.lr,
-        phase2_freeze="none", feature_cache="false")
+    # each step fine-tunes every block as one phase (none when epochs is 0)
+    step_recipe = recipe if not job.settings.epochs else recipe.but({
+        "phases": [{"epochs": job.settings.epochs, "lr": job.settings.lr, "freeze": "none"}],
+        "feature_cache": False})
     run = RunContext(step_recipe, out, splits, model_preprocessing(job.model),
                      callbacks=job.callbacks, verbose=job.verbose)
     pruned = job.model
@@ -211,18 +212,18 @@ def _compress(job: _Job):
 
 
 def compress_phase(run: RunContext, resume=False):
-    """The recipe's compress phase (``compress_flops`` or ``compress_params`` set) into the
+    """The recipe's compress phase (``compress.flops`` or ``compress.params`` set) into the
     run folder's ``compressed/``; None when the recipe has none."""
     recipe = run.recipe
-    if not (recipe.compress_flops or recipe.compress_params):
+    if not (recipe.compress.flops or recipe.compress.params):
         return None
     out = run.folder.compressed
     resume = resume and out.state_file.is_file()
-    quantize = recipe.export_quantize if "tflite" in recipe.export_formats else ("none", "int8")
-    return compress(run.folder.path, out.path, flops=recipe.compress_flops or None,
-                    params=recipe.compress_params or None, steps=recipe.compress_steps,
-                    criterion=recipe.compress_criterion, quantize=quantize,
-                    max_drop=recipe.compress_max_drop, overwrite=not resume, resume=resume,
+    quantize = recipe.export.quantize if "tflite" in recipe.export.formats else ("none", "int8")
+    return compress(run.folder.path, out.path, flops=recipe.compress.flops or None,
+                    params=recipe.compress.params or None, steps=recipe.compress.steps,
+                    criterion=recipe.compress.criterion, quantize=quantize,
+                    max_drop=recipe.compress.max_drop, overwrite=not resume, resume=resume,
                     callbacks=run.callbacks, verbose=run.verbose)
 
 
@@ -239,10 +240,10 @@ def _settings(recipe, model, asked: Asked) -> Settings:
     steps, criterion = asked.steps, asked.criterion
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Expected `steps` to be a positive int. Received: steps={steps!r}")
-    epochs = recipe.compress_epochs if asked.epochs is None else asked.epochs
+    epochs = recipe.compress.epochs if asked.epochs is None else asked.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"Expected `epochs` to be an int >= 0. Received: epochs={epochs!r}")
-    lr = recipe.compress_lr if asked.lr is None else asked.lr
+    lr = recipe.compress.lr if asked.lr is None else asked.lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"Expected `lr` to be a positive number. Received: lr={lr!r}")
     if criterion not in CRITERIA:
@@ -256,7 +257,7 @@ def _settings(recipe, model, asked: Asked) -> Settings:
     final = plan_widths(model, flops=flops, params=params)  # checks the target
     arg, fraction = ("flops", flops) if flops is not None else ("params", params)
     plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
-    max_drop = recipe.compress_max_drop if asked.max_drop is None else asked.max_drop
+    max_drop = recipe.compress.max_drop if asked.max_drop is None else asked.max_drop
     return Settings({arg: fraction}, steps, epochs, float(lr), criterion, quantize,
                     [list(w) for w in plan] + [list(final)], _max_drop(max_drop))
 
@@ -302,7 +303,7 @@ def _step(run: RunContext, settings: Settings, k, model, state: RunState):
         print(f"Step {k}/{settings.steps}: conv widths {list(widths)}, fine-tuning "
               f"{settings.epochs} epochs.", flush=True)
     if settings.epochs:
-        run_phase(run.but(folder=folder), "phase2", pruned, RunState())
+        run_phase(run.but(folder=folder), 0, pruned, RunState())
         pruned = load_model(folder.best)
     else:
         pruned.save(folder.best)

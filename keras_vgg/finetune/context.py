@@ -8,9 +8,9 @@ replicas), and :attr:`RunContext.batched` the recipe the data pipelines read (th
 with the global batch): the one place the two meet.
 
 Example:
-    >>> from keras_vgg.finetune.config import Recipe
-    >>> run = RunContext(Recipe(batch_size=16), "runs/x", splits=None, mode=None)
-    >>> run.global_batch, run.batched.batch_size, run.folder.best.name
+    >>> from keras_vgg.finetune.recipe import Recipe
+    >>> run = RunContext(Recipe().but({"data.batch_size": 16}), "runs/x", splits=None, mode=None)
+    >>> run.global_batch, run.batched.data.batch_size, run.folder.best.name
     (16, 16, 'best.keras')
 """
 
@@ -21,7 +21,7 @@ import functools
 from dataclasses import dataclass
 
 from keras_vgg.finetune import distribute
-from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.run_folder import RunFolder
 
 
@@ -47,12 +47,12 @@ class RunContext:
     @property
     def global_batch(self) -> int:
         """The batch one training step reads: the recipe's (per replica) x replicas."""
-        return self.recipe.batch_size * self.strategy.num_replicas_in_sync
+        return self.recipe.data.batch_size * self.strategy.num_replicas_in_sync
 
     @functools.cached_property
     def batched(self) -> Recipe:
         """The recipe with the global batch: what the data pipelines batch by."""
-        return dataclasses.replace(self.recipe, batch_size=self.global_batch)
+        return self.recipe.but({"data.batch_size": self.global_batch})
 
     def but(self, **changes) -> RunContext:
         """The same context with ``changes`` (e.g. another folder or recipe)."""

@@ -234,27 +234,29 @@ def choose_cache(cache, images, image_size, cache_dir=None, memory=Memory()):
     if cache == "memory":
         if available is not None and estimate > FIT_SHARE * available:
             raise expected(
-                f"`cache` to fit in memory: {images:,} images at {image_size}x{image_size} "
+                f"`data.cache` to fit in memory: {images:,} images at {image_size}x{image_size} "
                 f"decode to {_gb(estimate)}, over {FIT_SHARE:.0%} of the "
-                f"{_gb(available)} of RAM available. Use cache=auto (memory when it fits, "
-                f"else a disk cache in the run folder), cache=disk or cache=none (decode every "
-                f"epoch), or a smaller image_size", cache="memory")
-        return "memory", "cache=memory", figures
+                f"{_gb(available)} of RAM available. Use data.cache=auto (memory when it fits, "
+                f"else a disk cache in the run folder), data.cache=disk or data.cache=none "
+                f"(decode every epoch), or a smaller model.image_size",
+                **{"data.cache": "memory"})
+        return "memory", "data.cache=memory", figures
     if cache in ("disk", "none"):
         return (cache if cache_dir is not None or cache == "none" else "memory"), \
-            f"cache={cache}", figures
+            f"data.cache={cache}", figures
     if cache != "auto":
-        raise expected("`cache` to be one of ['auto', 'memory', 'disk', 'none']", cache=cache)
+        raise expected("`data.cache` to be one of ['auto', 'memory', 'disk', 'none']",
+                       **{"data.cache": cache})
     if budget is None:
         budget = MEMORY_CAP if available is None else min(MEMORY_SHARE * available, MEMORY_CAP)
     figures["budget_bytes"] = int(budget)
     size = f"{images:,} images at {image_size}x{image_size} decode to {_gb(estimate)}"
     if estimate <= budget:
-        return "memory", f"cache=auto: {size}, within the memory budget {_gb(budget)}", figures
+        return "memory", f"data.cache=auto: {size}, within the memory budget {_gb(budget)}", figures
     if cache_dir is not None:
-        return "disk", (f"cache=auto: {size}, over the memory budget {_gb(budget)}: a disk "
+        return "disk", (f"data.cache=auto: {size}, over the memory budget {_gb(budget)}: a disk "
                         f"cache in {cache_dir}"), figures
-    return "none", (f"cache=auto: {size}, over the memory budget {_gb(budget)} and no run "
+    return "none", (f"data.cache=auto: {size}, over the memory budget {_gb(budget)} and no run "
                     "folder to cache in: decoded every epoch"), figures
 
 
@@ -352,8 +354,8 @@ def feature_dataset(splits, split, features) -> tf.data.Dataset:
 def folder_test_share(recipe) -> float:
     """The share of a folder held out for test: ``test_split`` (a fraction for folders and
     the built-in data; a tfds split name means nothing here), 0 with ``test_data``."""
-    share = recipe.test_split
-    return float(share) if isinstance(share, (int, float)) and not recipe.test_data else 0.0
+    share = recipe.data.test_split
+    return float(share) if isinstance(share, (int, float)) and not recipe.data.test_data else 0.0
 
 
 def _pipeline_splits(source: Source, recipe, options: LoadOptions) -> Splits:
@@ -365,13 +367,13 @@ def _pipeline_splits(source: Source, recipe, options: LoadOptions) -> Splits:
     all_train, sizes = labels[indices["train"]], {}
     if options.shard is not None:
         indices, sizes = _share_out(indices, source, recipe, options.shard)
-    if len(indices["train"]) > shuffle_buffer(recipe.image_size):
+    if len(indices["train"]) > shuffle_buffer(recipe.model.image_size):
         # More images than the shuffle holds: decode (and cache) them in a seeded random
         # order, so that the buffer does not see one class at a time.
         indices["train"] = np.random.default_rng([recipe.seed, 20]).permutation(
             indices["train"])
     choice, reason, figures = choose_cache(
-        recipe.cache, sum(len(members) for members in indices.values()), recipe.image_size,
+        recipe.data.cache, sum(len(members) for members in indices.values()), recipe.model.image_size,
         options.cache_dir, Memory(budget=options.budget))
     source.report["cache"] = dict(choice=choice, reason=reason, **figures)
     if options.verbose:
@@ -380,7 +382,7 @@ def _pipeline_splits(source: Source, recipe, options: LoadOptions) -> Splits:
     for split, members in indices.items():
         if split == "test" and not len(members):
             continue
-        indexed = _cached(_decoded(source.encoded(members), recipe.image_size), choice,
+        indexed = _cached(_decoded(source.encoded(members), recipe.model.image_size), choice,
                           options.cache_dir, split)
         pending[split] = dict(indexed=indexed, indices=members, encoded=source.encoded,
                               size=sizes.get(split))
@@ -393,7 +395,7 @@ def _pipeline_splits(source: Source, recipe, options: LoadOptions) -> Splits:
         test_labels=split_labels.get("test"), padding=padding))
     splits.cache, splits.shard, splits.all_train_labels = choice, options.shard, all_train
     splits.pending = dict(pending, source=source.names, labels=labels,
-                          image_size=recipe.image_size)
+                          image_size=recipe.model.image_size)
     return splits
 
 
@@ -403,12 +405,12 @@ def _split_indices(labels, recipe, test_indices=None) -> dict:
     test folder (they come after the training folder's), are the test split as they are."""
     if test_indices is None:
         train, val, test = three_way_split(
-            labels, recipe.validation_split, folder_test_share(recipe), recipe.seed)
+            labels, recipe.data.validation_split, folder_test_share(recipe), recipe.seed)
     else:
         test = np.asarray(test_indices, dtype=int)
         first = np.setdiff1d(np.arange(len(labels)), test)
         train, val = (first[i] for i in stratified_split(
-            labels[first], recipe.validation_split, recipe.seed))
+            labels[first], recipe.data.validation_split, recipe.seed))
     return {"train": train, "val": val, "test": test}
 
 
@@ -495,7 +497,8 @@ def load_folder(root, recipe, options: LoadOptions = LoadOptions()) -> Splits:
         >>> from keras_vgg.finetune import Recipe
         >>> from keras_vgg.finetune.builtin import make_shapes
         >>> root = make_shapes(tempfile.mkdtemp(), images_per_class=4)
-        >>> splits = load_folder(root, Recipe(data=root, image_size=32), LoadOptions(shard=(0, 2)))
+        >>> recipe = Recipe().but({"data.source": str(root), "model.image_size": 32})
+        >>> splits = load_folder(root, recipe, LoadOptions(shard=(0, 2)))
         >>> splits.report["worker_share"]["workers"], len(splits.class_names)
         (2, 5)
     """
@@ -509,9 +512,9 @@ def load_folder(root, recipe, options: LoadOptions = LoadOptions()) -> Splits:
                  "seconds": round(scan.seconds, 4), "manifest": scan.manifest},
     }
     names, labels, test_indices = list(scan.files), list(scan.labels), None
-    if recipe.test_data:
-        test_scan = _test_folder(recipe.test_data, scan.class_names, options.verbose)
-        report["test_data"] = str(recipe.test_data)
+    if recipe.data.test_data:
+        test_scan = _test_folder(recipe.data.test_data, scan.class_names, options.verbose)
+        report["test_data"] = str(recipe.data.test_data)
         report["skipped"] += [{"file": f, "reason": r} for f, r in test_scan.skipped]
         report["converted"] += [{"file": f, "change": c} for f, c in test_scan.converted]
         test_indices = np.arange(len(names), len(names) + len(test_scan.files))
@@ -529,21 +532,23 @@ def load_folder(root, recipe, options: LoadOptions = LoadOptions()) -> Splits:
 
 
 def _test_folder(folder, class_names, verbose=0) -> Scan:
-    """The scan of a separate test folder (``test_data``), which must hold the training
+    """The scan of a separate test folder (``data.test_data``), which must hold the training
     folder's classes."""
     if not Path(folder).is_dir():
-        raise expected("`test_data` to be a folder of class sub-folders", test_data=str(folder))
+        raise expected("`data.test_data` to be a folder of class sub-folders",
+                       **{"data.test_data": str(folder)})
     scan = scan_folder(folder, verbose=verbose)
     if list(scan.class_names) != list(class_names):
-        raise expected(f"`test_data` to hold the training data's classes {list(class_names)}",
-                       test_data=f"{folder} (classes {list(scan.class_names)})")
+        raise expected(f"`data.test_data` to hold the training data's classes "
+                       f"{list(class_names)}",
+                       **{"data.test_data": f"{folder} (classes {list(scan.class_names)})"})
     return scan
 
 
 def tfds_test_split(recipe) -> str | None:
     """The tfds split a recipe tests on (its ``test_split`` when that is a split name), else
     None."""
-    share = recipe.test_split
+    share = recipe.data.test_split
     return share if isinstance(share, str) and share else None
 
 
@@ -556,27 +561,27 @@ def load_tfds(name, recipe, options: LoadOptions = LoadOptions()) -> Splits:
     """
     tfds = require_tfds()
 
-    data_dir = os.path.expanduser(recipe.data_dir) if recipe.data_dir else None
+    data_dir = os.path.expanduser(recipe.data.data_dir) if recipe.data.data_dir else None
     builder = tfds.builder(name, data_dir=data_dir)
-    image_key, label_key = feature_keys(builder.info.features, recipe.image_key, recipe.label_key)
+    image_key, label_key = feature_keys(builder.info.features, recipe.data.image_key, recipe.data.label_key)
     prepare_tfds(builder, name)
     class_names = list(builder.info.features[label_key].names)
 
     def dataset(split_key):
-        split = getattr(recipe, split_key)
+        split = getattr(recipe.data, split_key)
         try:
             ds = builder.as_dataset(split=split, shuffle_files=False)
         except (ValueError, KeyError, tf.errors.InvalidArgumentError) as error:
             raise ValueError(
-                f"Expected `{split_key}` to be a split of {name} "
+                f"Expected `data.{split_key}` to be a split of {name} "
                 f"({sorted(builder.info.splits)}; slices like 'train[:80%]' work). "
-                f"Received: {split_key}={split!r} ({error})"
+                f"Received: data.{split_key}={split!r} ({error})"
             ) from error
         label_only = builder.as_dataset(split=split, shuffle_files=False,
                                         decoders={image_key: tfds.decode.SkipDecoding()})
         labels = np.fromiter(label_only.map(lambda ex: ex[label_key]).as_numpy_iterator(),
                              dtype="int32")
-        ds = ds.map(lambda ex: (resize_uint8(_rgb(ex[image_key]), recipe.image_size),
+        ds = ds.map(lambda ex: (resize_uint8(_rgb(ex[image_key]), recipe.model.image_size),
                                 tf.cast(ex[label_key], tf.int32)), tf.data.AUTOTUNE)
         return ds, labels
 
@@ -584,7 +589,7 @@ def load_tfds(name, recipe, options: LoadOptions = LoadOptions()) -> Splits:
     test, test_labels = dataset("test_split") if tfds_test_split(recipe) else (None, None)
     images = len(train_labels) + len(val_labels) + (0 if test is None else len(test_labels))
     cache_dir = options.cache_dir
-    choice, reason, figures = choose_cache(recipe.cache, images, recipe.image_size, cache_dir,
+    choice, reason, figures = choose_cache(recipe.data.cache, images, recipe.model.image_size, cache_dir,
                                            Memory(budget=options.budget))
     if options.verbose:
         print(f"Cache: {choice} ({reason}).", flush=True)
@@ -739,8 +744,8 @@ def feature_keys(features, image_key=None, label_key=None):
             f"Found: {names}"
         )
 
-    return (find(tfds.features.Image, image_key, "image", "image_key"),
-            find(tfds.features.ClassLabel, label_key, "label", "label_key"))
+    return (find(tfds.features.Image, image_key, "image", "data.image_key"),
+            find(tfds.features.ClassLabel, label_key, "label", "data.label_key"))
 
 
 def load_builtin(recipe, options: LoadOptions = LoadOptions()) -> Splits:
@@ -748,7 +753,7 @@ def load_builtin(recipe, options: LoadOptions = LoadOptions()) -> Splits:
     loaded as a folder."""
     from keras_vgg.finetune.builtin import make_shapes
 
-    root = make_shapes(images_per_class=recipe.builtin_images_per_class)
+    root = make_shapes(images_per_class=recipe.data.builtin_images_per_class)
     splits = _load_files(root, recipe, options)
     splits.report["source"] = "builtin shapes"
     return splits
@@ -769,32 +774,35 @@ def load_data(recipe, cache_dir=None, shard=None, budget=None, verbose=0) -> Spl
     (the run does, before training) and counts the files that fail to decode.
     """
     options = LoadOptions(cache_dir, shard, budget, verbose)
-    if recipe.data == "builtin":
+    if recipe.data.source == "builtin":
         return load_builtin(recipe, options)
-    if recipe.data.startswith("tfds:"):
-        if recipe.tfrecords:
-            raise expected("`tfrecords` unset with tfds data (tfds keeps its own TFRecords); it "
-                           "writes folders", tfrecords=recipe.tfrecords, data=recipe.data)
-        return load_tfds(recipe.data[len("tfds:"):], recipe, options)
-    return _load_files(recipe.data, recipe, options)
+    if recipe.data.source.startswith("tfds:"):
+        if recipe.data.tfrecords:
+            raise expected("`data.tfrecords` unset with tfds data (tfds keeps its own "
+                           "TFRecords); it writes folders",
+                           **{"data.tfrecords": recipe.data.tfrecords,
+                              "data.source": recipe.data.source})
+        return load_tfds(recipe.data.source[len("tfds:"):], recipe, options)
+    return _load_files(recipe.data.source, recipe, options)
 
 
 def _load_files(root, recipe, options: LoadOptions) -> Splits:
-    """A folder, a folder written as TFRecords (``recipe.tfrecords``), or TFRecords."""
-    from_records = recipe.tfrecords or tfrecords.is_tfrecords(root)
-    if recipe.test_data and from_records:  # TFRecords hold one folder: draw test_split
-        raise expected("`test_data` unset when training from TFRecords (they hold one folder; "
-                       "hold out a test share with test_split)", test_data=recipe.test_data,
-                       tfrecords=recipe.tfrecords or str(root))
+    """A folder, a folder written as TFRecords (``recipe.data.tfrecords``), or TFRecords."""
+    from_records = recipe.data.tfrecords or tfrecords.is_tfrecords(root)
+    if recipe.data.test_data and from_records:  # TFRecords hold one folder: draw test_split
+        raise expected("`data.test_data` unset when training from TFRecords (they hold one "
+                       "folder; hold out a test share with data.test_split)",
+                       **{"data.test_data": recipe.data.test_data,
+                          "data.tfrecords": recipe.data.tfrecords or str(root)})
     if tfrecords.is_tfrecords(root):
         return load_tfrecords(root, recipe, options)
-    if recipe.tfrecords:
+    if recipe.data.tfrecords:
         scan = scan_folder(root, verbose=options.verbose)
-        tfrecords.write_tfrecords(scan, root, recipe.tfrecords, tfrecords.WriteOptions(
+        tfrecords.write_tfrecords(scan, root, recipe.data.tfrecords, tfrecords.WriteOptions(
             seed=recipe.seed, verbose=options.verbose))
-        splits = load_tfrecords(recipe.tfrecords, recipe, options)
+        splits = load_tfrecords(recipe.data.tfrecords, recipe, options)
         splits.report["source"] = str(root)
-        splits.report["tfrecords"] = recipe.tfrecords
+        splits.report["tfrecords"] = recipe.data.tfrecords
         return splits
     return load_folder(root, recipe, options)
 
@@ -873,8 +881,8 @@ def shuffle_batch(ds, recipe, epoch: EpochSeed | None = None, augment=None):
 
     def one_epoch(_):
         seed = epoch.tensor()
-        batches = permuted(ds, seed, shuffle_buffer(recipe.image_size)).batch(
-            recipe.batch_size, drop_remainder=drop)
+        batches = permuted(ds, seed, shuffle_buffer(recipe.model.image_size)).batch(
+            recipe.data.batch_size, drop_remainder=drop)
         if augment is None:
             return batches
         return batches.enumerate().map(  # (images, labels[, weights])
@@ -882,7 +890,7 @@ def shuffle_batch(ds, recipe, epoch: EpochSeed | None = None, augment=None):
 
     batches = tf.data.Dataset.range(1).flat_map(one_epoch)
     if count >= 0:  # flat_map forgets the length; fit's progress bar and steps need it
-        steps = count // recipe.batch_size if drop else -(-count // recipe.batch_size)
+        steps = count // recipe.data.batch_size if drop else -(-count // recipe.data.batch_size)
         batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
     return batches
 
@@ -905,7 +913,7 @@ def train_pipeline(ds, recipe, mode, augment=True, epoch: EpochSeed | None = Non
     """Shuffled and augmented from (seed, epoch) (:func:`shuffle_batch`, stateless
     :mod:`~keras_vgg.finetune.augment`), batched, preprocessed: TensorFlow ops only, so the
     same pipeline feeds a model on every Keras backend."""
-    augmenting = augmentation(recipe.augment, recipe.augment_factor) if augment else None
+    augmenting = augmentation(recipe.data.augment, recipe.data.augment_factor) if augment else None
     preprocess = as_preprocessing(mode)
     return shuffle_batch(ds, recipe, epoch, augmenting).map(
         lambda x, y, *w: (preprocess(x), y, *w), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -914,7 +922,7 @@ def train_pipeline(ds, recipe, mode, augment=True, epoch: EpochSeed | None = Non
 def eval_pipeline(ds, recipe, mode):
     """Batched and preprocessed, in order; a weight (a worker's padded share) kept."""
     preprocess = as_preprocessing(mode)
-    return ds.batch(recipe.batch_size, drop_remainder=sharded()).map(
+    return ds.batch(recipe.data.batch_size, drop_remainder=sharded()).map(
         lambda x, y, *w: (preprocess(x), y, *w), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 

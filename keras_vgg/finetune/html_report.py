@@ -216,8 +216,8 @@ def render(run_dir, recipe, metrics, mistakes, exported) -> str:
                _picture_html("Confusion matrix", run_dir / "confusion_matrix.png",
                              f"rows: true class, columns: predicted ({final['reported']} "
                              "split)"))
-    both = recipe.phase1_epochs and recipe.phase2_epochs
-    dashed = " (dashed line: phase 2 starts)" if both else ""
+    trained = sum(1 for phase in recipe.phases if phase.epochs)
+    dashed = " (dashed lines: where a phase starts)" if trained > 1 else ""
     sections = [_section(header_html(run_dir, recipe, metrics)),
                 "<div class=\"row\">\n" + "\n".join(map(_section, figures)) + "\n</div>",
                 _section(_picture_html("Training curves", run_dir / "history.png",
@@ -247,11 +247,11 @@ def header_html(run_dir, recipe, metrics) -> str:
     written = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     rows = [("Run", f"{run_dir.resolve()}"),
             ("Recipe", f"{recipe.name}, seed {recipe.seed}"),
-            ("Model", f"{recipe.model} ({recipe.head} head), weights "
-                      f"{recipe.weights or 'none (from scratch)'}, {recipe.image_size}x"
-                      f"{recipe.image_size}, trained in {final.get('trained_in', '?')}, "
+            ("Model", f"{recipe.model.name} ({recipe.model.head} head), weights "
+                      f"{recipe.model.weights or 'none (from scratch)'}, {recipe.model.image_size}x"
+                      f"{recipe.model.image_size}, trained in {final.get('trained_in', '?')}, "
                       f"evaluated in {final.get('evaluated_in', '?')}"),
-            ("Data", f"{data.get('source', recipe.data)}: "
+            ("Data", f"{data.get('source', recipe.data.source)}: "
                      f"{len(final['class_names'])} classes" + (f"; {counts} images"
                                                                if counts else "")),
             ("Training", f"{final['epochs_run']} epochs, best.keras from epoch "
@@ -273,11 +273,11 @@ def figures_html(final) -> str:
             lines.append(f"<p class=\"note\">Only {test.count:,} test images: the 95% "
                          f"interval spans {(test.high - test.low) * 100:.1f} points, too "
                          "wide to tell close models apart (hold out more images: "
-                         "test_split or test_data).</p>")
+                         "data.test_split or data.test_data).</p>")
     else:
         lines.append("<p class=\"note\">No test split: the only figure is the validation "
                      "split's, and the same images chose the epoch, so it is biased upwards "
-                     "(set test_split or test_data).</p>")
+                     "(set data.test_split or data.test_data).</p>")
     if final.get("chance", {}).get("within_chance"):
         lines.append(f"<p class=\"note\">{_e(chance_line(final))}</p>")
     lines.append(f"<p>Validation (it chose the epoch): {_e(validation)}</p>")

@@ -6,9 +6,9 @@ model of its own lets the feature-cache path train exactly the layers the full
 model uses.
 
 Example:
-    >>> from keras_vgg.finetune.config import Recipe
+    >>> from keras_vgg.finetune.recipe import Recipe
     >>> from keras_vgg.finetune.model import build_finetune_model, freeze
-    >>> recipe = Recipe(model="vgg11", image_size=32)
+    >>> recipe = Recipe().but({"model.name": "vgg11", "model.image_size": 32})
     >>> model = build_finetune_model(recipe, num_classes=3)
     >>> model.output_shape
     (None, 3)
@@ -27,7 +27,7 @@ from keras_vgg.configs import get_config
 from keras_vgg.models import get_model
 from keras_vgg.vgg_model import VGGModel
 from keras_vgg.weights import NAMES as WEIGHTS_NAMES, file_record
-from keras_vgg.finetune.config import freeze_blocks
+from keras_vgg.finetune.recipe import freeze_blocks
 
 
 def weights_widths(weights):
@@ -40,12 +40,12 @@ def weights_widths(weights):
 def build_base(recipe) -> keras.Model:
     """The pretrained part: headless for avg/max/flatten heads, up to fc2 for the "fc" head.
     A pruned model's file as ``weights`` gives the base its widths."""
-    shape = (recipe.image_size, recipe.image_size, 3)
-    widths = weights_widths(recipe.weights)
-    if recipe.head != "fc":
-        return get_model(recipe.model, include_top=False, weights=recipe.weights,
+    shape = (recipe.model.image_size, recipe.model.image_size, 3)
+    widths = weights_widths(recipe.model.weights)
+    if recipe.model.head != "fc":
+        return get_model(recipe.model.name, include_top=False, weights=recipe.model.weights,
                          input_shape=shape, name="base", widths=widths)
-    full = get_model(recipe.model, include_top=True, weights=recipe.weights, input_shape=shape,
+    full = get_model(recipe.model.name, include_top=True, weights=recipe.model.weights, input_shape=shape,
                      widths=widths)
     # what the weights said (preprocessing, class names) travels with them
     return VGGModel(full.input, full.get_layer("predictions").input, name="base",
@@ -60,13 +60,13 @@ def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
         "avg": keras.layers.GlobalAveragePooling2D(name="avg_pool"),
         "max": keras.layers.GlobalMaxPooling2D(name="max_pool"),
         "flatten": keras.layers.Flatten(name="flatten"),
-    }.get(recipe.head)
+    }.get(recipe.model.head)
     if pooling is not None:
         layers.append(pooling)
-    if recipe.head_units:
-        layers.append(keras.layers.Dense(recipe.head_units, activation="relu", name="head_fc"))
-    if recipe.head_dropout:
-        layers.append(keras.layers.Dropout(recipe.head_dropout, name="head_dropout"))
+    if recipe.model.head_units:
+        layers.append(keras.layers.Dense(recipe.model.head_units, activation="relu", name="head_fc"))
+    if recipe.model.head_dropout:
+        layers.append(keras.layers.Dropout(recipe.model.head_dropout, name="head_dropout"))
     # float32 whatever the dtype policy: a softmax in float16/bfloat16 loses the small classes.
     layers.append(keras.layers.Dense(num_classes, activation="softmax", name="predictions",
                                      dtype="float32"))
@@ -75,9 +75,9 @@ def build_head(recipe, feature_shape, num_classes) -> keras.Sequential:
 
 def bn_training(recipe) -> bool:
     """Whether BatchNormalization layers in unfrozen blocks train (statistics, scale, offset)."""
-    if recipe.bn_training == "auto":
-        return recipe.weights is None
-    return recipe.bn_training == "true"
+    if recipe.model.bn_training == "auto":
+        return recipe.model.weights is None
+    return recipe.model.bn_training
 
 
 def build_finetune_model(recipe, num_classes: int, class_names=None) -> VGGModel:
@@ -85,9 +85,9 @@ def build_finetune_model(recipe, num_classes: int, class_names=None) -> VGGModel
     run's class names (and, set by the run, its preprocessing: best.keras alone says them)."""
     base = build_base(recipe)
     head = build_head(recipe, base.output_shape[1:], num_classes)
-    image = keras.Input((recipe.image_size, recipe.image_size, 3), name="image")
+    image = keras.Input((recipe.model.image_size, recipe.model.image_size, 3), name="image")
     features = base(image)
-    variant = get_config(recipe.model).name
+    variant = get_config(recipe.model.name).name
     return VGGModel(image, head(features), name=f"{variant}_finetune", variant=variant,
                     class_names=class_names)
 

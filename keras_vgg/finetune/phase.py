@@ -6,9 +6,10 @@ with it, ``compress`` its fine-tuning after each pruning step; each passes its
 :class:`~keras_vgg.run_folder.RunState` back.
 
 Example:
-    >>> from keras_vgg.finetune.config import Recipe
+    >>> from keras_vgg.finetune.recipe import Recipe
     >>> from keras_vgg.finetune.phase import class_weights, uses_feature_cache
-    >>> uses_feature_cache(Recipe(augment=[])), class_weights(Recipe(), [0, 0, 1], 2)
+    >>> recipe = Recipe().but({"data.augment": []})
+    >>> uses_feature_cache(recipe), class_weights(recipe, [0, 0, 1], 2)
     (True, {0: 0.75, 1: 1.5})
 """
 
@@ -27,6 +28,7 @@ from keras_vgg.finetune import distribute
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.loop import FitPlan, fit
 from keras_vgg.finetune.model import bn_training, freeze
+from keras_vgg.finetune.recipe import phase_name
 from keras_vgg.finetune.report import read_log
 from keras_vgg.precision import with_float32_outputs
 from keras_vgg.run_folder import RunState
@@ -34,13 +36,17 @@ from keras_vgg.run_folder import RunState
 def inference_precision(recipe) -> str:
     """What the feature cache and the evaluation compute in: the fast precision this machine
     has (``auto``), unless the recipe says ``mixed_precision: false`` (float32 throughout)."""
-    return "float32" if recipe.mixed_precision in (False, "false") else "auto"
+    return "float32" if recipe.mixed_precision is False else "auto"
 
 
 def uses_feature_cache(recipe) -> bool:
+    """Whether phase 0 trains the head on the base's outputs computed once: asked for
+    (``feature_cache: true``), or ``auto`` when it freezes the whole base and nothing
+    augments."""
+    first = recipe.phases[0]
     if recipe.feature_cache != "auto":
-        return recipe.feature_cache == "true" and recipe.phase1_epochs > 0
-    return recipe.phase1_epochs > 0 and recipe.phase1_freeze == "all" and not recipe.augment
+        return recipe.feature_cache and first.epochs > 0
+    return first.epochs > 0 and first.freeze == "all" and not recipe.data.augment
 
 
 def class_weights(recipe, labels, num_classes):
@@ -184,7 +190,7 @@ def _phase_data(run: RunContext, model, use_cache, epoch):
         train = data_lib.shuffle_batch(
             data_lib.feature_dataset(splits, "train", features["train"]), recipe, epoch)
         val = data_lib.feature_dataset(splits, "val", features["val"]).batch(
-            recipe.batch_size, drop_remainder=data_lib.sharded())
+            recipe.data.batch_size, drop_remainder=data_lib.sharded())
         return train, val
     return (data_lib.train_pipeline(splits.train, recipe, run.mode, epoch=epoch),
             data_lib.eval_pipeline(splits.val, recipe, run.mode))
@@ -200,16 +206,18 @@ def _best_so_far(folder):
     return max(values) if values else None
 
 
-def run_phase(run: RunContext, phase: str, model, state: RunState) -> RunState:
-    """One phase: freeze, compile (in the strategy's scope), fit (resuming from its backup
-    when there is one); returns the state with the phase done."""
-    recipe = run.recipe
-    epochs = getattr(recipe, f"{phase}_epochs")
-    freeze(model, getattr(recipe, f"{phase}_freeze"), freeze_bn=not bn_training(recipe))
-    use_cache = phase == "phase1" and uses_feature_cache(recipe)
+def run_phase(run: RunContext, index: int, model, state: RunState) -> RunState:
+    """Phase ``index`` of the recipe (counted from 0): freeze, compile (in the strategy's
+    scope), fit (resuming from its backup when there is one); returns the state with the
+    phase done."""
+    recipe, phase = run.recipe, phase_name(index)
+    settings = recipe.phases[index]
+    epochs = settings.epochs
+    freeze(model, settings.freeze, freeze_bn=not bn_training(recipe))
+    use_cache = index == 0 and uses_feature_cache(recipe)
     target = model.get_layer("head") if use_cache else model
     with run.strategy.scope():
-        target.compile(optimizer=keras.optimizers.Adam(getattr(recipe, f"{phase}_lr")),
+        target.compile(optimizer=keras.optimizers.Adam(settings.lr),
                        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                        jit_compile=recipe.jit_compile)
     epoch = data_lib.EpochSeed(recipe.seed)

@@ -125,7 +125,7 @@ def format_run(result) -> str:
         lines = [f"Validation accuracy {validation} ({chose.rsplit('; validation', 1)[0]}) in "
                  f"{result.metrics['seconds']:.0f} s{cached}",
                  "No test split: the same images chose the epoch, so this figure is biased "
-                 "upwards (set test_split or test_data)."]
+                 "upwards (set data.test_split or data.test_data)."]
     if final.get("chance", {}).get("within_chance"):
         lines.append(chance_line(final))
     report = json.loads(RunFolder(result.run_dir).data_report.read_text())
@@ -166,6 +166,6 @@ def chance_line(final) -> str:
     return (f"{split} accuracy {figure['accuracy']:.1%} is within the interval of chance "
             f"({final['chance']['rate']:.1%} for {classes} classes): the model has learnt "
             f"nothing; start from pretrained weights (--weights imagenet), or from scratch "
-            f"give it more images per class and more epochs (phase2_epochs), a batch-norm "
-            f"model at a small size (model=vgg11_bn image_size=64), and check that the "
+            f"give it more images per class and more epochs (phases.N.epochs), a batch-norm "
+            f"model at a small size (model.name=vgg11_bn model.image_size=64), and check that the "
             f"class folders really differ.")

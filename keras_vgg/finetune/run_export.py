@@ -20,7 +20,7 @@ from keras_vgg._helpers import OutputExists
 from keras_vgg.choices import SAMPLE_IMAGES
 from keras_vgg.export.formats import DEFAULT_FORMATS
 from keras_vgg.finetune import data as data_lib
-from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.recipe import DataSection, ModelSection, Recipe
 from keras_vgg.finetune.run_folder import read_recipe
 from keras_vgg.run_folder import RunFolder
 from keras_vgg.saving import load_model, record_of
@@ -158,4 +158,5 @@ def _splits_of(source, image_size):
     the recipe's model is not the exported one)."""
     source = str(source)
     data = source if Path(source).is_dir() or source.startswith("tfds:") else f"tfds:{source}"
-    return data_lib.load_data(Recipe(name="export", data=data, image_size=image_size))
+    return data_lib.load_data(Recipe(name="export", data=DataSection(source=data),
+                                     model=ModelSection(image_size=image_size)))

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from keras_vgg._helpers import OutputExists
-from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.recipe import OLD_KEYS, Recipe, dotted_items
 from keras_vgg.run_folder import RECIPE, RunFolder, RunState
 
 RUNS = "runs"  # where runs go without a run_dir, relative to the working folder
@@ -52,7 +52,16 @@ def resolve_run_dir(run_dir, recipe, overwrite=False, resume=False) -> Path:
 def read_recipe(folder) -> Recipe:
     """The recipe a run folder's recipe.json holds."""
     folder = RunFolder(folder)
-    return Recipe.from_dict(folder.read_recipe(), source=str(folder.recipe_file))
+    values = folder.read_recipe()
+    if values is None:
+        raise ValueError(f"Expected a fine-tune run folder (with {RECIPE}). Received: "
+                         f"{str(folder)!r} has no {RECIPE}")
+    if any(key in OLD_KEYS for key in values):
+        raise ValueError(f"The run in {folder} was started by keras-vgg 0.1 (its "
+                         f"{folder.recipe_file.name} has flat keys, not sections): this "
+                         "version cannot continue or compress it. Start a new run; its "
+                         "best.keras and exports still load.")
+    return Recipe.from_dict(values, source=str(folder.recipe_file))
 
 
 def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
@@ -69,8 +78,8 @@ def open_run_dir(run_dir, recipe, overwrite=False, resume=False):
             )
         saved_recipe = read_recipe(folder)
         if recipe is not None and recipe.to_dict() != saved_recipe.to_dict():
-            differs = sorted(k for k, v in recipe.to_dict().items()
-                             if saved_recipe.to_dict()[k] != v)
+            saved, given = dotted_items(saved_recipe.to_dict()), dotted_items(recipe.to_dict())
+            differs = sorted(k for k in {*saved, *given} if saved.get(k) != given.get(k))
             raise ValueError(
                 f"A resumed run keeps its own recipe; these keys differ from "
                 f"{folder.recipe_file}: {differs}. "

@@ -122,8 +122,8 @@ def write_tfrecords(scan, root, out, options: WriteOptions = WriteOptions()) -> 
         return old
     if old is None and tf.io.gfile.exists(out) and not all(
             _WRITTEN.fullmatch(name) for name in tf.io.gfile.listdir(out)):
-        raise expected("`tfrecords` to name a new folder, or one keras_vgg wrote TFRecords in",
-                       tfrecords=f"{out} (holds other files)")
+        raise expected("`data.tfrecords` to name a new folder, or one keras_vgg wrote "
+                       "TFRecords in", **{"data.tfrecords": f"{out} (holds other files)"})
     tf.io.gfile.makedirs(out)
     generation = stamp[:GENERATION_CHARS]
     shards = _write_shards(scan, out, generation, options)

@@ -18,8 +18,8 @@ within a phase, ``state.json`` across phases).
 Example (a tiny run on the built-in shapes):
     >>> import tempfile
     >>> from keras_vgg.finetune import finetune, load_recipe
-    >>> recipe = load_recipe("builtin", ["phase1_epochs=1", "phase2_epochs=0",
-    ...                                  "builtin_images_per_class=4", "tensorboard=false"])
+    >>> recipe = load_recipe("builtin", ["phases.0.epochs=1", "data.builtin_images_per_class=4",
+    ...                                  "tensorboard=false"])
     >>> result = finetune(recipe, run_dir=tempfile.mkdtemp() + "/run", verbose=0)
     >>> result.best_model.name, result.epochs
     ('best.keras', 1)
@@ -41,7 +41,7 @@ from keras_vgg.batch_norm import inference_model
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune.compress import compress_phase
-from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.recipe import Recipe, phase_name
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.html_report import write_html_report
@@ -66,9 +66,6 @@ from keras_vgg.run_folder import BEST, METRICS, RunFolder, RunState
 from keras_vgg.stats import accuracy_of
 from keras_vgg.weights import find_weights
 
-PHASES = ("phase1", "phase2")
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -84,13 +81,13 @@ def preprocessing_mode(recipe, model=None) -> Preprocessing:
     """The weights' preprocessing: what the built model's weights record (the weights table
     for a name), "torch" when training from scratch. An average image becomes its mean pixel:
     the recipe trains at its own image size."""
-    if recipe.preprocessing != "auto":
-        return Preprocessing(recipe.preprocessing)
-    if recipe.weights is None:
+    if recipe.model.preprocessing != "auto":
+        return Preprocessing(recipe.model.preprocessing)
+    if recipe.model.weights is None:
         return Preprocessing("torch")
     if model is None:
-        return Preprocessing(find_weights(recipe.model, recipe.head == "fc",
-                                          recipe.weights).preprocessing)
+        return Preprocessing(find_weights(recipe.model.name, recipe.model.head == "fc",
+                                          recipe.model.weights).preprocessing)
     found = model_preprocessing(model)
     return found if found.mean is None else Preprocessing(found.mode, found.mean_pixel())
 
@@ -99,19 +96,19 @@ def require_extras(recipe):
     """Every optional package the run will need, imported before it starts (a missing one is
     an error naming its extra, not a lost run): pillow or tfds for the data, matplotlib for
     the pictures, tensorboard when logging to it, ai-edge-litert for a TFLite export."""
-    if recipe.data.startswith("tfds:"):
+    if recipe.data.source.startswith("tfds:"):
         data_lib.require_tfds()
     else:
         require("PIL.Image", "finetune", package="pillow")
     require("matplotlib", "finetune")
     if recipe.tensorboard:
         require("tensorboard", "finetune")
-    if "tflite" in recipe.export_formats:
+    if "tflite" in recipe.export.formats:
         require("ai_edge_litert", "export", package="ai-edge-litert")
-    if recipe.export_formats:
+    if recipe.export.formats:
         from keras_vgg.export.bundle import check_backend
 
-        check_backend(f"export_formats={list(recipe.export_formats)}")
+        check_backend(f"export.formats={list(recipe.export.formats)}")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -130,8 +127,7 @@ class RunInterrupted(KeyboardInterrupt):
         if not self.resumable:
             return ("interrupted before the run started: nothing was saved; run the same "
                     "command again to start it.")
-        planned = RunFolder(self.run_dir).read_recipe()
-        planned = planned["phase1_epochs"] + planned["phase2_epochs"]
+        planned = sum(phase["epochs"] for phase in RunFolder(self.run_dir).read_recipe()["phases"])
         done = self.epochs_done
         saved = (f"epoch{'s' if done > 1 else ''} {'1-' if done > 1 else ''}{done} of {planned} "
                  f"saved in {self.run_dir} (best.keras and the last finished epoch's checkpoint)"
@@ -218,11 +214,11 @@ def _finetune(run: RunContext, model, start: _Start) -> RunResult:
     with distribute.one_device():
         metrics = evaluate_run(run, _best_without_optimizer(folder), phase_starts)
     metrics["final"]["stopped_early"] = list(state.stopped_early)
-    metrics["final"]["epochs_planned"] = run.recipe.phase1_epochs + run.recipe.phase2_epochs
+    metrics["final"]["epochs_planned"] = run.recipe.epochs
     metrics["feature_cache"] = feature_cache
     metrics["seconds"] = round(time.time() - start.started, 1)
     folder.write(METRICS, metrics)
-    export_report = export_finished_run(run) if run.recipe.export_formats else None
+    export_report = export_finished_run(run) if run.recipe.export.formats else None
     compress_report = compress_phase(run, start.resume)
     write_html_report(folder.path, splits=run.splits, recipe=run.batched)  # report.html
     state = folder.complete(state)  # nothing left to resume: the scratch copies dropped
@@ -232,18 +228,19 @@ def _finetune(run: RunContext, model, start: _Start) -> RunResult:
 
 def _train_phases(run: RunContext, model, state: RunState):
     """Each phase with epochs not done yet (one done before a resume is read back); returns
-    (the state, the epoch each phase run here started at, whether phase 1 used the feature
+    (the state, the epoch each phase run here started at, whether phase 0 used the feature
     cache)."""
     phase_starts, feature_cache = [], False
-    for phase in PHASES:
-        if not getattr(run.recipe, f"{phase}_epochs"):
+    for index, settings in enumerate(run.recipe.phases):
+        phase = phase_name(index)
+        if not settings.epochs:
             continue
         if phase in state.phases_done:
             model.load_weights(run.folder.phase_weights(phase))
             continue
         phase_starts.append(state.epoch)
-        feature_cache |= phase == "phase1" and uses_feature_cache(run.recipe)
-        state = run_phase(run, phase, model, state)
+        feature_cache |= index == 0 and uses_feature_cache(run.recipe)
+        state = run_phase(run, index, model, state)
         model.save_weights(run.folder.phase_weights(phase))
         run.folder.save_state(state)
     return state, phase_starts, feature_cache
@@ -267,7 +264,7 @@ def export_finished_run(run: RunContext) -> dict:
     recipe = run.recipe
     representative, sample, labels = data_lib.export_arrays(run.splits, recipe.seed)
     return export(keras.saving.load_model(run.folder.best), run.folder.export,
-                  recipe.export_formats, recipe.export_quantize, preprocessing=run.mode,
+                  recipe.export.formats, recipe.export.quantize, preprocessing=run.mode,
                   class_names=run.splits.class_names, representative_data=representative,
                   sample=sample, sample_labels=labels, overwrite=True,
                   verbose=bool(run.verbose))
