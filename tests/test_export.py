@@ -230,7 +230,10 @@ def test_saved_model_in_a_fresh_process_without_keras_vgg(bundle, fresh_saved_mo
 # its fitted head has large weights. The bounds are about twice the measured differences.
 QUANTISED_BOUNDS = {
     # int8 from the LiteRT Quantizer (static_wi8_ai8): measured 0.24 / 90% (the converter's
-    # was 0.033 / 100%; its head's logits lose most: 22 dB SNR against 33 dB before it)
+    # was 0.033 / 100%; its head's logits lose most: 22 dB SNR against 33 dB before it).
+    # Kept for the quantizer because on the main job's model (benchmarks/quantizers.py) its
+    # int8 file agrees on 99.81% of 1,050 real test images (converter 100%) and the accuracy
+    # difference, +0.19 points [-0.25, +0.70], is not significant (docs/export.md).
     "deep": {"dynamic": (0.03, 0.9), "int8": (0.35, 0.85)},
     "lrn": {"dynamic": (0.05, 0.85), "int8": (0.06, 0.85)},
     "bn": {"dynamic": (0.35, 0.8), "int8": (0.25, 0.85)},

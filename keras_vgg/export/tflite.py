@@ -59,31 +59,29 @@ def converter_settings(quantize: str, representative=None, int8_io="uint8") -> d
 def float_tflite(serving) -> bytes:
     """``serving`` as a float32 TFLite file of builtin ops (Keras's ``litert`` export), the
     one conversion every quantized file of the LiteRT Quantizer starts from."""
-    return _converted(serving, "none", None, "uint8")
+    return converter_bytes(serving, "none")
 
 
 def write_tflite(serving, path, quantize="none", representative=None, int8_io="uint8",
                  class_names=None, float_model=None) -> dict:
     """Write ``serving`` as a TFLite file of builtin ops; returns its op counts.
 
-    float32 and float16 come from the converter; ``dynamic``, ``int8`` and ``int4`` from the
-    LiteRT Quantizer's recipes applied to the float32 file (``float_model``, its bytes when
-    already converted), except an int8 file of ops the quantizer keeps float (the LRN's LOG
-    and EXP): the converter's (``litert_quantize.tflite_tool``).
+    The tool for each mode is ``litert_quantize.tflite_tool``'s (the converter or the LiteRT
+    Quantizer, measured per mode in docs/export.md): :func:`converter_bytes` or
+    :func:`quantizer_bytes` writes it.
+    ``float_model``: the float32 file's bytes when already converted.
     """
     one_of("quantize", quantize, QUANTIZE)
     one_of("int8_io", int8_io, INT8_IO)
     if quantize in ("none", *QUANTIZER_MODES) and float_model is None:
         float_model = float_tflite(serving)
-    tool = tflite_tool(quantize, tflite_ops(float_model)) if float_model else None
+    tool = tflite_tool(quantize, tflite_ops(float_model)).tool if float_model else "converter"
     if quantize == "none":
         model_bytes = float_model
-    elif tool is None or tool.tool == "converter":
-        model_bytes = _converted(serving, quantize, representative, int8_io)
+    elif tool == "converter":
+        model_bytes = converter_bytes(serving, quantize, representative, int8_io)
     else:
-        model_bytes = quantize_tflite(float_model, quantize, representative)
-        if quantize == "int8" and int8_io == "uint8":
-            model_bytes = with_uint8_io(model_bytes)
+        model_bytes = quantizer_bytes(float_model, quantize, representative, int8_io)
     ops = tflite_ops(model_bytes)
     foreign = sorted(op for op in ops if op not in builtin_names())
     if foreign:
@@ -96,8 +94,19 @@ def write_tflite(serving, path, quantize="none", representative=None, int8_io="u
     return ops
 
 
-def _converted(serving, quantize, representative, int8_io) -> bytes:
-    """The converter's TFLite file of ``serving`` in ``quantize`` mode, as bytes."""
+def quantizer_bytes(float_model, quantize, representative=None, int8_io="uint8") -> bytes:
+    """The LiteRT Quantizer's TFLite file in ``quantize`` mode (its recipe applied to the
+    float32 file ``float_model``, bytes), as bytes; int8 with uint8 ends by ``with_uint8_io``.
+    """
+    model_bytes = quantize_tflite(float_model, quantize, representative)
+    if quantize == "int8" and int8_io == "uint8":
+        model_bytes = with_uint8_io(model_bytes)
+    return model_bytes
+
+
+def converter_bytes(serving, quantize, representative=None, int8_io="uint8") -> bytes:
+    """TFLiteConverter's TFLite file of ``serving`` in ``quantize`` mode (its own
+    quantization), as bytes."""
     float_bytes = 4 * serving.count_params()
     if float_bytes >= FLATBUFFER_LIMIT:
         raise ExportError(
