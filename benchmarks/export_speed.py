@@ -28,7 +28,7 @@ from keras_vgg.export import QUANTIZE, KerasRunner, TFLiteRunner, export, servin
 
 PREPROCESSING = "caffe"
 LABELS = {"none": "TFLite float32", "float16": "TFLite float16", "dynamic": "TFLite dynamic",
-          "int8": "TFLite int8"}
+          "int8": "TFLite int8", "int4": "TFLite int4"}
 
 
 def one_image(run, image):

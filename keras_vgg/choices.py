@@ -8,15 +8,16 @@ modules that use each set re-export it under its old name (``keras_vgg.precision
 Example:
     >>> from keras_vgg.choices import MODES, NAMED_MODES, QUANTIZE
     >>> NAMED_MODES, MODES[3], QUANTIZE[-1]
-    (('caffe', 'torch', 'tf'), 'mean_image', 'int8')
+    (('caffe', 'torch', 'tf'), 'mean_image', 'int4')
 """
 
 # Export (keras_vgg.export.formats): what a bundle may hold.
 FORMATS = ("saved_model", "tflite", "onnx", "openvino")
 DEFAULT_FORMATS = ("saved_model", "tflite")  # what `export` writes when not told
-QUANTIZE = ("none", "float16", "dynamic", "int8")
+QUANTIZE = ("none", "float16", "dynamic", "int8", "int4")
+TFLITE_ONLY = ("float16", "dynamic", "int4")  # quantize modes no ONNX or OpenVINO file takes
 INT8_IO = ("uint8", "int8")
-MIN_AGREEMENT = 0.8  # the default top-1 agreement gate of dynamic and int8 files
+MIN_AGREEMENT = 0.8  # the default top-1 agreement gate of dynamic, int8 and int4 files
 SAMPLE_IMAGES = 2000  # the most held-out or sample_data images an export is checked on
 # What a model computes in (keras_vgg.precision).
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")

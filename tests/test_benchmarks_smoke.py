@@ -275,3 +275,24 @@ def test_smoke_determinism_times_both_forms_and_restores_the_switch():
     assert [row["form"] for row in section.rows] == ["not deterministic", "deterministic"]
     assert all(math.isfinite(row["epoch_s"]) and row["epoch_s"] > 0 for row in section.rows)
     assert "| form | epoch s | every round (s) |" in section.body
+
+
+@only_if_asked
+def test_smoke_serving():
+    """benchmarks/serving.py at 32x32 (VGG11, 5 shape classes): every engine and precision
+    the package writes is timed and sized, its agreement is a fraction, the fastest file is
+    named; no target line below 224 (timings never asserted)."""
+    import serving
+
+    section = serving.main(["--models", "vgg11", "--size", "32", "--batches", "1", "2",
+                            "--repeats", "1", "--sample", "10", "--calibration", "8",
+                            "--no-write"])
+    (result,) = section.rows
+    engines = [row["engine"] for row in result["rows"]]
+    assert engines[:2] == ["Keras float32", "Keras bfloat16"]
+    assert set(serving.ENGINES.values()) | {"OpenVINO float32, bf16 hint"} <= set(engines)
+    for row in result["rows"]:
+        assert_positive(row, ("size_bytes", "ms_1", "ms_2", "speedup_1", "speedup_2"))
+        assert 0 <= row["top1_agreement"] <= 1
+    assert result["fastest_in_report"]["file"] in {row["file"] for row in result["rows"]}
+    assert "Fastest file here at batch 1" in section.body and section.targets == []

@@ -221,13 +221,20 @@ def test_saved_model_in_a_fresh_process_without_keras_vgg(bundle, fresh_saved_mo
 
 
 # Quantised files against Keras on the 20 shape images: (largest max |diff| of the
-# probabilities, smallest top-1 agreement). Measured (TF 2.21, x86 CPU), dynamic / int8:
+# probabilities, smallest top-1 agreement). Measured (TF 2.21, x86 CPU), dynamic / int8
+# (the converter's; deep and bn int8 now come from the LiteRT Quantizer, lrn and fms int8
+# from the converter, which keeps their LOG and EXP int8):
 #   deep 0.012, 100% / 0.033, 100%     lrn 0.021, 95% / 0.030, 95%
 #   bn   0.183,  90% / 0.125,  95%     fms 0.0091, 100% / 0.016, 100%
 # The BN net moves most: its random moving statistics leave small, collinear features, so
 # its fitted head has large weights. The bounds are about twice the measured differences.
 QUANTISED_BOUNDS = {
-    "deep": {"dynamic": (0.03, 0.9), "int8": (0.07, 0.9)},
+    # int8 from the LiteRT Quantizer (static_wi8_ai8): measured 0.24 / 90% (the converter's
+    # was 0.033 / 100%; its head's logits lose most: 22 dB SNR against 33 dB before it).
+    # Kept for the quantizer because on the main job's model (benchmarks/quantizers.py) its
+    # int8 file agrees on 99.81% of 1,050 real test images (converter 100%) and the accuracy
+    # difference, +0.19 points [-0.25, +0.70], is not significant (docs/export.md).
+    "deep": {"dynamic": (0.03, 0.9), "int8": (0.35, 0.85)},
     "lrn": {"dynamic": (0.05, 0.85), "int8": (0.06, 0.85)},
     "bn": {"dynamic": (0.35, 0.8), "int8": (0.25, 0.85)},
     # int8 with the LRN in int8 builtins (MUL, CONV_2D, LOG, EXP): measured 0.016 / 100%

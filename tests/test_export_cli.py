@@ -608,9 +608,9 @@ def test_cli_export_needs_preprocessing_without_metrics(lone_keras, tmp_path, ca
 
 def test_cli_export_rejects_unknown_quantize(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["export", str(run_dir), "--quantize", "int4", "-o", str(tmp_path / "o")])
+        cli.main(["export", str(run_dir), "--quantize", "int2", "-o", str(tmp_path / "o")])
     assert info.value.code == 2
-    assert "invalid choice: 'int4'" in capsys.readouterr().err
+    assert "invalid choice: 'int2'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -180,7 +180,7 @@ def test_openvino_bf16_hint_is_recorded_and_checked(tmp_path):
     ({"formats": ["onnx"], "quantize": ["int8"]},
      "to calibrate model_int8.onnx. Received: representative_data=None"),
     ({"formats": ["tflite", "onnx"], "quantize": ["float16"]},
-     "Expected `quantize` to hold 'none' or 'int8' for onnx files (float16 and dynamic are "
+     "Expected `quantize` to hold 'none' or 'int8' for onnx files (float16, dynamic, int4 are "
      "TFLite's). Received: quantize=['float16']"),
 ], ids=["format", "format-string", "openvino-int8", "onnx-int8", "onnx-float16"])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, kwargs, message):

@@ -24,7 +24,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -48,9 +48,11 @@ from keras_vgg.export.formats import (
     REPORT,
     SERVE_FILES,
     TFLITE_FILES,
+    TFLITE_ONLY,
     TFLITE_PRECISION,
     one_of,
 )
+from keras_vgg.export.flatbuffer import tflite_ops
 from keras_vgg.export.report import format_report, row_summary
 from keras_vgg.export.runners import KerasRunner, SavedModelRunner, TFLiteRunner, median_ms
 from keras_vgg.export.onnx_export import OnnxRunner, onnx_backends, require_onnx, write_onnx
@@ -58,7 +60,9 @@ from keras_vgg.export.openvino_export import (OpenVINORunner, openvino_backends,
                                               require_openvino, write_openvino)
 from keras_vgg.export.saved_model import write_saved_model
 from keras_vgg.export.serving import float32_policy, serving_model
-from keras_vgg.export.tflite import converter_settings, write_tflite
+from keras_vgg.export.litert_quantize import (QUANTIZER_MODES, require_quantizer, tflite_tool,
+                                              validate)
+from keras_vgg.export.tflite import converter_settings, float_tflite, write_tflite
 from keras_vgg._helpers import OutputExists, expected, new_folder, recorded
 from keras_vgg.pruning import conv_widths, model_cost
 from keras_vgg.precision import detect_precision, resolve_precision, with_precision
@@ -101,7 +105,10 @@ def export(model, out, formats=DEFAULT_FORMATS, quantize=("none",), *, preproces
             (``model.onnx``, run by ONNX Runtime), ``"openvino"`` (``openvino/model.xml``
             and ``.bin``, run by OpenVINO); the last two need the ``serve`` extra.
         quantize: TFLite modes, any of ``"none"`` (float32), ``"float16"``,
-            ``"dynamic"`` (int8 weights), ``"int8"`` (full integer).
+            ``"dynamic"`` (int8 weights), ``"int8"`` (full integer), ``"int4"`` (int4
+            weights); the last three by the LiteRT Quantizer's recipes from the float32
+            file (``keras_vgg.export.litert_quantize``), each row with the quantizer's
+            per-tensor validation (``"quantizer"``).
             ONNX and OpenVINO files take ``"none"`` and ``"int8"`` (``model_int8.onnx``: ONNX Runtime's
             static QDQ quantization; ``openvino_int8/``: NNCF), both calibrated on
             ``representative_data``.
@@ -178,22 +185,25 @@ def _targets(formats, quantize, int8_io):
     one_of("int8_io", int8_io, INT8_IO)
     targets = [("saved_model", None)] if "saved_model" in formats else []
     targets += [("tflite", q) for q in quantize] if "tflite" in formats else []
-    tflite_only = [q for q in quantize if q not in ("none", "int8")]
+    tflite_only = [q for q in quantize if q in TFLITE_ONLY]
     if tflite_only and "tflite" not in formats:
         raise expected(f"`formats` to hold 'tflite' for quantize {tflite_only} (TFLite files "
                        f"only)", formats=list(formats), quantize=list(quantize))
     for fmt in (f for f in SERVE_FILES if f in formats):
         modes = [q for q in quantize if q in SERVE_FILES[fmt]]
         if not modes:
-            raise expected(f"`quantize` to hold 'none' or 'int8' for {fmt} files (float16 "
-                           "and dynamic are TFLite's)", quantize=list(quantize))
+            raise expected(f"`quantize` to hold 'none' or 'int8' for {fmt} files "
+                           f"({', '.join(TFLITE_ONLY)} are TFLite's)", quantize=list(quantize))
         targets += [(fmt, q) for q in modes]
     return targets
 
 
 def _check_serve(targets, representative):
-    """The runtimes the ONNX and OpenVINO targets need, imported (a missing one: an error
-    naming the ``serve`` extra); an int8 one without representative images: an error."""
+    """The LiteRT Quantizer the dynamic, int8 and int4 TFLite files need and the runtimes the
+    ONNX and OpenVINO targets need, imported (a missing one: an error naming its extra); an
+    int8 ONNX or OpenVINO target without representative images: an error."""
+    if any(f == "tflite" and q in QUANTIZER_MODES for f, q in targets):
+        require_quantizer()
     for fmt, needs in (("onnx", require_onnx), ("openvino", require_openvino)):
         modes = [q for f, q in targets if f == fmt]
         if modes:
@@ -259,6 +269,13 @@ class _Job:
     real: bool
     min_agreement: float | None
     repeats: int
+    converted: dict = field(default_factory=dict)  # the float32 TFLite file, converted once
+
+    def float_tflite(self) -> bytes:
+        """The serving model's float32 TFLite file (no labels), converted on first use."""
+        if "float32" not in self.converted:
+            self.converted["float32"] = float_tflite(self.serving)
+        return self.converted["float32"]
 
 
 def _report(model, job: _Job, preprocessing, keras_figures, source) -> dict:
@@ -308,6 +325,8 @@ def _write_and_check(job: _Job, folder, target) -> dict:
         row["ops"] = ops
         if q == "int8":
             row["io"] = job.int8_io
+        if q in QUANTIZER_MODES:
+            row["quantizer"] = _quantizer_figures(job, folder / name, q)
     gate = agreement_gate(q, job.min_agreement, real)
     row["agreement_gate"] = {**gate.to_json(), "result": check_row(row, gate, len(sample))}
     return row
@@ -332,8 +351,22 @@ def _write_file(job: _Job, folder, target):
         hint = write_openvino(serving, folder / name, q, representative, precision)
         return name, OpenVINORunner(folder / name), None, hint
     name = TFLITE_FILES[q]
-    ops = write_tflite(serving, folder / name, q, representative, job.int8_io, class_names)
+    float_model = job.float_tflite() if q in ("none", *QUANTIZER_MODES) else None
+    ops = write_tflite(serving, folder / name, q, representative, job.int8_io, class_names,
+                       float_model=float_model)
     return name, TFLiteRunner(folder / name), ops, None
+
+
+def _quantizer_figures(job: _Job, path: Path, quantize) -> dict:
+    """A quantized TFLite file's ``"quantizer"`` entry: the tool that wrote it (the LiteRT
+    Quantizer's recipe, or the converter and why) and, for the quantizer's files, its
+    per-tensor validation against the float32 file on the sample's first images."""
+    float_model = job.float_tflite()
+    tool = tflite_tool(quantize, tflite_ops(float_model))
+    figures = tool.to_json()
+    if tool.tool == "litert-quantizer":
+        figures["validation"] = validate(float_model, path.read_bytes(), job.sample).to_json()
+    return figures
 
 
 def _write_bundle(folder, targets, job: _Job, report, verbose):
@@ -350,7 +383,17 @@ def _write_bundle(folder, targets, job: _Job, report, verbose):
     for row in report["exports"]:  # against the float32 file of the same format
         if float32.get(row["format"]) and row["format"] != "saved_model":
             row["size_vs_float32"] = row["size_bytes"] / float32[row["format"]]
+    report["fastest"] = fastest(report)
     (folder / REPORT).write_text(json.dumps(report, indent=2))
+
+
+def fastest(report) -> dict:
+    """The file of ``report`` with the lowest latency here (batch 1, each file's median as
+    timed by its check, one after another), with its speed-up over the Keras model."""
+    best = min(report["exports"], key=lambda row: row["latency_ms"])
+    return {"file": best["file"], "latency_ms": best["latency_ms"],
+            "vs_keras": report["keras"]["latency_ms"] / best["latency_ms"],
+            "machine": report["machine"]["cpu"], "cores": report["machine"]["cores"]}
 
 
 def _size(path):

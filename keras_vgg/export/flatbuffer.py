@@ -78,3 +78,65 @@ def tflite_labels(model_bytes: bytes):
             data = model.Buffers(model.Metadata(i).Buffer()).DataAsNumpy()
             return bytes(data).decode().split("\n")
     return None
+
+
+def with_uint8_io(model_bytes: bytes) -> bytes:
+    """An int8-io TFLite file with uint8 ends: a QUANTIZE (uint8 -> int8) before its input
+    and one (int8 -> uint8) after its output, as TFLiteConverter writes for
+    ``inference_input_type=uint8``; same scales, zero points + 128. The signature names
+    stay."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    graph = model.subgraphs[0]
+    quantize = _opcode(model, schema.BuiltinOperator.QUANTIZE)
+    moves = {}
+    for end, role in ((graph.inputs, "input"), (graph.outputs, "output")):
+        for k, index in enumerate(end):
+            outer = _uint8_twin(graph, index, schema)
+            op = schema.OperatorT()
+            op.opcodeIndex = quantize
+            op.inputs, op.outputs = ([outer], [index]) if role == "input" else ([index], [outer])
+            if role == "input":
+                graph.operators.insert(0, op)
+            else:
+                graph.operators.append(op)
+            end[k] = outer
+            moves[index] = outer
+    for signature in model.signatureDefs or []:
+        for tensor_map in [*signature.inputs, *signature.outputs]:
+            tensor_map.tensorIndex = moves.get(tensor_map.tensorIndex, tensor_map.tensorIndex)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _opcode(model, builtin) -> int:
+    """The index of ``builtin``'s operator code in ``model``, added when missing."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = builtin
+    code.version = 1  # as the converter writes a uint8 <-> int8 QUANTIZE
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _uint8_twin(graph, index, schema) -> int:
+    """A new uint8 tensor shaped as the int8 tensor ``index``, zero point + 128: its index."""
+    tensor = graph.tensors[index]
+    if tensor.type != schema.TensorType.INT8:
+        raise ValueError(f"Expected an int8 input and output. Received tensor "
+                         f"{tensor.name!r} of TFLite type {tensor.type}")
+    twin = schema.TensorT()
+    twin.name = (tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name) \
+        + "_uint8"
+    twin.shape, twin.shapeSignature = tensor.shape, tensor.shapeSignature
+    twin.type, twin.buffer = schema.TensorType.UINT8, 0
+    twin.quantization = schema.QuantizationParametersT()
+    twin.quantization.scale = list(tensor.quantization.scale)
+    twin.quantization.zeroPoint = [int(z) + 128 for z in tensor.quantization.zeroPoint]
+    graph.tensors.append(twin)
+    return len(graph.tensors) - 1

@@ -7,25 +7,27 @@ Example:
     >>> from keras_vgg.export.formats import (AGREEMENT_GATED, MIN_AGREEMENT, QUANTIZE,
     ...                                       TFLITE_FILES, TOLERANCE)
     >>> [TFLITE_FILES[q] for q in QUANTIZE]
-    ['model_float32.tflite', 'model_float16.tflite', 'model_dynamic.tflite', 'model_int8.tflite']
+    ['model_float32.tflite', 'model_float16.tflite', 'model_dynamic.tflite', 'model_int8.tflite', 'model_int4.tflite']
     >>> TOLERANCE["float16"]  # "dynamic" and "int8" are gated on agreement only
     0.05
     >>> MIN_AGREEMENT, AGREEMENT_GATED  # their default gate, on real sample images
-    (0.8, ('dynamic', 'int8'))
+    (0.8, ('dynamic', 'int8', 'int4'))
 """
 
 from keras_vgg._helpers import expected
-from keras_vgg.choices import DEFAULT_FORMATS, FORMATS, INT8_IO, MIN_AGREEMENT, QUANTIZE
+from keras_vgg.choices import (DEFAULT_FORMATS, FORMATS, INT8_IO, MIN_AGREEMENT, QUANTIZE,
+                               TFLITE_ONLY)
 
 TFLITE_FILES = {"none": "model_float32.tflite", "float16": "model_float16.tflite",
-                "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite"}
+                "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite",
+                "int4": "model_int4.tflite"}
 # ONNX (ONNX Runtime) and OpenVINO files: float32, or int8 calibrated on the representative
-# images (float16 and dynamic are TFLite's). An OpenVINO file is model.xml + model.bin.
+# images (float16, dynamic and int4 are TFLite's: TFLITE_ONLY). An OpenVINO file is model.xml + model.bin.
 ONNX_FILES = {"none": "model.onnx", "int8": "model_int8.onnx"}
 OPENVINO_FILES = {"none": "openvino/model.xml", "int8": "openvino_int8/model.xml"}
 SERVE_FILES = {"onnx": ONNX_FILES, "openvino": OPENVINO_FILES}
 TFLITE_PRECISION = {"none": "float32", "float16": "float16 weights", "dynamic": "int8 weights",
-                    "int8": "int8"}
+                    "int8": "int8", "int4": "int4 weights"}
 # Largest max |exported - Keras| an export may show and still be written: by quantize mode,
 # and for a SavedModel by the precision it computes in.
 TOLERANCE = {"saved_model": 1e-4, "none": 1e-4, "float16": 5e-2,
@@ -45,7 +47,7 @@ RANDOM_IMAGES = 16  # the sample when none is given: a numeric gate, not an accu
 # an error of the file. Measured: good int8 files of a 1-epoch model differ by 0.002 and
 # change 2 of 10 answers; files calibrated on other images differ by 0.70-1.0.
 NEAR_TIE = 0.05
-AGREEMENT_GATED = ("dynamic", "int8")  # the quantize modes gated on agreement by default
+AGREEMENT_GATED = ("dynamic", "int8", "int4")  # the quantize modes gated on agreement by default
 REPORT = "export_report.json"
 # Dtype policies TFLite has no kernels for; their models are exported as float32.
 LOW_PRECISION = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")

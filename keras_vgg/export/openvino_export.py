@@ -29,6 +29,7 @@ import numpy as np
 from keras_vgg._extras import require
 from keras_vgg.export.formats import CALIBRATION_IMAGES, OPENVINO_FILES
 from keras_vgg.export.serving import keras_export
+from keras_vgg.layers import LocalResponseNormalization
 
 # The inference precision hint a file is compiled with, by the export's precision.
 HINTS = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
@@ -70,12 +71,33 @@ def write_openvino(serving, path, quantize="none", representative=None,
             nncf = require("nncf", "serve")
             images = [image[None] for image in np.asarray(representative[:CALIBRATION_IMAGES], "float32")]
             with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
-                model = nncf.quantize(model, nncf.Dataset(images), subset_size=len(images))
+                model = nncf.quantize(model, nncf.Dataset(images), subset_size=len(images),
+                                      **_nncf_options(nncf, serving))
         hint = HINTS[precision]
         model.set_rt_info(hint, HINT_KEY)
         path.parent.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, str(path), compress_to_fp16=False)
     return hint
+
+
+def _nncf_options(nncf, serving) -> dict:
+    """NNCF's options for ``serving``: bias correction off for a model with an LRN. Its
+    window sum is a 1x1 conv followed by a scalar add of the bias (a (1, 1, 1, 1) constant
+    in the IR), which NNCF's bias correction takes for the conv's bias and fails to write
+    back ("cannot reshape array of size 64 into shape (1,1,1,1)": VGG-F at 224, NNCF 3.4)."""
+    lrn = any(isinstance(layer, LocalResponseNormalization) for layer in _all_layers(serving))
+    if not lrn:
+        return {}
+    return {"advanced_parameters": nncf.AdvancedQuantizationParameters(
+        disable_bias_correction=True)}
+
+
+def _all_layers(model):
+    """Every layer of ``model``, nested models' included."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 def _keras_openvino(ov, serving, path, size):

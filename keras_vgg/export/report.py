@@ -61,6 +61,10 @@ def format_report(report) -> str:
     if sample["source"] == "random":
         lines.append("Not checked on real images: max |diff| on random images is a sanity "
                      "check only; give sample images (--sample-data DIR) for agreement.")
+    if "fastest" in report:
+        best = report["fastest"]
+        lines.append(f"Fastest file here: {best['file']} ({best['latency_ms']:.2f} ms/image, "
+                     f"{best['vs_keras']:.1f}x the Keras model; timed one after another).")
     if "accuracy_with_ci" in keras_row:
         keras_figure = Accuracy.from_json(keras_row["accuracy_with_ci"])
         lines.append(f"Keras on the sample: {keras_figure}.")
