@@ -16,6 +16,7 @@ import pytest
 from keras_vgg.finetune import Recipe, finetune, load_recipe
 from keras_vgg.finetune.lora import adapted
 from keras_vgg.finetune.report import read_log
+from test_finetune_train import KILLED_RUN  # the same SIGKILL driver as the plain run
 
 TINY = {"name": "tiny", "model.name": "vgg11_bn", "model.image_size": 32,
         "data.builtin_images_per_class": 6, "data.batch_size": 8, "data.augment": [],
@@ -204,23 +205,6 @@ def test_an_interrupted_lora_phase_resumes_with_its_adapters(tmp_path):
     assert result.metrics["lora"]["phase1"]["max_abs_diff"] <= 1e-6
     assert not adapted(keras.saving.load_model(result.best_model, safe_mode=True))
     assert not (run / "backup").exists()
-
-
-KILLED_RUN = textwrap.dedent("""
-    import json, os, signal, sys
-    import keras
-    from keras_vgg.finetune import Recipe, finetune
-
-    class KillNine(keras.callbacks.Callback):  # SIGKILL: no cleanup, no exception handler
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-        def on_train_batch_begin(self, batch, logs=None):
-            if [self.epoch, batch] == json.loads(sys.argv[3]):
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    recipe = Recipe.from_dict(json.loads(sys.argv[2]))
-    finetune(recipe, run_dir=sys.argv[1], callbacks=[KillNine()], verbose=0)
-""")
 
 
 @pytest.mark.slow
