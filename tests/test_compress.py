@@ -217,8 +217,8 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tiny_run, tmp_path):
         compress(tiny_run, out)
     with pytest.raises(ValueError, match=r"`steps` to be a positive int.*Received: steps=0"):
         compress(tiny_run, out, flops=0.5, steps=0)
-    with pytest.raises(ValueError, match=r"`quantize` .*Received: quantize=\['int4'\]"):
-        compress(tiny_run, out, flops=0.5, quantize=["int4"])
+    with pytest.raises(ValueError, match=r"`quantize` .*Received: quantize=\['int2'\]"):
+        compress(tiny_run, out, flops=0.5, quantize=["int2"])
     with pytest.raises(ValueError, match=r"`criterion` .*Received: criterion='random'"):
         compress(tiny_run, out, flops=0.5, criterion="random")
     with pytest.raises(ValueError, match=r"finished fine-tune run folder.*Received: run="):

@@ -121,7 +121,9 @@ def keras_top1(run, images):
 
 
 def tflite_top1(path, images):
-    """A TFLite file's top-1 classes, run here on the interpreter (input quantised by hand)."""
+    """A TFLite file's top-1 classes, run here on the interpreter (input quantised by hand,
+    clipped to the input type as keras_vgg's runner does: an int8 file's calibrated input
+    scale can be below 1, so bright pixels would wrap around)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
@@ -132,7 +134,8 @@ def tflite_top1(path, images):
         x = image.astype("float32")
         if given["dtype"] != np.float32:
             scale, zero = given["quantization"]
-            x = np.round(x / scale + zero)
+            info = np.iinfo(given["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
         interpreter.set_tensor(given["index"], x[None].astype(given["dtype"]))
         interpreter.invoke()
         top.append(int(interpreter.get_tensor(out["index"])[0].argmax()))
@@ -420,7 +423,7 @@ def open_model():
 @pytest.mark.parametrize("make, kwargs, error, fragment", [
     (tiny_model, {"formats": ["onnnx"]}, ValueError, "formats='onnnx'"),
     (tiny_model, {"formats": []}, ValueError, "`formats`"),
-    (tiny_model, {"quantize": ["none", "int4"]}, ValueError, "quantize='int4'"),
+    (tiny_model, {"quantize": ["none", "int2"]}, ValueError, "quantize='int2'"),
     (tiny_model, {"int8_io": "int16"}, ValueError, "int8_io='int16'"),
     (tiny_model, {"class_names": ["a", "b"]}, ValueError, "Expected 3 `class_names`"),
     (tiny_model, {"sample": np.zeros((4, 8, 8), np.uint8)}, ValueError,
@@ -638,14 +641,16 @@ def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
     images, labels = folder_images(data, NAMES)
     # The file against the Keras model on all 18 images, whose answers are spread ("cat"
     # on 10, "dog" on 8, each by a margin of 0.11 or more): a wrong file breaks this, as
-    # one calibrated on dark frames does (8 of 18 and max |diff| 0.63, measured).
+    # one calibrated on dark frames does (8 of 18 and max |diff| 0.65, measured).
     expected = keras_top1(run_dir, images)
     assert expected.tolist() == [0] * 4 + [1] * 8 + [0] * 6
     assert np.array_equal(tflite_top1(out / "model_int8.tflite", images), expected)
     model = keras.saving.load_model(run_dir / "best.keras")
     probabilities = model.predict(preprocess_input(images, "torch"), verbose=0)
     int8 = TFLiteRunner(out / "model_int8.tflite")(images)
-    assert np.abs(int8 - probabilities).max() <= 0.03  # measured 0.0089
+    # measured 0.078 from the LiteRT Quantizer (0.0089 from the converter before it: its int8
+    # moves probabilities more, docs/export.md "Converter against quantizer")
+    assert np.abs(int8 - probabilities).max() <= 0.12
 
     held_out = stratified_split(labels, Recipe().data.validation_split, Recipe().seed)[1]
     images, labels = images[held_out], labels[held_out]
@@ -673,7 +678,7 @@ def test_cli_refuses_an_int8_file_calibrated_on_dark_frames(run_dir, tmp_path, c
             "--representative-data", str(dark), "--sample-data", str(data), "-o", str(out)]
     refusal = ("keras-vgg export: model_int8.tflite agrees with the Keras model's top-1 on "
                "44.4% of the sample (10 of 18 images changed answer; required {}) and "
-               "differs from it by 0.63 (more than 0.05: not near ties); nothing was written. "
+               "differs from it by 0.65 (more than 0.05: not near ties); nothing was written. "
                "An int8 file this far from its Keras model was usually calibrated on images "
                "unlike the sample: check `representative_data` (--representative-data). To "
                "write it anyway, pass a lower `min_agreement` (--min-agreement), or 0 to turn "
@@ -692,7 +697,7 @@ def test_cli_refuses_an_int8_file_calibrated_on_dark_frames(run_dir, tmp_path, c
     assert rows["int8"]["agreement_gate"] == {"min_agreement": None, "rule": "off",
                                               "result": None}
     assert (rows["int8"]["changed"], rows["none"]["changed"]) == (10, 0)
-    assert "model_int8.tflite: max |diff| 0.63, top-1 agreement 44.4%; agreement gate off " \
+    assert "model_int8.tflite: max |diff| 0.65, top-1 agreement 44.4%; agreement gate off " \
         "(min_agreement=0)" in capsys.readouterr().out
 
 

@@ -555,7 +555,8 @@ def test_tfds_bad_split(tiny_tfds_prepared, key, value):
 def test_tfds_wrong_feature_key_fails_before_preparing(tiny_tfds, key, value, names):
     with pytest.raises(ValueError, match=r"Expected `.*` to name a") as error:
         load_data(tiny_recipe(tiny_tfds, {f"data.{key}": value}))
-    assert str(error.value) == f"Expected `{key}` to name a {names}. Received: {key}={value!r}"
+    assert str(error.value) == (f"Expected `data.{key}` to name a {names}. Received: "
+                                f"data.{key}={value!r}")
     assert not (tiny_tfds.data_dir / tiny_tfds.name).exists()  # nothing prepared
     splits = load_data(tiny_recipe(tiny_tfds, {"data.image_key": "image",
                                                   "data.label_key": "label"}))

@@ -35,7 +35,7 @@ def test_weights_none_skips_the_head_only_phase_and_trains_every_block():
     assert scratch.model.weights is None
     assert {key: at(scratch.to_dict(), key) for key in FROM_SCRATCH} == {
         "model.name": "vgg11_bn", "model.image_size": 64, "data.batch_size": 16,
-        "phases": [{"epochs": 15, "lr": 1e-3, "freeze": "none"}]}
+        "phases": [{"epochs": 15, "lr": 1e-3, "freeze": "none", "lora_rank": 0}]}
     assert from_scratch_note("folder", ["data.source=photos", "model.weights=none"]) == NOTE
 
 
