@@ -32,7 +32,8 @@ import tensorflow as tf
 
 from keras_vgg.finetune import data as data_lib
 from keras_vgg.precision import training_scope
-from keras_vgg.finetune.config import load_recipe, phase_name, shipped_recipes
+from keras_vgg.finetune.config import load_recipe, shipped_recipes
+from keras_vgg.finetune.recipe import phase_name
 from keras_vgg.finetune.model import bn_training, build_finetune_model, freeze
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.phase import cached_features, class_weights, uses_feature_cache

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_vgg.finetune.builtin import SHAPES, render
-from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.model import build_finetune_model
 from keras_vgg.pixels import model_inputs
 from keras_vgg.precision import precision_scope

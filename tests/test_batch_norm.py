@@ -8,7 +8,7 @@ import pytest
 
 import keras
 import keras_vgg
-from keras_vgg.finetune.config import Recipe
+from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.model import build_finetune_model
 from keras_vgg.precision import precision_scope, with_precision
 

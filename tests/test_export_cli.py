@@ -635,7 +635,7 @@ def test_cli_export_int8_from_an_image_folder(run_dir, tmp_path, capsys):
     assert report["sample"] == {"images": 3, "source": "given", "labels": True}
     assert row["agreement_gate"] == {"min_agreement": 0.8, "rule": "default",
                                      "result": "passed"}
-    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.recipe import Recipe
     from keras_vgg.finetune.data import stratified_split
 
     images, labels = folder_images(data, NAMES)

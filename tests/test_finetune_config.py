@@ -8,7 +8,8 @@ import pytest
 from keras_vgg import cli
 from keras_vgg.finetune import Recipe, load_recipe, shipped_recipes
 from keras_vgg.finetune.builtin import make_shapes
-from keras_vgg.finetune.config import Phase, freeze_blocks, parse_value
+from keras_vgg.finetune.config import parse_value
+from keras_vgg.finetune.recipe import Phase, freeze_blocks
 from keras_vgg.finetune.recipe import dotted_items
 
 # A fresh Python process importing keras_vgg: about 10 s (TensorFlow's import); a hung one

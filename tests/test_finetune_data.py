@@ -16,7 +16,8 @@ from PIL import Image
 from keras_vgg.preprocessing import preprocess_input
 from keras_vgg.finetune import builtin
 from keras_vgg.finetune.builtin import SHAPES, make_shapes
-from keras_vgg.finetune.config import Recipe, load_recipe
+from keras_vgg.finetune.config import load_recipe
+from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.data import (
     UNDECODABLE,
     check_image,

@@ -150,7 +150,7 @@ def test_a_runs_feature_cache_evaluation_report_and_compress_predict_folded(tmp_
     float32; the model the run saved keeps its norms."""
     from keras_vgg.finetune import finetune
     from keras_vgg.finetune.compress import compress
-    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.recipe import Recipe
 
     predicted = []
     own = keras.Model.predict

@@ -12,7 +12,8 @@ import pytest
 from keras_vgg import cli
 from keras_vgg.finetune import Recipe, finetune, load_recipe
 from keras_vgg.finetune.builtin import make_shapes
-from keras_vgg.finetune.config import FROM_SCRATCH, Phase, from_scratch_note
+from keras_vgg.finetune.config import FROM_SCRATCH, from_scratch_note
+from keras_vgg.finetune.recipe import Phase
 from keras_vgg.finetune.data import UNDECODABLE
 from keras_vgg.finetune.report import chance, format_run, skipped_files
 from keras_vgg.stats import accuracy

@@ -155,7 +155,7 @@ def test_bfloat16_agrees_with_float32_on_the_builtin_held_out_split(builtin_run)
     """The accuracy guard: the README's fine-tuned model, bfloat16 vs float32, on every
     image of its test split, paired."""
     from keras_vgg.finetune import data as data_lib
-    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.recipe import Recipe
     from keras_vgg.stats import paired_difference
 
     run, _ = builtin_run
@@ -252,7 +252,7 @@ def test_the_cli_takes_precision(tmp_path, capsys):
 
 
 def test_a_recipe_trains_in_what_mixed_precision_says(monkeypatch):
-    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.recipe import Recipe
     from keras_vgg.precision import training_precision
     from keras_vgg.finetune.phase import inference_precision
 

@@ -275,7 +275,7 @@ def test_converted_keras_file_keeps_its_variant_preprocessing_and_classes(tmp_pa
 def test_a_keras_file_as_weights_brings_its_record(tmp_path):
     """A VGGModel's .keras file used as `weights` gives the new model its preprocessing and
     class names, refuses another variant, and counts for preprocessing='auto' in a recipe."""
-    from keras_vgg.finetune.config import Recipe
+    from keras_vgg.finetune.recipe import Recipe
     from keras_vgg.saving import read_keras_record
 
     source = build_vgg("vgg11", input_shape=SIZE, classes=3, adaptive_pool=1)

@@ -21,13 +21,7 @@ from pathlib import Path
 
 from keras_vgg._extras import MissingExtra, require
 from keras_vgg._helpers import did_you_mean, format_table
-from keras_vgg.finetune.recipe import (AUGMENTATIONS, CACHES, HEADS, OLD_KEYS, Phase, Recipe,
-                                       dotted_items, freeze_blocks, no_weights, phase_name,
-                                       set_dotted)
-
-__all__ = ["AUGMENTATIONS", "CACHES", "HEADS", "OLD_KEYS", "Phase", "Recipe", "freeze_blocks",
-           "from_scratch_note", "load_recipe", "phase_name", "recipes_help", "recipes_table",
-           "shipped_recipes"]
+from keras_vgg.finetune.recipe import OLD_KEYS, Recipe, dotted_items, no_weights, set_dotted
 
 RECIPES_PACKAGE = "keras_vgg.recipe_files"  # the repository's recipes/ folder, installed
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")

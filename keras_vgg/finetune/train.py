@@ -2,7 +2,7 @@
 
 It follows keras-io's transfer-learning guide (freeze the base, train a new
 head with the base in inference mode, unfreeze the top blocks, recompile with a
-low rate), as tested code driven by a :class:`~keras_vgg.finetune.config.Recipe`.
+low rate), as tested code driven by a :class:`~keras_vgg.finetune.recipe.Recipe`.
 
 When phase 1 freezes the whole base and nothing is augmented, the base's
 features are computed once (``feature_cache/`` in the run directory) and the
