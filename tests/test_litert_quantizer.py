@@ -15,7 +15,7 @@ import pytest
 from keras_vgg import build_vgg, cli
 from keras_vgg._extras import MissingExtra
 from keras_vgg.export import export, serving_model, tflite_ops, write_tflite
-from keras_vgg.export.flatbuffer import with_uint8_io
+from keras_vgg.export.flatbuffer import with_pixel_input, with_uint8_io
 from keras_vgg.export.litert_quantize import (INT4_MIN_WEIGHTS, RECIPES, quantize_tflite,
                                               tflite_tool)
 from keras_vgg.export.runners import TFLiteRunner
@@ -104,11 +104,41 @@ def test_uint8_ends_keep_the_int8_files_answers(tmp_path, bundle):
     """with_uint8_io: the same probabilities as the int8-io file, fed the same pixels."""
     model, sample, _, representative = fitted_classifier("deep")
     float_model = float_tflite(serving_model(model, "caffe"))
-    int8_io = quantize_tflite(float_model, "int8", representative)
+    int8_io = with_pixel_input(quantize_tflite(float_model, "int8", representative))
     (tmp_path / "int8.tflite").write_bytes(int8_io)
     (tmp_path / "uint8.tflite").write_bytes(with_uint8_io(int8_io))
     a, b = (TFLiteRunner(tmp_path / f"{n}.tflite")(sample) for n in ("int8", "uint8"))
     assert np.abs(a - b).max() <= 1 / 256 + 1e-6  # one output step at most
+
+
+def test_int8_file_reads_raw_pixels_in_a_plain_interpreter(bundle):
+    """The quantizer calibrates the input's range (scale 0.88 on images whose brightest pixel
+    was 224): the file's uint8 input is set to scale 1, zero point 0, and the int8 tensor
+    behind it to scale 1, zero point -128, so camera pixels go in as they are and none is
+    clipped. Fed raw pixels, ai_edge_litert gives the runner's answers."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    path = bundle["out"] / bundle["rows"]["int8"]["file"]
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    given, answer = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert given["dtype"] == np.uint8 and given["quantization"] == (1.0, 0)
+    graph = flatbuffer_utils.read_model(str(path)).subgraphs[0]
+    behind = graph.tensors[graph.operators[0].outputs[0]].quantization  # the int8 input
+    assert (list(behind.scale), list(behind.zeroPoint)) == ([1.0], [-128])
+    _, sample, labels, _ = fitted_classifier("deep")
+    raw = []
+    for image in sample:  # uint8 pixels straight in, no rescaling
+        interpreter.set_tensor(given["index"], image[None])
+        interpreter.invoke()
+        raw.append(interpreter.get_tensor(answer["index"])[0])
+    scale, zero = answer["quantization"]
+    raw = (np.stack(raw).astype("float32") - zero) * scale
+    np.testing.assert_array_equal(raw, TFLiteRunner(path)(sample))
+    row = bundle["rows"]["int8"]
+    assert (raw.argmax(1) == labels).mean() == row["accuracy"]
 
 
 @pytest.mark.parametrize("formats", [["saved_model"], ["onnx"], ["openvino"]])

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_vgg.export.flatbuffer import add_labels, builtin_names, tflite_ops, with_uint8_io
+from keras_vgg.export.flatbuffer import (add_labels, builtin_names, tflite_ops, with_pixel_input,
+                                         with_uint8_io)
 from keras_vgg.export.formats import CALIBRATION_IMAGES, INT8_IO, QUANTIZE, ExportError, one_of
 from keras_vgg.export.litert_quantize import QUANTIZER_MODES, quantize_tflite, tflite_tool
 
@@ -96,9 +97,12 @@ def write_tflite(serving, path, quantize="none", representative=None, int8_io="u
 
 def quantizer_bytes(float_model, quantize, representative=None, int8_io="uint8") -> bytes:
     """The LiteRT Quantizer's TFLite file in ``quantize`` mode (its recipe applied to the
-    float32 file ``float_model``, bytes), as bytes; int8 with uint8 ends by ``with_uint8_io``.
+    float32 file ``float_model``, bytes), as bytes; int8 reads raw pixels exactly
+    (``with_pixel_input``), with uint8 ends by ``with_uint8_io``.
     """
     model_bytes = quantize_tflite(float_model, quantize, representative)
+    if quantize == "int8":
+        model_bytes = with_pixel_input(model_bytes)
     if quantize == "int8" and int8_io == "uint8":
         model_bytes = with_uint8_io(model_bytes)
     return model_bytes
