@@ -63,6 +63,7 @@ from keras_vgg.finetune.compress_report import format_compress_report, plot_widt
 from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
+from keras_vgg.finetune.distillation import DistillSettings, Teacher
 from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.run_folder import read_recipe
 from keras_vgg.preprocessing import model_preprocessing
@@ -88,6 +89,8 @@ class Asked:
     criterion: str = "auto"
     quantize: tuple = ("none", "int8")
     max_drop: float | None = None
+    distill: bool | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class Settings:
     quantize: list
     plan: list  # each step's conv widths
     max_drop: float  # a fraction
+    distill: dict | None = None  # DistillSettings as a dict; None: labels only
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -126,7 +130,7 @@ class _Job:
 
 def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
              criterion="auto", quantize=("none", "int8"), overwrite=False, resume=False,
-             callbacks=(), verbose=2, max_drop=None) -> dict:
+             callbacks=(), verbose=2, max_drop=None, distill=None, temperature=None) -> dict:
     """Prune ``run``'s best.keras to a target, fine-tune, export, report; returns the report.
 
     Args:
@@ -142,12 +146,17 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
         callbacks: more Keras callbacks for each step's fit.
         max_drop: the accuracy the pruned model may lose, in points on the held-out split,
             before the report warns (default the recipe's ``compress.max_drop``, 1.0).
+        distill: whether the pruned model learns from the unpruned one as well as from the
+            labels (``keras_vgg.finetune.distillation``; default the recipe's
+            ``compress.distill``, True).
+        temperature: the logits' temperature when distilling (default the recipe's
+            ``compress.temperature``, 3.0).
     """
     source = RunFolder(run)
     recipe, model = _run_of(source)
     out = RunFolder(out) if out is not None else source.compressed
     settings = _settings(recipe, model, Asked(flops, params, steps, epochs, lr, criterion,
-                                              quantize, max_drop))
+                                              quantize, max_drop, distill, temperature))
     started = time.time()
     resumed = _check_out(out, settings, overwrite, resume)
     job = _Job(source, out, recipe, model, settings, resumed, tuple(callbacks), verbose)
@@ -204,11 +213,21 @@ def _compress(job: _Job):
         "feature_cache": False})
     run = RunContext(step_recipe, out, splits, model_preprocessing(job.model),
                      callbacks=job.callbacks, verbose=job.verbose)
-    pruned = job.model
+    pruned, teacher = job.model, _teacher(job)
     for k in range(1, len(job.settings.plan) + 1):
-        pruned, state = _step(run, job.settings, k, pruned, state)
+        if teacher is not None:  # which of its filters step k's student holds
+            teacher = teacher.after(pruned, job.settings.plan[k - 1], job.settings.criterion)
+        pruned, state = _step(run.but(teacher=teacher), job.settings, k, pruned, state)
     shutil.copyfile(out.step(len(job.settings.plan)).best, out.best)
-    return _report(run.but(recipe=recipe), job, pruned), state
+    return _report(run.but(recipe=recipe, teacher=teacher), job, pruned), state
+
+
+def _teacher(job: _Job) -> Teacher | None:
+    """The run's best.keras (a copy of its own, frozen) as the steps' teacher; None when
+    compress does not distill or fine-tunes no epoch."""
+    if job.settings.distill is None or not job.settings.epochs:
+        return None
+    return Teacher.of(load_model(job.source.path), DistillSettings(**job.settings.distill))
 
 
 def compress_phase(run: RunContext, resume=False):
@@ -259,7 +278,24 @@ def _settings(recipe, model, asked: Asked) -> Settings:
     plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
     max_drop = recipe.compress.max_drop if asked.max_drop is None else asked.max_drop
     return Settings({arg: fraction}, steps, epochs, float(lr), criterion, quantize,
-                    [list(w) for w in plan] + [list(final)], _max_drop(max_drop))
+                    [list(w) for w in plan] + [list(final)], _max_drop(max_drop),
+                    _distill(recipe, asked))
+
+
+def _distill(recipe, asked: Asked) -> dict | None:
+    """The distillation settings (``DistillSettings`` as a dict), checked; None: off."""
+    distill = recipe.compress.distill if asked.distill is None else asked.distill
+    if not isinstance(distill, bool):
+        raise ValueError(f"Expected `distill` to be True or False. Received: distill={distill!r}")
+    temperature = recipe.compress.temperature if asked.temperature is None else asked.temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            0 < temperature < float("inf")):
+        raise ValueError("Expected `temperature` to be a positive number (the logits' "
+                         f"softening when distilling). Received: temperature={temperature!r}")
+    if not distill:
+        return None
+    return dataclasses.asdict(DistillSettings(float(temperature),
+                                              float(recipe.compress.feature_weight)))
 
 
 def _check_out(out: RunFolder, settings: Settings, overwrite, resume) -> RunState | None:
@@ -300,8 +336,9 @@ def _step(run: RunContext, settings: Settings, k, model, state: RunState):
     pruned.preprocessing = run.mode
     folder.path.mkdir(exist_ok=True)
     if run.verbose:
+        taught = ", from the unpruned model and the labels" if run.teacher else ""
         print(f"Step {k}/{settings.steps}: conv widths {list(widths)}, fine-tuning "
-              f"{settings.epochs} epochs.", flush=True)
+              f"{settings.epochs} epochs{taught}.", flush=True)
     if settings.epochs:
         run_phase(run.but(folder=folder), 0, pruned, RunState())
         pruned = load_model(folder.best)
@@ -376,6 +413,7 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
                                 "result": paired.judge(settings.max_drop),
                                 "verdict": paired.verdict(settings.max_drop)},
             "accuracy_warning": accuracy_warning(paired, settings.max_drop, split_name),
+            "distillation": run.teacher.to_json() if run.teacher else {"on": False},
             "exports": rows}
 
 
