@@ -8,6 +8,13 @@ with the recipe's callbacks (best checkpoint by val_accuracy, CSV log, early sto
 learning-rate schedule, BackupAndRestore), in its own folder; ``resume=True`` continues
 an interrupted compress where it stopped.
 
+Each step's fine-tuning distils by default (``distill``, ``compress.distill``): the pruned
+model learns from the unpruned one (the run's best.keras, frozen) as well as from the
+labels, through Keras's ``Distiller`` (``keras_vgg.finetune.distillation``: the softened class
+scores at ``temperature``, and each block's output against the teacher's channels it was
+pruned from). ``distill=False`` (``--no-distill``) fine-tunes on the labels alone; the
+report says which, and ``compared`` pairs two compresses of one run image by image.
+
 Runs are deterministic: each step starts from the recipe's ``seed`` with its
 ``deterministic`` kernels, and its data order and augmentation come from (seed, epoch), so
 the same compress of the same run ends with the same weights, and a resumed one (it
@@ -27,7 +34,9 @@ says); when the pruned model loses more than that on the held-out images, the re
 ``step1/``..., ``export/`` (its TFLite files and export report), ``reference_export/``
 (the unpruned model's, on the same images), ``compress_report.json``, ``predictions.npz``
 (both models' classes on those images), ``widths.png`` and ``state.json``. Every argument
-is checked, and the target planned, before anything is written.
+is checked, and the target planned, before anything is written. The TFLite files are
+TensorFlow's: under ``KERAS_BACKEND=jax`` or ``torch`` compress prunes, fine-tunes and
+compares, and the report says how to export (``exports_skipped``).
 
 Example (a tiny run on the built-in shapes):
     >>> import tempfile
@@ -75,6 +84,9 @@ from keras_vgg.stats import PairedDifference, paired_difference
 REPORT = "compress_report.json"
 PREDICTIONS = "predictions.npz"  # labels and both models' classes on the held-out images
 DROP_MARGIN = 0.01  # the target: the pruned model within 1 point of the unpruned one
+EXPORTS_ELSEWHERE = ("No TFLite files under KERAS_BACKEND={backend} (TensorFlow writes them): "
+                     "export the pruned model with `KERAS_BACKEND=tensorflow keras-vgg export "
+                     "{model}`.")
 
 
 @dataclass(frozen=True)
@@ -393,14 +405,15 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
     before, after = _classes(model, run, split), _classes(pruned, run, split)
     paired = paired_difference(labels, before, after)
     _write_predictions(out / PREDICTIONS, labels=labels, before=before, after=after)
-    exports = _exports(run, settings, model, pruned, len(labels))
+    tflite = keras.backend.backend() == "tensorflow"  # TFLite files are TensorFlow's
+    exports = _exports(run, settings, model, pruned, len(labels)) if tflite else None
     names = conv_names(model)
     cost_before, cost_after = model_cost(model), model_cost(pruned)
     widths = {"names": names, "before": list(conv_widths(model)),
               "after": list(conv_widths(pruned))}
     plot_widths(names, widths["before"], widths["after"], out / "widths.png")
     rows = [_export_row(old, new) for old, new in zip(
-        exports["reference_export"]["exports"], exports["export"]["exports"])]
+        exports["reference_export"]["exports"], exports["export"]["exports"])] if tflite else []
     return {"run": str(job.source), "model": str(out.best), **{
                 k: getattr(settings, k) for k in ("target", "steps", "epochs", "lr", "criterion")},
             "widths": widths,
@@ -414,7 +427,8 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
                                 "verdict": paired.verdict(settings.max_drop)},
             "accuracy_warning": accuracy_warning(paired, settings.max_drop, split_name),
             "distillation": run.teacher.to_json() if run.teacher else {"on": False},
-            "exports": rows}
+            "exports": rows, "exports_skipped": None if tflite else EXPORTS_ELSEWHERE.format(
+                backend=keras.backend.backend(), model=out.best)}
 
 
 def _exports(run: RunContext, settings: Settings, model, pruned, images) -> dict:

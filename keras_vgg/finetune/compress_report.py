@@ -72,6 +72,8 @@ def format_compress_report(report) -> str:
             lines += textwrap.wrap(f"{export['file']}, its Keras model minus it: " + "; ".join(
                 f"{word} {_short(PairedDifference.from_json(figures))}"
                 for word, figures in pairs) + ".", 92)
+    if report.get("exports_skipped"):
+        lines += textwrap.wrap(report["exports_skipped"], 92)
     if report.get("distillation"):
         lines += textwrap.wrap(distillation_line(report["distillation"]), 92)
     target = report["accuracy_target"]
