@@ -226,3 +226,20 @@ def test_compress_distils_on_this_backend(tmp_path):
         assert report["exports"] == [] and not (tmp_path / "small" / "export").exists()
         assert report["exports_skipped"] == EXPORTS_ELSEWHERE.format(
             backend=keras.backend.backend(), model=tmp_path / "small" / "best.keras")
+
+
+def test_the_benchmark_pairs_the_distilled_and_the_labels_only_pruned_models():
+    """benchmarks/compress.py: a row and a sentence for the same pruning fine-tuned on the
+    labels alone minus distilled (here 3 images right only when distilled, 1 only without)."""
+    from tests.test_benchmarks_report import compress_report, compress_section, paired
+
+    report = compress_report()
+    report["labels_only_minus_distilled"] = paired(1050, only_first=1, only_second=3,
+                                                   both_wrong=4)
+    section = compress_section(report)
+    assert "| test accuracy, pruned: labels only / distilled | 99.3% | 99.5% | +0.2 pts (95% " \
+        "CI -0.3 to +0.8) |" in section.body.splitlines()
+    assert ("The pruned model fine-tuned on the labels alone (--no-distill) minus the distilled "
+            "one: -0.2 points (95% CI -0.8 to +0.3) on 1,050 images; 4 changed answer (1 right "
+            "only before, 3 right only after).") in " ".join(section.body.split())
+    assert "labels only" not in compress_section(compress_report()).body
