@@ -246,7 +246,9 @@ OLD_KEYS = {
     **{key: f"{section}.{key}" for section, keys in _MOVED.items() for key in keys},
     **{f"phase{n + 1}_{key}": f"phases.{n}.{key}" for n in (0, 1)
        for key in ("epochs", "lr", "freeze")},
-    **{f"compress_{key}": f"compress.{key}" for key in _names(CompressSection)},
+    # 0.1's compress keys (the section's later keys never had a flat spelling)
+    **{f"compress_{key}": f"compress.{key}" for key in (
+        "flops", "params", "steps", "epochs", "lr", "criterion", "max_drop")},
     "export_formats": "export.formats", "export_quantize": "export.quantize",
 }
 
