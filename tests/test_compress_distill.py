@@ -52,6 +52,9 @@ def test_distillation_is_on_by_default_and_the_model_saved_is_a_plain_vgg(
     assert {"distillation_loss", "student_loss", "val_accuracy"} <= set(header)
     labels_only = compress(tiny_run, tmp_path / "labels", distill=False, **ARGS)
     assert labels_only["distillation"] == {"on": False}
+    # labels only is recorded as a compress before distillation recorded it (no key)
+    assert "distill" not in json.loads((tmp_path / "labels" / "state.json").read_text()
+                                       )["settings"]
     assert "distillation_loss" not in (tmp_path / "labels" / "step1" / "training_log.csv"
                                        ).read_text().splitlines()[0]
     assert "Fine-tuned on the labels alone (no distillation)." in format_compress_report(

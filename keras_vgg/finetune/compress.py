@@ -121,7 +121,12 @@ class Settings:
     distill: dict | None = None  # DistillSettings as a dict; None: labels only
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        # labels only is written as before distillation was (no key): a compress started
+        # then resumes with --no-distill
+        value = dataclasses.asdict(self)
+        if value["distill"] is None:
+            del value["distill"]
+        return value
 
 
 @dataclass(frozen=True)
