@@ -12,6 +12,8 @@ less; latency only, the models were trained at the run's size.
 Targets (issue 17): >= 3x fewer FLOPs; an int8 file >= 3x smaller than the unpruned int8;
 held-out accuracy within 1 point of the unpruned model (the run's own, and the control: the
 unpruned model fine-tuned as many epochs as the pruned one); int8 latency >= 2.5x lower.
+By default the pruned model is distilled from the unpruned one (compress's default), and
+the same pruning is also fine-tuned on the labels alone (--no-distill's) to pair the two.
 Accuracy is compared on the same images (the run's test split, else its validation split):
 each comparison is a paired difference with its 95% interval and the images that changed
 answer, and the 1-point target is judged on the intervals (issue 27): met when both lie
@@ -134,15 +136,22 @@ def measure(args) -> dict:
     run = Path(args.run) if args.run else train_run(root, args.set)
     started = time.time()
     report = compress(run, root / "compressed", flops=args.flops, steps=args.steps,
-                      epochs=args.epochs, quantize=args.quantize, verbose=0)
+                      epochs=args.epochs, quantize=args.quantize, verbose=0,
+                      distill=not args.no_distill)
     report["compress_seconds"] = round(time.time() - started, 1)
-    # the control: the unpruned model fine-tuned as long (flops=1 keeps every filter)
+    # the control: the unpruned model fine-tuned as long (flops=1 keeps every filter), on
+    # the labels (a teacher of itself would teach it nothing new)
     control = compress(run, root / "control", flops=1.0, steps=args.steps, epochs=args.epochs,
-                       quantize=["none"], verbose=0)
+                       quantize=["none"], verbose=0, distill=False)
     report["control_accuracy"] = control["accuracy"]["after"]
     # the control and the pruned model on the same images: control minus pruned
     report["control_minus_pruned"] = compared(root / "control",
                                               root / "compressed").to_json()
+    if report["distillation"]["on"]:  # the same pruning fine-tuned on the labels alone
+        compress(run, root / "labels_only", flops=args.flops, steps=args.steps,
+                 epochs=args.epochs, quantize=["none"], verbose=0, distill=False)
+        report["labels_only_minus_distilled"] = compared(root / "labels_only",
+                                                         root / "compressed").to_json()
     size = keras_vgg.load_model(run).input_shape[1:3]
     image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     for row in report["exports"]:
@@ -183,6 +192,11 @@ def table(report, repeats) -> str:
              f"{own['second']['accuracy']:.1%} | {points(own)} |",
              f"| {split} accuracy, both fine-tuned as long | {control['first']['accuracy']:.1%} "
              f"| {control['second']['accuracy']:.1%} | {points(control)} |"]
+    labels = report.get("labels_only_minus_distilled")
+    if labels:
+        lines.append(f"| {split} accuracy, pruned: labels only / distilled | "
+                     f"{labels['first']['accuracy']:.1%} | {labels['second']['accuracy']:.1%} | "
+                     f"{points(labels)} |")
     for row in report["exports"]:
         lines.append(f"| {row['file']} MB | {row['size_before'] / 1e6:.2f} | "
                      f"{row['size_after'] / 1e6:.2f} | "
@@ -202,7 +216,9 @@ def table(report, repeats) -> str:
     lines += ["", f"Accuracy: both models on the same {report['held_out_images']:,} {split} "
               f"images, paired. Unpruned minus pruned: {PairedDifference.from_json(own)}. "
               f"Control (the unpruned model fine-tuned as long) minus pruned: "
-              f"{PairedDifference.from_json(control)}.",
+              f"{PairedDifference.from_json(control)}." + (
+                  " The pruned model fine-tuned on the labels alone (--no-distill) minus the "
+                  f"distilled one: {PairedDifference.from_json(labels)}." if labels else ""),
               "", f"Pruned conv widths: {report['widths']['after']} (from "
               f"{report['widths']['before']}); {report['steps']} step(s) of {report['epochs']} "
               f"fine-tune epochs at lr {report['lr']}, criterion {report['criterion']}. "
@@ -272,6 +288,8 @@ def arguments(argv=None):
     parser.add_argument("--steps", type=common.positive_int, default=1)
     parser.add_argument("--epochs", type=int, default=5, help="fine-tune epochs per step")
     parser.add_argument("--quantize", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--no-distill", action="store_true", help="fine-tune the pruned model "
+                        "on the labels alone (default: distilled, and compared with that)")
     parser.add_argument("--repeats", type=common.positive_int, default=200)
     parser.add_argument("--large-size", type=int, default=224,
                         help="also time both int8 files rebuilt at this size (0: not)")

@@ -566,6 +566,14 @@ def add_compress_parser(commands):
                           help="warn when the pruned model loses more accuracy than this on "
                           "the held-out split, in points (default: the run's "
                           "compress.max_drop, 1.0 unless its recipe says)")
+    compress.add_argument("--no-distill", dest="distill", action="store_false", default=None,
+                          help="fine-tune the pruned model on the labels alone (default: it "
+                          "also learns from the unpruned model, its softened class scores and "
+                          "block outputs, as the run's compress.distill says, true unless "
+                          "its recipe says)")
+    compress.add_argument("--temperature", type=float, help="the softening of the class "
+                          "scores it learns from (default: the run's compress.temperature, "
+                          "3.0 unless its recipe says)")
     resume = compress.add_mutually_exclusive_group()
     resume.add_argument("--overwrite", action="store_true", help="replace the output folder")
     resume.add_argument("--resume", action="store_true", help="continue an interrupted one")
@@ -577,7 +585,7 @@ def compress_command(args) -> int:
     compress(args.run, args.output, flops=args.flops, params=args.params, steps=args.steps,
              epochs=args.epochs, lr=args.lr, criterion=args.criterion,
              quantize=args.quantize, overwrite=args.overwrite, resume=args.resume,
-             max_drop=args.max_drop)
+             max_drop=args.max_drop, distill=args.distill, temperature=args.temperature)
     return 0
 
 

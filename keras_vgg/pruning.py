@@ -211,21 +211,53 @@ def prune(model, flops=None, params=None, widths=None, criterion="auto") -> kera
         >>> prune(model, widths=(8, 16, 32, 32, 64, 64, 64, 64)).output_shape
         (None, 1, 1, 64)
     """
-    names = conv_names(model)
     if widths is None:
         widths = plan_widths(model, flops, params)
     elif flops is not None or params is not None:
         raise expected("either `widths` or a `flops`/`params` target, not both",
                        widths=widths, flops=flops, params=params)
     base = vgg_base(model)
-    widths = _checked_widths(widths, names, model)
-    scores = filter_scores(model, criterion)
-    keep = {name: np.sort(np.argsort(-scores[name], kind="stable")[:n])
-            for name, n in zip(names, widths)}
+    keep = kept_filters(model, widths, criterion)
+    widths = tuple(len(k) for k in keep.values())
     recorded = pruned_widths(get_config(base.variant).with_widths(widths))
     pruned = _rebuilt(model, {name: len(k) for name, k in keep.items()}, recorded)
     _copy_weights(model, pruned, keep)
     return pruned
+
+
+def kept_filters(model, widths, criterion="auto") -> dict[str, np.ndarray]:
+    """Which filters each conv keeps when ``model`` is pruned to ``widths``: ``{conv name:
+    the kept filters' indices, ascending}``, as :func:`prune` keeps them.
+
+    Example:
+        >>> import keras_vgg
+        >>> model = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3))
+        >>> [len(k) for k in kept_filters(model, (8, 16, 32, 32, 64, 64, 64, 64)).values()]
+        [8, 16, 32, 32, 64, 64, 64, 64]
+    """
+    names = conv_names(model)
+    widths = _checked_widths(widths, names, model)
+    scores = filter_scores(model, criterion)
+    return {name: np.sort(np.argsort(-scores[name], kind="stable")[:n])
+            for name, n in zip(names, widths)}
+
+
+def block_outputs(model) -> dict[str, str]:
+    """``{pooling layer: the conv whose filters it carries}``: each block's output (its
+    pool, in the keras_vgg base) and the last conv before it, in order.
+
+    Example:
+        >>> import keras_vgg
+        >>> block_outputs(keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3)))["block3_pool"]
+        'block3_conv2'
+    """
+    outputs, conv = {}, None
+    for layer in _chain(vgg_base(model)):
+        if isinstance(layer, keras.layers.Conv2D):
+            conv = layer.name
+        elif "MaxPooling2D" in type(layer).__name__ and conv:
+            outputs[layer.name] = conv
+    return outputs
 
 
 def _checked_widths(widths, names, model):

@@ -292,7 +292,10 @@ def test_compress_of_the_main_job_keeps_its_accuracy(builtin_run, tmp_path):
 
     run, _ = builtin_run
     out = tmp_path / "small"
-    report = compress(run, out, flops=0.3, epochs=1, quantize=["none"], verbose=0)
+    # on the labels alone, as these figures were measured (issue 31's distillation, now the
+    # default, is measured in tests/test_compress_distill.py and docs/compress.md)
+    report = compress(run, out, flops=0.3, epochs=1, quantize=["none"], verbose=0,
+                      distill=False)
     assert report["flops"]["after"] <= 0.3 * report["flops"]["before"]
     paired = report["before_minus_after"]
     # the unpruned model's figure is the run's own, image for image

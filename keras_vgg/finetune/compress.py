@@ -8,6 +8,13 @@ with the recipe's callbacks (best checkpoint by val_accuracy, CSV log, early sto
 learning-rate schedule, BackupAndRestore), in its own folder; ``resume=True`` continues
 an interrupted compress where it stopped.
 
+Each step's fine-tuning distils by default (``distill``, ``compress.distill``): the pruned
+model learns from the unpruned one (the run's best.keras, frozen) as well as from the
+labels, through Keras's ``Distiller`` (``keras_vgg.finetune.distillation``: the softened class
+scores at ``temperature``, and each block's output against the teacher's channels it was
+pruned from). ``distill=False`` (``--no-distill``) fine-tunes on the labels alone; the
+report says which, and ``compared`` pairs two compresses of one run image by image.
+
 Runs are deterministic: each step starts from the recipe's ``seed`` with its
 ``deterministic`` kernels, and its data order and augmentation come from (seed, epoch), so
 the same compress of the same run ends with the same weights, and a resumed one (it
@@ -27,7 +34,9 @@ says); when the pruned model loses more than that on the held-out images, the re
 ``step1/``..., ``export/`` (its TFLite files and export report), ``reference_export/``
 (the unpruned model's, on the same images), ``compress_report.json``, ``predictions.npz``
 (both models' classes on those images), ``widths.png`` and ``state.json``. Every argument
-is checked, and the target planned, before anything is written.
+is checked, and the target planned, before anything is written. The TFLite files are
+TensorFlow's: under ``KERAS_BACKEND=jax`` or ``torch`` compress prunes, fine-tunes and
+compares, and the report says how to export (``exports_skipped``).
 
 Example (a tiny run on the built-in shapes):
     >>> import tempfile
@@ -63,6 +72,7 @@ from keras_vgg.finetune.compress_report import format_compress_report, plot_widt
 from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
+from keras_vgg.finetune.distillation import DistillSettings, Teacher
 from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.run_folder import read_recipe
 from keras_vgg.preprocessing import model_preprocessing
@@ -74,6 +84,9 @@ from keras_vgg.stats import PairedDifference, paired_difference
 REPORT = "compress_report.json"
 PREDICTIONS = "predictions.npz"  # labels and both models' classes on the held-out images
 DROP_MARGIN = 0.01  # the target: the pruned model within 1 point of the unpruned one
+EXPORTS_ELSEWHERE = ("No TFLite files under KERAS_BACKEND={backend} (TensorFlow writes them): "
+                     "export the pruned model with `KERAS_BACKEND=tensorflow keras-vgg export "
+                     "{model}`.")
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,8 @@ class Asked:
     criterion: str = "auto"
     quantize: tuple = ("none", "int8")
     max_drop: float | None = None
+    distill: bool | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,9 +118,15 @@ class Settings:
     quantize: list
     plan: list  # each step's conv widths
     max_drop: float  # a fraction
+    distill: dict | None = None  # DistillSettings as a dict; None: labels only
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        # labels only is written as before distillation was (no key): a compress started
+        # then resumes with --no-distill
+        value = dataclasses.asdict(self)
+        if value["distill"] is None:
+            del value["distill"]
+        return value
 
 
 @dataclass(frozen=True)
@@ -126,7 +147,7 @@ class _Job:
 
 def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
              criterion="auto", quantize=("none", "int8"), overwrite=False, resume=False,
-             callbacks=(), verbose=2, max_drop=None) -> dict:
+             callbacks=(), verbose=2, max_drop=None, distill=None, temperature=None) -> dict:
     """Prune ``run``'s best.keras to a target, fine-tune, export, report; returns the report.
 
     Args:
@@ -142,12 +163,17 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
         callbacks: more Keras callbacks for each step's fit.
         max_drop: the accuracy the pruned model may lose, in points on the held-out split,
             before the report warns (default the recipe's ``compress.max_drop``, 1.0).
+        distill: whether the pruned model learns from the unpruned one as well as from the
+            labels (``keras_vgg.finetune.distillation``; default the recipe's
+            ``compress.distill``, True).
+        temperature: the logits' temperature when distilling (default the recipe's
+            ``compress.temperature``, 3.0).
     """
     source = RunFolder(run)
     recipe, model = _run_of(source)
     out = RunFolder(out) if out is not None else source.compressed
     settings = _settings(recipe, model, Asked(flops, params, steps, epochs, lr, criterion,
-                                              quantize, max_drop))
+                                              quantize, max_drop, distill, temperature))
     started = time.time()
     resumed = _check_out(out, settings, overwrite, resume)
     job = _Job(source, out, recipe, model, settings, resumed, tuple(callbacks), verbose)
@@ -204,11 +230,21 @@ def _compress(job: _Job):
         "feature_cache": False})
     run = RunContext(step_recipe, out, splits, model_preprocessing(job.model),
                      callbacks=job.callbacks, verbose=job.verbose)
-    pruned = job.model
+    pruned, teacher = job.model, _teacher(job)
     for k in range(1, len(job.settings.plan) + 1):
-        pruned, state = _step(run, job.settings, k, pruned, state)
+        if teacher is not None:  # which of its filters step k's student holds
+            teacher = teacher.after(pruned, job.settings.plan[k - 1], job.settings.criterion)
+        pruned, state = _step(run.but(teacher=teacher), job.settings, k, pruned, state)
     shutil.copyfile(out.step(len(job.settings.plan)).best, out.best)
-    return _report(run.but(recipe=recipe), job, pruned), state
+    return _report(run.but(recipe=recipe, teacher=teacher), job, pruned), state
+
+
+def _teacher(job: _Job) -> Teacher | None:
+    """The run's best.keras (a copy of its own, frozen) as the steps' teacher; None when
+    compress does not distill or fine-tunes no epoch."""
+    if job.settings.distill is None or not job.settings.epochs:
+        return None
+    return Teacher.of(load_model(job.source.path), DistillSettings(**job.settings.distill))
 
 
 def compress_phase(run: RunContext, resume=False):
@@ -259,7 +295,24 @@ def _settings(recipe, model, asked: Asked) -> Settings:
     plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
     max_drop = recipe.compress.max_drop if asked.max_drop is None else asked.max_drop
     return Settings({arg: fraction}, steps, epochs, float(lr), criterion, quantize,
-                    [list(w) for w in plan] + [list(final)], _max_drop(max_drop))
+                    [list(w) for w in plan] + [list(final)], _max_drop(max_drop),
+                    _distill(recipe, asked))
+
+
+def _distill(recipe, asked: Asked) -> dict | None:
+    """The distillation settings (``DistillSettings`` as a dict), checked; None: off."""
+    distill = recipe.compress.distill if asked.distill is None else asked.distill
+    if not isinstance(distill, bool):
+        raise ValueError(f"Expected `distill` to be True or False. Received: distill={distill!r}")
+    temperature = recipe.compress.temperature if asked.temperature is None else asked.temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            0 < temperature < float("inf")):
+        raise ValueError("Expected `temperature` to be a positive number (the logits' "
+                         f"softening when distilling). Received: temperature={temperature!r}")
+    if not distill:
+        return None
+    return dataclasses.asdict(DistillSettings(float(temperature),
+                                              float(recipe.compress.feature_weight)))
 
 
 def _check_out(out: RunFolder, settings: Settings, overwrite, resume) -> RunState | None:
@@ -300,8 +353,9 @@ def _step(run: RunContext, settings: Settings, k, model, state: RunState):
     pruned.preprocessing = run.mode
     folder.path.mkdir(exist_ok=True)
     if run.verbose:
+        taught = ", from the unpruned model and the labels" if run.teacher else ""
         print(f"Step {k}/{settings.steps}: conv widths {list(widths)}, fine-tuning "
-              f"{settings.epochs} epochs.", flush=True)
+              f"{settings.epochs} epochs{taught}.", flush=True)
     if settings.epochs:
         run_phase(run.but(folder=folder), 0, pruned, RunState())
         pruned = load_model(folder.best)
@@ -356,14 +410,15 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
     before, after = _classes(model, run, split), _classes(pruned, run, split)
     paired = paired_difference(labels, before, after)
     _write_predictions(out / PREDICTIONS, labels=labels, before=before, after=after)
-    exports = _exports(run, settings, model, pruned, len(labels))
+    tflite = keras.backend.backend() == "tensorflow"  # TFLite files are TensorFlow's
+    exports = _exports(run, settings, model, pruned, len(labels)) if tflite else None
     names = conv_names(model)
     cost_before, cost_after = model_cost(model), model_cost(pruned)
     widths = {"names": names, "before": list(conv_widths(model)),
               "after": list(conv_widths(pruned))}
     plot_widths(names, widths["before"], widths["after"], out / "widths.png")
     rows = [_export_row(old, new) for old, new in zip(
-        exports["reference_export"]["exports"], exports["export"]["exports"])]
+        exports["reference_export"]["exports"], exports["export"]["exports"])] if tflite else []
     return {"run": str(job.source), "model": str(out.best), **{
                 k: getattr(settings, k) for k in ("target", "steps", "epochs", "lr", "criterion")},
             "widths": widths,
@@ -376,7 +431,9 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
                                 "result": paired.judge(settings.max_drop),
                                 "verdict": paired.verdict(settings.max_drop)},
             "accuracy_warning": accuracy_warning(paired, settings.max_drop, split_name),
-            "exports": rows}
+            "distillation": run.teacher.to_json() if run.teacher else {"on": False},
+            "exports": rows, "exports_skipped": None if tflite else EXPORTS_ELSEWHERE.format(
+                backend=keras.backend.backend(), model=out.best)}
 
 
 def _exports(run: RunContext, settings: Settings, model, pruned, images) -> dict:

@@ -72,12 +72,34 @@ def format_compress_report(report) -> str:
             lines += textwrap.wrap(f"{export['file']}, its Keras model minus it: " + "; ".join(
                 f"{word} {_short(PairedDifference.from_json(figures))}"
                 for word, figures in pairs) + ".", 92)
+    if report.get("exports_skipped"):
+        lines += textwrap.wrap(report["exports_skipped"], 92)
+    if report.get("distillation"):
+        lines += textwrap.wrap(distillation_line(report["distillation"]), 92)
     target = report["accuracy_target"]
     lines += textwrap.wrap(f"Within {100 * target['max_drop']:.1f} point of the unpruned "
                            f"model: {target['verdict']}.", 92)
     if report.get("accuracy_warning"):
         lines += textwrap.wrap(report["accuracy_warning"], 92)
     return "\n".join(lines)
+
+
+def distillation_line(distillation: dict) -> str:
+    """How the pruned model was fine-tuned: from the labels alone, or distilled (and how).
+
+    Example:
+        >>> distillation_line({"on": False})
+        'Fine-tuned on the labels alone (no distillation).'
+    """
+    if not distillation["on"]:
+        return "Fine-tuned on the labels alone (no distillation)."
+    features = distillation["features"]
+    blocks = (f"{distillation['feature_weight']:g} on the block outputs {', '.join(features)}"
+              if features else "none on the block outputs")
+    return (f"Distilled from the unpruned model: loss = {distillation['label_weight']:g} x labels "
+            f"+ {1 - distillation['label_weight']:g} x (the class scores at temperature "
+            f"{distillation['temperature']:g}, weight {distillation['logits_weight']:g}; "
+            f"{blocks}).")
 
 
 def _short(paired: PairedDifference) -> str:

@@ -1,6 +1,6 @@
 """One run context: what the phases of a run (and the steps of a compress) need, in one typed
 record: the recipe, the run folder, the loaded data and its preprocessing, the strategy, the
-extra callbacks and the verbosity.
+extra callbacks, the verbosity, and the teacher a phase distills from (compress's).
 
 The recipe is the one ``recipe.json`` holds: its ``batch_size`` is per replica.
 :attr:`RunContext.global_batch` is what one step of training reads (per-replica batch x
@@ -36,6 +36,7 @@ class RunContext:
     strategy: object = None
     callbacks: tuple = ()
     verbose: int = 2
+    teacher: object = None  # keras_vgg.finetune.distillation.Teacher: fit a Distiller
 
     def __post_init__(self):
         if not isinstance(self.folder, RunFolder):

@@ -27,6 +27,7 @@ from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune import distribute
 from keras_vgg.finetune import lora
 from keras_vgg.finetune.context import RunContext
+from keras_vgg.finetune.distillation import label_loss
 from keras_vgg.finetune.loop import FitPlan, fit
 from keras_vgg.finetune.model import bn_training, freeze
 from keras_vgg.finetune.recipe import phase_name
@@ -216,19 +217,24 @@ def _best_so_far(folder):
 def run_phase(run: RunContext, index: int, model, state: RunState) -> RunState:
     """Phase ``index`` of the recipe (counted from 0): freeze, compile (in the strategy's
     scope), fit (resuming from its backup when there is one); returns the state with the
-    phase done."""
+    phase done. With ``run.teacher`` the model is fit as the student of Keras's Distiller
+    (its checkpoint and exports stay the model itself)."""
     recipe, phase = run.recipe, phase_name(index)
     settings = recipe.phases[index]
     epochs = settings.epochs
     freeze(model, settings.freeze, freeze_bn=not bn_training(recipe))
     use_cache = index == 0 and uses_feature_cache(recipe)
     target = model.get_layer("head") if use_cache else model
+    weights = class_weights(recipe, _all_train_labels(run.splits), len(run.splits.class_names))
+    loss = "sparse_categorical_crossentropy"
     with run.strategy.scope():
         adapted = (lora.enable(model, settings.lora_rank, f"phases.{index}.lora_rank")
                    if settings.lora_rank else [])
-        target.compile(optimizer=keras.optimizers.Adam(settings.lr),
-                       loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                       jit_compile=recipe.jit_compile)
+        if run.teacher is not None:  # the Distiller fits, the model is saved
+            target, loss = run.teacher.distiller(model, weights), label_loss(weights)
+            weights = None  # in the label loss: the Distiller ignores sample weights
+        target.compile(optimizer=keras.optimizers.Adam(settings.lr), loss=loss,
+                       metrics=["accuracy"], jit_compile=recipe.jit_compile)
     epoch = data_lib.EpochSeed(recipe.seed)
     train, val = _phase_data(run, model, use_cache, epoch)
     start = state.epoch
@@ -240,7 +246,6 @@ def run_phase(run: RunContext, index: int, model, state: RunState) -> RunState:
     phase_callbacks.insert(0, epoch)
     # BackupAndRestore leaves the restored epoch on the model; a later fit must not inherit it.
     target._initial_epoch = None
-    weights = class_weights(recipe, _all_train_labels(run.splits), len(run.splits.class_names))
     with WholeSaves() as saves:
         history = fit(target, train, val, FitPlan(
             epochs=start + epochs, initial_epoch=start, class_weight=weights,

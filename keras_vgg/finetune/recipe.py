@@ -108,6 +108,12 @@ class CompressSection:
     lr: float = 1e-4
     criterion: str = AUTO  # auto (BN scale where there is BN, else L1) | l1 | bn_scale
     max_drop: float = 1.0  # points the pruned model may lose before the report warns
+    # The pruned model learns from the unpruned one too (keras_vgg.finetune.distillation):
+    # its softened class scores at `temperature` and, weighted `feature_weight` (0: off),
+    # its block outputs. false: from the labels alone.
+    distill: bool = True
+    temperature: float = 3.0
+    feature_weight: float = 1.0
 
 
 def _default_phases():
@@ -240,7 +246,9 @@ OLD_KEYS = {
     **{key: f"{section}.{key}" for section, keys in _MOVED.items() for key in keys},
     **{f"phase{n + 1}_{key}": f"phases.{n}.{key}" for n in (0, 1)
        for key in ("epochs", "lr", "freeze")},
-    **{f"compress_{key}": f"compress.{key}" for key in _names(CompressSection)},
+    # 0.1's compress keys (the section's later keys never had a flat spelling)
+    **{f"compress_{key}": f"compress.{key}" for key in (
+        "flops", "params", "steps", "epochs", "lr", "criterion", "max_drop")},
     "export_formats": "export.formats", "export_quantize": "export.quantize",
 }
 
@@ -440,6 +448,8 @@ def _check_compress(section: CompressSection):
     _at_least("compress.steps", section.steps, 1)
     _at_least("compress.epochs", section.epochs, 0)
     _positive("compress.lr", section.lr)
+    _positive("compress.temperature", section.temperature)
+    _at_least("compress.feature_weight", section.feature_weight, 0)
     if not 0 <= section.max_drop <= 100:
         raise expected("`compress.max_drop` to be the accuracy points the pruned model may "
                        "lose, in [0, 100]", **{"compress.max_drop": section.max_drop})
