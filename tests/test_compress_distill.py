@@ -17,10 +17,11 @@ from keras_vgg.finetune import compress, finetune, load_recipe
 from keras_vgg.finetune.compress import EXPORTS_ELSEWHERE, compared
 from keras_vgg.finetune.compress_report import format_compress_report
 from keras_vgg.finetune.distillation import (DistillSettings, Teacher, WeightedCrossEntropy,
-                                             _KeptChannels, _SoftmaxLogits, tapped)
+                                             _KeptChannels, _SoftmaxLogits, label_loss,
+                                             tapped)
 from keras_vgg.finetune.model import build_finetune_model
 from keras_vgg.finetune.recipe import Recipe
-from keras_vgg.pruning import prune
+from keras_vgg.pruning import prune, vgg_base
 from keras_vgg.vgg_model import VGGModel
 from tests.test_compress import KillInFit, LastWeights, tiny_run  # noqa: F401 (a fixture)
 
@@ -126,6 +127,35 @@ def test_each_student_block_output_is_compared_with_the_teacher_channels_it_came
     distiller = step.distiller(second, {0: 1.0, 1: 2.0, 2: 0.5})
     assert distiller.student is second and distiller.teacher is teacher
     assert distiller.distillation_loss_weights == [1.0] + [0.2] * 5
+
+
+def test_the_student_runs_once_a_step_and_its_batch_norm_updates_once():
+    """Keras's Distiller runs the student for its predictions and again for its block
+    outputs; ours keeps the block outputs of the one pass. One train step traces the
+    student's forward once, and its BN moving means move as one plain training step moves
+    them (a second pass would update them twice)."""
+    keras.utils.set_random_seed(0)
+    recipe = Recipe().but({"model.name": "vgg11_bn", "model.image_size": 32})
+    teacher = build_finetune_model(recipe, num_classes=3)
+    student, plain = prune(teacher, flops=0.5), prune(teacher, flops=0.5)
+    step = Teacher.of(teacher, DistillSettings(temperature=3.0, feature_weight=1.0)).after(
+        teacher, student.widths)
+    distiller = step.distiller(student, None)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0), loss=label_loss(None))
+    plain.compile(optimizer=keras.optimizers.SGD(0.0), loss=label_loss(None))
+    extractor, passes = distiller._student_feature_extractor, []
+    forward = extractor.call
+    extractor.call = lambda *args, **kwargs: passes.append(1) or forward(*args, **kwargs)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    labels = np.array([0, 1, 2, 0])
+    distiller.train_on_batch(images, labels)
+    plain.train_on_batch(images, labels)
+    assert len(passes) == 1  # the tapped student: one pass in the traced step
+    for name in ("block1_conv1_bn", "block5_conv2_bn"):
+        ours, once = (vgg_base(m).get_layer(name) for m in (student, plain))
+        assert not np.allclose(np.asarray(ours.moving_mean), 0)
+        np.testing.assert_allclose(np.asarray(ours.moving_mean), np.asarray(once.moving_mean),
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_the_losses_are_what_their_docstrings_say():

@@ -25,8 +25,8 @@ Two things Keras's Distiller does not do, done here: it reads block outputs of a
 nested inside the classifier (``image -> base -> head``: :class:`_Distiller` taps the base
 in the same pass), and it ignores sample weights, so the recipe's class weights go into the
 label loss itself (:class:`WeightedCrossEntropy`). Cost: each step runs the teacher
-forward, and the student twice when features are distilled (once for its predictions,
-once for its block outputs: the Distiller's design).
+forward as well as the student (once: :class:`_Distiller` keeps the block outputs of the
+pass that gives the predictions, where Keras's runs the student a second time for them).
 
 The saved models stay plain keras_vgg classifiers: the checkpoint saves the student, never
 the Distiller.
@@ -178,10 +178,26 @@ class _KeptChannels(keras.distillation.FeatureDistillation):
 
 
 class _Distiller(keras.distillation.Distiller):
-    """Keras's Distiller whose feature taps may sit in the classifier's nested base."""
+    """Keras's Distiller whose feature taps may sit in the classifier's nested base, and
+    whose student runs once per step: Keras's calls it for the predictions and again for
+    the block outputs (two BatchNorm updates a step); here the forward pass that gives the
+    predictions keeps the block outputs for the loss."""
 
     def _create_feature_extractor(self, model, layer_names):
         return tapped(model, layer_names) if layer_names else None
+
+    def call(self, inputs, training=None, **kwargs):
+        if self._student_feature_extractor is None:
+            return super().call(inputs, training=training, **kwargs)
+        features = self._student_feature_extractor(inputs, training=training)
+        self._last_student_features = features
+        return features["final_output"]
+
+    def _extract_all_student_features(self, x, y_pred):
+        features = getattr(self, "_last_student_features", None)
+        if features is not None and features["final_output"] is y_pred:
+            return features
+        return super()._extract_all_student_features(x, y_pred)
 
 
 def tapped(model, layer_names) -> keras.Model:
