@@ -26,6 +26,8 @@ MODES = ("caffe", "torch", "tf", "mean_image")
 NAMED_MODES = MODES[:3]
 # Filter ranking for pruning (keras_vgg.pruning).
 CRITERIA = ("auto", "l1", "bn_scale")
+# How compress spends its budget over the convs (keras_vgg.finetune.sensitivity).
+PLANS = ("uniform", "sensitivity")
 # tf.distribute strategies of a fine-tune run (keras_vgg.finetune.distribute).
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 # Published weights (keras_vgg.weights): the publishers, and what `weights=` accepts by name.

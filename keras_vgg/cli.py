@@ -33,8 +33,8 @@ from pathlib import Path
 from keras_vgg._extras import MissingExtra
 from keras_vgg._helpers import did_you_mean
 from keras_vgg._quiet import VERBOSE_FLAG
-from keras_vgg.choices import (CRITERIA, DEFAULT_FORMATS, FORMATS, INT8_IO, MIN_AGREEMENT, MODES, PRECISIONS,
-                               QUANTIZE, SAMPLE_IMAGES)
+from keras_vgg.choices import (CRITERIA, DEFAULT_FORMATS, FORMATS, INT8_IO, MIN_AGREEMENT, MODES,
+                               PLANS, PRECISIONS, QUANTIZE, SAMPLE_IMAGES)
 from keras_vgg.configs import variant_table
 from keras_vgg.export.formats import ExportError
 from keras_vgg.finetune.config import recipes_help
@@ -571,6 +571,10 @@ def add_compress_parser(commands):
                           "also learns from the unpruned model, its softened class scores and "
                           "block outputs, as the run's compress.distill says, true unless "
                           "its recipe says)")
+    compress.add_argument("--plan", choices=PLANS, help="how the budget is spent over the "
+                          "convs: uniform (the same share of each) or sensitivity (each conv "
+                          "pruned alone on the validation split, filters taken where the "
+                          "loss rises least; default: the run's compress.plan, uniform)")
     compress.add_argument("--temperature", type=float, help="the softening of the class "
                           "scores it learns from (default: the run's compress.temperature, "
                           "3.0 unless its recipe says)")
@@ -585,7 +589,8 @@ def compress_command(args) -> int:
     compress(args.run, args.output, flops=args.flops, params=args.params, steps=args.steps,
              epochs=args.epochs, lr=args.lr, criterion=args.criterion,
              quantize=args.quantize, overwrite=args.overwrite, resume=args.resume,
-             max_drop=args.max_drop, distill=args.distill, temperature=args.temperature)
+             max_drop=args.max_drop, distill=args.distill, temperature=args.temperature,
+             plan=args.plan)
     return 0
 
 

@@ -2,14 +2,23 @@
 reading between them, and a plan that meets its budget and spends it where the loss rises
 least. Headless VGG11 at 32x32; losses made up where the planner is tested alone."""
 
+import dataclasses
+import json
+
 import keras
 import numpy as np
 import pytest
 
+import keras_vgg
 from keras_vgg import build_vgg
+from keras_vgg.cli import main
+from keras_vgg.finetune import compress, load_recipe
+from keras_vgg.finetune import data as data_lib
 from keras_vgg.finetune.sensitivity import (Sensitivity, measure_sensitivity,
                                             plan_by_sensitivity)
 from keras_vgg.pruning import conv_names, conv_widths, model_cost, plan_widths
+
+from tests.test_compress import tiny_run  # noqa: F401 (a fixture)
 
 NAMES = ["block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2", "block4_conv1",
          "block4_conv2", "block5_conv1", "block5_conv2"]
@@ -91,3 +100,78 @@ def test_the_same_record_gives_the_same_plan(model):
     plan = plan_by_sensitivity(model, record, flops=0.25)
     assert plan == plan_by_sensitivity(model, record, flops=0.25)
     assert plan[0] == 4  # block1_conv1 costs nothing to prune: down to 1/16 of 64
+
+
+# -- compress --plan sensitivity, on a tiny fine-tuned run ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def planned(tiny_run, tmp_path_factory):  # noqa: F811
+    """The tiny run compressed to half its FLOPs by a sensitivity plan, no fine-tuning."""
+    out = tmp_path_factory.mktemp("sensitivity") / "small"
+    report = compress(tiny_run, out, flops=0.5, epochs=0, quantize=["none"], plan="sensitivity",
+                      distill=False, verbose=0)
+    keras.backend.clear_session()
+    return out, report
+
+
+def test_a_sensitivity_plan_meets_its_budget_and_reports_why(tiny_run, planned):  # noqa: F811
+    out, report = planned
+    plan = report["plan"]
+    assert plan["planner"] == "sensitivity"
+    record = plan["sensitivity"]
+    model = keras_vgg.load_model(tiny_run / "best.keras")
+    names = conv_names(model)
+    assert record["split"] == "validation" and record["images"] == 5  # 1 a class
+    assert list(record["losses"]) == names and record["shares"] == [0.75, 0.5, 0.25, 0.125]
+    assert all(len(losses) == 4 for losses in record["losses"].values())
+    assert report["flops"]["after"] <= 0.5 * report["flops"]["before"]
+    # the widths are the planner's on the record it saved
+    sensitivity = Sensitivity(record["base_loss"], tuple(record["shares"]),
+                              {k: tuple(v) for k, v in record["losses"].items()})
+    assert report["widths"]["after"] == list(plan_by_sensitivity(model, sensitivity, flops=0.5))
+    assert json.loads((out / "state.json").read_text())["settings"]["planner"] == "sensitivity"
+    assert (out / "sensitivity.json").is_file()
+
+
+def test_the_command_line_takes_plan(tiny_run, tmp_path, capsys):  # noqa: F811
+    with pytest.raises(SystemExit) as info:
+        main(["compress", str(tiny_run), "--flops", "0.5", "--plan", "sensitve",
+              "-o", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "keras-vgg compress: error: argument --plan: invalid choice: 'sensitve' (choose from "
+        "'uniform', 'sensitivity'). Did you mean 'sensitivity'?")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_plan_is_named_and_nothing_is_written(tiny_run, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError) as info:
+        compress(tiny_run, tmp_path / "o", flops=0.5, plan="sizes", verbose=0)
+    assert str(info.value) == ("Expected `plan` to be one of ['uniform', 'sensitivity']. "
+                               "Received: plan='sizes'")
+    with pytest.raises(ValueError) as info:
+        load_recipe("builtin", ["compress.plan=size"])
+    assert "compress.plan" in str(info.value) and "'size'" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_validation_images_is_named_and_nothing_is_written(tiny_run, tmp_path):  # noqa: F811
+    """load_data refuses a split with no image first, so a run always has some; the guard
+    is met here by the run's real splits with the validation images taken away."""
+    from keras_vgg.finetune.compress import Asked, _Job, _sensitivity_plan, _settings
+    from keras_vgg.finetune.run_folder import read_recipe
+    from keras_vgg.run_folder import RunFolder
+
+    recipe, model = read_recipe(RunFolder(tiny_run)), keras_vgg.load_model(tiny_run)
+    splits = data_lib.load_data(recipe)
+    splits = dataclasses.replace(splits, val=splits.val.take(0), val_labels=splits.val_labels[:0])
+    settings = _settings(recipe, model, Asked(flops=0.5, plan="sensitivity"))
+    job = _Job(RunFolder(tiny_run), RunFolder(tmp_path / "o"), recipe, model, settings, None,
+               (), 0)
+    with pytest.raises(ValueError) as info:
+        _sensitivity_plan(job, splits)
+    message = str(info.value)
+    assert "\n" not in message and "plan='sensitivity'" in message
+    assert f"run='{tiny_run}'" in message
+    assert list(tmp_path.iterdir()) == []

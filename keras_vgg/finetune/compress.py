@@ -54,6 +54,7 @@ Example (a tiny run on the built-in shapes):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -73,15 +74,18 @@ from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.distillation import DistillSettings, Teacher
+from keras_vgg.finetune.sensitivity import measure_sensitivity, plan_by_sensitivity
 from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.run_folder import read_recipe
 from keras_vgg.preprocessing import model_preprocessing
+from keras_vgg.choices import PLANS
 from keras_vgg.pruning import CRITERIA, conv_names, conv_widths, model_cost, plan_widths, prune
 from keras_vgg.run_folder import RunFolder, RunState
 from keras_vgg.saving import load_model
 from keras_vgg.stats import PairedDifference, paired_difference
 
 REPORT = "compress_report.json"
+SENSITIVITY = "sensitivity.json"  # --plan sensitivity: each conv's measured losses
 PREDICTIONS = "predictions.npz"  # labels and both models' classes on the held-out images
 DROP_MARGIN = 0.01  # the target: the pruned model within 1 point of the unpruned one
 EXPORTS_ELSEWHERE = ("No TFLite files under KERAS_BACKEND={backend} (TensorFlow writes them): "
@@ -103,6 +107,7 @@ class Asked:
     max_drop: float | None = None
     distill: bool | None = None
     temperature: float | None = None
+    plan: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,13 +124,24 @@ class Settings:
     plan: list  # each step's conv widths
     max_drop: float  # a fraction
     distill: dict | None = None  # DistillSettings as a dict; None: labels only
+    planner: str = "uniform"  # sensitivity: ``plan`` is set once the data is read
 
     def to_json(self) -> dict:
-        # labels only is written as before distillation was (no key): a compress started
-        # then resumes with --no-distill
+        # labels only and the uniform plan are written as before they were keys: a
+        # compress started then resumes with --no-distill
         value = dataclasses.asdict(self)
         if value["distill"] is None:
             del value["distill"]
+        if value["planner"] == "uniform":
+            del value["planner"]
+        return value
+
+    def comparable(self) -> dict:
+        """What a resumed compress must match: its widths too, unless a sensitivity plan
+        measured them (they are the state's then)."""
+        value = self.to_json()
+        if self.planner == "sensitivity":
+            del value["plan"]
         return value
 
 
@@ -147,7 +163,8 @@ class _Job:
 
 def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
              criterion="auto", quantize=("none", "int8"), overwrite=False, resume=False,
-             callbacks=(), verbose=2, max_drop=None, distill=None, temperature=None) -> dict:
+             callbacks=(), verbose=2, max_drop=None, distill=None, temperature=None,
+             plan=None) -> dict:
     """Prune ``run``'s best.keras to a target, fine-tune, export, report; returns the report.
 
     Args:
@@ -168,14 +185,21 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
             ``compress.distill``, True).
         temperature: the logits' temperature when distilling (default the recipe's
             ``compress.temperature``, 3.0).
+        plan: how the budget is spent over the convs: ``"uniform"`` (the same share of
+            each) or ``"sensitivity"`` (each conv pruned alone on the validation split, the
+            filters taken where the loss rises least: ``keras_vgg.finetune.sensitivity``;
+            default the recipe's ``compress.plan``, uniform).
     """
     source = RunFolder(run)
     recipe, model = _run_of(source)
     out = RunFolder(out) if out is not None else source.compressed
     settings = _settings(recipe, model, Asked(flops, params, steps, epochs, lr, criterion,
-                                              quantize, max_drop, distill, temperature))
+                                              quantize, max_drop, distill, temperature,
+                                              plan))
     started = time.time()
     resumed = _check_out(out, settings, overwrite, resume)
+    if resumed is not None and settings.planner == "sensitivity":
+        settings = dataclasses.replace(settings, plan=resumed.settings["plan"])
     job = _Job(source, out, recipe, model, settings, resumed, tuple(callbacks), verbose)
     with deterministic_kernels(recipe.deterministic):
         report, state = _compress(job)
@@ -217,11 +241,15 @@ def _compress(job: _Job):
     out, recipe = job.out, job.recipe
     # the data before any folder: a run whose data is gone leaves nothing behind
     splits = data_lib.load_data(recipe, cache_dir=out.cache, verbose=job.verbose)
-    state = job.resumed
+    state, sensitivity = job.resumed, None
+    if state is None and job.settings.planner == "sensitivity":
+        job, sensitivity = _sensitivity_plan(job, splits)
     if state is None:
         out.start()
         state = RunState.of_compress(job.settings.to_json())
         out.save_state(state)
+        if sensitivity is not None:
+            out.write(SENSITIVITY, sensitivity)
     out.cache.mkdir(exist_ok=True)
     data_lib.decode_once(splits, job.verbose)
     # each step fine-tunes every block as one phase (none when epochs is 0)
@@ -237,6 +265,37 @@ def _compress(job: _Job):
         pruned, state = _step(run.but(teacher=teacher), job.settings, k, pruned, state)
     shutil.copyfile(out.step(len(job.settings.plan)).best, out.best)
     return _report(run.but(recipe=recipe, teacher=teacher), job, pruned), state
+
+
+def _sensitivity_plan(job: _Job, splits):
+    """``(job with its settings' plan measured, the sensitivity record)``: each conv pruned
+    alone, scored by the cross-entropy on the validation split (never the test split,
+    which judges the result)."""
+    if not len(splits.val_labels):
+        raise ValueError("Expected a run with validation images for plan='sensitivity' "
+                         "(--plan sensitivity measures each conv's loss on them; the test "
+                         "split only judges the result). Received: run="
+                         f"{str(job.source)!r}, whose data has none (its recipe's "
+                         "data.validation_split or data.val_split). Use plan='uniform'.")
+    run = RunContext(job.recipe, job.out, splits, model_preprocessing(job.model))
+    labels = splits.counted("val")
+
+    def loss_of(model):
+        probabilities = _probabilities(model, run, "val")
+        picked = probabilities[np.arange(len(labels)), labels]
+        return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+
+    if job.verbose:
+        print(f"Sensitivity: each of {len(conv_names(job.model))} convs pruned alone, scored "
+              f"on {len(labels):,} validation images.", flush=True)
+    measured = measure_sensitivity(job.model, loss_of, job.settings.criterion)
+    arg, fraction = next(iter(job.settings.target.items()))
+    steps = job.settings.steps
+    plan = [list(plan_by_sensitivity(job.model, measured, **{arg: fraction ** (k / steps)}))
+            for k in range(1, steps + 1)]
+    settings = dataclasses.replace(job.settings, plan=plan)
+    return dataclasses.replace(job, settings=settings), {
+        "images": len(labels), "split": "validation", **measured.to_json()}
 
 
 def _teacher(job: _Job) -> Teacher | None:
@@ -294,9 +353,13 @@ def _settings(recipe, model, asked: Asked) -> Settings:
     arg, fraction = ("flops", flops) if flops is not None else ("params", params)
     plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
     max_drop = recipe.compress.max_drop if asked.max_drop is None else asked.max_drop
+    planner = recipe.compress.plan if asked.plan is None else asked.plan
+    if planner not in PLANS:
+        raise ValueError(f"Expected `plan` to be one of {list(PLANS)}. Received: "
+                         f"plan={planner!r}")
+    widths = [list(w) for w in plan] + [list(final)] if planner == "uniform" else []
     return Settings({arg: fraction}, steps, epochs, float(lr), criterion, quantize,
-                    [list(w) for w in plan] + [list(final)], _max_drop(max_drop),
-                    _distill(recipe, asked))
+                    widths, _max_drop(max_drop), _distill(recipe, asked), planner)
 
 
 def _distill(recipe, asked: Asked) -> dict | None:
@@ -325,7 +388,9 @@ def _check_out(out: RunFolder, settings: Settings, overwrite, resume) -> RunStat
         if state is None:
             raise ValueError("Nothing to resume: expected `out` (-o/--output) to be a compress "
                              f"folder with state.json. Received: out={str(out)!r}")
-        if state.settings != settings.to_json():
+        saved = {key: value for key, value in state.settings.items()
+                 if key != "plan" or settings.planner == "uniform"}
+        if saved != settings.comparable():
             raise ValueError(f"A resumed compress keeps its settings ({state.settings}). "
                              "Resume with the same arguments, or start another `out`.")
         if state.complete:
@@ -375,10 +440,16 @@ def held_out(splits) -> tuple:
 def _classes(model, run: RunContext, split) -> np.ndarray:
     """Predicted classes of ``split``'s own images (padding left out), computed as the run's
     evaluation computes them."""
+    return _probabilities(model, run, split).argmax(-1)
+
+
+def _probabilities(model, run: RunContext, split) -> np.ndarray:
+    """``model``'s class probabilities on ``split``'s own images (padding left out), as the
+    run's evaluation computes them."""
     fast = inference_model(model, inference_precision(run.recipe))  # as evaluate_run
     images = data_lib.eval_pipeline(getattr(run.splits, split), run.batched, run.mode)
     predicted = fast.predict(images, verbose=0)
-    return np.asarray(predicted).argmax(-1)[:len(run.splits.counted(split))]
+    return np.asarray(predicted, "float32")[:len(run.splits.counted(split))]
 
 
 def _write_predictions(path: Path, **arrays):
@@ -432,6 +503,8 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
                                 "verdict": paired.verdict(settings.max_drop)},
             "accuracy_warning": accuracy_warning(paired, settings.max_drop, split_name),
             "distillation": run.teacher.to_json() if run.teacher else {"on": False},
+            "plan": {"planner": settings.planner, "sensitivity": json.loads(
+                (out / SENSITIVITY).read_text()) if settings.planner == "sensitivity" else None},
             "exports": rows, "exports_skipped": None if tflite else EXPORTS_ELSEWHERE.format(
                 backend=keras.backend.backend(), model=out.best)}
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from keras_vgg._helpers import closest, did_you_mean, expected
 from keras_vgg.configs import get_config, list_models, min_input_size
 # The names, from the one light module: reading a recipe loads no TensorFlow.
-from keras_vgg.choices import (CRITERIA, FORMATS, NAMED_MODES, QUANTIZE, SOURCE_SUFFIXES,
-                               STRATEGIES, WEIGHTS_NAMES)
+from keras_vgg.choices import (CRITERIA, FORMATS, NAMED_MODES, PLANS, QUANTIZE,
+                               SOURCE_SUFFIXES, STRATEGIES, WEIGHTS_NAMES)
 
 HEADS = ("avg", "max", "flatten", "fc")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
@@ -107,6 +107,9 @@ class CompressSection:
     epochs: int = 5  # fine-tune epochs after each round
     lr: float = 1e-4
     criterion: str = AUTO  # auto (BN scale where there is BN, else L1) | l1 | bn_scale
+    # uniform: every conv keeps the same share; sensitivity: each conv pruned alone on the
+    # validation split, the budget spent where the loss rises least
+    plan: str = "uniform"
     max_drop: float = 1.0  # points the pruned model may lose before the report warns
     # The pruned model learns from the unpruned one too (keras_vgg.finetune.distillation):
     # its softened class scores at `temperature` and, weighted `feature_weight` (0: off),
@@ -351,7 +354,8 @@ def _check_choices(recipe: Recipe):
             ("class_weight", recipe.class_weight, ("balanced", "none")),
             ("model.preprocessing", model.preprocessing, (AUTO,) + NAMED_MODES),
             ("strategy", recipe.strategy, STRATEGIES),
-            ("compress.criterion", recipe.compress.criterion, CRITERIA)):
+            ("compress.criterion", recipe.compress.criterion, CRITERIA),
+            ("compress.plan", recipe.compress.plan, PLANS)):
         _one_of(key, value, allowed)
     for key, values, allowed in (("data.augment", data.augment, AUGMENTATIONS),
                                  ("export.formats", recipe.export.formats, FORMATS),
