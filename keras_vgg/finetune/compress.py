@@ -241,17 +241,23 @@ def _compress(job: _Job):
     out, recipe = job.out, job.recipe
     # the data before any folder: a run whose data is gone leaves nothing behind
     splits = data_lib.load_data(recipe, cache_dir=out.cache, verbose=job.verbose)
-    state, sensitivity = job.resumed, None
-    if state is None and job.settings.planner == "sensitivity":
-        job, sensitivity = _sensitivity_plan(job, splits)
+    state = job.resumed
     if state is None:
         out.start()
-        state = RunState.of_compress(job.settings.to_json())
-        out.save_state(state)
-        if sensitivity is not None:
-            out.write(SENSITIVITY, sensitivity)
+        if job.settings.planner == "uniform":
+            state = RunState.of_compress(job.settings.to_json())
+            out.save_state(state)
     out.cache.mkdir(exist_ok=True)
     data_lib.decode_once(splits, job.verbose)
+    if state is None:  # a sensitivity plan, on decoded images; nothing left on an error
+        try:
+            job, sensitivity = _sensitivity_plan(job, splits)
+        except BaseException:
+            shutil.rmtree(out.path, ignore_errors=True)
+            raise
+        out.write(SENSITIVITY, sensitivity)
+        state = RunState.of_compress(job.settings.to_json())
+        out.save_state(state)
     # each step fine-tunes every block as one phase (none when epochs is 0)
     step_recipe = recipe if not job.settings.epochs else recipe.but({
         "phases": [{"epochs": job.settings.epochs, "lr": job.settings.lr, "freeze": "none"}],
