@@ -228,6 +228,7 @@ def _fit(run: RunContext, k, state: RunState) -> RunState:
     run_phase(run.but(folder=folder), 0, model, RunState())
     state = state.step_done(k)
     run.folder.save_state(state)
+    folder.drop_scratch()  # its backup: the fit is done
     return state
 
 
