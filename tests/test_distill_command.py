@@ -175,7 +175,7 @@ def test_a_distill_killed_with_sigkill_resumes_to_the_weights_of_one_never_kille
               r"0\.306 GFLOPs at 32x32\)\. Received: student='vgg16' \(14,717,253 "
               r"parameters, 0\.626 GFLOPs\)$"),
     ("vgg13_bn", r"Received: student='vgg13_bn' \(9,419,333 parameters, 0\.457 GFLOPs\)$"),
-    ("vgg_q", r"^Unknown VGG variant\. Expected one of \[.*\]\. Received: student='vgg_q'\. "
+    ("vgg_q", r"^Unknown VGG variant\. Expected one of \[.*\)\. Received: student='vgg_q'\. "
               r"Did you mean 'vgg_s'\?$"),
     ("vgg_f", r"^Expected `student` to be a variant that takes the run's 32x32 images \(vgg_f "
               r"needs at least 39x39\)\. Received: student='vgg_f'$"),
