@@ -13,6 +13,7 @@ Examples:
           --quantize none float16 dynamic int8 -o exported/
     $ keras-vgg predict exported/model_int8.tflite photo.jpg
     $ keras-vgg compress runs/builtin --flops 0.3  # prune, fine-tune, export, compare
+    $ keras-vgg distill runs/builtin --student vgg_s  # a smaller variant taught by the run
     $ keras-vgg weights                       # which published weights exist per variant
     $ keras-vgg convert vgg11_bn-6002323d.pth --model vgg11_bn -o vgg11_bn.weights.h5
     $ keras-vgg explain runs/builtin photo.png -o explained/   # Grad-CAM pictures
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parsers(commands)
     add_convert_parser(commands)
     add_compress_parser(commands)
+    add_distill_parser(commands)
     add_feature_parsers(commands)
     add_report_parser(commands)
     return parser
@@ -595,6 +597,45 @@ def compress_command(args) -> int:
 
 
 COMMANDS["compress"] = compress_command
+
+
+def add_distill_parser(commands):
+    distill = commands.add_parser(
+        "distill", help="train a smaller variant from a fine-tuned run's model, export and "
+        "compare with the run's model and with the same variant trained on labels alone",
+        description="A smaller VGG (--student) from random weights, trained on the run's "
+        "data from the run's model (its softened class scores) and the labels, and, from the "
+        "same initial weights, on the labels alone; the three models are exported to TFLite "
+        "and compared in distill_report.json.")
+    distill.add_argument("run", help="a finished fine-tune run folder")
+    distill.add_argument("--student", required=True, metavar="VARIANT",
+                         help="a variant from `keras-vgg list` with no more parameters or "
+                         "FLOPs than the run's model (vgg_s at 32x32; vgg_f needs 39x39)")
+    distill.add_argument("-o", "--output", help="the folder to create (default RUN/distilled)")
+    distill.add_argument("--epochs", type=positive_int, help="training epochs of each student "
+                         "(default: the run's phases' epochs added up)")
+    distill.add_argument("--lr", type=float, help="their learning rate (default: the run's "
+                         "first phase's)")
+    distill.add_argument("--temperature", type=float, help="the softening of the class "
+                         "scores it learns from (default: the run's compress.temperature, "
+                         "3.0 unless its recipe says)")
+    distill.add_argument("--quantize", nargs="+", choices=QUANTIZE, default=["none", "int8"],
+                         help="TFLite modes to export and compare (default: none int8)")
+    resume = distill.add_mutually_exclusive_group()
+    resume.add_argument("--overwrite", action="store_true", help="replace the output folder")
+    resume.add_argument("--resume", action="store_true", help="continue an interrupted one")
+
+
+def distill_command(args) -> int:
+    from keras_vgg.finetune.distill import distill
+
+    distill(args.run, args.student, args.output, epochs=args.epochs, lr=args.lr,
+            temperature=args.temperature, quantize=args.quantize, overwrite=args.overwrite,
+            resume=args.resume)
+    return 0
+
+
+COMMANDS["distill"] = distill_command
 
 
 def add_report_parser(commands):

@@ -5,8 +5,9 @@ complete, scratch dropped) with its :class:`RunState`.
 A fine-tune run's folder holds ``recipe.json``, ``state.json``, ``best.keras``,
 ``metrics.json``, ``data_report.json``, ``training_log.csv``, one ``PHASE.weights.h5`` per
 phase done, and while it runs ``cache/`` and ``backup/`` (scratch, dropped when it
-completes); a compress adds ``compressed/`` with ``stepK/`` folders. This module needs no
-Keras: ``keras_vgg.saving`` reads run folders with it, and ``keras_vgg.finetune`` writes them.
+completes); a compress adds ``compressed/`` with ``stepK/`` folders, a distill
+``distilled/``. This module needs no Keras: ``keras_vgg.saving`` reads run folders with it,
+and ``keras_vgg.finetune`` writes them.
 
 Example:
     >>> import tempfile
@@ -41,6 +42,7 @@ FEATURE_CACHE = "feature_cache"
 LOGS = "logs"  # TensorBoard's
 EXPORT = "export"
 COMPRESSED = "compressed"
+DISTILLED = "distilled"  # keras-vgg distill's default output: a smaller variant taught by the run
 LORA = "lora.json"  # each LoRA phase: rank, adapted layers, parameters, merge check
 SCRATCH = (BACKUP, CACHE)  # nothing left to resume once a run is complete
 
@@ -128,6 +130,7 @@ class RunFolder:
     logs = property(lambda self: self.path / LOGS)
     export = property(lambda self: self.path / EXPORT)
     compressed = property(lambda self: RunFolder(self.path / COMPRESSED))
+    distilled = property(lambda self: RunFolder(self.path / DISTILLED))
     lora = property(lambda self: self.path / LORA)
 
     def backup(self, phase: str) -> Path:

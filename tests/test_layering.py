@@ -183,6 +183,7 @@ PUBLIC_ENTRY_POINTS = {
     "keras_vgg.models.build_vgg", "keras_vgg.convert.convert", "keras_vgg.embeddings.embed",
     "keras_vgg.export.bundle.export", "keras_vgg.export.tflite.write_tflite",
     "keras_vgg.finetune.compress.compress", "keras_vgg.finetune.train.finetune",
+    "keras_vgg.finetune.distill.distill",
     "keras_vgg.finetune.run_export.export_run",
     "keras_vgg.gradcam.grad_cam", "keras_vgg.inference.embed.embed_files",
     "keras_vgg.inference.explain.explain", "keras_vgg.losses.PerceptualLoss.__init__",

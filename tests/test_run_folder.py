@@ -65,7 +65,7 @@ def test_every_existing_output_is_refused_with_one_error_type(tmp_path):
     existing output with OutputExists: a FileExistsError, and a ValueError as before."""
     from keras_vgg import convert
     from keras_vgg._helpers import OutputExists
-    from keras_vgg.finetune.compress import Settings, _check_out
+    from keras_vgg.finetune.compress import Settings, check_out
     from keras_vgg.finetune.run_folder import open_run_dir
     from keras_vgg.run_folder import RunFolder
 
@@ -76,7 +76,7 @@ def test_every_existing_output_is_refused_with_one_error_type(tmp_path):
     settings = Settings({"flops": 0.5}, 1, 1, 1e-4, "l1", ["none"], [[1]], 1.0)
     refusals = {
         "run_dir": lambda: open_run_dir(used, Recipe()),
-        "compress": lambda: _check_out(RunFolder(used), settings, False, False),
+        "compress": lambda: check_out(RunFolder(used), "compress", settings, False, False),
         "export_run": lambda: export_run(tmp_path / "no_such_run", used),
         "convert": lambda: convert.convert(tmp_path / "no_such.pth", "vgg11",
                                             used / "vgg11.weights.h5"),

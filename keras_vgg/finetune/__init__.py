@@ -7,7 +7,8 @@ Modules: ``recipe`` (the :class:`Recipe` record in sections, checked), ``config`
 folders), ``run_export`` (``export_run``, a run's model exported on its own data), ``context``
 (what a run's phases need), ``phase`` (one phase:
 freeze, compile, fit with the recipe's callbacks), ``compress`` (a run's model pruned,
-fine-tuned again, exported and compared; ``compress_report``), ``train`` (the phases,
+fine-tuned again, exported and compared; ``compress_report``), ``distill`` (a smaller
+variant trained from a run's model, against the same trained on labels), ``train`` (the phases,
 resuming), ``report`` (metrics, pictures, the run's summary), ``distribute``
 (strategies), ``loop`` (fit, and its own loop under a multi-worker strategy). It needs
 the finetune extra: ``pip install "keras-vgg[finetune]"``. The library (``keras_vgg``) never
@@ -29,10 +30,11 @@ LAZY = {
     "keras_vgg.finetune.run_folder": ("new_run_dir",),
     "keras_vgg.finetune.run_export": ("export_run",),
     "keras_vgg.finetune.compress": ("compress",),
+    "keras_vgg.finetune.distill": ("distill",),
     "keras_vgg.finetune.train": ("RunResult", "finetune"),
 }
 
-__all__ = ["Recipe", "RunResult", "compress", "export_run", "finetune", "load_recipe",
+__all__ = ["Recipe", "RunResult", "compress", "distill", "export_run", "finetune", "load_recipe",
            "new_run_dir", "shipped_recipes"]
 
 __getattr__, __dir__ = lazy_exports(__name__, LAZY)

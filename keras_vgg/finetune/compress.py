@@ -144,6 +144,11 @@ class Settings:
             del value["plan"]
         return value
 
+    def matches(self, saved: dict) -> bool:
+        """Whether a saved compress's settings are these (a measured plan is the state's)."""
+        return {key: value for key, value in saved.items()
+                if key != "plan" or self.planner == "uniform"} == self.comparable()
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -191,13 +196,13 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
             default the recipe's ``compress.plan``, uniform).
     """
     source = RunFolder(run)
-    recipe, model = _run_of(source)
+    recipe, model = run_of(source)
     out = RunFolder(out) if out is not None else source.compressed
     settings = _settings(recipe, model, Asked(flops, params, steps, epochs, lr, criterion,
                                               quantize, max_drop, distill, temperature,
                                               plan))
     started = time.time()
-    resumed = _check_out(out, settings, overwrite, resume)
+    resumed = check_out(out, "compress", settings, overwrite, resume)
     if resumed is not None and settings.planner == "sensitivity":
         settings = dataclasses.replace(settings, plan=resumed.settings["plan"])
     job = _Job(source, out, recipe, model, settings, resumed, tuple(callbacks), verbose)
@@ -328,7 +333,7 @@ def compress_phase(run: RunContext, resume=False):
                     callbacks=run.callbacks, verbose=run.verbose)
 
 
-def _run_of(run: RunFolder):
+def run_of(run: RunFolder):
     """The run's recipe and its best.keras (with its record)."""
     if not run.is_run():
         raise ValueError("Expected `run` to be a finished fine-tune run folder (recipe.json and "
@@ -344,16 +349,11 @@ def _settings(recipe, model, asked: Asked) -> Settings:
     epochs = recipe.compress.epochs if asked.epochs is None else asked.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"Expected `epochs` to be an int >= 0. Received: epochs={epochs!r}")
-    lr = recipe.compress.lr if asked.lr is None else asked.lr
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"Expected `lr` to be a positive number. Received: lr={lr!r}")
+    lr = checked_lr(recipe.compress.lr if asked.lr is None else asked.lr)
     if criterion not in CRITERIA:
         raise ValueError(f"Expected `criterion` to be one of {list(CRITERIA)}. "
                          f"Received: criterion={criterion!r}")
-    quantize = list(asked.quantize)
-    if not quantize or any(q not in QUANTIZE for q in quantize):
-        raise ValueError(f"Expected `quantize` to be TFLite modes from {list(QUANTIZE)}. "
-                         f"Received: quantize={quantize!r}")
+    quantize = checked_quantize(asked.quantize)
     flops, params = asked.flops, asked.params
     final = plan_widths(model, flops=flops, params=params)  # checks the target
     arg, fraction = ("flops", flops) if flops is not None else ("params", params)
@@ -373,34 +373,54 @@ def _distill(recipe, asked: Asked) -> dict | None:
     distill = recipe.compress.distill if asked.distill is None else asked.distill
     if not isinstance(distill, bool):
         raise ValueError(f"Expected `distill` to be True or False. Received: distill={distill!r}")
-    temperature = recipe.compress.temperature if asked.temperature is None else asked.temperature
+    temperature = checked_temperature(
+        recipe.compress.temperature if asked.temperature is None else asked.temperature)
+    if not distill:
+        return None
+    return dataclasses.asdict(DistillSettings(temperature, float(recipe.compress.feature_weight)))
+
+
+def checked_lr(lr) -> float:
+    """``lr`` checked: a positive number."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"Expected `lr` to be a positive number. Received: lr={lr!r}")
+    return float(lr)
+
+
+def checked_quantize(quantize) -> list:
+    """``quantize`` checked: TFLite modes (``keras_vgg.export.QUANTIZE``), at least one."""
+    quantize = list(quantize)
+    if not quantize or any(q not in QUANTIZE for q in quantize):
+        raise ValueError(f"Expected `quantize` to be TFLite modes from {list(QUANTIZE)}. "
+                         f"Received: quantize={quantize!r}")
+    return quantize
+
+
+def checked_temperature(temperature) -> float:
+    """``temperature`` checked: a positive finite number."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
             0 < temperature < float("inf")):
         raise ValueError("Expected `temperature` to be a positive number (the logits' "
                          f"softening when distilling). Received: temperature={temperature!r}")
-    if not distill:
-        return None
-    return dataclasses.asdict(DistillSettings(float(temperature),
-                                              float(recipe.compress.feature_weight)))
+    return float(temperature)
 
 
-def _check_out(out: RunFolder, settings: Settings, overwrite, resume) -> RunState | None:
-    """``out`` may be used: new (or ``overwrite``), or an unfinished one to resume with the
-    same settings (its state returned)."""
+def check_out(out: RunFolder, what: str, settings, overwrite, resume) -> RunState | None:
+    """``out`` may be used: new (or ``overwrite``), or an unfinished one (``what``: "compress",
+    "distill") to resume with the same settings (``settings.matches`` the saved ones; its
+    state returned)."""
     if overwrite and resume:
         raise ValueError("Expected at most one of `overwrite` and `resume`. Received both.")
     if resume:
         state = out.read_state()
-        if state is None:
-            raise ValueError("Nothing to resume: expected `out` (-o/--output) to be a compress "
+        if state is None or state.settings is None:
+            raise ValueError(f"Nothing to resume: expected `out` (-o/--output) to be a {what} "
                              f"folder with state.json. Received: out={str(out)!r}")
-        saved = {key: value for key, value in state.settings.items()
-                 if key != "plan" or settings.planner == "uniform"}
-        if saved != settings.comparable():
-            raise ValueError(f"A resumed compress keeps its settings ({state.settings}). "
+        if not settings.matches(state.settings):
+            raise ValueError(f"A resumed {what} keeps its settings ({state.settings}). "
                              "Resume with the same arguments, or start another `out`.")
         if state.complete:
-            raise ValueError(f"The compress in {out} is complete; there is nothing to resume.")
+            raise ValueError(f"The {what} in {out} is complete; there is nothing to resume.")
         return state
     if out.path.exists() and not overwrite:
         raise OutputExists(f"Expected `out` (-o/--output) not to exist (pass overwrite=True, "
@@ -443,7 +463,7 @@ def held_out(splits) -> tuple:
     return ("test", "test") if splits.test_labels is not None else ("val", "validation")
 
 
-def _classes(model, run: RunContext, split) -> np.ndarray:
+def predicted_classes(model, run: RunContext, split) -> np.ndarray:
     """Predicted classes of ``split``'s own images (padding left out), computed as the run's
     evaluation computes them."""
     return _probabilities(model, run, split).argmax(-1)
@@ -458,7 +478,7 @@ def _probabilities(model, run: RunContext, split) -> np.ndarray:
     return np.asarray(predicted, "float32")[:len(run.splits.counted(split))]
 
 
-def _write_predictions(path: Path, **arrays):
+def write_predictions(path: Path, **arrays):
     """``arrays`` as an .npz, written atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -484,11 +504,12 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
     model, settings, out, splits = job.model, job.settings, run.folder, run.splits
     split, split_name = held_out(splits)
     labels = splits.counted(split)
-    before, after = _classes(model, run, split), _classes(pruned, run, split)
+    before, after = predicted_classes(model, run, split), predicted_classes(pruned, run, split)
     paired = paired_difference(labels, before, after)
-    _write_predictions(out / PREDICTIONS, labels=labels, before=before, after=after)
+    write_predictions(out / PREDICTIONS, labels=labels, before=before, after=after)
     tflite = keras.backend.backend() == "tensorflow"  # TFLite files are TensorFlow's
-    exports = _exports(run, settings, model, pruned, len(labels)) if tflite else None
+    exports = export_models(run, settings.quantize, {
+        "reference_export": model, "export": pruned}, len(labels)) if tflite else None
     names = conv_names(model)
     cost_before, cost_after = model_cost(model), model_cost(pruned)
     widths = {"names": names, "before": list(conv_widths(model)),
@@ -515,17 +536,18 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
                 backend=keras.backend.backend(), model=out.best)}
 
 
-def _exports(run: RunContext, settings: Settings, model, pruned, images) -> dict:
-    """Both models exported (``reference_export/``, ``export/``), each file checked on the
-    same ``images`` held-out images, all of them."""
+def export_models(run: RunContext, quantize, models: dict, images) -> dict:
+    """``{folder name: model}`` each exported to TFLite (``quantize``'s modes) in its folder
+    of ``run.folder`` (compress: ``reference_export/``, ``export/``), each file checked on
+    the same ``images`` held-out images, all of them."""
     representative, sample, sample_labels = data_lib.export_arrays(
         run.splits, run.recipe.seed, sample=images)
-    return {name: export(which, run.folder / name, ["tflite"], settings.quantize,
+    return {name: export(which, run.folder / name, ["tflite"], quantize,
                          preprocessing=run.mode, class_names=run.splits.class_names,
                          representative_data=representative, sample=sample,
                          sample_labels=sample_labels, overwrite=True,
                          verbose=bool(run.verbose))
-            for name, which in (("reference_export", model), ("export", pruned))}
+            for name, which in models.items()}
 
 
 def _export_row(old: dict, new: dict) -> dict:
