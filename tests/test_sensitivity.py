@@ -175,3 +175,18 @@ def test_no_validation_images_is_named_and_nothing_is_written(tiny_run, tmp_path
     assert "\n" not in message and "plan='sensitivity'" in message
     assert f"run='{tiny_run}'" in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_sensitivity_compress_keeps_the_plan_it_measured(tiny_run, planned):  # noqa: F811
+    """--resume compares every setting but the widths, which the state holds once measured:
+    the same arguments reach the state's checks (this one is complete), another target is
+    refused."""
+    out, _ = planned
+    same = dict(flops=0.5, epochs=0, quantize=["none"], plan="sensitivity", distill=False,
+                resume=True, verbose=0)
+    with pytest.raises(ValueError, match="is complete; there is nothing to resume"):
+        compress(tiny_run, out, **same)
+    with pytest.raises(ValueError, match="A resumed compress keeps its settings"):
+        compress(tiny_run, out, **{**same, "flops": 0.4})
+    saved = json.loads((out / "state.json").read_text())["settings"]
+    assert saved["planner"] == "sensitivity" and len(saved["plan"]) == 1
