@@ -268,3 +268,21 @@ def test_distill_runs_on_this_backend(tmp_path):
         assert report["exports"] == [] and not (tmp_path / "small" / "export").exists()
         assert report["exports_skipped"] == EXPORTS_ELSEWHERE.format(
             backend=keras.backend.backend(), model=tmp_path / "small" / "best.keras")
+
+
+def test_checking_the_student_leaves_the_users_keras_session_alone(tiny_run):  # noqa: F811
+    """The student is built once to weigh it against the teacher; the user's global dtype
+    policy survives (keras.backend.clear_session(), called there before, reset it to
+    float32)."""
+    from keras_vgg.finetune.distill import _settings
+    from keras_vgg.finetune.run_folder import read_recipe
+    from keras_vgg.run_folder import RunFolder
+
+    recipe, teacher = read_recipe(RunFolder(tiny_run)), keras_vgg.load_model(tiny_run)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        settings = _settings(recipe, teacher, "vgg_s", (None, None, None, ["none"]))
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert settings.student == "vgg_s"

@@ -183,7 +183,6 @@ def _settings(recipe: Recipe, teacher, student, asked: tuple) -> StudentSettings
             f"Expected `student` to be smaller than the teacher ({large.params:,} parameters, "
             f"{large.flops / 1e9:.3g} GFLOPs at {size}x{size}). Received: student={student!r} "
             f"({small.params:,} parameters, {small.flops / 1e9:.3g} GFLOPs)")
-    keras.backend.clear_session()
     return settings
 
 
