@@ -1,5 +1,6 @@
 """Shared fixtures: nothing downloads, and each test starts with a fresh Keras session."""
 
+import atexit
 import contextlib
 import functools
 import gc
@@ -13,9 +14,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The built-in dataset (and anything else a test caches) goes to a throwaway Keras home.
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="keras_vgg_tests_")
+atexit.register(shutil.rmtree, os.environ["KERAS_HOME"], ignore_errors=True)
 # tfds' default data dir (read when tensorflow_datasets is imported): nothing a test prepares
 # lands in ~/tensorflow_datasets, and nothing already there is read.
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="keras_vgg_tests_tfds_")
+atexit.register(shutil.rmtree, os.environ["TFDS_DATA_DIR"], ignore_errors=True)
 
 import keras_vgg  # noqa: E402,F401  (first: TensorFlow loads as a user's would, oneDNN on)
 import keras  # noqa: E402

@@ -31,7 +31,7 @@ def small_tree(tmp_path) -> Path:
     return root
 
 
-def run_matrix(tmp_path, ci):
+def run_matrix(tmp_path, ci, args=NO_TEST, failing=False):
     """The script with jax made unimportable (a stand-in package on PYTHONPATH raising
     ModuleNotFoundError, as a machine without the extra would)."""
     fake = tmp_path / "without_jax" / "jax"
@@ -42,8 +42,12 @@ def run_matrix(tmp_path, ci):
     env.pop("CI", None)
     if ci:
         env["CI"] = "true"
-    return subprocess.run(["bash", "tools/test_matrix.sh", *NO_TEST], cwd=small_tree(tmp_path),
-                          env=env, capture_output=True, text=True, timeout=600)
+    root = small_tree(tmp_path)
+    if failing:
+        (root / "tests" / "test_first_line.py").write_text(
+            "def test_one():\n    pass\n\n\ndef test_broken():\n    assert 1 == 2\n")
+    return subprocess.run(["bash", "tools/test_matrix.sh", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_a_missing_backend_is_skipped_with_one_line(tmp_path):
@@ -66,3 +70,17 @@ def test_under_ci_a_missing_backend_fails_at_once(tmp_path):
                                    '".[test,jax]" (or run bash .ci/run, which installs every '
                                    'extra)')
     assert done.stdout == ""
+
+
+def test_the_last_lines_name_each_runs_result_and_its_failed_tests(tmp_path):
+    """CI keeps the tail of a long log: the summary is printed last, after every log."""
+    done = run_matrix(tmp_path, ci=False, args=["-p", "no:cacheprovider"], failing=True)
+    assert done.returncode == 1
+    summary = done.stdout.splitlines()[-6:]
+    assert re.fullmatch(r"=== test matrix summary: \d+ s, exit status 1", summary[0])
+    assert [re.sub(r"in [0-9.]+s", "in Ts", line) for line in summary[1:5]] == [
+        "tensorflow (exit 1): 1 failed, 1 passed in Ts",
+        "FAILED tests/test_first_line.py::test_broken - assert 1 == 2",
+        "torch (exit 5): 14 deselected in Ts",  # jax is not installed here: no line
+        "tensorflow-2 (exit 0): 12 passed in Ts"]
+    assert re.fullmatch(r"free disk under \S+: \S+ of \S+", summary[5])

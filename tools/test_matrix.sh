@@ -103,4 +103,13 @@ for name in "${RUNS[@]}"; do
     echo "=== KERAS_BACKEND=${name%-2}: $what $*"
     cat "$work/$name/log"
 done
+# The summary again at the very end, where a CI log cut to its tail still shows it: each
+# run's result line and its failed tests, and the free disk (a full /tmp fails tests at random).
+echo "=== test matrix summary: $((SECONDS - start)) s, exit status $status"
+for name in "${RUNS[@]}"; do
+    installed "${name%-2}" || continue
+    echo "$name (exit $(cat "$work/$name/rc" 2>/dev/null || echo none)): $(grep -E '^=*.* in [0-9.]+s' "$work/$name/log" | tail -1 | tr -d '=')"
+    grep -E '^(FAILED|ERROR) ' "$work/$name/log" | cut -c1-300
+done
+df -h "${TMPDIR:-/tmp}" | tail -1 | awk '{print "free disk under '"${TMPDIR:-/tmp}"': " $4 " of " $2}'
 exit "$status"
