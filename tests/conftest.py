@@ -58,6 +58,23 @@ def builtin_run(tmp_path_factory):
     return root / "runs" / "builtin", printed.getvalue()
 
 
+# The tiny run that the compress, sensitivity and distill tests read (never write): 8 images
+# per class of the built-in shapes (4 train, 1 validation, 3 test), batches of 8, 1 epoch.
+TINY_RUN_RECIPE = ["phases.0.epochs=1", "data.builtin_images_per_class=8", "tensorboard=false",
+                   "data.batch_size=8"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A fine-tuned VGG11-BN run of ``TINY_RUN_RECIPE``, trained once for the session."""
+    from keras_vgg.finetune import finetune, load_recipe
+
+    run = tmp_path_factory.mktemp("compress") / "run"
+    finetune(load_recipe("builtin", TINY_RUN_RECIPE), run_dir=run, verbose=0)
+    keras.backend.clear_session()
+    return run
+
+
 # A full garbage collection every this many tests. keras.backend.clear_session() runs one
 # after each test by default: it scanned the whole heap (module fixtures' models, bundles,
 # datasets) every time, 2-5 s a test even where the test built nothing. Measured on the

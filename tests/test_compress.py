@@ -65,15 +65,6 @@ class LastWeights(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """8 images per class (4 train, 1 validation, 3 test), batches of 8: 3 steps an epoch."""
-    run = tmp_path_factory.mktemp("compress") / "run"
-    finetune(load_recipe("builtin", TINY + ["data.batch_size=8"]), run_dir=run, verbose=0)
-    keras.backend.clear_session()
-    return run
-
-
-@pytest.fixture(scope="module")
 def compressed(tiny_run, tmp_path_factory):
     """``(out, report, last)``: the tiny run compressed with ``ARGS``, never interrupted;
     ``last``: each step's weights at the end of its fit."""

@@ -23,7 +23,7 @@ from keras_vgg.finetune.model import build_finetune_model
 from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.pruning import prune, vgg_base
 from keras_vgg.vgg_model import VGGModel
-from tests.test_compress import KillInFit, LastWeights, tiny_run  # noqa: F401 (a fixture)
+from tests.test_compress import KillInFit, LastWeights
 
 ARGS = dict(flops=0.3, epochs=2, quantize=["none"], verbose=0, max_drop=100)  # 15 images
 BLOCKS = ["block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_pool"]
@@ -32,7 +32,7 @@ ON = {"on": True, "temperature": 3.0, "label_weight": 0.5, "logits_weight": 1.0,
 
 
 @pytest.fixture(scope="module")
-def distilled(tiny_run, tmp_path_factory):  # noqa: F811
+def distilled(tiny_run, tmp_path_factory):
     """``(out, report, last)``: the tiny run compressed with the defaults (distilled), never
     interrupted; ``last``: the fit's weights at the end of its last epoch."""
     out = tmp_path_factory.mktemp("distilled") / "small"
@@ -43,7 +43,7 @@ def distilled(tiny_run, tmp_path_factory):  # noqa: F811
 
 
 def test_distillation_is_on_by_default_and_the_model_saved_is_a_plain_vgg(
-        tiny_run, distilled, tmp_path):  # noqa: F811
+        tiny_run, distilled, tmp_path):
     out, report, _ = distilled
     assert report["distillation"] == ON
     settings = json.loads((out / "state.json").read_text())["settings"]
@@ -77,7 +77,7 @@ def test_distillation_is_on_by_default_and_the_model_saved_is_a_plain_vgg(
 
 
 def test_a_killed_distilled_compress_resumes_to_the_weights_of_one_never_killed(
-        tiny_run, distilled, tmp_path):  # noqa: F811
+        tiny_run, distilled, tmp_path):
     """Killed at batch 1 of epoch 1: the resumed compress restores the Distiller's epoch-0
     backup (student, teacher, optimizer) and ends, to the bit, as the one never killed."""
     out = tmp_path / "small"
@@ -194,7 +194,7 @@ def test_the_losses_are_what_their_docstrings_say():
     ({"temperature": float("nan")}, r"Received: temperature=nan$"),
 ])
 def test_bad_distillation_arguments_are_named_and_write_nothing(tiny_run, tmp_path, kwargs,
-                                                                message):  # noqa: F811
+                                                                message):
     with pytest.raises(ValueError, match=message):
         compress(tiny_run, tmp_path / "never", flops=0.5, **kwargs)
     assert not (tmp_path / "never").exists()
@@ -218,7 +218,7 @@ def test_bad_distillation_keys_are_named(override, message):
 
 
 def test_the_command_line_maps_no_distill_and_temperature(tiny_run, tmp_path, capsys,
-                                                          monkeypatch):  # noqa: F811
+                                                          monkeypatch):
     module = sys.modules["keras_vgg.finetune.compress"]  # the package's name is the function
     calls = []
     monkeypatch.setattr(module, "compress", lambda *args, **kwargs: calls.append(kwargs))

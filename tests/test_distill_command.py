@@ -26,8 +26,7 @@ from keras_vgg.finetune.compress import EXPORTS_ELSEWHERE
 from keras_vgg.finetune.compress_report import format_distill_report
 from keras_vgg.stats import paired_difference
 from keras_vgg.vgg_model import VGGModel
-from tests.test_compress import (LastWeights, assert_paired_counts_add_up,  # noqa: F401
-                                 tiny_run)
+from tests.test_compress import LastWeights, assert_paired_counts_add_up
 
 ARGS = dict(epochs=2, quantize=["none"], verbose=0)
 LOGITS_ONLY = {"on": True, "temperature": 3.0, "label_weight": 0.5, "logits_weight": 1.0,
@@ -51,7 +50,7 @@ class FirstWeights(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def distilled(tiny_run, tmp_path_factory):  # noqa: F811
+def distilled(tiny_run, tmp_path_factory):
     """``(out, report, first, last)``: VGG-S distilled from the tiny run, never interrupted;
     ``first`` and ``last``: each fit's weights at its start and at the end of its last
     epoch."""
@@ -62,7 +61,7 @@ def distilled(tiny_run, tmp_path_factory):  # noqa: F811
     return out, report, first.fits, last.fits
 
 
-def test_distill_trains_a_smaller_variant_exports_and_reports(tiny_run, distilled):  # noqa: F811
+def test_distill_trains_a_smaller_variant_exports_and_reports(tiny_run, distilled):
     out, report, first, last = distilled
     assert report["variants"] == {"teacher": "vgg11_bn", "distilled": "vgg_s",
                                   "labels_only": "vgg_s"}
@@ -134,7 +133,7 @@ KILLED_DISTILL = textwrap.dedent("""
 
 
 def test_a_distill_killed_with_sigkill_resumes_to_the_weights_of_one_never_killed(
-        tiny_run, distilled, tmp_path):  # noqa: F811
+        tiny_run, distilled, tmp_path):
     """SIGKILL in the labels-only fit, batch 1 of its second epoch; `keras-vgg distill
     --resume` reads the distilled fit back, restores the control's epoch-0 backup and ends,
     to the bit, as the distill never killed (both students, the report's figures)."""
@@ -181,7 +180,7 @@ def test_a_distill_killed_with_sigkill_resumes_to_the_weights_of_one_never_kille
               r"needs at least 39x39\)\. Received: student='vgg_f'$"),
 ])
 def test_a_student_the_run_cannot_teach_is_named_and_nothing_written(
-        tiny_run, tmp_path, capsys, student, message):  # noqa: F811
+        tiny_run, tmp_path, capsys, student, message):
     out = tmp_path / "never"
     with pytest.raises(ValueError, match=message):
         distill(tiny_run, student, out)
@@ -192,7 +191,7 @@ def test_a_student_the_run_cannot_teach_is_named_and_nothing_written(
 
 
 def test_bad_arguments_and_a_folder_that_is_not_a_run_write_nothing(tiny_run, tmp_path,
-                                                                   capsys):  # noqa: F811
+                                                                   capsys):
     out = tmp_path / "never"
     for kwargs, message in (
             ({"epochs": 0}, r"^Expected `epochs` to be a positive int. Received: epochs=0$"),
@@ -215,7 +214,7 @@ def test_bad_arguments_and_a_folder_that_is_not_a_run_write_nothing(tiny_run, tm
     assert not out.exists() and list(not_a_run.iterdir()) == []
 
 
-def test_the_command_line_maps_its_flags(tiny_run, capsys, monkeypatch):  # noqa: F811
+def test_the_command_line_maps_its_flags(tiny_run, capsys, monkeypatch):
     module = sys.modules["keras_vgg.finetune.distill"]  # the package's name is the function
     calls = []
     monkeypatch.setattr(module, "distill", lambda *args, **kwargs: calls.append((args, kwargs)))
@@ -236,7 +235,7 @@ def test_the_command_line_maps_its_flags(tiny_run, capsys, monkeypatch):  # noqa
     assert "(default RUN/distilled)" in words
 
 
-def test_the_report_prints_as_its_table(distilled, tiny_run, capsys):  # noqa: F811
+def test_the_report_prints_as_its_table(distilled, tiny_run, capsys):
     _, report, _, _ = distilled
     text = " ".join(format_distill_report(report).split())
     assert text.startswith("figure teacher vgg_s distilled vgg_s labels only teacher/distilled")
@@ -270,7 +269,7 @@ def test_distill_runs_on_this_backend(tmp_path):
             backend=keras.backend.backend(), model=tmp_path / "small" / "best.keras")
 
 
-def test_checking_the_student_leaves_the_users_keras_session_alone(tiny_run):  # noqa: F811
+def test_checking_the_student_leaves_the_users_keras_session_alone(tiny_run):
     """The student is built once to weigh it against the teacher; the user's global dtype
     policy survives (keras.backend.clear_session(), called there before, reset it to
     float32)."""

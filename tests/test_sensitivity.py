@@ -18,7 +18,6 @@ from keras_vgg.finetune.sensitivity import (Sensitivity, measure_sensitivity,
                                             plan_by_sensitivity)
 from keras_vgg.pruning import conv_names, conv_widths, model_cost, plan_widths
 
-from tests.test_compress import tiny_run  # noqa: F401 (a fixture)
 
 NAMES = ["block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2", "block4_conv1",
          "block4_conv2", "block5_conv1", "block5_conv2"]
@@ -106,7 +105,7 @@ def test_the_same_record_gives_the_same_plan(model):
 
 
 @pytest.fixture(scope="module")
-def planned(tiny_run, tmp_path_factory):  # noqa: F811
+def planned(tiny_run, tmp_path_factory):
     """The tiny run compressed to half its FLOPs by a sensitivity plan, no fine-tuning."""
     out = tmp_path_factory.mktemp("sensitivity") / "small"
     report = compress(tiny_run, out, flops=0.5, epochs=0, quantize=["none"], plan="sensitivity",
@@ -115,7 +114,7 @@ def planned(tiny_run, tmp_path_factory):  # noqa: F811
     return out, report
 
 
-def test_a_sensitivity_plan_meets_its_budget_and_reports_why(tiny_run, planned):  # noqa: F811
+def test_a_sensitivity_plan_meets_its_budget_and_reports_why(tiny_run, planned):
     out, report = planned
     plan = report["plan"]
     assert plan["planner"] == "sensitivity"
@@ -134,7 +133,7 @@ def test_a_sensitivity_plan_meets_its_budget_and_reports_why(tiny_run, planned):
     assert (out / "sensitivity.json").is_file()
 
 
-def test_the_command_line_takes_plan(tiny_run, tmp_path, capsys):  # noqa: F811
+def test_the_command_line_takes_plan(tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["compress", str(tiny_run), "--flops", "0.5", "--plan", "sensitve",
               "-o", str(tmp_path / "o")])
@@ -145,7 +144,7 @@ def test_the_command_line_takes_plan(tiny_run, tmp_path, capsys):  # noqa: F811
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_bad_plan_is_named_and_nothing_is_written(tiny_run, tmp_path):  # noqa: F811
+def test_a_bad_plan_is_named_and_nothing_is_written(tiny_run, tmp_path):
     with pytest.raises(ValueError) as info:
         compress(tiny_run, tmp_path / "o", flops=0.5, plan="sizes", verbose=0)
     assert str(info.value) == ("Expected `plan` to be one of ['uniform', 'sensitivity']. "
@@ -156,7 +155,7 @@ def test_a_bad_plan_is_named_and_nothing_is_written(tiny_run, tmp_path):  # noqa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_validation_images_is_named_and_nothing_is_written(tiny_run, tmp_path):  # noqa: F811
+def test_no_validation_images_is_named_and_nothing_is_written(tiny_run, tmp_path):
     """load_data refuses a split with no image first, so a run always has some; the guard
     is met here by the run's real splits with the validation images taken away."""
     from keras_vgg.finetune.compress import Asked, _Job, _sensitivity_plan, _settings
@@ -177,7 +176,7 @@ def test_no_validation_images_is_named_and_nothing_is_written(tiny_run, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_resumed_sensitivity_compress_keeps_the_plan_it_measured(tiny_run, planned):  # noqa: F811
+def test_a_resumed_sensitivity_compress_keeps_the_plan_it_measured(tiny_run, planned):
     """--resume compares every setting but the widths, which the state holds once measured:
     the same arguments reach the state's checks (this one is complete), another target is
     refused."""
