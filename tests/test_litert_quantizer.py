@@ -141,6 +141,34 @@ def test_int8_file_reads_raw_pixels_in_a_plain_interpreter(bundle):
     assert (raw.argmax(1) == labels).mean() == row["accuracy"]
 
 
+def test_labels_go_into_a_quantizer_file_as_tensorflows_tools_would_write_them(tmp_path):
+    """The quantizer keeps a file's weights after the flatbuffer, at offsets, which
+    TensorFlow's flatbuffer_utils reads back as bytearrays (packed a byte at a time in
+    Python: seconds a megabyte); add_labels reads them as arrays and writes the very bytes
+    flatbuffer_utils writes."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from keras_vgg.export.flatbuffer import _read_model, add_labels, tflite_labels
+
+    model = build_vgg("vgg11", include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    file = quantize_tflite(float_tflite(serving_model(model, "caffe")), "dynamic")
+    assert any(buffer.Offset() for buffer in (schema.Model.GetRootAsModel(file, 0).Buffers(i)
+               for i in range(schema.Model.GetRootAsModel(file, 0).BuffersLength())))
+    assert all(isinstance(b.data, np.ndarray) for b in _read_model(file).buffers
+               if b.data is not None)
+    theirs = flatbuffer_utils.read_model_from_bytearray(bytearray(file))
+    labels = schema.BufferT()
+    labels.data = np.frombuffer(b"cat\ndog", np.uint8)
+    theirs.buffers.append(labels)
+    metadata = schema.MetadataT()
+    metadata.name, metadata.buffer = "labels", len(theirs.buffers) - 1
+    theirs.metadata = [*(theirs.metadata or []), metadata]
+    ours = add_labels(file, ["cat", "dog"])
+    assert ours == bytes(flatbuffer_utils.convert_object_to_bytearray(theirs))
+    assert tflite_labels(ours) == ["cat", "dog"]
+
+
 @pytest.mark.parametrize("formats", [["saved_model"], ["onnx"], ["openvino"]])
 def test_int4_of_another_format_is_one_line_and_writes_nothing(tmp_path, formats):
     model, *_ = fitted_classifier("deep")

@@ -58,7 +58,7 @@ def add_labels(model_bytes: bytes, class_names) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    model = _read_model(model_bytes)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer("\n".join(class_names).encode(), dtype=np.uint8)
     model.buffers.append(buffer)
@@ -88,7 +88,7 @@ def with_uint8_io(model_bytes: bytes) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    model = _read_model(model_bytes)
     graph = model.subgraphs[0]
     quantize = _opcode(model, schema.BuiltinOperator.QUANTIZE)
     moves = {}
@@ -124,7 +124,7 @@ def with_pixel_input(model_bytes: bytes) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    model = _read_model(model_bytes)
     graph = model.subgraphs[0]
     conv = _opcode(model, schema.BuiltinOperator.CONV_2D)
     for index in graph.inputs:
@@ -141,6 +141,23 @@ def with_pixel_input(model_bytes: bytes) -> bytes:
         for bias in biases:
             _rescale_bias(model.buffers[bias.buffer], bias.quantization, 1.0 / old_scale)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _read_model(model_bytes: bytes):
+    """The object tree of a TFLite file (TensorFlow's ``flatbuffer_utils``), every buffer's
+    data a numpy array.
+
+    A file the LiteRT Quantizer writes keeps its weights after the flatbuffer, at offsets;
+    ``flatbuffer_utils`` reads them back as bytearrays, and flatbuffers packs anything but a
+    numpy array one byte at a time in Python: 27 s for the 9 MB of a quantized VGG11,
+    against 0.2 s as arrays (measured)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    for buffer in model.buffers:
+        if buffer.data is not None and not isinstance(buffer.data, np.ndarray):
+            buffer.data = np.frombuffer(bytes(buffer.data), np.uint8)
+    return model
 
 
 def _rescale_bias(buffer, quantization, factor: float):
