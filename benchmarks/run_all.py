@@ -41,6 +41,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 LRN_TITLE = "## Export: LRN as TFLite builtins, int8 end to end"
 FOLD_TITLE = f"## {fold_bn.TITLE}"
 COMPRESS_TITLE = "## Compress: structured pruning of the built-in run, end to end"  # compress.py --write
+# compress_targets.py --write
+TARGETS_TITLE = "## Compress targets over seeds: distilled students against their controls"
 DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
 DETERMINISM_TITLE = f"## {determinism.TITLE}"  # determinism.py --write
 QUICK = {
@@ -135,10 +137,11 @@ def main(argv=None):
     args = arg_parser.parse_args(argv)
     start, load = time.perf_counter(), os.getloadavg()[0]
     docs = (args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
-    # kept verbatim after it, in this order: compress (compress.py --write), BN folding
-    # (fold_bn.py), data at scale (data_scale.py --write), determinism (determinism.py --write)
-    kept = [kept_section(title, *docs) for title in (COMPRESS_TITLE, FOLD_TITLE, DATA_TITLE,
-                                                     DETERMINISM_TITLE)]
+    # kept verbatim after it, in this order: compress (compress.py --write), its targets over
+    # seeds (compress_targets.py --write), BN folding (fold_bn.py), data at scale
+    # (data_scale.py --write), determinism (determinism.py --write)
+    kept = [kept_section(title, *docs) for title in (COMPRESS_TITLE, TARGETS_TITLE, FOLD_TITLE,
+                                                     DATA_TITLE, DETERMINISM_TITLE)]
     lrn = lrn_section(*docs) + "".join("\n" + section for section in kept if section).rstrip() \
         + "\n"
     sections = []

@@ -21,6 +21,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import backends  # noqa: E402
 import common  # noqa: E402
 import compress  # noqa: E402
+import compress_targets  # noqa: E402
 import determinism  # noqa: E402
 import export_speed  # noqa: E402
 import finetune_speed  # noqa: E402
@@ -617,6 +618,46 @@ def test_compress_table_and_targets_met(tmp_path):
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# Benchmarks\n\n{section.markdown()}\n## Next\n")
     assert run_all.kept_section(run_all.COMPRESS_TITLE, doc) == section.markdown()
+
+
+def seed_record(seed, quarter, eighth, student, correct=1040):
+    """One seed of compress_targets' report: the three paired records as given."""
+    return {"seed": seed, "test_correct": correct, "test_count": 1050, "control_correct": 1041,
+            "0.25": quarter, "0.125": eighth, "student": student}
+
+
+def test_compress_targets_judge_every_seed_and_print_a_row_each(tmp_path):
+    """Issue 31 item 5: a target is met when every seed meets it, missed when one misses
+    it, else undecided; the student's target needs the whole interval below 0 (labels only
+    minus distilled)."""
+    same = paired(1050, both_wrong=9)  # no image changed: within any margin
+    worse = paired(1050, only_first=30)  # the pruned model 30 images (2.9 points) worse
+    some = paired(1050, only_first=4, only_second=2)  # undecided within 0.5 point
+    helped, unsure = paired(1050, only_second=80), paired(1050, only_first=3, only_second=5)
+    report = {"seeds": [seed_record(0, same, some, helped), seed_record(1, same, worse, helped),
+                        seed_record(2, same, same, unsure)],
+              "student": "vgg_s", "epochs": 5,
+              "large": {"size": 224, "ms": {n: (20.0, 5.0) for n in compress.THREADS}}}
+    args, command = compress_targets.arguments([])
+    section = compress_targets.section(args, command, report)
+    assert (args.seeds, args.student, command) == ([0, 1, 2], "vgg_s",
+                                                   "python benchmarks/compress_targets.py")
+    quarter, eighth, student, large = section.targets
+    assert (quarter.met, quarter.reading) == (True, "")
+    assert quarter.measured.startswith("pruned minus control, seed 0: -0.0 pts (95% CI -0.4 "
+                                       "to +0.4); seed 1: ")
+    assert (eighth.met, eighth.reading) == (False, "missed")  # seed 1 lost 2.9 points
+    assert (student.met, student.reading) == (False, "undecided")  # seed 2 cannot tell
+    assert student.measured.startswith("distilled minus labels only, seed 0: +7.6 pts")
+    assert large.met and large.goal == ">= 3x lower at every thread count"
+    lines = section.body.splitlines()
+    assert lines[2] == ("| 0 | 1,040/1,050 | 1,041 | +0.0 (-0.4 to +0.4), 0 changed | "
+                        "+0.2 (-0.4 to +0.8), 6 changed | -7.6 (-9.4 to -6.1), 80 changed |")
+    assert len([line for line in lines if line.startswith("| ") and "/1,050 |" in line]) == 3
+    assert "| 1 thread | 20.00 | 5.00 | 4.00x |" in lines
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{section.markdown()}\n## Next\n")
+    assert run_all.kept_section(run_all.TARGETS_TITLE, doc) == section.markdown()
 
 
 def test_compress_accuracy_missed_and_too_few_images():

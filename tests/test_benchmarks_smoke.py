@@ -296,3 +296,24 @@ def test_smoke_serving():
         assert 0 <= row["top1_agreement"] <= 1
     assert result["fastest_in_report"]["file"] in {row["file"] for row in result["rows"]}
     assert "Fastest file here at batch 1" in section.body and section.targets == []
+
+
+@only_if_asked
+def test_smoke_compress_targets():
+    """Issue 31 item 5's script at its tiniest (--quick, one seed): the run trained, the
+    control, both distilled compresses and the distilled student paired on the same 15
+    test images; every target judged."""
+    import compress_targets
+
+    section = compress_targets.main(["--quick", "--seeds", "0"])
+    (seed,) = section.extra["seeds"]
+    assert seed["test_count"] == 15 and seed["seed"] == 0
+    for key in ("0.25", "0.125", "student"):
+        assert seed[key]["count"] == 15, key
+    assert seed["0.25_flops_kept"] <= 0.25 and seed["0.125_flops_kept"] <= 0.125
+    assert [t.name for t in section.targets] == [
+        "1/4 of the FLOPs, distilled, against the control",
+        "1/8 of the FLOPs, distilled, against the control",
+        "vgg_s distilled against vgg_s on the labels alone", "int8 at 64x64, 1/4 of the FLOPs"]
+    for before, after in section.extra["large"]["ms"].values():
+        assert all(math.isfinite(ms) and ms > 0 for ms in (before, after))
