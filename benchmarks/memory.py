@@ -5,8 +5,9 @@ keras_vgg, builds the variant with its top at --size, and runs predict_on_batch 
 The child's peak RSS is its ru_maxrss from os.wait4, in a small launcher process (Linux
 carries ru_maxrss across exec, so a child started straight from a large process would start
 from that process's peak); the child also prints its ru_maxrss after import and after
-building. A baseline child only imports keras_vgg; its peak is subtracted. "x weights"
-divides what a variant adds over the baseline by its float32 weight bytes.
+building. A baseline child only imports Keras and keras_vgg (which loads Keras on first
+use); its peak is subtracted. "x weights" divides what a variant adds over the baseline by
+its float32 weight bytes.
 
 Usage:
     python benchmarks/memory.py                          # every variant, 224x224, batch 1
@@ -29,6 +30,8 @@ MB = 1024 / 1e6  # ru_maxrss is in KiB on Linux
 
 def child(variant, size, batch):
     """In the child: import, build, run; prints the peaks so far as JSON."""
+    import keras  # noqa: F401  (keras_vgg loads Keras on first use: the baseline holds it)
+
     import keras_vgg
 
     peaks = {"import": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * MB}
@@ -50,18 +53,27 @@ _, status, usage = os.wait4(pid, 0)
 print(json.dumps({"status": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss}))"""
 
 
-def peak_of(variant, size, batch) -> dict:
-    """Runs one child; its printed peaks plus ``peak``: its ru_maxrss from os.wait4."""
-    argv = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, os.path.abspath(__file__),
-            "--child", variant, "--size", str(size), "--batch", str(batch)]
+def launched(script, *args) -> tuple[list[str], float]:
+    """``script`` (a path) run with ``args`` in a fresh process that a small launcher starts:
+    ``(its stdout lines, its peak RSS in MB)``; a failed child raises with its stderr's
+    tail."""
+    argv = [sys.executable, "-S", "-c", LAUNCHER, sys.executable, os.path.abspath(script),
+            *map(str, args)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False,
                           timeout=common.CHILD_TIMEOUT_S)
     lines = done.stdout.strip().splitlines()
-    launched = json.loads(lines[-1]) if lines else {"status": done.returncode}
-    if done.returncode or launched["status"]:
+    launched_json = json.loads(lines[-1]) if lines else {"status": done.returncode}
+    if done.returncode or launched_json["status"]:
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise RuntimeError(f"The {variant} child failed ({launched['status']}): {tail}")
-    return {**json.loads(lines[-2]), "peak": launched["maxrss"] * MB}
+        raise RuntimeError(f"{os.path.basename(script)} {' '.join(map(str, args))} failed "
+                           f"({launched_json['status']}): {tail}")
+    return lines[:-1], launched_json["maxrss"] * MB
+
+
+def peak_of(variant, size, batch) -> dict:
+    """Runs one child; its printed peaks plus ``peak``: its ru_maxrss from os.wait4."""
+    lines, peak = launched(__file__, "--child", variant, "--size", size, "--batch", batch)
+    return {**json.loads(lines[-1]), "peak": peak}
 
 
 def measure(variants, size, batch):
@@ -89,10 +101,10 @@ def body(args, baseline, rows) -> str:
          "build + run - baseline MB", "x weights"),
         [(r["model"], f"{r['weights_mb']:.0f}", f"{r['peak_mb']:.0f}", f"{r['build_mb']:.0f}",
           f"{r['run_mb']:.0f}", f"{r['x_weights']:.2f}") for r in rows])
-    return (f"One process per variant: import keras_vgg, build with its top at "
+    return (f"One process per variant: import Keras and keras_vgg, build with its top at "
             f"{args.size}x{args.size}, `predict_on_batch` on a batch of {args.batch}. Peak RSS "
             f"from `os.wait4` (the child's ru_maxrss). Baseline, a process that only imports "
-            f"keras_vgg: {baseline:.0f} MB. \"build - baseline\" is the peak once built, "
+            f"Keras and keras_vgg: {baseline:.0f} MB. \"build - baseline\" is the peak once built, "
             "\"build + run - baseline\" the peak over the whole process; \"x weights\" the "
             f"latter over the float32 weight bytes.\n\n{lines}")
 

@@ -399,7 +399,7 @@ def test_memory_rows_less_the_baseline_and_table():
                                   "build - baseline MB", "build + run - baseline MB",
                                   "x weights"))
     assert row_line("vgg16", "553", "2083", "1426", "1443", "2.61") in section.body
-    assert "only imports keras_vgg: 640 MB" in section.body
+    assert "only imports Keras and keras_vgg: 640 MB" in section.body
     assert section.extra == {"baseline_mb": 640.0}
     _, quick = memory.arguments(run_all.QUICK[memory])
     assert quick == "python benchmarks/memory.py --variants vgg_f --size 48 --batch 1"
