@@ -50,7 +50,7 @@ def test_extras_and_the_one_version():
     assert project["dependencies"] == ["tensorflow>=2.16", "keras>=3.15", "numpy", "h5py"]
     assert extras["torch"] == ["torch==2.13.0"]
     assert {"pyyaml", "importlib_resources", "tensorflow-datasets"} <= set(extras["finetune"])
-    assert extras["test"] == ["keras-vgg[finetune,export,convert,serve]", "pytest>=7"]
+    assert extras["test"] == ["keras-vgg[finetune,export,convert,serve]", "pytest>=7.3"]
     assert extras["serve"] == ["onnxruntime", "onnx", "tf2onnx", "onnxscript", "openvino", "nncf"]
     assert pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {
         "attr": "keras_vgg.__version__"}
