@@ -281,6 +281,18 @@ def section(args, command, report) -> common.Section:
     return common.Section(TITLE, command, body, targets=found, extra=report)
 
 
+def add_run_arguments(parser, repeats: int):
+    """--repeats, --large-size, --set, --quick and --write: what compress_targets.py takes
+    too."""
+    parser.add_argument("--repeats", type=common.positive_int, default=repeats)
+    parser.add_argument("--large-size", type=int, default=224,
+                        help="also time both int8 files rebuilt at this size (0: not)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recipe overrides of the trained run (builtin recipe)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, a smoke run")
+    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+
+
 def arguments(argv=None):
     """``(args, command)``: the parsed arguments (``--quick`` applied) and the command line
     as given, without ``--write``."""
@@ -292,13 +304,7 @@ def arguments(argv=None):
     parser.add_argument("--quantize", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--no-distill", action="store_true", help="fine-tune the pruned model "
                         "on the labels alone (default: distilled, and compared with that)")
-    parser.add_argument("--repeats", type=common.positive_int, default=200)
-    parser.add_argument("--large-size", type=int, default=224,
-                        help="also time both int8 files rebuilt at this size (0: not)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="recipe overrides of the trained run (builtin recipe)")
-    parser.add_argument("--quick", action="store_true", help="tiny settings, a smoke run")
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    add_run_arguments(parser, repeats=200)
     args = parser.parse_args(argv)
     if args.quick:
         args.set += ["data.builtin_images_per_class=8", "phases.0.epochs=1", "tensorboard=false"]

@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 import common
-from compress import THREADS, large_int8_ms, latency_target, points, train_run
+from compress import (THREADS, add_run_arguments, large_int8_ms, latency_target, points,
+                      train_run)
 
 TITLE = "Compress targets over seeds: distilled students against their controls"
 # fraction of the FLOPs kept: the largest drop against the control (points) the target allows
@@ -176,13 +177,7 @@ def arguments(argv=None):
     parser.add_argument("--student", default="vgg_s", help="the variant keras-vgg distill trains")
     parser.add_argument("--student-epochs", type=int, default=None,
                         help="its epochs (default: the run's phases' epochs added up)")
-    parser.add_argument("--repeats", type=common.positive_int, default=100)
-    parser.add_argument("--large-size", type=int, default=224,
-                        help="time both int8 files rebuilt at this size (0: not)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="recipe overrides of the trained runs (builtin recipe)")
-    parser.add_argument("--quick", action="store_true", help="tiny settings, a smoke run")
-    parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    add_run_arguments(parser, repeats=100)
     args = parser.parse_args(argv)
     if args.quick:
         args.set += ["data.builtin_images_per_class=8", "phases.0.epochs=1", "tensorboard=false"]

@@ -240,6 +240,18 @@ def test_the_command_line_maps_no_distill_and_temperature(tiny_run, tmp_path, ca
 
 
 @pytest.mark.backend
+def assert_exports_on_this_backend(report, out):
+    """The float32 TFLite file on TensorFlow; elsewhere none, and the report says how to
+    export ``out``'s best.keras."""
+    if keras.backend.backend() == "tensorflow":
+        assert [row["quantize"] for row in report["exports"]] == ["none"]
+        assert report["exports_skipped"] is None
+    else:
+        assert report["exports"] == [] and not (out / "export").exists()
+        assert report["exports_skipped"] == EXPORTS_ELSEWHERE.format(
+            backend=keras.backend.backend(), model=out / "best.keras")
+
+
 def test_compress_distils_on_this_backend(tmp_path):
     """Prune, distil one epoch, compare, on every backend; the TFLite files only on
     TensorFlow (elsewhere the report says how to export)."""
@@ -252,13 +264,7 @@ def test_compress_distils_on_this_backend(tmp_path):
     assert report["flops"]["after"] <= 0.3 * report["flops"]["before"]
     small = keras.saving.load_model(tmp_path / "small" / "best.keras", safe_mode=True)
     assert type(small) is VGGModel
-    if keras.backend.backend() == "tensorflow":
-        assert [row["quantize"] for row in report["exports"]] == ["none"]
-        assert report["exports_skipped"] is None
-    else:
-        assert report["exports"] == [] and not (tmp_path / "small" / "export").exists()
-        assert report["exports_skipped"] == EXPORTS_ELSEWHERE.format(
-            backend=keras.backend.backend(), model=tmp_path / "small" / "best.keras")
+    assert_exports_on_this_backend(report, tmp_path / "small")
 
 
 def test_the_benchmark_pairs_the_distilled_and_the_labels_only_pruned_models():

@@ -27,6 +27,7 @@ from keras_vgg.finetune.compress_report import format_distill_report
 from keras_vgg.stats import paired_difference
 from keras_vgg.vgg_model import VGGModel
 from tests.test_compress import LastWeights, assert_paired_counts_add_up
+from tests.test_compress_distill import assert_exports_on_this_backend
 
 ARGS = dict(epochs=2, quantize=["none"], verbose=0)
 LOGITS_ONLY = {"on": True, "temperature": 3.0, "label_weight": 0.5, "logits_weight": 1.0,
@@ -260,13 +261,7 @@ def test_distill_runs_on_this_backend(tmp_path):
                                   "labels_only": "vgg_s"}
     student = keras.saving.load_model(tmp_path / "small" / "best.keras", safe_mode=True)
     assert type(student) is VGGModel and student.variant == "vgg_s"
-    if keras.backend.backend() == "tensorflow":
-        assert [row["quantize"] for row in report["exports"]] == ["none"]
-        assert report["exports_skipped"] is None
-    else:
-        assert report["exports"] == [] and not (tmp_path / "small" / "export").exists()
-        assert report["exports_skipped"] == EXPORTS_ELSEWHERE.format(
-            backend=keras.backend.backend(), model=tmp_path / "small" / "best.keras")
+    assert_exports_on_this_backend(report, tmp_path / "small")
 
 
 def test_checking_the_student_leaves_the_users_keras_session_alone(tiny_run):
