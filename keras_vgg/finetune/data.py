@@ -276,6 +276,21 @@ DECODE_PROGRESS_FROM = 1000  # images to decode before the first pass shows a pr
 UNDECODABLE = "corrupt or truncated (tf.io.decode_image failed in the pipeline)"
 
 
+def plain(fn):
+    """``fn`` for ``Dataset.map``/``filter``/``flat_map``, traced as written: AutoGraph does
+    not rewrite its source (nor that of the functions it calls). The pipeline's functions
+    branch on Python values only, so the graph is the same. Measured (cProfile, a tiny run
+    of 8 images per class): the rewriting took 3.5 s of the run's 19.5 s, 0.6 s after.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> doubled = tf.data.Dataset.range(3).map(plain(lambda i: i * 2))
+        >>> [int(i) for i in doubled.as_numpy_iterator()]
+        [0, 2, 4]
+    """
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def _decode(encoded):
     """The pipeline's decoder: any format tf.io.decode_image reads, as RGB."""
     return tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -309,17 +324,17 @@ def _even(ds, labels, size, shard):
     if size is None:
         return ds, labels, 0
     pad = int(size) - len(labels)
-    weighted = ds.map(lambda x, y: (x, y, tf.constant(1.0)))
+    weighted = ds.map(plain(lambda x, y: (x, y, tf.constant(1.0))))
     if pad:
         weighted = weighted.concatenate(
-            ds.repeat().take(pad).map(lambda x, y: (x, y, tf.constant(0.0))))
+            ds.repeat().take(pad).map(plain(lambda x, y: (x, y, tf.constant(0.0)))))
     return _per_worker(weighted, shard), np.concatenate([labels, np.resize(labels, pad)]), pad
 
 
 def _decoded(encoded_ds, image_size):
     """(encoded, label, index) -> (uint8 image, label, index); an element that fails to
     decode is dropped (``ignore_errors``) and counted by :func:`decode_once`."""
-    ds = encoded_ds.map(lambda e, y, i: (resize_uint8(_decode(e), image_size), y, i),
+    ds = encoded_ds.map(plain(lambda e, y, i: (resize_uint8(_decode(e), image_size), y, i)),
                         tf.data.AUTOTUNE)
     return ds.ignore_errors()
 
@@ -387,7 +402,7 @@ def _pipeline_splits(source: Source, recipe, options: LoadOptions) -> Splits:
         pending[split] = dict(indexed=indexed, indices=members, encoded=source.encoded,
                               size=sizes.get(split))
         datasets[split], split_labels[split], padding[split] = _even(
-            indexed.map(lambda x, y, i: (x, y)), labels[members], sizes.get(split),
+            indexed.map(plain(lambda x, y, i: (x, y))), labels[members], sizes.get(split),
             options.shard)
     splits = _checked(Splits(
         datasets["train"], datasets["val"], list(source.class_names), split_labels["train"],
@@ -452,7 +467,7 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
         if bar is not None:
             print(f"Decoding the {split} split once ({splits.cache} cache):", flush=True)
         kept = []
-        for batch in step["indexed"].map(lambda x, y, i: i).batch(256).as_numpy_iterator():
+        for batch in step["indexed"].map(plain(lambda x, y, i: i)).batch(256).as_numpy_iterator():
             kept.extend(batch.tolist())
             if bar is not None:
                 bar.add(len(batch))
@@ -464,7 +479,7 @@ def decode_once(splits: Splits, verbose=0) -> Splits:
             indexed = _decoded(step["encoded"](indices[keep]), pending["image_size"])
         else:
             indexed = step["indexed"]
-        ds = indexed.map(lambda x, y, i: (x, y))
+        ds = indexed.map(plain(lambda x, y, i: (x, y)))
         if splits.cache != "none":
             ds = ds.apply(tf.data.experimental.assert_cardinality(len(kept)))
         ds, split_labels, splits.padding[split] = _even(
@@ -525,7 +540,7 @@ def load_folder(root, recipe, options: LoadOptions = LoadOptions()) -> Splits:
         ds = tf.data.Dataset.from_tensor_slices(
             (files[indices], np.asarray(labels, dtype="int32")[indices],
              np.asarray(indices, dtype="int64")))
-        return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), tf.data.AUTOTUNE)
+        return ds.map(plain(lambda p, y, i: (tf.io.read_file(p), y, i)), tf.data.AUTOTUNE)
 
     source = Source(names, labels, scan.class_names, report, encoded, test_indices)
     return _pipeline_splits(source, recipe, options)
@@ -579,10 +594,10 @@ def load_tfds(name, recipe, options: LoadOptions = LoadOptions()) -> Splits:
             ) from error
         label_only = builder.as_dataset(split=split, shuffle_files=False,
                                         decoders={image_key: tfds.decode.SkipDecoding()})
-        labels = np.fromiter(label_only.map(lambda ex: ex[label_key]).as_numpy_iterator(),
+        labels = np.fromiter(label_only.map(plain(lambda ex: ex[label_key])).as_numpy_iterator(),
                              dtype="int32")
-        ds = ds.map(lambda ex: (resize_uint8(_rgb(ex[image_key]), recipe.model.image_size),
-                                tf.cast(ex[label_key], tf.int32)), tf.data.AUTOTUNE)
+        ds = ds.map(plain(lambda ex: (resize_uint8(_rgb(ex[image_key]), recipe.model.image_size),
+                                      tf.cast(ex[label_key], tf.int32))), tf.data.AUTOTUNE)
         return ds, labels
 
     (train, train_labels), (val, val_labels) = dataset("train_split"), dataset("val_split")
@@ -886,9 +901,10 @@ def shuffle_batch(ds, recipe, epoch: EpochSeed | None = None, augment=None):
         if augment is None:
             return batches
         return batches.enumerate().map(  # (images, labels[, weights])
-            lambda i, xy: (augment(xy[0], tf.stack([seed, i])), *xy[1:]), tf.data.AUTOTUNE)
+            plain(lambda i, xy: (augment(xy[0], tf.stack([seed, i])), *xy[1:])),
+            tf.data.AUTOTUNE)
 
-    batches = tf.data.Dataset.range(1).flat_map(one_epoch)
+    batches = tf.data.Dataset.range(1).flat_map(plain(one_epoch))
     if count >= 0:  # flat_map forgets the length; fit's progress bar and steps need it
         steps = count // recipe.data.batch_size if drop else -(-count // recipe.data.batch_size)
         batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
@@ -899,14 +915,14 @@ def permuted(ds, seed, window: int):
     """``ds`` shuffled from ``seed`` (an int64 tensor) alone: each run of ``window`` elements
     put in the order of stateless random keys drawn from (seed, position), so the same seed
     gives the same order in any process (a whole permutation when ``ds`` fits one window)."""
-    keyed = ds.enumerate().map(lambda i, element: (
-        tf.random.stateless_uniform([], seed=tf.stack([seed, i])), element))
+    keyed = ds.enumerate().map(plain(lambda i, element: (
+        tf.random.stateless_uniform([], seed=tf.stack([seed, i])), element)))
 
     def in_key_order(keys, elements):
         order = tf.argsort(keys)
         return tf.nest.map_structure(lambda t: tf.gather(t, order), elements)
 
-    return keyed.batch(window).map(in_key_order).unbatch()
+    return keyed.batch(window).map(plain(in_key_order)).unbatch()
 
 
 def train_pipeline(ds, recipe, mode, augment=True, epoch: EpochSeed | None = None):
@@ -916,14 +932,14 @@ def train_pipeline(ds, recipe, mode, augment=True, epoch: EpochSeed | None = Non
     augmenting = augmentation(recipe.data.augment, recipe.data.augment_factor) if augment else None
     preprocess = as_preprocessing(mode)
     return shuffle_batch(ds, recipe, epoch, augmenting).map(
-        lambda x, y, *w: (preprocess(x), y, *w), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        plain(lambda x, y, *w: (preprocess(x), y, *w)), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_pipeline(ds, recipe, mode):
     """Batched and preprocessed, in order; a weight (a worker's padded share) kept."""
     preprocess = as_preprocessing(mode)
     return ds.batch(recipe.data.batch_size, drop_remainder=sharded()).map(
-        lambda x, y, *w: (preprocess(x), y, *w), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        plain(lambda x, y, *w: (preprocess(x), y, *w)), tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 SHUFFLE_IMAGES = 4096  # the shuffle window, in images...

@@ -151,7 +151,7 @@ def find_mistakes(run_dir, recipe, splits=None, shown=None) -> Mistakes:
 
 def _pixels(ds, indices) -> np.ndarray:
     """The uint8 images at ``indices`` (sorted) of an unbatched split."""
-    batches = ds.take(int(indices[-1]) + 1).map(lambda x, *_: x).batch(256)
+    batches = ds.take(int(indices[-1]) + 1).map(data_lib.plain(lambda x, *_: x)).batch(256)
     return np.concatenate(list(batches.as_numpy_iterator()))[np.asarray(indices)]
 
 

@@ -204,7 +204,8 @@ def records(path, index, indices) -> tf.data.Dataset:
     member = tf.constant(member)
     shards = [_join(path, s["file"]) for s in index["shards"]]
     ds = tf.data.TFRecordDataset(shards, num_parallel_reads=min(len(shards), 8))
-    ds = ds.map(lambda r: tf.io.parse_single_example(r, _FEATURES), tf.data.AUTOTUNE)
-    ds = ds.filter(lambda ex: tf.gather(member, ex["index"]))
-    return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32), ex["index"]),
+    plain = tf.autograph.experimental.do_not_convert  # as data.plain (no import cycle)
+    ds = ds.map(plain(lambda r: tf.io.parse_single_example(r, _FEATURES)), tf.data.AUTOTUNE)
+    ds = ds.filter(plain(lambda ex: tf.gather(member, ex["index"])))
+    return ds.map(plain(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32), ex["index"])),
                   tf.data.AUTOTUNE)
