@@ -130,22 +130,26 @@ def test_strategies_this_backend_has():
         make_strategy("several")
 
 
+# Arguments: STRATEGY RUN_DIR OUT.npy BATCH, repeated for runs one after another in the
+# process (each run's strategy is scoped to it).
 DATA_PARALLEL = textwrap.dedent("""
-    import json, sys
+    import sys
+    import keras
     import numpy as np
     from keras_vgg.finetune import Recipe, finetune
-    recipe = Recipe().but({
-        "name": "dp", "data.source": "builtin", "model.name": "vgg11", "model.image_size": 32,
-        "data.builtin_images_per_class": 10, "data.batch_size": int(sys.argv[4]),
-        "data.augment": [], "model.head_dropout": 0.0,
-        "phases": [{"epochs": 1, "lr": 1e-3, "freeze": "block4"}], "tensorboard": False,
-        "early_stopping_patience": 0, "reduce_lr_patience": 0, "class_weight": "none",
-        "mixed_precision": False, "strategy": sys.argv[1]})
-    result = finetune(recipe, run_dir=sys.argv[2], verbose=0)
-    import keras
-    model = keras.saving.load_model(result.best_model)
-    images = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
-    np.save(sys.argv[3], model.predict(images, verbose=0))
+    for strategy, run_dir, out, batch in zip(*[iter(sys.argv[1:])] * 4):
+        recipe = Recipe().but({
+            "name": "dp", "data.source": "builtin", "model.name": "vgg11",
+            "model.image_size": 32, "data.builtin_images_per_class": 10,
+            "data.batch_size": int(batch), "data.augment": [], "model.head_dropout": 0.0,
+            "phases": [{"epochs": 1, "lr": 1e-3, "freeze": "block4"}], "tensorboard": False,
+            "early_stopping_patience": 0, "reduce_lr_patience": 0, "class_weight": "none",
+            "mixed_precision": False, "strategy": strategy})
+        result = finetune(recipe, run_dir=run_dir, verbose=0)
+        model = keras.saving.load_model(result.best_model)
+        images = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype("float32")
+        np.save(out, model.predict(images, verbose=0))
+        keras.backend.clear_session()
 """)
 
 
@@ -160,20 +164,23 @@ def test_jax_data_parallel_over_two_devices_matches_one(tmp_path):
     pytest.importorskip("jax")
     script = tmp_path / "dp.py"
     script.write_text(DATA_PARALLEL)
+    # One process with 2 devices: the one-device run first (no distribution: device 0),
+    # then DataParallel over both. XLA aborts a run whose devices miss an all-reduce for 40 s
+    # (seen on a loaded machine).
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2 "
+                         "--xla_cpu_collective_call_terminate_timeout_seconds=600")
+    runs = [("default", 8), ("mirrored", 4)]
+    done = subprocess.run([sys.executable, str(script), *[
+        str(arg) for strategy, batch in runs for arg in (
+            strategy, tmp_path / strategy, tmp_path / f"{strategy}.npy", batch)]],
+        env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
     probabilities = {}
-    for strategy, devices, batch in (("mirrored", 2, 4), ("default", 1, 8)):
-        # XLA aborts a run whose devices miss an all-reduce for 40 s (seen on a loaded machine)
-        env = dict(os.environ, KERAS_BACKEND="jax",
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
-                             "--xla_cpu_collective_call_terminate_timeout_seconds=600")
-        out = tmp_path / f"{strategy}.npy"
-        done = subprocess.run([sys.executable, str(script), strategy, str(tmp_path / strategy),
-                               str(out), str(batch)], env=env, capture_output=True, text=True,
-                              timeout=CHILD_TIMEOUT_S)
-        assert done.returncode == 0, done.stderr[-3000:]
+    for strategy, _ in runs:
         recipe = json.loads((tmp_path / strategy / "recipe.json").read_text())
         assert recipe["strategy"] == strategy
-        probabilities[strategy] = np.load(out)
+        probabilities[strategy] = np.load(tmp_path / f"{strategy}.npy")
     np.testing.assert_allclose(probabilities["mirrored"], probabilities["default"], atol=1e-3)
     # strategy=multi_worker: two jax processes on localhost (keras.distribution.initialize
     # from KERAS_DISTRIBUTION_* and gloo between them), one CPU device each, 4 images each.
