@@ -2,6 +2,7 @@
 
 import doctest
 import importlib
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ MODULES = sorted(
         ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
         for p in PACKAGE.rglob("*.py"))
     if name not in NO_EXAMPLES)
+
+
+@pytest.fixture(autouse=True)
+def examples_write_under_tmp_path(tmp_path, monkeypatch):
+    """The examples make their folders with ``tempfile.mkdtemp()``, as a user would; here those
+    land in the test's ``tmp_path``, deleted when it passes. (They were left in /tmp: a
+    fine-tuned run of 140-350 MB per example that trains one, each time the suite ran.)"""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 @pytest.mark.parametrize("module_name", MODULES)
