@@ -239,7 +239,6 @@ def test_the_command_line_maps_no_distill_and_temperature(tiny_run, tmp_path, ca
     assert "compress.temperature, 3.0 unless its recipe says" in words
 
 
-@pytest.mark.backend
 def assert_exports_on_this_backend(report, out):
     """The float32 TFLite file on TensorFlow; elsewhere none, and the report says how to
     export ``out``'s best.keras."""
@@ -252,6 +251,7 @@ def assert_exports_on_this_backend(report, out):
             backend=keras.backend.backend(), model=out / "best.keras")
 
 
+@pytest.mark.backend
 def test_compress_distils_on_this_backend(tmp_path):
     """Prune, distil one epoch, compare, on every backend; the TFLite files only on
     TensorFlow (elsewhere the report says how to export)."""
