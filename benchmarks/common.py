@@ -199,6 +199,22 @@ def report(section: Section) -> Section:
     return section
 
 
+def command_line(script: str, argv=None) -> str:
+    """``python benchmarks/SCRIPT ARGS`` as given (``argv`` or the process's), no --write."""
+    given = argv if argv is not None else sys.argv[1:]
+    return f"python benchmarks/{script} {' '.join(a for a in given if a != '--write')}".strip()
+
+
+def run(arguments, measure, section, argv=None) -> Section:
+    """A benchmark's main: ``arguments(argv) -> (args, command)``, ``measure(args)``,
+    ``section(args, command, measured)`` printed, and written with ``--write``."""
+    args, command = arguments(argv)
+    result = report(section(args, command, measure(args)))
+    if args.write:
+        write_section(result)
+    return result
+
+
 def write_section(section: Section, path=ROOT / "docs" / "benchmarks.md"):
     """``section`` put into the docs: replaces its earlier text, else goes at the end."""
     text, new = path.read_text(), section.markdown()

@@ -21,7 +21,6 @@ Usage:
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -183,18 +182,11 @@ def arguments(argv=None):
         args.set += ["data.builtin_images_per_class=8", "phases.0.epochs=1", "tensorboard=false"]
         args.epochs, args.student_epochs, args.repeats = 1, 1, 3
         args.large_size = args.large_size and 64
-    given = argv if argv is not None else sys.argv[1:]
-    command = "python benchmarks/compress_targets.py " + " ".join(
-        a for a in given if a != "--write")
-    return args, command.strip()
+    return args, common.command_line("compress_targets.py", argv)
 
 
 def main(argv=None) -> common.Section:
-    args, command = arguments(argv)
-    result = common.report(section(args, command, measure(args)))
-    if args.write:
-        common.write_section(result)
-    return result
+    return common.run(arguments, measure, section, argv)
 
 
 if __name__ == "__main__":

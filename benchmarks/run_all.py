@@ -45,6 +45,8 @@ COMPRESS_TITLE = "## Compress: structured pruning of the built-in run, end to en
 TARGETS_TITLE = "## Compress targets over seeds: distilled students against their controls"
 DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
 DETERMINISM_TITLE = f"## {determinism.TITLE}"  # determinism.py --write
+# latency_plan.py --write
+LATENCY_TITLE = "## Latency-aware plan: compress --latency against the uniform FLOPs plan"
 QUICK = {
     inference: ["--size", "32", "--batch", "1", "--repeats", "1", "--gemm", "256",
                 "--sweep-size", "48", "--sweep-batch", "1", "--sweep-repeats", "1",
@@ -139,9 +141,11 @@ def main(argv=None):
     docs = (args.docs / "benchmarks.md", common.ROOT / "docs" / "benchmarks.md")
     # kept verbatim after it, in this order: compress (compress.py --write), its targets over
     # seeds (compress_targets.py --write), BN folding (fold_bn.py), data at scale
-    # (data_scale.py --write), determinism (determinism.py --write)
+    # (data_scale.py --write), determinism (determinism.py --write), the latency-aware plan
+    # (latency_plan.py --write)
     kept = [kept_section(title, *docs) for title in (COMPRESS_TITLE, TARGETS_TITLE, FOLD_TITLE,
-                                                     DATA_TITLE, DETERMINISM_TITLE)]
+                                                     DATA_TITLE, DETERMINISM_TITLE,
+                                                     LATENCY_TITLE)]
     lrn = lrn_section(*docs) + "".join("\n" + section for section in kept if section).rstrip() \
         + "\n"
     sections = []

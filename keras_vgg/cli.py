@@ -552,6 +552,9 @@ def add_compress_parser(commands):
     target.add_argument("--flops", type=fraction, help="the fraction of FLOPs to keep (0.3: "
                         "3.3x fewer)")
     target.add_argument("--params", type=fraction, help="the fraction of parameters to keep")
+    target.add_argument("--latency", type=fraction, help="the fraction of the convs' time to "
+                        "keep in the TFLite file (int8 when exported; each conv timed alone "
+                        "at a few widths first)")
     compress.add_argument("-o", "--output", help="the folder to create (default RUN/compressed)")
     compress.add_argument("--steps", type=positive_int, default=1,
                           help="pruning steps, each followed by fine-tuning (default 1: "
@@ -576,10 +579,14 @@ def add_compress_parser(commands):
     compress.add_argument("--plan", choices=PLANS, help="how the budget is spent over the "
                           "convs: uniform (the same share of each) or sensitivity (each conv "
                           "pruned alone on the validation split, filters taken where the "
-                          "loss rises least; default: the run's compress.plan, uniform)")
+                          "loss rises least per FLOP, parameter or ms saved; default: the "
+                          "run's compress.plan, uniform)")
     compress.add_argument("--temperature", type=float, help="the softening of the class "
                           "scores it learns from (default: the run's compress.temperature, "
                           "3.0 unless its recipe says)")
+    compress.add_argument("--latency-table", metavar="FILE", help="with --latency: an earlier "
+                          "compress's latency.json of this model to plan by, instead of "
+                          "timing the convs again (the same table, the same plan)")
     resume = compress.add_mutually_exclusive_group()
     resume.add_argument("--overwrite", action="store_true", help="replace the output folder")
     resume.add_argument("--resume", action="store_true", help="continue an interrupted one")
@@ -592,7 +599,7 @@ def compress_command(args) -> int:
              epochs=args.epochs, lr=args.lr, criterion=args.criterion,
              quantize=args.quantize, overwrite=args.overwrite, resume=args.resume,
              max_drop=args.max_drop, distill=args.distill, temperature=args.temperature,
-             plan=args.plan)
+             plan=args.plan, latency=args.latency, latency_table=args.latency_table)
     return 0
 
 

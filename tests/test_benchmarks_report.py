@@ -719,6 +719,38 @@ def test_determinism_table_and_ratio():
     assert run_all.DETERMINISM_TITLE == f"## {determinism.TITLE}"
 
 
+def test_the_latency_plan_benchmark_tabulates_convs_plans_and_the_paired_difference():
+    """benchmarks/latency_plan.py's section from canned figures: each conv's ms per GFLOP,
+    the three models' widths, FLOPs, predicted and measured ms and test images, and the
+    uniform plan minus the latency plan paired."""
+    import latency_plan
+
+    args, command = latency_plan.arguments([])
+    found = {"convs": [{"conv": "block1_conv1", "gflops": 0.1734, "ms": 1.6}],
+             "fraction": 0.2619, "flops": 0.25, "epochs": 5, "count": 1050,
+             "unpruned": {"widths": [64, 128], "flops": 306e6, "predicted_ms": 0.75,
+                          "correct": 1038},
+             "plans": {"uniform": {"widths": [32, 64], "flops": 76e6, "predicted_ms": 0.2,
+                                   "correct": 1043},
+                       "latency": {"widths": [16, 96], "flops": 80e6, "predicted_ms": 0.19,
+                                   "correct": 1045}},
+             "uniform_minus_latency": paired(1050, only_first=1, only_second=3, both_wrong=4),
+             "ms": {n: [1.0 / n, 0.4 / n, 0.35 / n] for n in compress.THREADS}}
+    section = latency_plan.section(args, command, found)
+    lines = section.body.splitlines()
+    assert "| block1_conv1 | 0.173 | 1.60 | 9.2 |" in lines
+    def ms(value):
+        return " | ".join(f"{value / n:.3f}" for n in compress.THREADS)
+
+    assert f"| uniform, --flops 0.25 | 32 64 | 76.0 | 0.200 | {ms(0.4)} | 1,043 |" in lines
+    assert f"| --latency 0.2619 --plan sensitivity | 16 96 | 80.0 | 0.190 | {ms(0.35)} | " \
+        "1,045 |" in lines
+    assert "Uniform minus latency plan, paired on the 1,050 test images: -0.2 points (95% CI " \
+        "-0.8 to +0.3); 4 changed answer." in " ".join(section.body.split())
+    assert command == "python benchmarks/latency_plan.py"
+    assert run_all.LATENCY_TITLE == f"## {latency_plan.TITLE}"
+
+
 # -------------------------------------------------------------------------------- run_all
 
 
@@ -803,7 +835,7 @@ def test_run_all_writes_the_docs_keeping_the_written_sections(tmp_path, monkeypa
     docs = tmp_path / "docs"
     docs.mkdir()
     lrn_doc(docs / "benchmarks.md", run_all.DETERMINISM_TITLE, run_all.FOLD_TITLE,
-            run_all.COMPRESS_TITLE)
+            run_all.COMPRESS_TITLE, run_all.LATENCY_TITLE)
     returned = run_all.main(["--quick", "--docs", str(docs)])
     assert returned == list(canned.values())
     assert asked == {module: run_all.QUICK[module] for module in canned}
@@ -815,11 +847,12 @@ def test_run_all_writes_the_docs_keeping_the_written_sections(tmp_path, monkeypa
     # the shipped docs/benchmarks.md; in run_all's order, after the LRN section
     kept = [text.index(title) for title in (run_all.LRN_TITLE, run_all.COMPRESS_TITLE,
                                             run_all.FOLD_TITLE, run_all.DATA_TITLE,
-                                            run_all.DETERMINISM_TITLE)]
+                                            run_all.DETERMINISM_TITLE,
+                                            run_all.LATENCY_TITLE)]
     assert kept == sorted(kept)
     assert f"{run_all.FOLD_TITLE[3:]}'s own text" in text
     assert run_all.kept_section(run_all.DATA_TITLE, BENCHMARKS.parent / "docs"
                                 / "benchmarks.md") in text
-    assert text.endswith(f"{run_all.DETERMINISM_TITLE[3:]}'s own text\n")
+    assert text.endswith(f"{run_all.LATENCY_TITLE[3:]}'s own text\n")
     for chart in ("throughput.png", "precision.png"):
         assert (docs / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

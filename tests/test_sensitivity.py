@@ -158,7 +158,7 @@ def test_a_bad_plan_is_named_and_nothing_is_written(tiny_run, tmp_path):
 def test_no_validation_images_is_named_and_nothing_is_written(tiny_run, tmp_path):
     """load_data refuses a split with no image first, so a run always has some; the guard
     is met here by the run's real splits with the validation images taken away."""
-    from keras_vgg.finetune.compress import Asked, _Job, _sensitivity_plan, _settings
+    from keras_vgg.finetune.compress import Asked, _Job, _measured_plan, _settings
     from keras_vgg.finetune.run_folder import read_recipe
     from keras_vgg.run_folder import RunFolder
 
@@ -169,7 +169,7 @@ def test_no_validation_images_is_named_and_nothing_is_written(tiny_run, tmp_path
     job = _Job(RunFolder(tiny_run), RunFolder(tmp_path / "o"), recipe, model, settings, None,
                (), 0)
     with pytest.raises(ValueError) as info:
-        _sensitivity_plan(job, splits)
+        _measured_plan(job, splits)
     message = str(info.value)
     assert "\n" not in message and "plan='sensitivity'" in message
     assert f"run='{tiny_run}'" in message

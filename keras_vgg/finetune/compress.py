@@ -74,7 +74,10 @@ from keras_vgg.finetune.recipe import Recipe
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
 from keras_vgg.finetune.distillation import DistillSettings, Teacher
-from keras_vgg.finetune.sensitivity import measure_sensitivity, plan_by_sensitivity
+from keras_vgg.finetune.latency import (LatencyTable, measure_latency_table,
+                                        plan_for_latency, read_latency_table)
+from keras_vgg.finetune.sensitivity import (Sensitivity, measure_sensitivity,
+                                            plan_by_sensitivity)
 from keras_vgg.finetune.phase import inference_precision, run_phase
 from keras_vgg.finetune.run_folder import read_recipe
 from keras_vgg.preprocessing import model_preprocessing
@@ -86,6 +89,7 @@ from keras_vgg.stats import PairedDifference, paired_difference
 
 REPORT = "compress_report.json"
 SENSITIVITY = "sensitivity.json"  # --plan sensitivity: each conv's measured losses
+LATENCY = "latency.json"  # a latency target: each conv's measured time (LatencyTable)
 PREDICTIONS = "predictions.npz"  # labels and both models' classes on the held-out images
 DROP_MARGIN = 0.01  # the target: the pruned model within 1 point of the unpruned one
 EXPORTS_ELSEWHERE = ("No TFLite files under KERAS_BACKEND={backend} (TensorFlow writes them): "
@@ -108,6 +112,7 @@ class Asked:
     distill: bool | None = None
     temperature: float | None = None
     plan: str | None = None
+    latency: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ class Settings:
     plan: list  # each step's conv widths
     max_drop: float  # a fraction
     distill: dict | None = None  # DistillSettings as a dict; None: labels only
-    planner: str = "uniform"  # sensitivity: ``plan`` is set once the data is read
+    planner: str = "uniform"  # ``plan`` is set once the data is read when ``measured``
 
     def to_json(self) -> dict:
         # labels only and the uniform plan are written as before they were keys: a
@@ -136,18 +141,24 @@ class Settings:
             del value["planner"]
         return value
 
+    @property
+    def measured(self) -> bool:
+        """Whether the plan is measured once the data is read (a sensitivity plan, or any
+        plan for a ``latency`` target), not computed from the target alone."""
+        return self.planner == "sensitivity" or "latency" in self.target
+
     def comparable(self) -> dict:
-        """What a resumed compress must match: its widths too, unless a sensitivity plan
-        measured them (they are the state's then)."""
+        """What a resumed compress must match: its widths too, unless they were measured
+        (they are the state's then)."""
         value = self.to_json()
-        if self.planner == "sensitivity":
+        if self.measured:
             del value["plan"]
         return value
 
     def matches(self, saved: dict) -> bool:
         """Whether a saved compress's settings are these (a measured plan is the state's)."""
         return {key: value for key, value in saved.items()
-                if key != "plan" or self.planner == "uniform"} == self.comparable()
+                if key != "plan" or not self.measured} == self.comparable()
 
 
 @dataclass(frozen=True)
@@ -164,18 +175,25 @@ class _Job:
     resumed: RunState | None
     callbacks: tuple
     verbose: int
+    table: LatencyTable | None = None  # a latency table given: none is measured
 
 
 def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr=None,
              criterion="auto", quantize=("none", "int8"), overwrite=False, resume=False,
              callbacks=(), verbose=2, max_drop=None, distill=None, temperature=None,
-             plan=None) -> dict:
+             plan=None, latency=None, latency_table=None) -> dict:
     """Prune ``run``'s best.keras to a target, fine-tune, export, report; returns the report.
 
     Args:
         run: a finished fine-tune run folder (``recipe.json`` and ``best.keras``).
         out: the output folder; default ``run/compressed``.
-        flops, params: the fraction of the model's FLOPs or parameters to keep (one of them).
+        flops, params, latency: the fraction of the model's FLOPs, of its parameters, or of
+            its convs' time in the TFLite file compress exports (int8 when it exports
+            int8; measured conv by conv: ``keras_vgg.finetune.latency``) to keep (one of
+            them). A latency target needs TensorFlow (the TFLite files are its).
+        latency_table: for a ``latency`` target, the ``latency.json`` of an earlier
+            compress of this model to plan by instead of timing the convs again (the same
+            table gives the same plan).
         steps: pruning steps to reach it (1: one-shot).
         epochs: fine-tune epochs after each step (default the recipe's ``compress_epochs``).
         lr: their learning rate (default the recipe's ``compress_lr``).
@@ -192,20 +210,22 @@ def compress(run, out=None, *, flops=None, params=None, steps=1, epochs=None, lr
             ``compress.temperature``, 3.0).
         plan: how the budget is spent over the convs: ``"uniform"`` (the same share of
             each) or ``"sensitivity"`` (each conv pruned alone on the validation split, the
-            filters taken where the loss rises least: ``keras_vgg.finetune.sensitivity``;
-            default the recipe's ``compress.plan``, uniform).
+            filters taken where the loss rises least per FLOP, parameter or millisecond
+            saved: ``keras_vgg.finetune.sensitivity``; default the recipe's
+            ``compress.plan``, uniform).
     """
     source = RunFolder(run)
     recipe, model = run_of(source)
     out = RunFolder(out) if out is not None else source.compressed
     settings = _settings(recipe, model, Asked(flops, params, steps, epochs, lr, criterion,
                                               quantize, max_drop, distill, temperature,
-                                              plan))
+                                              plan, latency))
+    table = _latency_table(latency_table, settings, model)
     started = time.time()
     resumed = check_out(out, "compress", settings, overwrite, resume)
-    if resumed is not None and settings.planner == "sensitivity":
+    if resumed is not None and settings.measured:
         settings = dataclasses.replace(settings, plan=resumed.settings["plan"])
-    job = _Job(source, out, recipe, model, settings, resumed, tuple(callbacks), verbose)
+    job = _Job(source, out, recipe, model, settings, resumed, tuple(callbacks), verbose, table)
     with deterministic_kernels(recipe.deterministic):
         report, state = _compress(job)
     report["seconds"] = round(time.time() - started, 1)
@@ -249,18 +269,19 @@ def _compress(job: _Job):
     state = job.resumed
     if state is None:
         out.start()
-        if job.settings.planner == "uniform":
+        if not job.settings.measured:
             state = RunState.of_compress(job.settings.to_json())
             out.save_state(state)
     out.cache.mkdir(exist_ok=True)
     data_lib.decode_once(splits, job.verbose)
-    if state is None:  # a sensitivity plan, on decoded images; nothing left on an error
+    if state is None:  # a measured plan, on decoded images; nothing left on an error
         try:
-            job, sensitivity = _sensitivity_plan(job, splits)
+            job, records = _measured_plan(job, splits)
         except BaseException:
             shutil.rmtree(out.path, ignore_errors=True)
             raise
-        out.write(SENSITIVITY, sensitivity)
+        for name, record in records.items():
+            out.write(name, record)
         state = RunState.of_compress(job.settings.to_json())
         out.save_state(state)
     # each step fine-tunes every block as one phase (none when epochs is 0)
@@ -278,10 +299,61 @@ def _compress(job: _Job):
     return _report(run.but(recipe=recipe, teacher=teacher), job, pruned), state
 
 
-def _sensitivity_plan(job: _Job, splits):
-    """``(job with its settings' plan measured, the sensitivity record)``: each conv pruned
-    alone, scored by the cross-entropy on the validation split (never the test split,
-    which judges the result)."""
+def _measured_plan(job: _Job, splits):
+    """``(job with its settings' plan measured, {file name: record})``: the sensitivity
+    of each conv (``--plan sensitivity``) and the convs' latency table (a ``latency``
+    target), then each step's widths."""
+    settings, records, sensitivity = job.settings, {}, None
+    if settings.planner == "sensitivity":
+        sensitivity = _sensitivity(job, splits)
+        records[SENSITIVITY] = {"images": len(splits.val_labels), "split": "validation",
+                                **sensitivity.to_json()}
+    arg, fraction = next(iter(settings.target.items()))
+    targets = [fraction ** (k / settings.steps) for k in range(1, settings.steps + 1)]
+    if arg == "latency":
+        table = job.table or _measured_table(job, latency_mode(settings.quantize))
+        records[LATENCY] = table.to_json()
+        plan = [plan_for_latency(job.model, table, target, sensitivity) for target in targets]
+    else:
+        plan = [plan_by_sensitivity(job.model, sensitivity, **{arg: target})
+                for target in targets]
+    settings = dataclasses.replace(settings, plan=[list(widths) for widths in plan])
+    return dataclasses.replace(job, settings=settings), records
+
+
+def _measured_table(job: _Job, mode: str) -> LatencyTable:
+    """The model's convs timed alone as ``mode`` TFLite files (``measure_latency_table``)."""
+    if job.verbose:
+        print(f"Latency: each of {len(conv_names(job.model))} convs timed alone, as a {mode} "
+              "TFLite file at a few widths.", flush=True)
+    return measure_latency_table(job.model, mode)
+
+
+def _latency_table(path, settings: Settings, model) -> LatencyTable | None:
+    """The table in ``path`` (None: none given), checked against the target and the model."""
+    if path is None:
+        return None
+    if "latency" not in settings.target:
+        raise ValueError("Expected `latency_table` only with a `latency` target (it times "
+                         f"the convs). Received: latency_table={str(path)!r} with "
+                         f"{next(iter(settings.target))}={next(iter(settings.target.values()))}")
+    table, mode = read_latency_table(path, model), latency_mode(settings.quantize)
+    if table.quantize != mode:
+        raise ValueError(f"Expected `latency_table` timed as the {mode} TFLite file this "
+                         f"compress ships (quantize={settings.quantize}). Received: "
+                         f"latency_table={str(path)!r}, timed as {table.quantize}")
+    return table
+
+
+def latency_mode(quantize) -> str:
+    """The TFLite mode a ``latency`` target times: int8 when compress exports it, else the
+    last mode it exports."""
+    return "int8" if "int8" in quantize else quantize[-1]
+
+
+def _sensitivity(job: _Job, splits) -> Sensitivity:
+    """Each conv pruned alone, scored by the cross-entropy on the validation split (never
+    the test split, which judges the result)."""
     if not len(splits.val_labels):
         raise ValueError("Expected a run with validation images for plan='sensitivity' "
                          "(--plan sensitivity measures each conv's loss on them; the test "
@@ -299,14 +371,7 @@ def _sensitivity_plan(job: _Job, splits):
     if job.verbose:
         print(f"Sensitivity: each of {len(conv_names(job.model))} convs pruned alone, scored "
               f"on {len(labels):,} validation images.", flush=True)
-    measured = measure_sensitivity(job.model, loss_of, job.settings.criterion)
-    arg, fraction = next(iter(job.settings.target.items()))
-    steps = job.settings.steps
-    plan = [list(plan_by_sensitivity(job.model, measured, **{arg: fraction ** (k / steps)}))
-            for k in range(1, steps + 1)]
-    settings = dataclasses.replace(job.settings, plan=plan)
-    return dataclasses.replace(job, settings=settings), {
-        "images": len(labels), "split": "validation", **measured.to_json()}
+    return measure_sensitivity(job.model, loss_of, job.settings.criterion)
 
 
 def _teacher(job: _Job) -> Teacher | None:
@@ -318,16 +383,17 @@ def _teacher(job: _Job) -> Teacher | None:
 
 
 def compress_phase(run: RunContext, resume=False):
-    """The recipe's compress phase (``compress.flops`` or ``compress.params`` set) into the
-    run folder's ``compressed/``; None when the recipe has none."""
+    """The recipe's compress phase (``compress.flops``, ``.params`` or ``.latency`` set)
+    into the run folder's ``compressed/``; None when the recipe has none."""
     recipe = run.recipe
-    if not (recipe.compress.flops or recipe.compress.params):
+    if not (recipe.compress.flops or recipe.compress.params or recipe.compress.latency):
         return None
     out = run.folder.compressed
     resume = resume and out.state_file.is_file()
     quantize = recipe.export.quantize if "tflite" in recipe.export.formats else ("none", "int8")
     return compress(run.folder.path, out.path, flops=recipe.compress.flops or None,
-                    params=recipe.compress.params or None, steps=recipe.compress.steps,
+                    params=recipe.compress.params or None,
+                    latency=recipe.compress.latency or None, steps=recipe.compress.steps,
                     criterion=recipe.compress.criterion, quantize=quantize,
                     max_drop=recipe.compress.max_drop, overwrite=not resume, resume=resume,
                     callbacks=run.callbacks, verbose=run.verbose)
@@ -354,18 +420,45 @@ def _settings(recipe, model, asked: Asked) -> Settings:
         raise ValueError(f"Expected `criterion` to be one of {list(CRITERIA)}. "
                          f"Received: criterion={criterion!r}")
     quantize = checked_quantize(asked.quantize)
-    flops, params = asked.flops, asked.params
-    final = plan_widths(model, flops=flops, params=params)  # checks the target
-    arg, fraction = ("flops", flops) if flops is not None else ("params", params)
-    plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
+    arg, fraction = _target(asked)
+    if arg == "latency":
+        plan = []  # measured once the data is read
+    else:
+        final = plan_widths(model, **{arg: fraction})  # checks the target
+        plan = [plan_widths(model, **{arg: fraction ** (k / steps)}) for k in range(1, steps)]
+        plan.append(final)
     max_drop = recipe.compress.max_drop if asked.max_drop is None else asked.max_drop
     planner = recipe.compress.plan if asked.plan is None else asked.plan
     if planner not in PLANS:
         raise ValueError(f"Expected `plan` to be one of {list(PLANS)}. Received: "
                          f"plan={planner!r}")
-    widths = [list(w) for w in plan] + [list(final)] if planner == "uniform" else []
+    widths = [list(w) for w in plan] if planner == "uniform" else []
     return Settings({arg: fraction}, steps, epochs, float(lr), criterion, quantize,
                     widths, _max_drop(max_drop), _distill(recipe, asked), planner)
+
+
+def _target(asked: Asked) -> tuple[str, float]:
+    """``(name, fraction)`` of the one target given: ``flops``, ``params`` or ``latency``
+    (the fraction checked by ``plan_widths`` for the first two)."""
+    given = {name: getattr(asked, name) for name in ("flops", "params", "latency")
+             if getattr(asked, name) is not None}
+    if len(given) != 1:
+        raise ValueError("Expected one of `flops`, `params` or `latency` (the fraction of the "
+                         "model's FLOPs, parameters or convs' time to keep). Received: "
+                         + ", ".join(f"{name}={value!r}" for name, value in given.items()))
+    ((arg, fraction),) = given.items()
+    if arg != "latency":
+        return arg, fraction
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction <= 1:
+        raise ValueError("Expected `latency` to be the fraction of the convs' time to keep, "
+                         f"in (0, 1] (0.3 keeps 30%). Received: latency={fraction!r}")
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError("Expected KERAS_BACKEND=tensorflow for a `latency` target (its "
+                         "table times TFLite files, which TensorFlow writes). Received: "
+                         f"latency={fraction!r} under KERAS_BACKEND={keras.backend.backend()}; "
+                         "use `flops` or `params` here.")
+    return arg, float(fraction)
 
 
 def _distill(recipe, asked: Asked) -> dict | None:
@@ -530,8 +623,9 @@ def _report(run: RunContext, job: _Job, pruned) -> dict:
                                 "verdict": paired.verdict(settings.max_drop)},
             "accuracy_warning": accuracy_warning(paired, settings.max_drop, split_name),
             "distillation": run.teacher.to_json() if run.teacher else {"on": False},
-            "plan": {"planner": settings.planner, "sensitivity": json.loads(
-                (out / SENSITIVITY).read_text()) if settings.planner == "sensitivity" else None},
+            "plan": {"planner": settings.planner, **{key: json.loads(
+                (out / name).read_text()) if (out / name).is_file() else None
+                for key, name in (("sensitivity", SENSITIVITY), ("latency", LATENCY))}},
             "exports": rows, "exports_skipped": None if tflite else EXPORTS_ELSEWHERE.format(
                 backend=keras.backend.backend(), model=out.best)}
 

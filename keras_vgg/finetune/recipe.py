@@ -98,11 +98,13 @@ class ExportSection:
 
 @dataclass
 class CompressSection:
-    """After the run, a compress phase (keras_vgg.finetune.compress) when ``flops`` or
-    ``params`` is set: the fraction of FLOPs (or parameters) the pruned model keeps."""
+    """After the run, a compress phase (keras_vgg.finetune.compress) when ``flops``,
+    ``params`` or ``latency`` is set: the fraction of FLOPs (or parameters, or the convs'
+    time in the TFLite file) the pruned model keeps."""
 
     flops: float = 0.0  # 0: no compress phase
     params: float = 0.0
+    latency: float = 0.0
     steps: int = 1  # prune + fine-tune rounds to reach it (1: one-shot)
     epochs: int = 5  # fine-tune epochs after each round
     lr: float = 1e-4
@@ -442,13 +444,15 @@ def _check_test_split(data: DataSection):
 
 
 def _check_compress(section: CompressSection):
-    for key in ("flops", "params"):
+    targets = ("flops", "params", "latency")
+    for key in targets:
         if not 0 <= getattr(section, key) <= 1:
             raise expected(f"`compress.{key}` to be the fraction to keep, in (0, 1], or 0 for "
                            "no compress phase", **{f"compress.{key}": getattr(section, key)})
-    if section.flops and section.params:
-        raise expected("one of `compress.flops` and `compress.params`",
-                       **{"compress.flops": section.flops, "compress.params": section.params})
+    if sum(bool(getattr(section, key)) for key in targets) > 1:
+        raise expected("one of `compress.flops`, `compress.params` and `compress.latency`",
+                       **{f"compress.{key}": getattr(section, key) for key in targets
+                          if getattr(section, key)})
     _at_least("compress.steps", section.steps, 1)
     _at_least("compress.epochs", section.epochs, 0)
     _positive("compress.lr", section.lr)

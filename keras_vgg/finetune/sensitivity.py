@@ -78,21 +78,25 @@ def plan_by_sensitivity(model, sensitivity: Sensitivity, flops=None,
     ``sensitivity`` says the loss rises least per FLOP (or parameter) saved."""
     plan_widths(model, flops, params)  # the target checked, as for the uniform plan
     arg, fraction = ("flops", flops) if flops is not None else ("params", params)
-    names, full = conv_names(model), conv_widths(model)
-
-    def widths(shares):
-        return tuple(max(1, round(s * n)) for s, n in zip(shares, full))
+    full = conv_widths(model)
 
     def cost(shares):
-        return getattr(model_cost(model, widths(shares)), arg)
+        return getattr(model_cost(model, _widths(shares, full)), arg)
 
-    budget = fraction * getattr(model_cost(model), arg)
+    shares = spend(sensitivity, conv_names(model), cost, fraction * cost([1.0] * len(full)))
+    return _widths(shares, full)
+
+
+def spend(sensitivity: Sensitivity, names, cost, budget, floor=STEP) -> list:
+    """Each conv's share of its filters: taken away in steps of ``STEP``, each time from the
+    conv whose loss rises least per unit of ``cost(shares)`` saved, until the cost is within
+    ``budget`` or every conv is at ``floor``."""
     shares = [1.0] * len(names)
     while cost(shares) > budget:
         now = cost(shares)
         best = None
         for i, name in enumerate(names):
-            if shares[i] - STEP < STEP / 2:
+            if shares[i] - STEP < floor - STEP / 2:
                 continue
             fewer = shares[:i] + [shares[i] - STEP] + shares[i + 1:]
             saved = now - cost(fewer)
@@ -104,4 +108,8 @@ def plan_by_sensitivity(model, sensitivity: Sensitivity, flops=None,
         if best is None:  # every conv at its least: the uniform plan's floor
             break
         shares[best[1]] -= STEP
-    return widths(shares)
+    return shares
+
+
+def _widths(shares, full) -> tuple[int, ...]:
+    return tuple(max(1, round(s * n)) for s, n in zip(shares, full))
