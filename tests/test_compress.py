@@ -204,7 +204,8 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tiny_run, tmp_path):
     out = tmp_path / "never"
     with pytest.raises(ValueError, match=r"`flops` of at least .*Received: flops=1e-07"):
         compress(tiny_run, out, flops=1e-7)
-    with pytest.raises(ValueError, match=r"one of `flops` or `params`"):
+    with pytest.raises(ValueError, match=r"one of `flops`, `params` or `latency` .*Received: "
+                                         r"none of them$"):
         compress(tiny_run, out)
     with pytest.raises(ValueError, match=r"`steps` to be a positive int.*Received: steps=0"):
         compress(tiny_run, out, flops=0.5, steps=0)
@@ -267,7 +268,8 @@ def test_a_recipe_with_a_compress_phase_runs_it(tmp_path):
 def test_bad_compress_keys_are_named(override, message):
     with pytest.raises(ValueError, match=message):
         load_recipe("builtin", [override])
-    with pytest.raises(ValueError, match=r"one of `compress.flops` and `compress.params`"):
+    with pytest.raises(ValueError, match=r"one of `compress.flops`, `compress.params` and "
+                                         r"`compress.latency`"):
         Recipe().but({"compress.flops": 0.3, "compress.params": 0.3})
 
 

@@ -2,7 +2,7 @@
 a TFLite file at a few widths, the table read between them, and a ``latency`` target spent
 uniformly or where the loss rises least per millisecond saved. Tables made up where the
 planner is tested alone; the real table on the tiny run's VGG11-BN at 32x32, at two widths
-per conv (the default four take about a minute there)."""
+per conv (the default four: 116 files, 23 s there)."""
 
 import importlib
 import json

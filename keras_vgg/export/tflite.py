@@ -118,12 +118,12 @@ def converter_bytes(serving, quantize, representative=None, int8_io="uint8") -> 
             "2 GiB flatbuffer limit. Export a smaller input size or a pooled head "
             "(include_top=False, pooling='avg') instead of a large flatten head.")
     settings = converter_settings(quantize, representative, int8_io)
+    size = tuple(serving.input_shape[1:3])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.tflite"
         try:
             serving.export(str(path), format="litert", verbose=False,
-                           input_signature=[tf.TensorSpec((1, *serving.input_shape[1:]),
-                                                          tf.float32)],
+                           input_signature=[tf.TensorSpec((1, *size, 3), tf.float32)],
                            **settings)
         except Exception as error:  # the converter's own errors are long MLIR dumps
             message = str(error).strip().splitlines()

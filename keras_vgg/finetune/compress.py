@@ -445,7 +445,8 @@ def _target(asked: Asked) -> tuple[str, float]:
     if len(given) != 1:
         raise ValueError("Expected one of `flops`, `params` or `latency` (the fraction of the "
                          "model's FLOPs, parameters or convs' time to keep). Received: "
-                         + ", ".join(f"{name}={value!r}" for name, value in given.items()))
+                         + (", ".join(f"{name}={value!r}" for name, value in given.items())
+                            or "none of them"))
     ((arg, fraction),) = given.items()
     if arg != "latency":
         return arg, fraction
