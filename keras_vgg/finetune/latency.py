@@ -14,7 +14,7 @@ hardly changes with the widths and is left out, so a ``latency`` target is a fra
 the convs' time.
 
 Measured, the table reads what FLOPs hide: the first convs of a VGG at 224x224 do few FLOPs
-for their time (memory-bound: on 2 cores VGG11-BN's first conv takes 1.54 ms of int8 for
+for their time (memory-bound: on 2 cores VGG11-BN's first conv takes 1.56 ms of int8 for
 0.17 GFLOPs, block 2's 3.10 ms for 1.85: benchmarks/latency_plan.py), so a latency budget
 spends differently than a FLOPs one.
 
