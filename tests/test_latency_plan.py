@@ -13,6 +13,7 @@ import pytest
 from keras_vgg import build_vgg
 from keras_vgg.cli import main
 from keras_vgg.finetune import compress, load_recipe
+from keras_vgg.finetune.compress_report import format_compress_report
 from keras_vgg.finetune.latency import LatencyTable, plan_for_latency
 from keras_vgg.finetune.sensitivity import Sensitivity, plan_by_sensitivity
 from keras_vgg.pruning import conv_names, conv_widths
@@ -126,6 +127,13 @@ def test_compress_plans_for_a_latency_target_and_reports_the_table(tiny_run, tim
     assert min(w / n for w, n in zip(report["widths"]["after"], conv_widths(model))) >= 0.5
     state = json.loads((out / "state.json").read_text())
     assert state["settings"]["target"] == {"latency": 0.5} and state["complete"]
+    # the console report says what was planned, by that table
+    shares = [w / n for w, n in zip(report["widths"]["after"], conv_widths(model))]
+    before, after = table.predict([1.0] * 8), table.predict(shares)
+    assert after <= 0.5 * before
+    assert (f"Planned for 0.5 of the convs' time (sensitivity plan; none TFLite, each conv timed "
+            f"alone: latency.json): predicted {after:.3f} of {before:.3f} ms "
+            f"({after / before:.1%}).") in " ".join(format_compress_report(report).split())
 
 
 def test_a_resumed_latency_compress_keeps_its_measured_plan(tiny_run, timed):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import textwrap
 
 from keras_vgg._helpers import format_table
+from keras_vgg.finetune.latency import LatencyTable
 from keras_vgg.finetune.report import _pyplot
 from keras_vgg.stats import PairedDifference
 
@@ -77,12 +78,27 @@ def format_compress_report(report) -> str:
         lines += textwrap.wrap(report["exports_skipped"], 92)
     if report.get("distillation"):
         lines += textwrap.wrap(distillation_line(report["distillation"]), 92)
+    if (report.get("plan") or {}).get("latency"):
+        lines += textwrap.wrap(latency_line(report), 92)
     target = report["accuracy_target"]
     lines += textwrap.wrap(f"Within {100 * target['max_drop']:.1f} point of the unpruned "
                            f"model: {target['verdict']}.", 92)
     if report.get("accuracy_warning"):
         lines += textwrap.wrap(report["accuracy_warning"], 92)
     return "\n".join(lines)
+
+
+def latency_line(report) -> str:
+    """What a latency target planned: the convs' predicted time before and after, by the
+    table the compress measured (or was given), and the plan that spent it."""
+    table = LatencyTable.from_json(report["plan"]["latency"])
+    widths = report["widths"]
+    shares = [after / before for before, after in zip(widths["before"], widths["after"])]
+    before, after = table.predict([1.0] * len(shares)), table.predict(shares)
+    return (f"Planned for {report['target']['latency']:g} of the convs' time "
+            f"({report['plan']['planner']} plan; {table.quantize} TFLite, each conv timed "
+            f"alone: latency.json): predicted {after:.3f} of {before:.3f} ms "
+            f"({after / before:.1%}).")
 
 
 def distillation_line(distillation: dict) -> str:
