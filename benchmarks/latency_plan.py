@@ -31,7 +31,7 @@ from compress import THREADS, interleaved_ms, threads_label, train_run
 TITLE = "Latency-aware plan: compress --latency against the uniform FLOPs plan"
 
 
-def conv_table_224(size: int) -> list[dict]:
+def full_width_convs(size: int) -> list[dict]:
     """Each VGG11-BN conv at ``size`` x ``size``, full width: GFLOPs and int8 ms alone."""
     import keras_vgg
     from keras_vgg.finetune.latency import measure_latency_table
@@ -56,7 +56,7 @@ def measure(args) -> dict:
     from keras_vgg.pruning import conv_widths
 
     root = Path(tempfile.mkdtemp(prefix="latency_plan_"))
-    found = {"convs": conv_table_224(args.size)}
+    found = {"convs": full_width_convs(args.size)}
     run = Path(args.run) if args.run else train_run(root, args.set)
     model = keras_vgg.load_model(run)
     table = measure_latency_table(model, "int8", shares=args.shares)
