@@ -43,7 +43,7 @@ def full_width_convs(size: int) -> list[dict]:
     for name, ms in zip(table.names, table.ms):
         conv = model.get_layer(name)
         height, width, channels = conv.input.shape[1:]
-        flops = 2 * height * width * channels * conv.filters * 9
+        flops = 2 * height * width * channels * conv.filters * int(np.prod(conv.kernel_size))
         rows.append({"conv": name, "gflops": flops / 1e9, "ms": ms[0][0]})
     return rows
 
@@ -64,8 +64,7 @@ def measure(args) -> dict:
     common_args = dict(epochs=args.epochs, quantize=["int8"], verbose=0)
     uniform = compress(run, root / "uniform", flops=args.flops, **common_args)
     full = conv_widths(model)
-    shares = [w / n for w, n in zip(uniform["widths"]["after"], full)]
-    fraction = round(table.predict(shares) / table.predict([1.0] * len(full)), 4)
+    fraction = round(table.time_of(uniform["widths"]["after"]) / table.time_of(full), 4)
     timed = compress(run, root / "latency", latency=fraction, plan="sensitivity",
                      latency_table=root / "latency_table.json", **common_args)
     paths = [root / "uniform" / "reference_export" / "model_int8.tflite",
@@ -75,12 +74,11 @@ def measure(args) -> dict:
     found.update(
         fraction=fraction, flops=args.flops, epochs=args.epochs,
         plans={name: {"widths": report["widths"]["after"], "flops": report["flops"]["after"],
-                      "predicted_ms": table.predict(
-                          [w / n for w, n in zip(report["widths"]["after"], full)]),
+                      "predicted_ms": table.time_of(report["widths"]["after"]),
                       "correct": report["before_minus_after"]["second"]["correct"]}
                for name, report in (("uniform", uniform), ("latency", timed))},
         unpruned={"widths": list(full), "flops": uniform["flops"]["before"],
-                  "predicted_ms": table.predict([1.0] * len(full)),
+                  "predicted_ms": table.time_of(full),
                   "correct": uniform["before_minus_after"]["first"]["correct"]},
         count=uniform["held_out_images"],
         uniform_minus_latency=compared(root / "uniform", root / "latency",
@@ -135,7 +133,7 @@ def arguments(argv=None):
     args.shares = None
     if args.quick:
         args.set += ["data.builtin_images_per_class=8", "phases.0.epochs=1", "tensorboard=false"]
-        args.epochs, args.repeats, args.size, args.shares = 1, 3, 64, (1.0, 0.5)
+        args.epochs, args.repeats, args.size, args.shares = 1, 3, 64, (1.0, 0.5, 0.25)
     return args, common.command_line("latency_plan.py", argv)
 
 

@@ -30,6 +30,7 @@ import export_speed
 import finetune_speed
 import fold_bn
 import inference
+import latency_plan
 import matplotlib
 import memory
 import precision
@@ -45,8 +46,7 @@ COMPRESS_TITLE = "## Compress: structured pruning of the built-in run, end to en
 TARGETS_TITLE = "## Compress targets over seeds: distilled students against their controls"
 DATA_TITLE = "## Data at scale: scan, first-epoch input and peak RSS, 1k to 16k photos"
 DETERMINISM_TITLE = f"## {determinism.TITLE}"  # determinism.py --write
-# latency_plan.py --write
-LATENCY_TITLE = "## Latency-aware plan: compress --latency against the uniform FLOPs plan"
+LATENCY_TITLE = f"## {latency_plan.TITLE}"  # latency_plan.py --write
 QUICK = {
     inference: ["--size", "32", "--batch", "1", "--repeats", "1", "--gemm", "256",
                 "--sweep-size", "48", "--sweep-batch", "1", "--sweep-repeats", "1",

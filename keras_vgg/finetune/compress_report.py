@@ -92,9 +92,7 @@ def latency_line(report) -> str:
     """What a latency target planned: the convs' predicted time before and after, by the
     table the compress measured (or was given), and the plan that spent it."""
     table = LatencyTable.from_json(report["plan"]["latency"])
-    widths = report["widths"]
-    shares = [after / before for before, after in zip(widths["before"], widths["after"])]
-    before, after = table.predict([1.0] * len(shares)), table.predict(shares)
+    before, after = (table.time_of(report["widths"][when]) for when in ("before", "after"))
     return (f"Planned for {report['target']['latency']:g} of the convs' time "
             f"({report['plan']['planner']} plan; {table.quantize} TFLite, each conv timed "
             f"alone: latency.json): predicted {after:.3f} of {before:.3f} ms "

@@ -79,6 +79,10 @@ class LatencyTable:
         inputs = (1.0, *shares[:-1])
         return sum(self.conv_ms(i, a, b) for i, (a, b) in enumerate(zip(inputs, shares)))
 
+    def time_of(self, widths) -> float:
+        """The convs' time (ms) at these conv widths (of the full ``widths`` measured)."""
+        return self.predict([w / n for w, n in zip(widths, self.widths)])
+
     def to_json(self) -> dict:
         return {"quantize": self.quantize, "shares": list(self.shares),
                 "widths": list(self.widths), "size": list(self.size),
