@@ -74,24 +74,9 @@ def the_block(doc: str, snippet: str) -> Block:
 # --- what the test puts in place --------------------------------------------------------
 
 # The run the README's and docs' bash lines make with `keras-vgg finetune` (the main job,
-# about 140 s): the same recipe (VGG11-BN on the built-in shapes at 32x32), small and short
-# (one epoch: the examples show what a run folder gives, not how good its model is).
-TINY_RUN = {"name": "builtin", "data.source": "builtin", "model.name": "vgg11_bn",
-            "model.image_size": 32, "data.builtin_images_per_class": 8,
-            "phases": [{"freeze": "none", "epochs": 1, "lr": 1e-3}],
-            "early_stopping_patience": 0, "reduce_lr_patience": 0, "tensorboard": False}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from keras_vgg.finetune import Recipe, finetune
-
-    run = tmp_path_factory.mktemp("docs_run") / "run"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keras.utils, "get_file", _refuse)
-        finetune(Recipe().but(TINY_RUN), run_dir=run, verbose=0)
-    keras.backend.clear_session()
-    return run
+# about 140 s) is conftest's session-wide tiny run: the same recipe (VGG11-BN on the built-in
+# shapes at 32x32), small and short (one epoch: the examples show what a run folder gives, not
+# how good its model is), trained once for every file that reads it.
 
 
 def _refuse(*args, **kwargs):
