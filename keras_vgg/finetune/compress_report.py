@@ -43,6 +43,12 @@ from keras_vgg.finetune.report import _pyplot
 from keras_vgg.stats import PairedDifference
 
 
+def wrap(text):
+    """``text`` as console lines of at most 92 characters, never split inside a word: a flag
+    such as ``--max-drop`` stays whole (textwrap's default breaks after its hyphens)."""
+    return textwrap.wrap(text, 92, break_on_hyphens=False)
+
+
 def format_compress_report(report) -> str:
     """Before, after and their ratio for each figure of the report; then the paired
     difference of the two models' accuracies and the verdict on the 1-point target."""
@@ -66,25 +72,25 @@ def format_compress_report(report) -> str:
     images = f"{paired.count:,} {split} images"
     lines = [format_table(("figure", "before", "after", "before/after"), rows, right=(1, 2, 3)),
              f"Top-1 agreement: each export against its own Keras model, on the same {images}."]
-    lines += textwrap.wrap(f"Unpruned minus pruned, paired on the {images}: {paired}.", 92)
+    lines += wrap(f"Unpruned minus pruned, paired on the {images}: {paired}.")
     for export in report["exports"]:
         pairs = [(word, export.get(f"vs_keras_{when}")) for word, when in (
             ("unpruned", "before"), ("pruned", "after"))]
         if all(figures for _, figures in pairs):
-            lines += textwrap.wrap(f"{export['file']}, its Keras model minus it: " + "; ".join(
+            lines += wrap(f"{export['file']}, its Keras model minus it: " + "; ".join(
                 f"{word} {_short(PairedDifference.from_json(figures))}"
-                for word, figures in pairs) + ".", 92)
+                for word, figures in pairs) + ".")
     if report.get("exports_skipped"):
-        lines += textwrap.wrap(report["exports_skipped"], 92)
+        lines += wrap(report["exports_skipped"])
     if report.get("distillation"):
-        lines += textwrap.wrap(distillation_line(report["distillation"]), 92)
+        lines += wrap(distillation_line(report["distillation"]))
     if (report.get("plan") or {}).get("latency"):
-        lines += textwrap.wrap(latency_line(report), 92)
+        lines += wrap(latency_line(report))
     target = report["accuracy_target"]
-    lines += textwrap.wrap(f"Within {100 * target['max_drop']:.1f} point of the unpruned "
-                           f"model: {target['verdict']}.", 92)
+    lines += wrap(f"Within {100 * target['max_drop']:.1f} point of the unpruned "
+                  f"model: {target['verdict']}.")
     if report.get("accuracy_warning"):
-        lines += textwrap.wrap(report["accuracy_warning"], 92)
+        lines += wrap(report["accuracy_warning"])
     return "\n".join(lines)
 
 
@@ -192,12 +198,10 @@ def format_distill_report(report) -> str:
               "teacher/distilled")
     lines = [format_table(header, rows, right=(1, 2, 3, 4))]
     images = f"{teacher.count:,} {split} images"
-    lines += textwrap.wrap(f"Teacher minus distilled student, paired on the {images}: "
-                           f"{teacher}.", 92)
-    lines += textwrap.wrap(f"Labels-only minus distilled student, paired on the {images}: "
-                           f"{control}.", 92)
+    lines += wrap(f"Teacher minus distilled student, paired on the {images}: {teacher}.")
+    lines += wrap(f"Labels-only minus distilled student, paired on the {images}: {control}.")
     if report.get("exports_skipped"):
-        lines += textwrap.wrap(report["exports_skipped"], 92)
+        lines += wrap(report["exports_skipped"])
     lines.append("Distillation helped (the interval of labels-only minus distilled below 0): "
                  f"{report['distillation_helped']}.")
     return "\n".join(lines)

@@ -137,7 +137,8 @@ def recipes_help() -> str:
     import textwrap
 
     def fill(text):
-        return textwrap.fill(text, 92, initial_indent="  ", subsequent_indent="    ")
+        return textwrap.fill(text, 92, initial_indent="  ", subsequent_indent="    ",
+                             break_on_hyphens=False)
 
     scratch = dotted_pairs(FROM_SCRATCH)
     try:
