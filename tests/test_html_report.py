@@ -80,6 +80,25 @@ def test_the_run_writes_its_report_with_exact_figures_and_mistakes(tiny_run):
     assert not list(tiny_run.glob("*.tmp"))  # renamed into place
 
 
+def test_the_runs_page_is_the_one_written_again_from_its_folder(tiny_run, tmp_path):
+    """The run hands its own evaluation (best.keras and its test probabilities) to the page;
+    written again from the folder alone (best.keras loaded, the test split scored again),
+    the page is the same but for the minute it was written."""
+    import re
+    import shutil
+
+    again = tmp_path / "run"
+    shutil.copytree(tiny_run, again)
+    (again / "report.html").unlink()
+    html_report.write_html_report(again)
+
+    def page(run):
+        text = (run / "report.html").read_text().replace(str(run), "RUN")
+        return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d \S+", "WHEN", text)
+
+    assert page(again) == page(tiny_run)
+
+
 def test_report_command_caps_the_images_and_shows_an_export_table(tiny_run, tmp_path,
                                                                   monkeypatch, capsys):
     labels = [0] * 10

@@ -76,7 +76,19 @@ class Mistakes:
     share: bool = False  # a worker's share only (the data is sharded)
 
 
-def write_html_report(run_dir, export_report=None, splits=None, recipe=None) -> Path:
+@dataclass(frozen=True)
+class Scored:
+    """What a run's evaluation already computed, handed to its report: ``model`` (best.keras,
+    loaded) and its class probabilities on ``split`` ("test" or "val", this worker's share
+    as the pipeline gives it), so the report neither loads nor predicts again."""
+
+    model: object
+    split: str
+    probabilities: np.ndarray
+
+
+def write_html_report(run_dir, export_report=None, splits=None, recipe=None,
+                      scored: Scored | None = None) -> Path:
     """Writes ``run_dir/report.html`` (beside and renamed into place) and returns its path.
 
     Args:
@@ -85,6 +97,8 @@ def write_html_report(run_dir, export_report=None, splits=None, recipe=None) -> 
             DIR/export_report.json); default the run's own ``export/``, when it has one.
         splits, recipe: the run's loaded data and recipe (a run passes its own); default
             recipe.json's, loaded again.
+        scored: the run's own evaluation of best.keras (a run passes its own); default
+            best.keras loaded and scored again.
     """
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
@@ -95,7 +109,7 @@ def write_html_report(run_dir, export_report=None, splits=None, recipe=None) -> 
     if recipe is None:
         recipe = read_recipe(folder)
     exported = _export_report(run_dir, export_report)
-    mistakes = find_mistakes(run_dir, recipe, splits)
+    mistakes = find_mistakes(run_dir, recipe, splits, scored=scored)
     page = render(run_dir, recipe, metrics, mistakes, exported)
     path, tmp = run_dir / HTML, run_dir / f".{HTML}.tmp"
     tmp.write_text(page, encoding="utf-8")
@@ -116,21 +130,23 @@ def _export_report(run_dir, given):
     return path, json.loads(path.read_text())
 
 
-def find_mistakes(run_dir, recipe, splits=None, shown=None) -> Mistakes:
+def find_mistakes(run_dir, recipe, splits=None, shown=None,
+                  scored: Scored | None = None) -> Mistakes:
     """The misclassified images of the test split (else the validation split) as the run
-    scored them (best.keras in the run's inference precision, the same pipeline), the first
-    ``shown`` (default :data:`SHOWN`) with their Grad-CAM overlays."""
+    scored them (best.keras in the run's inference precision, the same pipeline; ``scored``:
+    that evaluation, reused), the first ``shown`` (default :data:`SHOWN`) with their
+    Grad-CAM overlays."""
     shown = SHOWN if shown is None else shown
-    model = load_model(run_dir, compile=False)
-    mode = record_of(model)["preprocessing"]
     if splits is None:
         splits = data_lib.decode_once(data_lib.load_data(recipe))
     split = "test" if splits.test is not None else "val"
     labels = splits.counted(split)
-    fast = inference_model(model, inference_precision(recipe))  # as evaluate_run
-    with distribute.one_device():  # every image, as the run's evaluation sees them
-        probabilities = fast.predict(data_lib.eval_pipeline(getattr(splits, split), recipe,
-                                                            mode), verbose=0)[:len(labels)]
+    if scored is not None and scored.split == split:
+        model, probabilities = scored.model, scored.probabilities[:len(labels)]
+    else:
+        model = load_model(run_dir, compile=False)
+        probabilities = _scored(model, recipe, splits, split)[:len(labels)]
+    mode = record_of(model)["preprocessing"]
     wrong = np.flatnonzero(probabilities.argmax(-1) != labels)
     found = Mistakes(split, len(labels), len(wrong), share=splits.shard is not None)
     picked = wrong[:shown]
@@ -147,6 +163,15 @@ def find_mistakes(run_dir, recipe, splits=None, shown=None) -> Mistakes:
                                    png_uri(image), png_uri(overlay(image, heatmap))))
     found.layer = cam.layer
     return found
+
+
+def _scored(model, recipe, splits, split) -> np.ndarray:
+    """``model``'s class probabilities on ``split``, as the run's evaluation computes them."""
+    fast = inference_model(model, inference_precision(recipe))  # as evaluate_run
+    mode = record_of(model)["preprocessing"]
+    with distribute.one_device():  # every image, as the run's evaluation sees them
+        return fast.predict(data_lib.eval_pipeline(getattr(splits, split), recipe, mode),
+                            verbose=0)
 
 
 def _pixels(ds, indices) -> np.ndarray:

@@ -45,7 +45,7 @@ from keras_vgg.finetune.compress import compress_phase
 from keras_vgg.finetune.recipe import Recipe, phase_name
 from keras_vgg.finetune.context import RunContext
 from keras_vgg.finetune.determinism import deterministic_kernels
-from keras_vgg.finetune.html_report import write_html_report
+from keras_vgg.finetune.html_report import Scored, write_html_report
 from keras_vgg.finetune.model import build_finetune_model
 from keras_vgg.finetune.phase import inference_precision, run_phase, uses_feature_cache
 from keras_vgg.finetune.report import (
@@ -214,7 +214,7 @@ def _finetune(run: RunContext, model, start: _Start) -> RunResult:
     folder.write(folder.data_report.name, run.splits.report)
     state, phase_starts, feature_cache = _train_phases(run, model, start.state)
     with distribute.one_device():
-        metrics = evaluate_run(run, _best_without_optimizer(folder), phase_starts)
+        metrics, scored = evaluate_run(run, _best_without_optimizer(folder), phase_starts)
     metrics["final"]["stopped_early"] = list(state.stopped_early)
     metrics["final"]["epochs_planned"] = run.recipe.epochs
     metrics["feature_cache"] = feature_cache
@@ -224,7 +224,8 @@ def _finetune(run: RunContext, model, start: _Start) -> RunResult:
     folder.write(METRICS, metrics)
     export_report = export_finished_run(run) if run.recipe.export.formats else None
     compress_report = compress_phase(run, start.resume)
-    write_html_report(folder.path, splits=run.splits, recipe=run.batched)  # report.html
+    write_html_report(folder.path, splits=run.splits, recipe=run.batched,  # report.html
+                      scored=scored)
     state = folder.complete(state)  # nothing left to resume: the scratch copies dropped
     return RunResult(folder.path, folder.best, metrics, state.epoch, feature_cache,
                      export_report, compress_report)
@@ -276,14 +277,17 @@ def export_finished_run(run: RunContext) -> dict:
                   verbose=bool(run.verbose))
 
 
-def evaluate_run(run: RunContext, best, phase_starts=()) -> dict:
+def evaluate_run(run: RunContext, best, phase_starts=()) -> tuple[dict, Scored]:
     """metrics.json's figures of ``best`` (the run's best.keras): the validation split
-    (which chose it) and the test split (which reports); writes the two pictures."""
+    (which chose it) and the test split (which reports); writes the two pictures. Returns
+    the figures and the reported split's probabilities (``Scored``, for report.html)."""
     splits, folder = run.splits, run.folder
     precision = inference_precision(run.recipe)
     fast = inference_model(best, precision)  # BatchNorm folded, then cast
-    scored = {split: _predicted(fast, run, split)
-              for split in splits.present() if split != "train"}
+    probabilities = {split: fast.predict(data_lib.eval_pipeline(
+        getattr(splits, split), run.batched, run.mode), verbose=0)
+        for split in splits.present() if split != "train"}
+    scored = {split: _predicted(run, split, p) for split, p in probabilities.items()}
     reported = "test" if "test" in scored else "val"
     metrics = classification_metrics(*scored[reported], splits.class_names)
     rows = read_log(folder.log)
@@ -308,16 +312,14 @@ def evaluate_run(run: RunContext, best, phase_starts=()) -> dict:
                       "evaluated_in": resolve_precision(precision),
                       "trained_in": training_precision(run.recipe.mixed_precision)},
             "per_class": metrics["per_class"], "confusion_matrix": metrics["confusion_matrix"],
-            "epochs": rows}
+            "epochs": rows}, Scored(best, reported, probabilities[reported])
 
 
-def _predicted(model, run: RunContext, split):
-    """(labels, predicted classes) of ``split`` ("val" or "test"), each image once: a
-    worker's padding (the end of its share) left out, every worker's share combined when
-    the data is sharded."""
+def _predicted(run: RunContext, split, probabilities):
+    """(labels, predicted classes) of ``split`` ("val" or "test") from the model's
+    ``probabilities`` on it, each image once: a worker's padding (the end of its share) left
+    out, every worker's share combined when the data is sharded."""
     splits = run.splits
-    probabilities = model.predict(
-        data_lib.eval_pipeline(getattr(splits, split), run.batched, run.mode), verbose=0)
     labels = splits.counted(split)
     predicted = probabilities.argmax(-1)[:len(labels)]
     if splits.shard is None:
