@@ -39,15 +39,16 @@ def nested_and_flat(classes=3):
     return nested, flat
 
 
-def test_heat_lies_on_the_shape_for_most_held_out_images():
-    """The trained shapes classifier (a fine-tuned model: its VGG nested) at block3_conv2
+def test_heat_lies_on_the_shape_for_most_held_out_images(builtin_run):
+    """The shapes classifier (the main job's best.keras: its VGG nested) at block3_conv2
     (8x8 maps at 32x32 input; block5's are 2x2, each cell seeing the whole image).
 
-    Measured when written: held-out accuracy 93%; the shape's box (re-derived from the
-    pixels, 34% of the image on average) holds more than half the heat for 75% of the 100
-    held-out images, 59% of the heat on average, and holds the hottest pixel for 89%.
+    Measured (2026-12-07, the main job's model): held-out accuracy 89%; the shape's box
+    (re-derived from the pixels, 34% of the image on average) holds more than half the heat
+    for 81% of the 100 held-out images, 65% of the heat on average, and holds the hottest
+    pixel for 91%. (A classifier trained for this test alone gave 93%, 75%, 59% and 89%.)
     Asserted with margin for thread-order differences: >= 60%, >= 0.5, >= 75%."""
-    model, images, labels = trained_shapes_classifier()
+    model, images, labels = trained_shapes_classifier(builtin_run)
     assert isinstance(model.get_layer("base"), keras.Model)  # nested
     cam = grad_cam(model, images, layer="block3_conv2_relu")
     accuracy = (cam.classes == labels).mean()

@@ -39,8 +39,8 @@ installed() { [[ " ${missing[*]} " != *" $1 "* ]]; }
 # 500 s of line 1's) moved here to even the lines. Measured again (2026-12-07, 203c487, a
 # clean clone): line 1 2052 s against line 2's 1262 s (jax 342, torch 179, tensorflow 741);
 # the five files from test_compress_distill on moved here (about 400 s of line 1's).
-# test_embeddings is in line 1 with test_gradcam: both read tests/shapes_classifier.py's
-# classifier, trained once per process (35-47 s), so in one line it trains once.
+# test_embeddings and test_gradcam stay in line 1: their shapes classifier
+# (tests/shapes_classifier.py) is the main job's best.keras, which only line 1 trains.
 SECOND_LINE=(tests/test_backends.py tests/test_benchmarks_smoke.py tests/test_contract.py
              tests/test_docstrings.py tests/test_layers.py tests/test_lrn_builtins.py
              tests/test_models.py tests/test_bad_image_files.py tests/test_batch_norm.py
