@@ -93,6 +93,34 @@ def fresh_session():
         gc.collect()
 
 
+# --- where a slow test's time went: computing, or waiting --------------------------------
+
+# In CI a line-1 test that takes 6 s alone has taken 25-80 s (docs/development.md); beside
+# each slow test's wall time, its process's CPU time (every thread's) says whether it computed
+# (CPU near or above the wall time) or waited for the cores, a lock or a child (CPU far below).
+SLOW_S = 20.0
+_timed = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    import time
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if wall >= SLOW_S:
+        _timed.append((wall, cpu, item.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _timed:
+        terminalreporter.write_line(f"tests over {SLOW_S:.0f} s (setup, call and teardown): "
+                                    "wall s, this process's CPU s (all threads), test")
+        for wall, cpu, nodeid in sorted(_timed, reverse=True):
+            terminalreporter.write_line(f"{wall:7.1f} {cpu:7.1f}  {nodeid}")
+
+
 # --- no network, and a real tfds dataset -------------------------------------------------
 
 
