@@ -44,11 +44,28 @@ class FitPlan:
 def fit(model, train, val, plan: FitPlan):
     """``model.fit`` under every strategy except multi-worker, which gets :func:`_loop_fit`."""
     if not isinstance(plan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _build_before_tracing(model, train, plan.strategy)
         return model.fit(train, validation_data=val, epochs=plan.epochs,
                          initial_epoch=plan.initial_epoch, shuffle=False,
                          class_weight=plan.class_weight, callbacks=list(plan.callbacks),
                          verbose=plan.verbose)
     return _loop_fit(model, train, val, plan)
+
+
+def _build_before_tracing(model, train, strategy):
+    """Builds the optimizer's slots and the compiled metrics before ``fit`` traces its step.
+
+    Keras on TensorFlow builds them inside the first trace of the train step when the model
+    has no strategy of its own (``_maybe_symbolic_build`` in keras/src/backend/tensorflow/
+    trainer.py, "for backwards compatibility"), and variables made inside a ``tf.function``
+    make TensorFlow trace it a second time. Built here as Keras builds them under a strategy
+    (on the shapes of ``train``'s batches; no batch is read, so no shuffle moves), the step
+    is traced once: the same variables, so the same weights, 2 s sooner on the tiny run of
+    tests/conftest.py (7.4 s against 9.4 s a fine-tune, measured 2026-12-07)."""
+    if keras.backend.backend() != "tensorflow" or getattr(model, "_distribute_strategy", None):
+        return  # jax and torch build before tracing; under a strategy, Keras does this
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model._symbolic_build(data_batch=train.element_spec)
 
 
 def _distribute(strategy, ds, batch_size):
