@@ -216,10 +216,25 @@ def prune(model, flops=None, params=None, widths=None, criterion="auto") -> kera
     elif flops is not None or params is not None:
         raise expected("either `widths` or a `flops`/`params` target, not both",
                        widths=widths, flops=flops, params=params)
-    base = vgg_base(model)
-    keep = kept_filters(model, widths, criterion)
+    return prune_filters(model, kept_filters(model, widths, criterion))
+
+
+def prune_filters(model, keep: dict) -> keras.Model:
+    """A narrower copy of ``model`` in which each conv keeps the filters ``keep`` names
+    (``{conv name: indices}``, as :func:`kept_filters` gives them). The filters may be chosen
+    on another model of the same graph: ``model`` can be that model folded and cast for
+    inference (``keras_vgg.batch_norm.inference_model``), which keeps each filter's
+    weights in place, so the copy equals the chosen model pruned, then folded and cast.
+
+    Example:
+        >>> import keras_vgg
+        >>> model = keras_vgg.VGG11(include_top=False, input_shape=(32, 32, 3))
+        >>> keep = kept_filters(model, (8, 16, 32, 32, 64, 64, 64, 64))
+        >>> prune_filters(model, keep).widths
+        (8, 16, 32, 32, 64, 64, 64, 64)
+    """
     widths = tuple(len(k) for k in keep.values())
-    recorded = pruned_widths(get_config(base.variant).with_widths(widths))
+    recorded = pruned_widths(get_config(vgg_base(model).variant).with_widths(widths))
     pruned = _rebuilt(model, {name: len(k) for name, k in keep.items()}, recorded)
     _copy_weights(model, pruned, keep)
     return pruned

@@ -54,6 +54,35 @@ def test_each_conv_is_pruned_alone_at_each_share(model):
     assert sensitivity.to_json()["shares"] == [0.5, 0.25]
 
 
+def test_pruning_the_served_model_equals_serving_the_pruned_one():
+    """compress measures each pruning on the model as it predicts (its norms folded, its
+    weights in bfloat16), pruned to the filters chosen on the trained model: the same
+    weights and outputs, bit for bit, as the trained model pruned and then folded and cast
+    (what it did before, one fold and cast a pruning more)."""
+    from keras_vgg.batch_norm import inference_model
+    from keras_vgg.pruning import kept_filters, prune, prune_filters
+
+    keras.utils.set_random_seed(0)
+    model = build_vgg("vgg11_bn", include_top=False, input_shape=(32, 32, 3), weights=None,
+                      pooling="avg")
+    rng = np.random.default_rng(1)
+    for layer in model.layers:  # statistics and scales other than 0/1, so the folds count
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for weight, low, high in zip(layer.weights, (0.5, -0.2, -0.1, 0.5),
+                                         (1.5, 0.2, 0.1, 2.0)):
+                weight.assign(rng.uniform(low, high, weight.shape))
+    widths = (48, 64, 256, 128, 512, 256, 384, 512)
+    served = prune_filters(inference_model(model, "bfloat16"),
+                           kept_filters(model, widths, "auto"))
+    reference = inference_model(prune(model, widths=widths), "bfloat16")
+    assert served.widths == reference.widths == widths
+    assert [w.path for w in served.weights] == [w.path for w in reference.weights]
+    for a, b in zip(served.weights, reference.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(served(images)), np.asarray(reference(images)))
+
+
 def test_a_share_between_two_measured_ones_is_read_on_the_line():
     sensitivity = Sensitivity(2.0, (0.5, 0.25), {"c": (3.0, 5.0)})
     assert sensitivity.increase("c", 1.0) == 0.0

@@ -371,7 +371,9 @@ def _sensitivity(job: _Job, splits) -> Sensitivity:
     if job.verbose:
         print(f"Sensitivity: each of {len(conv_names(job.model))} convs pruned alone, scored "
               f"on {len(labels):,} validation images.", flush=True)
-    return measure_sensitivity(job.model, loss_of, job.settings.criterion)
+    # pruned as it predicts (folded and cast once; loss_of's inference_model then keeps it)
+    served = inference_model(job.model, inference_precision(job.recipe))
+    return measure_sensitivity(job.model, loss_of, job.settings.criterion, served=served)
 
 
 def _teacher(job: _Job) -> Teacher | None:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_vgg.pruning import conv_names, conv_widths, model_cost, plan_widths, prune
+from keras_vgg.pruning import (conv_names, conv_widths, kept_filters, model_cost,
+                               plan_widths, prune_filters)
 
 SHARES = (0.75, 0.5, 0.25, 0.125)  # each conv alone kept at these shares of its filters
 STEP = 1 / 16  # the planner takes filters away in steps of this share of a conv
@@ -57,19 +58,27 @@ class Sensitivity:
                 "losses": {name: list(losses) for name, losses in self.losses.items()}}
 
 
-def measure_sensitivity(model, loss_of, criterion="auto", shares=SHARES) -> Sensitivity:
+def measure_sensitivity(model, loss_of, criterion="auto", shares=SHARES,
+                        served=None) -> Sensitivity:
     """Each conv of ``model`` pruned alone to each of ``shares`` (filters ranked by
-    ``criterion``), scored by ``loss_of(pruned_model) -> float``."""
+    ``criterion`` on ``model``), scored by ``loss_of(pruned_model) -> float``.
+
+    ``served``: the model that is pruned and scored, default ``model``; give ``model`` as
+    it predicts (``inference_model``: its norms folded, its weights cast) and each pruned
+    copy equals ``model`` pruned then made so, without folding and casting each again
+    (``prune_filters``)."""
     names, full = conv_names(model), conv_widths(model)
+    served = model if served is None else served
     losses = {}
     for i, name in enumerate(names):
         row = []
         for share in shares:
             widths = list(full)
             widths[i] = max(1, round(share * full[i]))
-            row.append(float(loss_of(prune(model, widths=widths, criterion=criterion))))
+            keep = kept_filters(model, widths, criterion)
+            row.append(float(loss_of(prune_filters(served, keep))))
         losses[name] = tuple(row)
-    return Sensitivity(float(loss_of(model)), tuple(shares), losses)
+    return Sensitivity(float(loss_of(served)), tuple(shares), losses)
 
 
 def plan_by_sensitivity(model, sensitivity: Sensitivity, flops=None,
