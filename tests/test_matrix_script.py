@@ -84,11 +84,13 @@ def test_a_missing_backend_is_skipped_and_the_last_lines_name_each_result(tmp_pa
     assert done.returncode == 1
     script = (ROOT / "tools" / "test_matrix.sh").read_text()
     second = len(re.search(r"SECOND_LINE=\((.*?)\)", script, re.S).group(1).split())
-    summary = done.stdout.splitlines()[-6:]
+    summary = done.stdout.splitlines()[-7:]
     assert re.fullmatch(r"=== test matrix summary: \d+ s, exit status 1", summary[0])
     assert [re.sub(r"in [0-9.]+s", "in Ts", line) for line in summary[1:5]] == [
         "tensorflow (exit 1): 1 failed, 1 passed in Ts",
         "FAILED tests/test_first_line.py::test_broken - assert 1 == 2",
         f"torch (exit 5): {second + 2} deselected in Ts",  # jax is not installed: no line
         f"tensorflow-2 (exit 0): {second} passed in Ts"]
-    assert re.fullmatch(r"free disk under \S+: \S+ of \S+", summary[5])
+    assert re.fullmatch(r"CPU time of every run and its children: \d+ s \(user \d+ s, system "
+                        r"\d+ s\) in \d+ s", summary[5])
+    assert re.fullmatch(r"free disk under \S+: \S+ of \S+", summary[6])
