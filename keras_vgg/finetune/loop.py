@@ -61,7 +61,7 @@ def _build_before_tracing(model, train, strategy):
     make TensorFlow trace it a second time. Built here as Keras builds them under a strategy
     (on the shapes of ``train``'s batches; no batch is read, so no shuffle moves), the step
     is traced once: the same variables, so the same weights, 2 s sooner on the tiny run of
-    tests/conftest.py (7.4 s against 9.4 s a fine-tune, measured 2026-12-07)."""
+    tests/conftest.py (5.5 s against 7.4 s a fine-tune, measured 2026-12-07)."""
     if keras.backend.backend() != "tensorflow" or getattr(model, "_distribute_strategy", None):
         return  # jax and torch build before tracing; under a strategy, Keras does this
     with (strategy or tf.distribute.get_strategy()).scope():
