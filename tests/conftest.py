@@ -95,9 +95,10 @@ def fresh_session():
 
 # --- where a slow test's time went: computing, or waiting --------------------------------
 
-# In CI a line-1 test that takes 6 s alone has taken 25-80 s (docs/development.md); beside
-# each slow test's wall time, its process's CPU time (every thread's) says whether it computed
-# (CPU near or above the wall time) or waited for the cores, a lock or a child (CPU far below).
+# In CI a line-1 test that takes 6 s alone has taken 25-80 s; beside each slow test's wall
+# time, its process's CPU time (every thread's) says whether it computed (CPU near or above
+# the wall time) or waited for the cores, a lock or a child (CPU far below). It waited: the
+# other line's processes had the cores (docs/development.md, 2026-12-07).
 SLOW_S = 20.0
 _timed = []
 
